@@ -1,0 +1,434 @@
+//! The client registry: owns registered clients and user accounts (trees `oauth.clients.v1`
+//! and `oauth.users.v1`), the login throttle and the registration rate limit.
+//!
+//! Users live here rather than in an actor of their own because both are principals that
+//! authenticate, and both change rarely: one small in-memory index serves every lookup.
+//! Implements client authentication (OAuth 2.1 §2.4), dynamic registration (RFC 7591) and
+//! resource-owner login with throttling (OAuth 2.1 §7, RFC 9700 §4.x brute force).
+
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+
+use actix::prelude::*;
+use argon2::{
+    password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
+    Argon2,
+};
+
+use super::{Stop, Sweep};
+use crate::{
+    config::Settings,
+    domain::{
+        client::{AuthMethod, Client, GrantType, User},
+        clock::Clock,
+        scope::Scopes,
+        secrets::{random_bytes, ClientSecret, Digest, Password},
+    },
+    storage::{ClientStore, StorageError},
+};
+
+/// Registry failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Unknown client, wrong secret, or an authentication method the client may not use.
+    #[error("client authentication failed")]
+    InvalidClient,
+    /// A redirect URI offered at registration is not acceptable.
+    #[error("invalid redirect URI: {0}")]
+    InvalidRedirectUri(String),
+    /// Registration metadata is not acceptable.
+    #[error("invalid client metadata: {0}")]
+    InvalidMetadata(String),
+    /// Too many registrations from one address.
+    #[error("registration rate limit reached")]
+    RateLimited {
+        /// Seconds until another registration is accepted.
+        retry_after: u64,
+    },
+    /// Unknown user or wrong password.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// Too many failed logins for this user or address.
+    #[error("too many failed logins")]
+    LoginThrottled {
+        /// Seconds until the lockout ends.
+        retry_after: u64,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Something that should not happen (password hashing failed, a task panicked).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A validated registration request (RFC 7591 §2), built by `oauth::registration`.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    /// Client name, if given.
+    pub client_name: Option<String>,
+    /// Validated redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Token endpoint authentication method.
+    pub auth_method: AuthMethod,
+    /// Grant types.
+    pub grant_types: Vec<GrantType>,
+    /// Scopes; `None` means the configured default scopes.
+    pub scopes: Option<Scopes>,
+    /// Other metadata to echo back.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A freshly registered client with its secret, shown exactly once.
+#[derive(Debug)]
+pub struct RegisteredClient {
+    /// The stored client.
+    pub client: Client,
+    /// The plaintext secret for confidential clients.
+    pub secret: Option<ClientSecret>,
+}
+
+/// Registers a client (RFC 7591). The registry mints `client_id` and secret.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RegisteredClient, RegistryError>")]
+pub struct RegisterClient {
+    /// The validated metadata.
+    pub client: NewClient,
+    /// Address of the caller, for the per-address rate limit.
+    pub address: Option<IpAddr>,
+}
+
+/// Inserts a client with a chosen id and secret unless one with that id exists (demo
+/// seeding, administration). Returns whether it was inserted.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, RegistryError>")]
+pub struct InsertClientIfAbsent {
+    /// The client, with `secret_digest` already set for confidential clients.
+    pub client: Client,
+}
+
+/// Inserts a user unless one with that name exists. Returns whether it was inserted.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, RegistryError>")]
+pub struct InsertUserIfAbsent {
+    /// The user, with an Argon2id hash.
+    pub user: User,
+}
+
+/// Looks up a client by id (for /authorize, which must not redirect to unknown clients).
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Client>")]
+pub struct GetClient {
+    /// The client id.
+    pub client_id: String,
+}
+
+/// Authenticates a client at the token, revocation or introspection endpoint.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Client, RegistryError>")]
+pub struct AuthenticateClient {
+    /// The presented client id.
+    pub client_id: String,
+    /// The presented secret; `None` for the `none` method.
+    pub secret: Option<ClientSecret>,
+}
+
+/// Verifies a user's password (Argon2id, off the actor and worker threads), subject to the
+/// per-user and per-address throttle. Answers the username on success.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String, RegistryError>")]
+pub struct AuthenticateUser {
+    /// Username typed into the form.
+    pub username: String,
+    /// Password typed into the form.
+    pub password: Password,
+    /// Client address, for the per-address throttle.
+    pub address: Option<IpAddr>,
+}
+
+/// A fixed-window counter used by the throttles.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    started: i64,
+    count: u32,
+}
+
+impl Window {
+    /// Count in the current window, restarting it when `len` has passed.
+    fn current(entry: Option<&Window>, now: i64, len: i64) -> Window {
+        match entry {
+            Some(w) if now - w.started < len => *w,
+            _ => Window { started: now, count: 0 },
+        }
+    }
+}
+
+/// Hashes a password with Argon2id and a random salt. Blocking: call from a blocking task.
+pub fn hash_password(password: &str) -> Result<String, RegistryError> {
+    let salt = SaltString::encode_b64(&random_bytes::<16>())
+        .map_err(|e| RegistryError::Internal(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| RegistryError::Internal(e.to_string()))
+}
+
+fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+/// The client registry actor.
+pub struct ClientRegistry {
+    store: Box<dyn ClientStore>,
+    clients: HashMap<String, Client>,
+    users: HashMap<String, User>,
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+    /// Verified against when the user is unknown, so timing does not reveal which names exist.
+    dummy_hash: Arc<str>,
+    user_failures: HashMap<String, Window>,
+    address_failures: HashMap<IpAddr, Window>,
+    registrations: HashMap<IpAddr, Window>,
+}
+
+impl ClientRegistry {
+    /// Loads every client and user from `store`. `dummy_hash` is any Argon2id hash with the
+    /// production parameters (see [`hash_password`]).
+    pub fn new(
+        store: Box<dyn ClientStore>,
+        settings: Arc<Settings>,
+        clock: Arc<dyn Clock>,
+        dummy_hash: String,
+    ) -> Result<Self, StorageError> {
+        let (clients, users) = store.load()?;
+        Ok(Self {
+            store,
+            clients: clients.into_iter().map(|c| (c.client_id.clone(), c)).collect(),
+            users: users.into_iter().map(|u| (u.username.clone(), u)).collect(),
+            settings,
+            clock,
+            dummy_hash: dummy_hash.into(),
+            user_failures: HashMap::new(),
+            address_failures: HashMap::new(),
+            registrations: HashMap::new(),
+        })
+    }
+
+    fn lockout_secs(&self) -> i64 {
+        i64::try_from(self.settings.config.login_lockout.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// Seconds left on a lockout, if the user or address is locked out.
+    fn throttled(&self, username: &str, address: Option<IpAddr>) -> Option<u64> {
+        let now = self.clock.now();
+        let len = self.lockout_secs();
+        let cfg = &self.settings.config;
+        let user = Window::current(self.user_failures.get(username), now, len);
+        let addr = address.map(|a| Window::current(self.address_failures.get(&a), now, len));
+        let mut wait = None;
+        if user.count >= cfg.login_max_failures_per_user {
+            wait = Some(user.started + len - now);
+        }
+        if let Some(a) = addr {
+            if a.count >= cfg.login_max_failures_per_address {
+                wait = Some(wait.unwrap_or(0).max(a.started + len - now));
+            }
+        }
+        wait.map(|w| u64::try_from(w.max(1)).unwrap_or(1))
+    }
+
+    fn record_failure(&mut self, username: &str, address: Option<IpAddr>) {
+        let now = self.clock.now();
+        let len = self.lockout_secs();
+        // Only remember names that exist, so a flood of random names cannot grow the map.
+        if self.users.contains_key(username) {
+            let mut w = Window::current(self.user_failures.get(username), now, len);
+            w.count = w.count.saturating_add(1);
+            self.user_failures.insert(username.to_owned(), w);
+        }
+        if let Some(a) = address {
+            let mut w = Window::current(self.address_failures.get(&a), now, len);
+            w.count = w.count.saturating_add(1);
+            self.address_failures.insert(a, w);
+        }
+    }
+
+    fn prune_windows(&mut self) {
+        let now = self.clock.now();
+        let len = self.lockout_secs();
+        self.user_failures.retain(|_, w| now - w.started < len);
+        self.address_failures.retain(|_, w| now - w.started < len);
+        self.registrations.retain(|_, w| now - w.started < 3600);
+    }
+}
+
+impl Actor for ClientRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.settings.config.mailbox_capacity);
+        ctx.run_interval(self.settings.config.sweep_interval, |act, _| act.prune_windows());
+    }
+}
+
+impl Handler<Stop> for ClientRegistry {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Sweep> for ClientRegistry {
+    type Result = Result<usize, StorageError>;
+    fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
+        self.prune_windows();
+        Ok(0)
+    }
+}
+
+impl Handler<GetClient> for ClientRegistry {
+    type Result = Option<Client>;
+    fn handle(&mut self, msg: GetClient, _: &mut Self::Context) -> Self::Result {
+        self.clients.get(&msg.client_id).cloned()
+    }
+}
+
+impl Handler<AuthenticateClient> for ClientRegistry {
+    type Result = Result<Client, RegistryError>;
+    fn handle(&mut self, msg: AuthenticateClient, _: &mut Self::Context) -> Self::Result {
+        let client = self.clients.get(&msg.client_id);
+        match (client, msg.secret) {
+            (Some(c), None) if c.auth_method == AuthMethod::None => Ok(c.clone()),
+            (Some(c), Some(secret)) => {
+                // Server-minted secrets are 256 random bits, so SHA-256 at rest is enough and
+                // keeps authentication cheap; the comparison is constant time.
+                let presented = secret.digest();
+                match &c.secret_digest {
+                    Some(stored) if stored.ct_eq(&presented) => Ok(c.clone()),
+                    _ => Err(RegistryError::InvalidClient),
+                }
+            }
+            (None, Some(secret)) => {
+                // Same work as for a known client, so timing does not reveal which ids exist.
+                let _ = Digest([0; 32]).ct_eq(&secret.digest());
+                Err(RegistryError::InvalidClient)
+            }
+            _ => Err(RegistryError::InvalidClient),
+        }
+    }
+}
+
+impl Handler<RegisterClient> for ClientRegistry {
+    type Result = ResponseFuture<Result<RegisteredClient, RegistryError>>;
+    fn handle(&mut self, msg: RegisterClient, _: &mut Self::Context) -> Self::Result {
+        let now = self.clock.now();
+        if let Some(addr) = msg.address {
+            let w = Window::current(self.registrations.get(&addr), now, 3600);
+            if w.count >= self.settings.config.registrations_per_hour {
+                let retry_after = u64::try_from((w.started + 3600 - now).max(1)).unwrap_or(1);
+                return Box::pin(async move { Err(RegistryError::RateLimited { retry_after }) });
+            }
+            self.registrations.insert(
+                addr,
+                Window {
+                    started: w.started,
+                    count: w.count + 1,
+                },
+            );
+        }
+        let new = msg.client;
+        let secret = (new.auth_method != AuthMethod::None).then(ClientSecret::generate);
+        // 128 random bits, unguessable and collision-free in practice; retried anyway.
+        let mut client_id = crate::domain::secrets::random_token();
+        while self.clients.contains_key(&client_id) {
+            client_id = crate::domain::secrets::random_token();
+        }
+        let client = Client {
+            client_id: client_id.clone(),
+            secret_digest: secret.as_ref().map(ClientSecret::digest),
+            auth_method: new.auth_method,
+            client_name: new.client_name,
+            redirect_uris: new.redirect_uris,
+            grant_types: new.grant_types,
+            scopes: new.scopes.unwrap_or_else(|| self.settings.default_scopes.clone()),
+            issued_at: now,
+            extra: new.extra,
+        };
+        if let Err(e) = self.store.put_client(&client) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        self.clients.insert(client_id, client.clone());
+        let persist = self.store.persist();
+        Box::pin(async move {
+            persist.await?;
+            Ok(RegisteredClient { client, secret })
+        })
+    }
+}
+
+impl Handler<InsertClientIfAbsent> for ClientRegistry {
+    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    fn handle(&mut self, msg: InsertClientIfAbsent, _: &mut Self::Context) -> Self::Result {
+        if self.clients.contains_key(&msg.client.client_id) {
+            return Box::pin(async { Ok(false) });
+        }
+        if let Err(e) = self.store.put_client(&msg.client) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        self.clients.insert(msg.client.client_id.clone(), msg.client);
+        let persist = self.store.persist();
+        Box::pin(async move {
+            persist.await?;
+            Ok(true)
+        })
+    }
+}
+
+impl Handler<InsertUserIfAbsent> for ClientRegistry {
+    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    fn handle(&mut self, msg: InsertUserIfAbsent, _: &mut Self::Context) -> Self::Result {
+        if self.users.contains_key(&msg.user.username) {
+            return Box::pin(async { Ok(false) });
+        }
+        if let Err(e) = self.store.put_user(&msg.user) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        self.users.insert(msg.user.username.clone(), msg.user);
+        let persist = self.store.persist();
+        Box::pin(async move {
+            persist.await?;
+            Ok(true)
+        })
+    }
+}
+
+impl Handler<AuthenticateUser> for ClientRegistry {
+    type Result = ResponseActFuture<Self, Result<String, RegistryError>>;
+    fn handle(&mut self, msg: AuthenticateUser, _: &mut Self::Context) -> Self::Result {
+        if let Some(retry_after) = self.throttled(&msg.username, msg.address) {
+            return Box::pin(fut::ready(Err(RegistryError::LoginThrottled { retry_after })));
+        }
+        let known = self.users.get(&msg.username).map(|u| u.password_hash.clone());
+        let exists = known.is_some();
+        let phc: Arc<str> = known.map(Into::into).unwrap_or_else(|| Arc::clone(&self.dummy_hash));
+        let password = msg.password;
+        // Argon2 takes tens of milliseconds: run it on the blocking pool, never on the
+        // actor's thread or an HTTP worker.
+        let verify = tokio::task::spawn_blocking(move || verify_password(password.secret(), &phc));
+        let username = msg.username;
+        let address = msg.address;
+        Box::pin(verify.into_actor(self).map(move |res, act, _| match res {
+            Ok(true) if exists => {
+                act.user_failures.remove(&username);
+                Ok(username)
+            }
+            Ok(_) => {
+                act.record_failure(&username, address);
+                Err(RegistryError::InvalidCredentials)
+            }
+            Err(e) => Err(RegistryError::Internal(e.to_string())),
+        }))
+    }
+}

@@ -1,0 +1,409 @@
+//! The token ledger: owns tokens (`oauth.tokens.v1`, keyed by SHA-256 of the token), their
+//! expiry index and the set of revoked grants (kept in memory too, so validating an access
+//! token is one store lookup plus a hash-set check).
+//!
+//! Implements issuance (OAuth 2.1 §3.2.3), refresh with rotation and reuse detection
+//! (§4.3.1, RFC 9700 §4.14.2), revocation (RFC 7009 §2.1: revoking a refresh token revokes
+//! its grant) and introspection (RFC 7662).
+
+use std::{collections::HashMap, sync::Arc};
+
+use actix::prelude::*;
+
+use super::{Stop, Sweep};
+use crate::{
+    config::Settings,
+    domain::{
+        clock::{expiry, Clock},
+        scope::Scopes,
+        secrets::{AccessToken, PresentedToken, RefreshToken},
+    },
+    storage::{GrantId, StorageError, TokenKind, TokenRecord, TokenStore},
+};
+
+/// Ledger failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// Unknown, expired, rotated-out or foreign refresh token.
+    #[error("invalid refresh token")]
+    InvalidGrant,
+    /// The grant was revoked (code replay, refresh-token reuse, revocation).
+    #[error("grant revoked")]
+    GrantRevoked,
+    /// The requested scope is wider than the grant.
+    #[error("scope exceeds grant")]
+    InvalidScope,
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A freshly issued token response.
+#[derive(Debug)]
+pub struct IssuedTokens {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// The refresh token, when the grant has one.
+    pub refresh_token: Option<RefreshToken>,
+    /// Scope of the access token.
+    pub scopes: Scopes,
+    /// Access token lifetime in seconds.
+    pub expires_in: u64,
+}
+
+/// What a valid token stands for.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    /// Access or refresh.
+    pub kind: TokenKind,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The resource owner; `None` for client_credentials.
+    pub subject: Option<String>,
+    /// The token's scope.
+    pub scopes: Scopes,
+    /// Audience (RFC 8707 resource).
+    pub resource: String,
+    /// Issue time.
+    pub issued_at: i64,
+    /// Expiry.
+    pub expires_at: i64,
+}
+
+/// Issues the first tokens of a grant (after a code redemption or for client_credentials).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<IssuedTokens, LedgerError>")]
+pub struct IssueTokens {
+    /// The grant; refused if it has been revoked meanwhile (code replay race).
+    pub grant_id: GrantId,
+    /// The client.
+    pub client_id: String,
+    /// The resource owner, if any.
+    pub subject: Option<String>,
+    /// Granted scopes.
+    pub scopes: Scopes,
+    /// Audience.
+    pub resource: String,
+    /// Whether to issue a refresh token.
+    pub with_refresh: bool,
+}
+
+/// Rotates a refresh token: a new pair, the old refresh token rotated out.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<IssuedTokens, LedgerError>")]
+pub struct RefreshTokens {
+    /// The presented refresh token.
+    pub refresh_token: RefreshToken,
+    /// The authenticated client.
+    pub client_id: String,
+    /// A narrower scope for the new access token, if requested.
+    pub scopes: Option<Scopes>,
+}
+
+/// Looks up a token for introspection or bearer validation; `None` when it is not active.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<TokenInfo>, LedgerError>")]
+pub struct IntrospectToken {
+    /// The presented token.
+    pub token: PresentedToken,
+}
+
+/// Revokes a token on behalf of a client (RFC 7009). Tokens of other clients and unknown
+/// tokens are left alone, and the answer is the same, so the endpoint is no oracle.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), LedgerError>")]
+pub struct RevokeToken {
+    /// The presented token.
+    pub token: PresentedToken,
+    /// The authenticated client.
+    pub client_id: String,
+}
+
+/// Revokes a whole grant (code replay).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), LedgerError>")]
+pub struct RevokeGrant {
+    /// The grant.
+    pub grant_id: GrantId,
+}
+
+/// Number of token records held (live, rotated or expired-not-yet-swept).
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct CountTokens;
+
+/// The token ledger actor.
+pub struct TokenLedger {
+    store: Box<dyn TokenStore>,
+    /// Revoked grant → when it may be forgotten.
+    revoked: HashMap<GrantId, i64>,
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+}
+
+impl TokenLedger {
+    /// Opens the ledger, loading the revoked grants.
+    pub fn new(
+        store: Box<dyn TokenStore>,
+        settings: Arc<Settings>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StorageError> {
+        let revoked = store.revoked_grants()?.into_iter().collect();
+        Ok(Self { store, revoked, settings, clock })
+    }
+
+    fn access_ttl_secs(&self) -> u64 {
+        self.settings.config.access_token_ttl.as_secs()
+    }
+
+    /// Mints a pair (or an access token alone) and stores it; no flush.
+    fn mint(
+        &mut self,
+        grant_id: GrantId,
+        client_id: &str,
+        subject: Option<&str>,
+        access_scopes: Scopes,
+        grant_scopes: Option<&Scopes>,
+        resource: &str,
+    ) -> Result<IssuedTokens, StorageError> {
+        let now = self.clock.now();
+        let cfg = &self.settings.config;
+        let access_token = AccessToken::generate();
+        let mut record = TokenRecord {
+            kind: TokenKind::Access,
+            grant_id,
+            client_id: client_id.to_owned(),
+            subject: subject.map(str::to_owned),
+            scopes: access_scopes.clone(),
+            resource: resource.to_owned(),
+            issued_at: now,
+            expires_at: expiry(now, cfg.access_token_ttl),
+            rotated_at: None,
+        };
+        self.store.put(&access_token.digest(), &record)?;
+        let refresh_token = match grant_scopes {
+            Some(scopes) => {
+                let token = RefreshToken::generate();
+                record.kind = TokenKind::Refresh;
+                record.scopes = scopes.clone();
+                record.expires_at = expiry(now, cfg.refresh_token_ttl);
+                self.store.put(&token.digest(), &record)?;
+                Some(token)
+            }
+            None => None,
+        };
+        Ok(IssuedTokens {
+            access_token,
+            refresh_token,
+            scopes: access_scopes,
+            expires_in: self.access_ttl_secs(),
+        })
+    }
+
+    /// Marks a grant revoked, remembered for as long as any of its tokens could live.
+    fn revoke_grant(&mut self, grant_id: GrantId) -> Result<(), StorageError> {
+        let cfg = &self.settings.config;
+        let longest = cfg.refresh_token_ttl.max(cfg.access_token_ttl);
+        let forget_at = expiry(self.clock.now(), longest);
+        self.store.put_revoked_grant(&grant_id, forget_at)?;
+        self.revoked.insert(grant_id, forget_at);
+        Ok(())
+    }
+
+    fn active(&self, record: &TokenRecord) -> bool {
+        record.expires_at > self.clock.now()
+            && record.rotated_at.is_none()
+            && !self.revoked.contains_key(&record.grant_id)
+    }
+
+    fn sweep(&mut self) -> Result<usize, StorageError> {
+        let now = self.clock.now();
+        self.revoked.retain(|_, forget_at| *forget_at > now);
+        // Bounded so one sweep never holds the actor for long; the next tick continues.
+        self.store.sweep(now, 10_000)
+    }
+}
+
+/// Replies with `result` once the writes made so far are on disk. Errors wait too: a
+/// refused refresh may have revoked a grant, and that revocation must be durable before
+/// anyone is told about it.
+fn after_persist<T: Send + 'static>(
+    store: &dyn TokenStore,
+    result: Result<T, LedgerError>,
+) -> ResponseFuture<Result<T, LedgerError>> {
+    let persist = store.persist();
+    Box::pin(async move {
+        persist.await?;
+        result
+    })
+}
+
+impl Actor for TokenLedger {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.settings.config.mailbox_capacity);
+        ctx.run_interval(self.settings.config.sweep_interval, |act, _| {
+            if let Err(e) = act.sweep() {
+                tracing::warn!(error = %e, "token sweep failed");
+            }
+        });
+    }
+}
+
+impl Handler<Stop> for TokenLedger {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Sweep> for TokenLedger {
+    type Result = Result<usize, StorageError>;
+    fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
+        self.sweep()
+    }
+}
+
+impl Handler<CountTokens> for TokenLedger {
+    type Result = usize;
+    fn handle(&mut self, _: CountTokens, _: &mut Self::Context) -> usize {
+        self.store.count()
+    }
+}
+
+impl Handler<IssueTokens> for TokenLedger {
+    type Result = ResponseFuture<Result<IssuedTokens, LedgerError>>;
+    fn handle(&mut self, msg: IssueTokens, _: &mut Self::Context) -> Self::Result {
+        let result = if self.revoked.contains_key(&msg.grant_id) {
+            Err(LedgerError::GrantRevoked)
+        } else {
+            let grant_scopes = msg.with_refresh.then_some(&msg.scopes);
+            self.mint(
+                msg.grant_id,
+                &msg.client_id,
+                msg.subject.as_deref(),
+                msg.scopes.clone(),
+                grant_scopes,
+                &msg.resource,
+            )
+            .map_err(LedgerError::from)
+        };
+        after_persist(&*self.store, result)
+    }
+}
+
+impl Handler<RefreshTokens> for TokenLedger {
+    type Result = ResponseFuture<Result<IssuedTokens, LedgerError>>;
+    fn handle(&mut self, msg: RefreshTokens, _: &mut Self::Context) -> Self::Result {
+        let result = self.refresh(msg);
+        after_persist(&*self.store, result)
+    }
+}
+
+impl TokenLedger {
+    fn refresh(&mut self, msg: RefreshTokens) -> Result<IssuedTokens, LedgerError> {
+        let now = self.clock.now();
+        let digest = msg.refresh_token.digest();
+        let Some(mut old) = self.store.get(&digest)? else {
+            return Err(LedgerError::InvalidGrant);
+        };
+        if old.kind != TokenKind::Refresh
+            || old.client_id != msg.client_id
+            || old.expires_at <= now
+            || self.revoked.contains_key(&old.grant_id)
+        {
+            return Err(LedgerError::InvalidGrant);
+        }
+        if let Some(rotated_at) = old.rotated_at {
+            let grace = i64::try_from(self.settings.config.refresh_grace.as_secs()).unwrap_or(0);
+            if now - rotated_at > grace {
+                // Reuse of a rotated-out token: either the client or an attacker holds a
+                // stolen copy. Revoke the whole grant (OAuth 2.1 §4.3.1).
+                tracing::warn!(client_id = %old.client_id, "refresh token reuse detected, grant revoked");
+                self.revoke_grant(old.grant_id)?;
+                return Err(LedgerError::InvalidGrant);
+            }
+            // Within the grace window: the same client refreshing from parallel requests.
+            // It gets its own new pair; the grant stays alive.
+        }
+        let access_scopes = match msg.scopes {
+            Some(s) if !s.is_subset(&old.scopes) => return Err(LedgerError::InvalidScope),
+            Some(s) => s,
+            None => old.scopes.clone(),
+        };
+        if old.rotated_at.is_none() {
+            old.rotated_at = Some(now);
+            self.store.put(&digest, &old)?;
+        }
+        // The new refresh token keeps the grant's full scope (OAuth 2.1 §4.3.3); only the
+        // access token is narrowed.
+        let issued = self.mint(
+            old.grant_id,
+            &old.client_id,
+            old.subject.as_deref(),
+            access_scopes,
+            Some(&old.scopes),
+            &old.resource,
+        )?;
+        Ok(issued)
+    }
+}
+
+impl Handler<IntrospectToken> for TokenLedger {
+    type Result = Result<Option<TokenInfo>, LedgerError>;
+    fn handle(&mut self, msg: IntrospectToken, _: &mut Self::Context) -> Self::Result {
+        let Some(record) = self.store.get(&msg.token.digest())? else {
+            return Ok(None);
+        };
+        if !self.active(&record) {
+            return Ok(None);
+        }
+        Ok(Some(TokenInfo {
+            kind: record.kind,
+            client_id: record.client_id,
+            subject: record.subject,
+            scopes: record.scopes,
+            resource: record.resource,
+            issued_at: record.issued_at,
+            expires_at: record.expires_at,
+        }))
+    }
+}
+
+impl Handler<RevokeToken> for TokenLedger {
+    type Result = ResponseFuture<Result<(), LedgerError>>;
+    fn handle(&mut self, msg: RevokeToken, _: &mut Self::Context) -> Self::Result {
+        let result = (|| {
+            let digest = msg.token.digest();
+            let Some(record) = self.store.get(&digest)? else {
+                return Ok(());
+            };
+            if record.client_id != msg.client_id {
+                return Ok(());
+            }
+            match record.kind {
+                TokenKind::Access => {
+                    self.store.remove(&digest)?;
+                }
+                // RFC 7009 §2.1: revoking a refresh token SHOULD also invalidate the access
+                // tokens of the same grant.
+                TokenKind::Refresh => {
+                    self.revoke_grant(record.grant_id)?;
+                    self.store.remove(&digest)?;
+                }
+            }
+            Ok(())
+        })();
+        after_persist(&*self.store, result)
+    }
+}
+
+impl Handler<RevokeGrant> for TokenLedger {
+    type Result = ResponseFuture<Result<(), LedgerError>>;
+    fn handle(&mut self, msg: RevokeGrant, _: &mut Self::Context) -> Self::Result {
+        let result = self.revoke_grant(msg.grant_id).map_err(LedgerError::from);
+        after_persist(&*self.store, result)
+    }
+}

@@ -1,0 +1,264 @@
+//! Starting and stopping the server: [`Services`] (the actors, started once per process,
+//! outside `HttpServer::new`), [`start`] (actors + HTTP server on a given listener) and
+//! [`RunningServer::stop`].
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix::{Actor, Addr};
+use actix_web::{dev::ServerHandle, App, HttpServer};
+
+use crate::{
+    actors::{
+        ask,
+        client_registry::{hash_password, InsertClientIfAbsent, InsertUserIfAbsent, RegistryError},
+        ClientRegistry, CodeIssuer, Stop, TokenLedger,
+    },
+    config::{Config, ConfigError, Settings},
+    domain::{
+        client::{AuthMethod, Client, GrantType, User},
+        clock::Clock,
+        secrets::ClientSecret,
+    },
+    error::Error,
+    storage::{
+        sled_store::{Durability, SledClientStore, SledCodeStore, SledTokenStore},
+        GroupCommit, StorageError,
+    },
+};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory could not be opened or read.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// Seeding or hashing failed.
+    #[error("registry: {0}")]
+    Registry(#[from] RegistryError),
+    /// A socket or thread could not be set up.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The demo client id seeded unless `--no-demo`.
+pub const DEMO_CLIENT_ID: &str = "demo_client";
+/// The demo client secret.
+pub const DEMO_CLIENT_SECRET: &str = "demo_secret";
+/// The demo user.
+pub const DEMO_USERNAME: &str = "demo_user";
+/// The demo user's password.
+pub const DEMO_PASSWORD: &str = "demo_password";
+
+/// Opens the sled database in `config.data_dir` with an explicit, small cache.
+pub fn open_db(config: &Config) -> Result<sled::Db, StorageError> {
+    Ok(sled::Config::new()
+        .path(&config.data_dir)
+        .cache_capacity(config.cache_capacity)
+        // Durability comes from our group commit; sled's own timer only bounds how much an
+        // un-acknowledged write can lag.
+        .flush_every_ms(Some(1000))
+        .open()?)
+}
+
+/// Addresses of the actors plus the shared settings: what handlers need. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    /// The client registry (clients, users, login throttle).
+    pub registry: Addr<ClientRegistry>,
+    /// The authorization-code issuer.
+    pub codes: Addr<CodeIssuer>,
+    /// The token ledger.
+    pub ledger: Addr<TokenLedger>,
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    commit: Option<GroupCommit>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").field("issuer", &self.settings.issuer).finish()
+    }
+}
+
+async fn blocking_hash(password: &'static str) -> Result<String, StartError> {
+    tokio::task::spawn_blocking(move || hash_password(password))
+        .await
+        .map_err(|e| StartError::Registry(RegistryError::Internal(e.to_string())))?
+        .map_err(StartError::from)
+}
+
+impl Services {
+    /// Starts the actors on `db`, in the current actix System, and seeds the demo data
+    /// when configured.
+    pub async fn start(settings: Settings, db: &sled::Db, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        let settings = Arc::new(settings);
+        let commit = if settings.config.durable {
+            Some(GroupCommit::start(db.clone())?)
+        } else {
+            None
+        };
+        let durability = match &commit {
+            Some(c) => Durability::durable(c.clone()),
+            None => Durability::relaxed(),
+        };
+        let dummy_hash = blocking_hash("not-a-password").await?;
+        let registry = ClientRegistry::new(
+            Box::new(SledClientStore::open(db, durability.clone())?),
+            Arc::clone(&settings),
+            Arc::clone(&clock),
+            dummy_hash,
+        )?
+        .start();
+        let codes = CodeIssuer::new(
+            Box::new(SledCodeStore::open(db, durability.clone())?),
+            Arc::clone(&settings),
+            Arc::clone(&clock),
+        )
+        .start();
+        let ledger = TokenLedger::new(
+            Box::new(SledTokenStore::open(db, durability)?),
+            Arc::clone(&settings),
+            Arc::clone(&clock),
+        )?
+        .start();
+        let services = Self { registry, codes, ledger, settings, commit };
+        if services.settings.config.demo {
+            services.seed_demo(clock.now()).await?;
+        }
+        Ok(services)
+    }
+
+    /// Inserts the demo client and user if absent; never overwrites later changes.
+    async fn seed_demo(&self, now: i64) -> Result<(), StartError> {
+        let settings = &self.settings;
+        let client = Client {
+            client_id: DEMO_CLIENT_ID.into(),
+            secret_digest: Some(ClientSecret::new(DEMO_CLIENT_SECRET.into()).digest()),
+            auth_method: AuthMethod::ClientSecretBasic,
+            client_name: Some("Demo Client".into()),
+            redirect_uris: vec![
+                "http://localhost:8765/callback".into(),
+                "http://127.0.0.1:8765/callback".into(),
+            ],
+            grant_types: vec![
+                GrantType::AuthorizationCode,
+                GrantType::RefreshToken,
+                GrantType::ClientCredentials,
+            ],
+            scopes: settings.scopes.clone(),
+            issued_at: now,
+            extra: Default::default(),
+        };
+        let timeout = Duration::from_secs(30);
+        ask(&self.registry, InsertClientIfAbsent { client }, timeout)
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))??;
+        let user = User {
+            username: DEMO_USERNAME.into(),
+            password_hash: blocking_hash(DEMO_PASSWORD).await?,
+        };
+        ask(&self.registry, InsertUserIfAbsent { user }, timeout)
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))??;
+        Ok(())
+    }
+
+    /// Sends `msg` with the configured actor timeout; a timeout or full mailbox becomes
+    /// `temporarily_unavailable`.
+    pub async fn ask<A, M>(&self, addr: &Addr<A>, msg: M) -> Result<M::Result, Error>
+    where
+        A: Actor + actix::Handler<M>,
+        A::Context: actix::dev::ToEnvelope<A, M>,
+        M: actix::Message + Send + 'static,
+        M::Result: Send,
+    {
+        Ok(ask(addr, msg, self.settings.config.actor_timeout).await?)
+    }
+
+    /// Stops the actors, waits until they have dropped their stores, then flushes and stops
+    /// the group-commit thread.
+    pub async fn shutdown(&self) {
+        let _ = self.registry.send(Stop).await;
+        let _ = self.codes.send(Stop).await;
+        let _ = self.ledger.send(Stop).await;
+        for _ in 0..200 {
+            if !self.registry.connected() && !self.codes.connected() && !self.ledger.connected() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Some(commit) = &self.commit {
+            let commit = commit.clone();
+            let _ = tokio::task::spawn_blocking(move || commit.shutdown()).await;
+        }
+    }
+}
+
+/// A server started by [`start`].
+pub struct RunningServer {
+    services: Services,
+    handle: ServerHandle,
+    local_addr: std::net::SocketAddr,
+    db: sled::Db,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer").field("local_addr", &self.local_addr).finish()
+    }
+}
+
+impl RunningServer {
+    /// The bound address.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.local_addr
+    }
+
+    /// The actors, for embedding and tests.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Graceful stop: stop accepting, finish in-flight requests, stop the actors, flush and
+    /// release the database (so the same directory can be reopened in this process).
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.services.shutdown().await;
+        let db = self.db;
+        let _ = tokio::task::spawn_blocking(move || db.flush()).await;
+    }
+}
+
+/// Opens the database, starts the actors and serves HTTP on `listener`. Must be awaited
+/// inside an actix System. The caller decides when to [`RunningServer::stop`].
+pub async fn start(config: Config, listener: TcpListener, clock: Arc<dyn Clock>) -> Result<RunningServer, StartError> {
+    let local_addr = listener.local_addr()?;
+    let settings = config.settings(local_addr.port())?;
+    let db = open_db(&config)?;
+    let services = Services::start(settings, &db, clock).await?;
+    let app_services = services.clone();
+    let server = HttpServer::new(move || {
+        let services = app_services.clone();
+        App::new()
+            .wrap(tracing_actix_logger())
+            .configure(move |cfg| crate::http::configure(cfg, &services))
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    tracing::info!(issuer = %services.settings.issuer, %local_addr, "oauth-mcp listening");
+    Ok(RunningServer { services, handle, local_addr, db })
+}
+
+/// Access log without query strings (they may hold codes or states) or headers.
+fn tracing_actix_logger() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new("%{r}a \"%m %U\" %s %b %Dms")
+}

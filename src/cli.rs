@@ -1,0 +1,88 @@
+//! Command-line flags and their `OAUTH_MCP_*` environment variables, turned into a
+//! [`Config`]. Kept in the library so the binary stays a thin `main`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use url::Url;
+
+use crate::config::Config;
+
+/// oauth-mcp: an OAuth 2.1 authorization server protecting an MCP server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "OAUTH_MCP_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+    /// Public base URL (the issuer); default http://localhost:<port>.
+    #[arg(long, env = "OAUTH_MCP_PUBLIC_URL")]
+    pub public_url: Option<Url>,
+    /// sled data directory.
+    #[arg(long, env = "OAUTH_MCP_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Do not seed the demo client and user.
+    #[arg(long, env = "OAUTH_MCP_NO_DEMO")]
+    pub no_demo: bool,
+    /// Supported scopes, space- or comma-separated.
+    #[arg(long, env = "OAUTH_MCP_SCOPES", default_value = "mcp:read mcp:write")]
+    pub scopes: String,
+    /// Scopes of clients registered without `scope` (default: all supported).
+    #[arg(long, env = "OAUTH_MCP_DEFAULT_SCOPES")]
+    pub default_scopes: Option<String>,
+    /// Authorization code lifetime in seconds (at most 600).
+    #[arg(long, env = "OAUTH_MCP_CODE_TTL", default_value_t = 60)]
+    pub code_ttl: u64,
+    /// Access token lifetime in seconds.
+    #[arg(long, env = "OAUTH_MCP_ACCESS_TOKEN_TTL", default_value_t = 3600)]
+    pub access_token_ttl: u64,
+    /// Refresh token lifetime in seconds (renewed by each rotation).
+    #[arg(long, env = "OAUTH_MCP_REFRESH_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
+    pub refresh_token_ttl: u64,
+    /// Seconds during which a rotated refresh token may be reused by the same client.
+    #[arg(long, env = "OAUTH_MCP_REFRESH_GRACE", default_value_t = 10)]
+    pub refresh_grace: u64,
+    /// sled cache size in MiB.
+    #[arg(long, env = "OAUTH_MCP_CACHE_MB", default_value_t = 32)]
+    pub cache_mb: u64,
+    /// Dynamic registrations allowed per client address per hour.
+    #[arg(long, env = "OAUTH_MCP_REGISTRATIONS_PER_HOUR", default_value_t = 30)]
+    pub registrations_per_hour: u32,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "OAUTH_MCP_LOG_JSON")]
+    pub log_json: bool,
+}
+
+fn split_scopes(s: &str) -> Vec<String> {
+    s.split([' ', ','])
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Cli {
+    /// The configuration these flags describe (validated later by [`Config::settings`]).
+    pub fn config(&self) -> Config {
+        let scopes = split_scopes(&self.scopes);
+        let default_scopes = self
+            .default_scopes
+            .as_deref()
+            .map(split_scopes)
+            .unwrap_or_else(|| scopes.clone());
+        Config {
+            bind: self.bind,
+            public_url: self.public_url.clone(),
+            data_dir: self.data_dir.clone(),
+            demo: !self.no_demo,
+            scopes,
+            default_scopes,
+            code_ttl: Duration::from_secs(self.code_ttl),
+            access_token_ttl: Duration::from_secs(self.access_token_ttl),
+            refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl),
+            refresh_grace: Duration::from_secs(self.refresh_grace),
+            cache_capacity: self.cache_mb.saturating_mul(1024 * 1024),
+            registrations_per_hour: self.registrations_per_hour,
+            ..Config::default()
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Configuration: one struct, validated once at start-up into [`Settings`] (typed values the
+//! rest of the crate reads). The binary fills it from flags and `OAUTH_MCP_*` variables;
+//! embedders and tests build it in code.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use url::Url;
+
+use crate::domain::{redirect::is_loopback_host, scope::Scopes};
+
+/// Everything an operator can set. Start from [`Config::default`] and change fields.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address the binary listens on (`--bind`).
+    pub bind: SocketAddr,
+    /// Public base URL: the issuer (RFC 8414) and the base of the MCP resource
+    /// `<public-url>/mcp`. `None` means `http://localhost:<port of bind>`.
+    pub public_url: Option<Url>,
+    /// sled data directory.
+    pub data_dir: PathBuf,
+    /// Seed the demo client and user (once; later changes are kept).
+    pub demo: bool,
+    /// Scopes this server knows (`scopes_supported`).
+    pub scopes: Vec<String>,
+    /// Scopes a client registered without `scope` may request.
+    pub default_scopes: Vec<String>,
+    /// Authorization code lifetime.
+    pub code_ttl: Duration,
+    /// Access token lifetime.
+    pub access_token_ttl: Duration,
+    /// Refresh token lifetime, renewed by each rotation (expiry on inactivity).
+    pub refresh_token_ttl: Duration,
+    /// How long a rotated refresh token may still be used by the same client without the
+    /// reuse being treated as theft (parallel refreshes from one client).
+    pub refresh_grace: Duration,
+    /// How long a redeemed code is remembered so that a replay revokes its tokens.
+    pub used_code_retention: Duration,
+    /// Wait for fsync before answering (group commit). Off only for benchmarks.
+    pub durable: bool,
+    /// sled page cache size in bytes.
+    pub cache_capacity: u64,
+    /// How long a request waits for an actor before answering 503.
+    pub actor_timeout: Duration,
+    /// Mailbox capacity of each actor.
+    pub mailbox_capacity: usize,
+    /// Failed logins per user before further attempts are refused for `login_lockout`.
+    pub login_max_failures_per_user: u32,
+    /// Failed logins per client address before further attempts are refused.
+    pub login_max_failures_per_address: u32,
+    /// Window and lockout time of the login throttle.
+    pub login_lockout: Duration,
+    /// Dynamic registrations allowed per client address per hour.
+    pub registrations_per_hour: u32,
+    /// Interval of the background sweep of expired codes and tokens.
+    pub sweep_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            public_url: None,
+            data_dir: PathBuf::from("./data"),
+            demo: true,
+            scopes: vec!["mcp:read".into(), "mcp:write".into()],
+            default_scopes: vec!["mcp:read".into(), "mcp:write".into()],
+            code_ttl: Duration::from_secs(60),
+            access_token_ttl: Duration::from_secs(3600),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            refresh_grace: Duration::from_secs(10),
+            used_code_retention: Duration::from_secs(24 * 3600),
+            durable: true,
+            cache_capacity: 32 * 1024 * 1024,
+            actor_timeout: Duration::from_secs(5),
+            mailbox_capacity: 4096,
+            login_max_failures_per_user: 5,
+            login_max_failures_per_address: 20,
+            login_lockout: Duration::from_secs(15 * 60),
+            registrations_per_hour: 30,
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A configuration that cannot be used; the message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Validated, derived settings shared (read-only) by actors and handlers.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The issuer, without trailing slash, e.g. `http://localhost:8000`.
+    pub issuer: String,
+    /// The issuer's URL.
+    pub public_url: Url,
+    /// True when the public URL's host is a loopback name, enabling host aliasing.
+    pub loopback: bool,
+    /// The MCP resource identifier, `<issuer>/mcp`.
+    pub resource: String,
+    /// Supported scopes.
+    pub scopes: Scopes,
+    /// Scopes of clients registered without `scope`.
+    pub default_scopes: Scopes,
+    /// The configuration this was derived from.
+    pub config: Config,
+}
+
+impl Config {
+    /// Checks the configuration and derives [`Settings`]. `port` is the port actually bound,
+    /// used when no public URL is set.
+    pub fn settings(&self, port: u16) -> Result<Settings, ConfigError> {
+        let public_url = match &self.public_url {
+            Some(u) => u.clone(),
+            None => Url::parse(&format!("http://localhost:{port}"))
+                .map_err(|e| ConfigError(format!("cannot build default public URL: {e}")))?,
+        };
+        let loopback = is_loopback_host(public_url.host());
+        match public_url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => {
+                return Err(ConfigError(format!(
+                    "public URL {public_url} must use https (http is allowed only on localhost, 127.0.0.1 or [::1])"
+                )))
+            }
+        }
+        if public_url.path() != "/" || public_url.query().is_some() || public_url.fragment().is_some() {
+            return Err(ConfigError(format!(
+                "public URL {public_url} must be an origin without path, query or fragment (e.g. https://auth.example.com)"
+            )));
+        }
+        if !public_url.username().is_empty() || public_url.password().is_some() {
+            return Err(ConfigError("public URL must not contain credentials".into()));
+        }
+        let scopes = Scopes::parse(&self.scopes.join(" "))
+            .map_err(|e| ConfigError(format!("scopes: {e}")))?;
+        if scopes.is_empty() {
+            return Err(ConfigError("at least one scope must be configured".into()));
+        }
+        let default_scopes = Scopes::parse(&self.default_scopes.join(" "))
+            .map_err(|e| ConfigError(format!("default scopes: {e}")))?;
+        if !default_scopes.is_subset(&scopes) {
+            return Err(ConfigError("default scopes must be a subset of the supported scopes".into()));
+        }
+        for (name, d) in [
+            ("code TTL", self.code_ttl),
+            ("access token TTL", self.access_token_ttl),
+            ("refresh token TTL", self.refresh_token_ttl),
+            ("actor timeout", self.actor_timeout),
+            ("sweep interval", self.sweep_interval),
+            ("login lockout", self.login_lockout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError(format!("{name} must be greater than zero")));
+            }
+        }
+        if self.code_ttl > Duration::from_secs(600) {
+            return Err(ConfigError("code TTL must be at most 10 minutes (OAuth 2.1 §4.1.2)".into()));
+        }
+        if self.mailbox_capacity == 0 {
+            return Err(ConfigError("mailbox capacity must be greater than zero".into()));
+        }
+        let issuer = public_url.as_str().trim_end_matches('/').to_owned();
+        Ok(Settings {
+            resource: format!("{issuer}/mcp"),
+            issuer,
+            public_url,
+            loopback,
+            scopes,
+            default_scopes,
+            config: self.clone(),
+        })
+    }
+}
+
+impl Settings {
+    /// The issuer as seen by a client that reached us with `host` (the `Host` header).
+    /// With a loopback public URL, a client that used `localhost`, `127.0.0.1` or `[::1]`
+    /// on our port gets that name back, so strict clients that compare the issuer with the
+    /// URL they fetched accept it. Otherwise the configured issuer, exactly.
+    pub fn issuer_for_host(&self, host: Option<&str>) -> String {
+        if let (true, Some(host)) = (self.loopback, host) {
+            if let Ok(url) = Url::parse(&format!("{}://{host}", self.public_url.scheme())) {
+                let same_port = url.port_or_known_default() == self.public_url.port_or_known_default();
+                if same_port && is_loopback_host(url.host()) && url.path() == "/" {
+                    return url.as_str().trim_end_matches('/').to_owned();
+                }
+            }
+        }
+        self.issuer.clone()
+    }
+
+    /// True when `candidate` names our MCP resource: the canonical `<issuer>/mcp`, or with a
+    /// loopback public URL, the same URL under another loopback name.
+    pub fn is_own_resource(&self, candidate: &str) -> bool {
+        if candidate == self.resource {
+            return true;
+        }
+        let Ok(url) = Url::parse(candidate) else {
+            return false;
+        };
+        self.loopback
+            && url.scheme() == self.public_url.scheme()
+            && is_loopback_host(url.host())
+            && url.port_or_known_default() == self.public_url.port_or_known_default()
+            && url.path() == "/mcp"
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && url.username().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_public_url_follows_port() {
+        let s = Config::default().settings(8123).unwrap();
+        assert_eq!(s.issuer, "http://localhost:8123");
+        assert_eq!(s.resource, "http://localhost:8123/mcp");
+        assert!(s.loopback);
+    }
+
+    #[test]
+    fn refuses_bad_public_urls() {
+        for bad in ["http://example.com", "https://a.example/path", "https://a.example/?q=1"] {
+            let mut c = Config::default();
+            c.public_url = Some(Url::parse(bad).unwrap());
+            assert!(c.settings(1).is_err(), "{bad}");
+        }
+        let mut c = Config::default();
+        c.public_url = Some(Url::parse("https://auth.example.com/").unwrap());
+        let s = c.settings(1).unwrap();
+        assert_eq!(s.issuer, "https://auth.example.com");
+        assert!(!s.loopback);
+    }
+
+    #[test]
+    fn loopback_aliases() {
+        let s = Config::default().settings(8000).unwrap();
+        assert_eq!(s.issuer_for_host(Some("127.0.0.1:8000")), "http://127.0.0.1:8000");
+        assert_eq!(s.issuer_for_host(Some("[::1]:8000")), "http://[::1]:8000");
+        assert_eq!(s.issuer_for_host(Some("evil.example:8000")), "http://localhost:8000");
+        assert_eq!(s.issuer_for_host(Some("127.0.0.1:9")), "http://localhost:8000");
+        assert!(s.is_own_resource("http://127.0.0.1:8000/mcp"));
+        assert!(!s.is_own_resource("http://127.0.0.1:8001/mcp"));
+        assert!(!s.is_own_resource("http://evil.example:8000/mcp"));
+        assert!(!s.is_own_resource("http://localhost:8000/other"));
+    }
+
+    #[test]
+    fn refuses_bad_scopes_and_ttls() {
+        let mut c = Config::default();
+        c.default_scopes = vec!["other".into()];
+        assert!(c.settings(1).is_err());
+        let mut c = Config::default();
+        c.code_ttl = Duration::ZERO;
+        assert!(c.settings(1).is_err());
+    }
+}

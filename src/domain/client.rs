@@ -1,0 +1,120 @@
+//! Registered clients and users as the registry stores them.
+
+use serde::{Deserialize, Serialize};
+
+use super::{scope::Scopes, secrets::Digest};
+
+/// How a client authenticates at the token, revocation and introspection endpoints
+/// (OAuth 2.1 §2.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// HTTP Basic with form-encoded id and secret.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+    /// A public client: no secret.
+    None,
+}
+
+impl AuthMethod {
+    /// The RFC 7591 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+        }
+    }
+
+    /// Parses an RFC 7591 name; other methods (e.g. `private_key_jwt`) are unsupported.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client_secret_basic" => Some(Self::ClientSecretBasic),
+            "client_secret_post" => Some(Self::ClientSecretPost),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+}
+
+/// Grant types a client may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum GrantType {
+    /// `authorization_code` (OAuth 2.1 §4.1).
+    AuthorizationCode,
+    /// `refresh_token` (OAuth 2.1 §4.3).
+    RefreshToken,
+    /// `client_credentials` (OAuth 2.1 §4.2), confidential clients only.
+    ClientCredentials,
+}
+
+impl GrantType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+
+    /// Parses a wire name we support.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "authorization_code" => Some(Self::AuthorizationCode),
+            "refresh_token" => Some(Self::RefreshToken),
+            "client_credentials" => Some(Self::ClientCredentials),
+            _ => None,
+        }
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Client {
+    /// The client identifier.
+    pub client_id: String,
+    /// SHA-256 of the secret; `None` for public clients.
+    pub secret_digest: Option<Digest>,
+    /// Registered authentication method.
+    pub auth_method: AuthMethod,
+    /// Human-readable name shown on the consent page.
+    pub client_name: Option<String>,
+    /// Registered redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Allowed grant types.
+    pub grant_types: Vec<GrantType>,
+    /// Scopes the client may request.
+    pub scopes: Scopes,
+    /// Registration time (Unix seconds).
+    pub issued_at: i64,
+    /// Other RFC 7591 metadata the client sent, echoed back (`client_uri`, `logo_uri`, ...).
+    #[serde(default)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Client {
+    /// True for confidential clients.
+    pub fn is_confidential(&self) -> bool {
+        self.secret_digest.is_some()
+    }
+
+    /// True when the client may use `grant`.
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+
+/// A resource owner account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    /// Login name, also the token subject.
+    pub username: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+}

@@ -1,0 +1,93 @@
+//! Scopes (OAuth 2.1 §1.4.1): space-delimited, case-sensitive tokens of
+//! `%x21 / %x23-5B / %x5D-7E`. Kept as an ordered set so a granted scope prints canonically.
+
+use std::{collections::BTreeSet, fmt};
+
+use serde::{Deserialize, Serialize};
+
+/// A set of scope tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scopes(BTreeSet<String>);
+
+/// A scope string that is not valid syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("scope contains characters outside %x21 / %x23-5B / %x5D-7E")]
+pub struct ScopeSyntaxError;
+
+fn is_scope_char(b: u8) -> bool {
+    b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
+}
+
+impl Scopes {
+    /// Parses a space-delimited scope string. Empty tokens (double spaces) are ignored.
+    pub fn parse(s: &str) -> Result<Self, ScopeSyntaxError> {
+        let mut set = BTreeSet::new();
+        for token in s.split(' ').filter(|t| !t.is_empty()) {
+            if !token.bytes().all(is_scope_char) {
+                return Err(ScopeSyntaxError);
+            }
+            set.insert(token.to_owned());
+        }
+        Ok(Self(set))
+    }
+
+    /// Builds a set from configured scope names.
+    pub fn from_names<I: IntoIterator<Item = S>, S: Into<String>>(names: I) -> Self {
+        Self(names.into_iter().map(Into::into).collect())
+    }
+
+    /// True when every scope here is also in `other`.
+    pub fn is_subset(&self, other: &Scopes) -> bool {
+        self.0.is_subset(&other.0)
+    }
+
+    /// True when the set holds `scope`.
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.contains(scope)
+    }
+
+    /// True when there are no scopes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The scope tokens, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for s in &self.0 {
+            if !first {
+                f.write_str(" ")?;
+            }
+            f.write_str(s)?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_print() {
+        let s = Scopes::parse("mcp:write  mcp:read").unwrap();
+        assert_eq!(s.to_string(), "mcp:read mcp:write");
+        assert!(Scopes::parse("a\"b").is_err());
+        assert!(Scopes::parse("a\\b").is_err());
+        assert!(Scopes::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn subset() {
+        let all = Scopes::parse("a b").unwrap();
+        assert!(Scopes::parse("a").unwrap().is_subset(&all));
+        assert!(!Scopes::parse("a c").unwrap().is_subset(&all));
+    }
+}

@@ -1,0 +1,322 @@
+//! The crate error and the one place where errors become HTTP responses:
+//! RFC 6749 §5.2 JSON on the OAuth API endpoints (RFC 7591 §3.2.2 codes on /register),
+//! an HTML page where redirecting would be unsafe (OAuth 2.1 §4.1.2.1), and a `303` back to
+//! the client for authorization errors once the client and redirect URI are verified.
+
+use std::borrow::Cow;
+
+use actix_web::{
+    http::{header, StatusCode},
+    HttpResponse, ResponseError,
+};
+
+use crate::{
+    actors::{
+        client_registry::RegistryError, code_issuer::CodeError, token_ledger::LedgerError,
+    },
+    storage::StorageError,
+};
+
+/// OAuth error codes (RFC 6749 §4.1.2.1, §5.2; RFC 7591 §3.2.2; RFC 8707 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// "The request is missing a required parameter, includes an unsupported parameter
+    /// value, repeats a parameter, ... or is otherwise malformed."
+    InvalidRequest,
+    /// "Client authentication failed." Answered with 401.
+    InvalidClient,
+    /// "The provided authorization grant ... or refresh token is invalid, expired, revoked,
+    /// does not match the redirection URI ... or was issued to another client."
+    InvalidGrant,
+    /// "The authenticated client is not authorized to use this authorization grant type."
+    UnauthorizedClient,
+    /// "The authorization grant type is not supported by the authorization server."
+    UnsupportedGrantType,
+    /// "The requested scope is invalid, unknown, malformed, or exceeds the scope granted."
+    InvalidScope,
+    /// RFC 8707: "The requested resource is invalid, missing, unknown, or malformed."
+    InvalidTarget,
+    /// RFC 7591: a redirect URI is invalid.
+    InvalidRedirectUri,
+    /// RFC 7591: a metadata field is invalid.
+    InvalidClientMetadata,
+    /// The resource owner or server denied the request.
+    AccessDenied,
+    /// `response_type` other than `code`.
+    UnsupportedResponseType,
+    /// The server is overloaded or a dependency timed out (503).
+    TemporarilyUnavailable,
+    /// An unexpected condition (500).
+    ServerError,
+}
+
+impl ErrorCode {
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
+            Self::InvalidRedirectUri => "invalid_redirect_uri",
+            Self::InvalidClientMetadata => "invalid_client_metadata",
+            Self::AccessDenied => "access_denied",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::ServerError => "server_error",
+        }
+    }
+}
+
+/// An OAuth JSON error.
+#[derive(Debug, Clone)]
+pub struct OAuthError {
+    /// The error code.
+    pub code: ErrorCode,
+    /// Human-readable text; sanitised to the characters OAuth 2.1 §3.2.4 allows.
+    pub description: Cow<'static, str>,
+    /// Client authentication was attempted with HTTP Basic: answer `WWW-Authenticate: Basic`.
+    pub basic_challenge: bool,
+    /// Answer 429 with this `Retry-After` (seconds) instead of the code's usual status.
+    pub retry_after: Option<u64>,
+}
+
+/// An HTML error page (for /authorize and the login form).
+#[derive(Debug, Clone)]
+pub struct PageError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// What went wrong, in words for the user (escaped when rendered).
+    pub message: Cow<'static, str>,
+    /// `Retry-After` seconds, for throttling.
+    pub retry_after: Option<u64>,
+}
+
+/// The crate error: everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An OAuth JSON error.
+    #[error("{}: {}", .0.code.as_str(), .0.description)]
+    OAuth(OAuthError),
+    /// An HTML error page; never a redirect.
+    #[error("{}", .0.message)]
+    Page(PageError),
+    /// A `303 See Other` to this URL (authorization error sent back to the client).
+    #[error("redirect to client")]
+    Redirect(String),
+}
+
+impl Error {
+    /// An OAuth error with a fixed description.
+    pub fn oauth(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+        Self::OAuth(OAuthError {
+            code,
+            description: sanitize(description.into()),
+            basic_challenge: false,
+            retry_after: None,
+        })
+    }
+
+    /// Shorthand for `invalid_request`.
+    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::oauth(ErrorCode::InvalidRequest, description)
+    }
+
+    /// An HTML error page.
+    pub fn page(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::Page(PageError {
+            status,
+            message: message.into(),
+            retry_after: None,
+        })
+    }
+
+    /// Marks an `invalid_client` error as answering a Basic attempt.
+    pub fn with_basic_challenge(mut self, basic: bool) -> Self {
+        if let Self::OAuth(e) = &mut self {
+            e.basic_challenge = basic && e.code == ErrorCode::InvalidClient;
+        }
+        self
+    }
+
+    /// The OAuth code, if this is an OAuth error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::OAuth(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+/// Keeps only `%x20-21 / %x23-5B / %x5D-7E` (OAuth 2.1 §3.2.4 for `error_description`).
+fn sanitize(s: Cow<'static, str>) -> Cow<'static, str> {
+    let ok = |c: char| matches!(c as u32, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E);
+    if s.chars().all(ok) {
+        s
+    } else {
+        Cow::Owned(s.chars().map(|c| if ok(c) { c } else { ' ' }).collect())
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::OAuth(e) => match (e.retry_after, e.code) {
+                (Some(_), _) => StatusCode::TOO_MANY_REQUESTS,
+                (None, ErrorCode::InvalidClient) => StatusCode::UNAUTHORIZED,
+                (None, ErrorCode::TemporarilyUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
+                (None, ErrorCode::ServerError) => StatusCode::INTERNAL_SERVER_ERROR,
+                (None, _) => StatusCode::BAD_REQUEST,
+            },
+            Self::Page(p) => p.status,
+            Self::Redirect(_) => StatusCode::SEE_OTHER,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match self {
+            Self::OAuth(e) => {
+                let mut resp = HttpResponse::build(status);
+                resp.insert_header((header::CACHE_CONTROL, "no-store"))
+                    .insert_header((header::PRAGMA, "no-cache"));
+                if e.basic_challenge {
+                    resp.insert_header((
+                        header::WWW_AUTHENTICATE,
+                        r#"Basic realm="oauth-mcp", charset="UTF-8""#,
+                    ));
+                }
+                if let Some(secs) = e.retry_after {
+                    resp.insert_header((header::RETRY_AFTER, secs.to_string()));
+                }
+                resp.json(serde_json::json!({
+                    "error": e.code.as_str(),
+                    "error_description": e.description,
+                }))
+            }
+            Self::Page(p) => {
+                let mut resp = crate::http::pages::error_page(status, &p.message);
+                if let Some(secs) = p.retry_after {
+                    if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+                        resp.headers_mut().insert(header::RETRY_AFTER, v);
+                    }
+                }
+                resp
+            }
+            Self::Redirect(url) => HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, url.as_str()))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish(),
+        }
+    }
+}
+
+impl From<actix::MailboxError> for Error {
+    fn from(e: actix::MailboxError) -> Self {
+        tracing::warn!(error = %e, "actor did not answer in time");
+        Self::oauth(
+            ErrorCode::TemporarilyUnavailable,
+            "the server is busy, retry later",
+        )
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        tracing::error!(error = %e, "storage failure");
+        Self::oauth(ErrorCode::ServerError, "storage failure")
+    }
+}
+
+impl From<RegistryError> for Error {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::InvalidClient => {
+                Self::oauth(ErrorCode::InvalidClient, "client authentication failed")
+            }
+            RegistryError::InvalidRedirectUri(m) => Self::oauth(ErrorCode::InvalidRedirectUri, m),
+            RegistryError::InvalidMetadata(m) => Self::oauth(ErrorCode::InvalidClientMetadata, m),
+            RegistryError::RateLimited { retry_after } => Self::OAuth(OAuthError {
+                code: ErrorCode::TemporarilyUnavailable,
+                description: "too many registrations from this address, retry later".into(),
+                basic_challenge: false,
+                retry_after: Some(retry_after),
+            }),
+            RegistryError::InvalidCredentials => Self::page(
+                StatusCode::BAD_REQUEST,
+                "The username or password is incorrect.",
+            ),
+            RegistryError::LoginThrottled { retry_after } => Self::Page(PageError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: "Too many failed sign-in attempts. Wait a while and try again.".into(),
+                retry_after: Some(retry_after),
+            }),
+            RegistryError::Storage(s) => s.into(),
+            RegistryError::Internal(m) => {
+                tracing::error!(error = %m, "registry failure");
+                Self::oauth(ErrorCode::ServerError, "internal error")
+            }
+        }
+    }
+}
+
+impl From<CodeError> for Error {
+    fn from(e: CodeError) -> Self {
+        match e {
+            // Replays are answered like any unknown code; the ledger revocation already ran.
+            CodeError::Invalid | CodeError::Replayed(_) => Self::oauth(
+                ErrorCode::InvalidGrant,
+                "authorization code is invalid, expired or already used",
+            ),
+            CodeError::Storage(s) => s.into(),
+        }
+    }
+}
+
+impl From<LedgerError> for Error {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::InvalidGrant => Self::oauth(
+                ErrorCode::InvalidGrant,
+                "refresh token is invalid, expired or revoked",
+            ),
+            LedgerError::GrantRevoked => {
+                Self::oauth(ErrorCode::InvalidGrant, "the grant has been revoked")
+            }
+            LedgerError::InvalidScope => Self::oauth(
+                ErrorCode::InvalidScope,
+                "requested scope exceeds the scope originally granted",
+            ),
+            LedgerError::Storage(s) => s.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_are_sanitised() {
+        let Error::OAuth(e) = Error::invalid_request("bad \"quote\" and \\ and\nnewline") else {
+            unreachable!()
+        };
+        assert!(!e.description.contains(['"', '\\', '\n']));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(Error::oauth(ErrorCode::InvalidClient, "x").status_code(), 401);
+        assert_eq!(Error::oauth(ErrorCode::InvalidGrant, "x").status_code(), 400);
+        assert_eq!(Error::oauth(ErrorCode::TemporarilyUnavailable, "x").status_code(), 503);
+        let r = Error::oauth(ErrorCode::InvalidClient, "x")
+            .with_basic_challenge(true)
+            .error_response();
+        assert!(r.headers().get("www-authenticate").is_some());
+    }
+}

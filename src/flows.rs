@@ -1,0 +1,304 @@
+//! Multi-actor protocol flows, each one small orchestrating function: parse into domain
+//! types, ask the owning actors in order, and map the answers. Handlers call these and only
+//! render the result.
+
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use crate::{
+    actors::{
+        client_registry::{AuthenticateClient, AuthenticateUser, GetClient, RegisterClient, RegistryError},
+        code_issuer::{CodeError, IssueCode, RedeemCode},
+        token_ledger::{IntrospectToken, IssueTokens, IssuedTokens, RefreshTokens, RevokeGrant, RevokeToken},
+    },
+    app::Services,
+    domain::{
+        client::{Client, GrantType},
+        pkce::CodeChallenge,
+        secrets::{Password, PresentedToken},
+    },
+    error::{Error, ErrorCode},
+    oauth::{
+        authorize::{self, AuthorizationRequest, AuthorizeError},
+        client_auth::presented_client,
+        params::Params,
+        registration,
+        token::TokenRequest,
+    },
+    storage::{GrantId, TokenKind},
+};
+
+/// Authenticates the client of a token, revocation or introspection request.
+async fn authenticate_client(services: &Services, authorization: Option<&str>, params: &Params) -> Result<Client, Error> {
+    let presented = presented_client(authorization, params)?;
+    let basic = presented.basic;
+    let msg = AuthenticateClient {
+        client_id: presented.client_id,
+        secret: presented.secret,
+    };
+    services
+        .ask(&services.registry, msg)
+        .await?
+        .map_err(|e| Error::from(e).with_basic_challenge(basic))
+}
+
+/// The JSON body of a successful token response (OAuth 2.1 §3.2.3).
+fn token_response(issued: IssuedTokens) -> Value {
+    let mut body = json!({
+        "access_token": issued.access_token.secret(),
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": issued.scopes.to_string(),
+    });
+    if let (Some(rt), Some(obj)) = (issued.refresh_token, body.as_object_mut()) {
+        obj.insert("refresh_token".into(), rt.secret().into());
+    }
+    body
+}
+
+/// `POST /token`.
+pub async fn token(services: &Services, authorization: Option<&str>, body: &[u8]) -> Result<Value, Error> {
+    let params = Params::parse(body);
+    let client = authenticate_client(services, authorization, &params).await?;
+    let request = TokenRequest::parse(&params)?;
+    if !client.allows(request.grant_type()) {
+        return Err(Error::oauth(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use this grant type",
+        ));
+    }
+    if let Some(resource) = request.resource() {
+        if !services.settings.is_own_resource(resource) {
+            return Err(Error::oauth(ErrorCode::InvalidTarget, "unknown resource"));
+        }
+    }
+    let issued = match request {
+        TokenRequest::AuthorizationCode { code, code_verifier, redirect_uri, .. } => {
+            // Burn the code first, then check PKCE: a failed verifier must not leave the
+            // code usable for another guess.
+            let redeemed = services
+                .ask(&services.codes, RedeemCode { code, client_id: client.client_id.clone() })
+                .await?;
+            let record = match redeemed {
+                Ok(r) => r,
+                Err(CodeError::Replayed(grant_id)) => {
+                    revoke_replayed(services, grant_id).await?;
+                    return Err(CodeError::Replayed(grant_id).into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if redirect_uri.is_some_and(|r| r != record.redirect_uri) {
+                return Err(Error::oauth(ErrorCode::InvalidGrant, "redirect_uri does not match the authorization request"));
+            }
+            let challenge = CodeChallenge::from_stored(record.code_challenge);
+            if !challenge.verify(&code_verifier).unwrap_or(false) {
+                return Err(Error::oauth(ErrorCode::InvalidGrant, "code_verifier does not match the code_challenge"));
+            }
+            let msg = IssueTokens {
+                grant_id: record.grant_id,
+                client_id: client.client_id.clone(),
+                subject: Some(record.subject),
+                scopes: record.scopes,
+                resource: record.resource,
+                with_refresh: client.allows(GrantType::RefreshToken),
+            };
+            services.ask(&services.ledger, msg).await??
+        }
+        TokenRequest::RefreshToken { refresh_token, scope, .. } => {
+            let msg = RefreshTokens { refresh_token, client_id: client.client_id, scopes: scope };
+            services.ask(&services.ledger, msg).await??
+        }
+        TokenRequest::ClientCredentials { scope, .. } => {
+            if !client.is_confidential() {
+                return Err(Error::oauth(ErrorCode::UnauthorizedClient, "public clients may not use client_credentials"));
+            }
+            let scopes = match scope {
+                Some(s) if !s.is_subset(&client.scopes) => {
+                    return Err(Error::oauth(ErrorCode::InvalidScope, "requested scope is not allowed"))
+                }
+                Some(s) => s,
+                None => client.scopes.clone(),
+            };
+            let msg = IssueTokens {
+                grant_id: GrantId::generate(),
+                client_id: client.client_id,
+                subject: None,
+                scopes,
+                resource: services.settings.resource.clone(),
+                with_refresh: false,
+            };
+            services.ask(&services.ledger, msg).await??
+        }
+    };
+    Ok(token_response(issued))
+}
+
+/// OAuth 2.1 §4.1.3: a replayed code revokes every token issued from it.
+async fn revoke_replayed(services: &Services, grant_id: GrantId) -> Result<(), Error> {
+    tracing::warn!("authorization code replay detected, grant revoked");
+    services.ask(&services.ledger, RevokeGrant { grant_id }).await??;
+    Ok(())
+}
+
+/// `POST /revoke` (RFC 7009). Unknown tokens and other clients' tokens answer the same.
+pub async fn revoke(services: &Services, authorization: Option<&str>, body: &[u8]) -> Result<(), Error> {
+    let params = Params::parse(body);
+    let client = authenticate_client(services, authorization, &params).await?;
+    if params.any_duplicate().is_some() {
+        return Err(Error::invalid_request("a parameter is repeated"));
+    }
+    let token = params
+        .get("token")
+        .ok_or_else(|| Error::invalid_request("token is required"))?;
+    // token_type_hint is optional and only an optimisation (RFC 7009 §2.1); one lookup by
+    // digest finds either kind, so it is ignored.
+    let msg = RevokeToken {
+        token: PresentedToken::new(token.to_owned()),
+        client_id: client.client_id,
+    };
+    services.ask(&services.ledger, msg).await??;
+    Ok(())
+}
+
+/// `POST /introspect` (RFC 7662). Only confidential clients may introspect.
+pub async fn introspect(services: &Services, authorization: Option<&str>, body: &[u8], issuer: &str) -> Result<Value, Error> {
+    let params = Params::parse(body);
+    let client = authenticate_client(services, authorization, &params).await?;
+    if !client.is_confidential() {
+        return Err(Error::oauth(ErrorCode::InvalidClient, "introspection requires client authentication"));
+    }
+    let token = params
+        .get("token")
+        .ok_or_else(|| Error::invalid_request("token is required"))?;
+    let info = services
+        .ask(&services.ledger, IntrospectToken { token: PresentedToken::new(token.to_owned()) })
+        .await??;
+    Ok(match info {
+        None => json!({ "active": false }),
+        Some(info) => {
+            let mut doc = json!({
+                "active": true,
+                "scope": info.scopes.to_string(),
+                "client_id": info.client_id,
+                "sub": info.subject.as_deref().unwrap_or(&info.client_id),
+                "aud": info.resource,
+                "iss": issuer,
+                "exp": info.expires_at,
+                "iat": info.issued_at,
+                "token_type": match info.kind { TokenKind::Access => "Bearer", TokenKind::Refresh => "refresh_token" },
+            });
+            if let (Some(user), Some(obj)) = (&info.subject, doc.as_object_mut()) {
+                obj.insert("username".into(), user.clone().into());
+            }
+            doc
+        }
+    })
+}
+
+/// `POST /register` (RFC 7591).
+pub async fn register(services: &Services, body: &[u8], address: Option<IpAddr>) -> Result<Value, Error> {
+    let client = registration::parse(body, &services.settings)?;
+    let registered = services
+        .ask(&services.registry, RegisterClient { client, address })
+        .await??;
+    Ok(registration::response(&registered))
+}
+
+/// Maps an authorization error to the crate error: a page, or a redirect to the client.
+fn authorize_error(e: AuthorizeError, issuer: &str) -> Error {
+    match e {
+        AuthorizeError::Page(message) => Error::page(actix_web::http::StatusCode::BAD_REQUEST, message),
+        AuthorizeError::Redirect { redirect_uri, code, description, state } => {
+            match authorize::error_redirect(&redirect_uri, code, description, state.as_deref(), issuer) {
+                Some(url) => Error::Redirect(url),
+                None => Error::page(actix_web::http::StatusCode::BAD_REQUEST, "The redirect_uri is not a valid URI."),
+            }
+        }
+    }
+}
+
+/// `GET`/`POST /authorize`: validates the request for the login and consent page.
+pub async fn authorize(services: &Services, params: &Params, issuer: &str) -> Result<AuthorizationRequest, Error> {
+    let client_id = authorize::client_id(params).map_err(|e| authorize_error(e, issuer))?;
+    let client = services
+        .ask(&services.registry, GetClient { client_id: client_id.to_owned() })
+        .await?;
+    authorize::validate(params, client, &services.settings).map_err(|e| authorize_error(e, issuer))
+}
+
+/// What the user decided on the consent page.
+#[derive(Debug)]
+pub enum Decision {
+    /// Approve, signing in with these credentials.
+    Approve {
+        /// Username.
+        username: String,
+        /// Password.
+        password: Password,
+    },
+    /// Deny.
+    Deny,
+}
+
+/// Outcome of a consent form submission.
+#[derive(Debug)]
+pub enum DecisionOutcome {
+    /// Send the browser back to the client (code or `access_denied`).
+    Redirect(String),
+    /// Wrong credentials: show the form again.
+    Retry(Box<AuthorizationRequest>),
+}
+
+/// `POST /authorize/decision`: re-validates the request, signs the user in, and issues a
+/// code. CSRF has been checked by the handler.
+pub async fn decide(
+    services: &Services,
+    params: &Params,
+    decision: Decision,
+    issuer: &str,
+    address: Option<IpAddr>,
+) -> Result<DecisionOutcome, Error> {
+    let request = authorize(services, params, issuer).await?;
+    let (username, password) = match decision {
+        Decision::Deny => {
+            let url = authorize::error_redirect(
+                &request.redirect_uri,
+                ErrorCode::AccessDenied,
+                "the user denied the request",
+                request.state.as_deref(),
+                issuer,
+            );
+            return url
+                .map(DecisionOutcome::Redirect)
+                .ok_or_else(|| Error::page(actix_web::http::StatusCode::BAD_REQUEST, "The redirect_uri is not a valid URI."));
+        }
+        Decision::Approve { username, password } => (username, password),
+    };
+    let login = services
+        .ask(&services.registry, AuthenticateUser { username, password, address })
+        .await?;
+    let subject = match login {
+        Ok(s) => s,
+        Err(RegistryError::InvalidCredentials) => return Ok(DecisionOutcome::Retry(Box::new(request))),
+        Err(e) => return Err(e.into()),
+    };
+    let msg = IssueCode {
+        client_id: request.client.client_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        redirect_uri_explicit: request.redirect_uri_explicit,
+        code_challenge: request.code_challenge.as_str().to_owned(),
+        scopes: request.scopes.clone(),
+        resource: request.resource.clone(),
+        subject,
+    };
+    let code = services.ask(&services.codes, msg).await??;
+    let mut pairs = vec![("code", code.secret())];
+    if let Some(state) = request.state.as_deref() {
+        pairs.push(("state", state));
+    }
+    pairs.push(("iss", issuer));
+    authorize::redirect_url(&request.redirect_uri, &pairs)
+        .map(DecisionOutcome::Redirect)
+        .ok_or_else(|| Error::page(actix_web::http::StatusCode::BAD_REQUEST, "The redirect_uri is not a valid URI."))
+}

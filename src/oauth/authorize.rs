@@ -1,0 +1,266 @@
+//! Authorization request validation (OAuth 2.1 §4.1.1, §4.1.2.1; RFC 7636; RFC 8707).
+//!
+//! Validation runs in two phases. Until the client and its redirect URI are verified,
+//! every error is shown to the user as a page and never redirected (otherwise the server
+//! becomes an open redirector, OAuth 2.1 §7.13.2). After that, errors go back to the client
+//! as a redirect carrying `error`, `state` and `iss` (RFC 9207).
+
+use url::Url;
+
+use super::params::Params;
+use crate::{
+    config::Settings,
+    domain::{
+        client::{Client, GrantType},
+        pkce::CodeChallenge,
+        redirect,
+        scope::Scopes,
+    },
+    error::ErrorCode,
+};
+
+/// A request that passed every check; ready for the login and consent page.
+#[derive(Debug, Clone)]
+pub struct AuthorizationRequest {
+    /// The verified client.
+    pub client: Client,
+    /// Where the code goes.
+    pub redirect_uri: String,
+    /// Whether `redirect_uri` was sent.
+    pub redirect_uri_explicit: bool,
+    /// Opaque client state, echoed exactly.
+    pub state: Option<String>,
+    /// S256 challenge.
+    pub code_challenge: CodeChallenge,
+    /// Scopes to grant.
+    pub scopes: Scopes,
+    /// The resource the grant is bound to (always our canonical MCP resource).
+    pub resource: String,
+}
+
+/// Why an authorization request failed.
+#[derive(Debug, Clone)]
+pub enum AuthorizeError {
+    /// Before the client and redirect URI are verified: show a page, never redirect.
+    Page(&'static str),
+    /// After: redirect to the client with these values.
+    Redirect {
+        /// The verified redirect URI.
+        redirect_uri: String,
+        /// The error code.
+        code: ErrorCode,
+        /// A short description.
+        description: &'static str,
+        /// The client's state.
+        state: Option<String>,
+    },
+}
+
+/// Phase 1 input: the parameters needed to look the client up.
+pub fn client_id(params: &Params) -> Result<&str, AuthorizeError> {
+    if params.is_duplicated("client_id") {
+        return Err(AuthorizeError::Page("The client_id parameter is repeated."));
+    }
+    params
+        .get("client_id")
+        .ok_or(AuthorizeError::Page("The request has no client_id."))
+}
+
+/// Validates the whole request against the looked-up client.
+pub fn validate(
+    params: &Params,
+    client: Option<Client>,
+    settings: &Settings,
+) -> Result<AuthorizationRequest, AuthorizeError> {
+    let Some(client) = client else {
+        return Err(AuthorizeError::Page(
+            "This application is not registered with this server (unknown client_id).",
+        ));
+    };
+    if params.is_duplicated("redirect_uri") {
+        return Err(AuthorizeError::Page("The redirect_uri parameter is repeated."));
+    }
+    let (redirect_uri, explicit) = match params.get("redirect_uri") {
+        Some(uri) => {
+            if !client.redirect_uris.iter().any(|r| redirect::matches(r, uri)) {
+                return Err(AuthorizeError::Page(
+                    "The redirect_uri is not registered for this application.",
+                ));
+            }
+            (uri.to_owned(), true)
+        }
+        // OAuth 2.1 §2.3.2: may be omitted only when exactly one is registered.
+        None => match client.redirect_uris.as_slice() {
+            [only] => (only.clone(), false),
+            _ => {
+                return Err(AuthorizeError::Page(
+                    "The request has no redirect_uri and the application has several registered.",
+                ))
+            }
+        },
+    };
+    if Url::parse(&redirect_uri).is_err() {
+        return Err(AuthorizeError::Page("The redirect_uri is not a valid URI."));
+    }
+
+    // From here on the redirect URI is trusted: errors go back to the client.
+    let state = params.get("state").map(str::to_owned);
+    let fail = |code, description| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        code,
+        description,
+        state: state.clone(),
+    };
+    if params.any_duplicate().is_some() {
+        return Err(fail(ErrorCode::InvalidRequest, "a parameter is repeated"));
+    }
+    match params.get("response_type") {
+        None => return Err(fail(ErrorCode::InvalidRequest, "response_type is required")),
+        Some("code") => {}
+        Some(_) => {
+            return Err(fail(
+                ErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            ))
+        }
+    }
+    if !client.allows(GrantType::AuthorizationCode) {
+        return Err(fail(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the authorization code grant",
+        ));
+    }
+    let Some(challenge) = params.get("code_challenge") else {
+        return Err(fail(ErrorCode::InvalidRequest, "code_challenge is required (PKCE S256)"));
+    };
+    let code_challenge = CodeChallenge::parse(challenge, params.get("code_challenge_method"))
+        .map_err(|e| match e {
+            crate::domain::pkce::PkceError::UnsupportedMethod => {
+                fail(ErrorCode::InvalidRequest, "transform algorithm not supported, use S256")
+            }
+            _ => fail(ErrorCode::InvalidRequest, "code_challenge is malformed"),
+        })?;
+    let scopes = match params.get("scope") {
+        Some(s) => {
+            let requested = Scopes::parse(s)
+                .map_err(|_| fail(ErrorCode::InvalidScope, "scope is malformed"))?;
+            if !requested.is_subset(&client.scopes) || !requested.is_subset(&settings.scopes) {
+                return Err(fail(ErrorCode::InvalidScope, "requested scope is not allowed"));
+            }
+            requested
+        }
+        None => client.scopes.clone(),
+    };
+    if scopes.is_empty() {
+        return Err(fail(ErrorCode::InvalidScope, "no scope could be granted"));
+    }
+    // RFC 8707: the only resource here is our MCP endpoint. Clients that omit `resource`
+    // (some do) are bound to it anyway, so every token has an audience.
+    if params.is_duplicated("resource") {
+        return Err(fail(ErrorCode::InvalidTarget, "only one resource is supported"));
+    }
+    if let Some(resource) = params.get("resource") {
+        if !settings.is_own_resource(resource) {
+            return Err(fail(ErrorCode::InvalidTarget, "unknown resource"));
+        }
+    }
+    Ok(AuthorizationRequest {
+        client,
+        redirect_uri,
+        redirect_uri_explicit: explicit,
+        state,
+        code_challenge,
+        scopes,
+        resource: settings.resource.clone(),
+    })
+}
+
+/// The redirect back to the client: `redirect_uri` with `pairs` appended to its query
+/// (existing query parameters are kept, OAuth 2.1 §4.1.2).
+pub fn redirect_url(redirect_uri: &str, pairs: &[(&str, &str)]) -> Option<String> {
+    let mut url = Url::parse(redirect_uri).ok()?;
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in pairs {
+            q.append_pair(k, v);
+        }
+    }
+    Some(url.into())
+}
+
+/// The error redirect for an [`AuthorizeError::Redirect`].
+pub fn error_redirect(
+    redirect_uri: &str,
+    code: ErrorCode,
+    description: &str,
+    state: Option<&str>,
+    issuer: &str,
+) -> Option<String> {
+    let mut pairs = vec![("error", code.as_str()), ("error_description", description)];
+    if let Some(s) = state {
+        pairs.push(("state", s));
+    }
+    pairs.push(("iss", issuer));
+    redirect_url(redirect_uri, &pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::Config,
+        domain::client::AuthMethod,
+    };
+
+    fn client(uris: &[&str]) -> Client {
+        Client {
+            client_id: "c".into(),
+            secret_digest: None,
+            auth_method: AuthMethod::None,
+            client_name: None,
+            redirect_uris: uris.iter().map(|s| s.to_string()).collect(),
+            grant_types: vec![GrantType::AuthorizationCode],
+            scopes: Scopes::parse("mcp:read mcp:write").unwrap(),
+            issued_at: 0,
+            extra: Default::default(),
+        }
+    }
+
+    const CH: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    fn run(q: &str, uris: &[&str]) -> Result<AuthorizationRequest, AuthorizeError> {
+        let settings = Config::default().settings(8000).unwrap();
+        validate(&Params::parse(q.as_bytes()), Some(client(uris)), &settings)
+    }
+
+    #[test]
+    fn accepts_a_good_request_and_defaults() {
+        let q = format!("client_id=c&response_type=code&code_challenge={CH}&code_challenge_method=S256&state=s");
+        let r = run(&q, &["http://127.0.0.1:1/cb"]).unwrap();
+        assert!(!r.redirect_uri_explicit);
+        assert_eq!(r.scopes.to_string(), "mcp:read mcp:write");
+        assert_eq!(r.resource, "http://localhost:8000/mcp");
+    }
+
+    #[test]
+    fn unknown_redirect_is_a_page_error() {
+        let q = "client_id=c&redirect_uri=https://evil.example/cb";
+        assert!(matches!(run(q, &["https://a.example/cb"]), Err(AuthorizeError::Page(_))));
+        assert!(matches!(run("client_id=c", &["https://a.example/cb", "https://b.example/cb"]), Err(AuthorizeError::Page(_))));
+    }
+
+    #[test]
+    fn later_errors_redirect() {
+        let q = format!("client_id=c&response_type=code&code_challenge={CH}&code_challenge_method=S256&resource=https://other.example/mcp");
+        match run(&q, &["https://a.example/cb"]) {
+            Err(AuthorizeError::Redirect { code, .. }) => assert_eq!(code, ErrorCode::InvalidTarget),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn error_redirect_keeps_query() {
+        let u = error_redirect("https://a.example/cb?x=1", ErrorCode::AccessDenied, "no", Some("s t"), "http://i").unwrap();
+        assert_eq!(u, "https://a.example/cb?x=1&error=access_denied&error_description=no&state=s+t&iss=http%3A%2F%2Fi");
+    }
+}

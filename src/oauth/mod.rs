@@ -1,0 +1,9 @@
+//! The OAuth protocol layer: parsing and validating requests into domain types, and
+//! building response documents. No actix, no storage: pure functions over strings.
+
+pub mod authorize;
+pub mod client_auth;
+pub mod metadata;
+pub mod params;
+pub mod registration;
+pub mod token;

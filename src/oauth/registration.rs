@@ -1,0 +1,221 @@
+//! Dynamic client registration metadata (RFC 7591 §2, §3.1), validated into a
+//! [`NewClient`], and the registration response document (§3.2.1).
+//!
+//! Rules beyond RFC 7591: redirect URIs must be https or loopback http (MCP authorization,
+//! "Communication Security"), `token_endpoint_auth_method` defaults to
+//! `client_secret_basic` as the RFC says, and grants are limited to the authorization code
+//! flow, refresh, and (confidential clients only) client credentials.
+
+use serde_json::{Map, Value};
+
+use crate::{
+    actors::client_registry::{NewClient, RegisteredClient},
+    config::Settings,
+    domain::{
+        client::{AuthMethod, GrantType},
+        redirect::{validate_for_registration, RedirectUriError},
+        scope::Scopes,
+    },
+    error::{Error, ErrorCode},
+};
+
+/// Optional RFC 7591 string fields that are stored and echoed back.
+const ECHOED_STRINGS: &[&str] = &[
+    "client_uri",
+    "logo_uri",
+    "tos_uri",
+    "policy_uri",
+    "software_id",
+    "software_version",
+    "application_type",
+];
+
+fn meta(description: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::oauth(ErrorCode::InvalidClientMetadata, description)
+}
+
+fn string_array(v: &Value, field: &'static str) -> Result<Vec<String>, Error> {
+    let Value::Array(items) = v else {
+        return Err(meta(format!("{field} must be an array of strings")));
+    };
+    items
+        .iter()
+        .map(|i| {
+            i.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| meta(format!("{field} must be an array of strings")))
+        })
+        .collect()
+}
+
+/// Validates a registration request body.
+pub fn parse(body: &[u8], settings: &Settings) -> Result<NewClient, Error> {
+    let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
+        return Err(meta("the body must be a JSON object"));
+    };
+
+    let redirect_uris = match doc.get("redirect_uris") {
+        Some(v) => string_array(v, "redirect_uris")?,
+        None => Vec::new(),
+    };
+    if redirect_uris.is_empty() {
+        return Err(Error::oauth(ErrorCode::InvalidRedirectUri, "redirect_uris is required"));
+    }
+    if redirect_uris.len() > 20 {
+        return Err(Error::oauth(ErrorCode::InvalidRedirectUri, "at most 20 redirect URIs"));
+    }
+    for uri in &redirect_uris {
+        if uri.len() > 2000 {
+            return Err(Error::oauth(ErrorCode::InvalidRedirectUri, "redirect URI too long"));
+        }
+        validate_for_registration(uri).map_err(|e| {
+            let d = match e {
+                RedirectUriError::NotAbsolute => "redirect URI must be an absolute URI",
+                RedirectUriError::Fragment => "redirect URI must not contain a fragment",
+                _ => "redirect URI must use https, or http on localhost, 127.0.0.1 or [::1]",
+            };
+            Error::oauth(ErrorCode::InvalidRedirectUri, d)
+        })?;
+    }
+
+    let auth_method = match doc.get("token_endpoint_auth_method") {
+        None => AuthMethod::ClientSecretBasic,
+        Some(Value::String(s)) => AuthMethod::parse(s).ok_or_else(|| {
+            meta("token_endpoint_auth_method must be client_secret_basic, client_secret_post or none")
+        })?,
+        Some(_) => return Err(meta("token_endpoint_auth_method must be a string")),
+    };
+
+    let grant_types = match doc.get("grant_types") {
+        None => vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        Some(v) => {
+            let mut out = Vec::new();
+            for g in string_array(v, "grant_types")? {
+                let grant = GrantType::parse(&g).ok_or_else(|| {
+                    meta("grant_types may contain authorization_code, refresh_token and client_credentials only")
+                })?;
+                if !out.contains(&grant) {
+                    out.push(grant);
+                }
+            }
+            out
+        }
+    };
+    if grant_types.is_empty() {
+        return Err(meta("grant_types must not be empty"));
+    }
+    if auth_method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
+        return Err(meta("client_credentials requires a confidential client"));
+    }
+    if let Some(v) = doc.get("response_types") {
+        let types = string_array(v, "response_types")?;
+        if types.iter().any(|t| t != "code") {
+            return Err(meta("response_types may contain code only"));
+        }
+    }
+
+    let client_name = match doc.get("client_name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() <= 200 => Some(s.clone()),
+        Some(_) => return Err(meta("client_name must be a string of at most 200 characters")),
+    };
+    let scopes = match doc.get("scope") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            let scopes = Scopes::parse(s).map_err(|_| meta("scope is malformed"))?;
+            if !scopes.is_subset(&settings.scopes) {
+                return Err(meta(format!("scope may contain only: {}", settings.scopes)));
+            }
+            (!scopes.is_empty()).then_some(scopes)
+        }
+        Some(_) => return Err(meta("scope must be a string")),
+    };
+
+    let mut extra = Map::new();
+    for key in ECHOED_STRINGS {
+        match doc.get(*key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s.len() <= 2000 => {
+                extra.insert((*key).to_owned(), Value::String(s.clone()));
+            }
+            Some(_) => return Err(meta(format!("{key} must be a string"))),
+        }
+    }
+    if let Some(v) = doc.get("contacts") {
+        let contacts = string_array(v, "contacts")?;
+        extra.insert("contacts".into(), Value::from(contacts));
+    }
+    // Requested client_id / client_secret and unknown fields are ignored (RFC 7591 §3.1).
+
+    Ok(NewClient {
+        client_name,
+        redirect_uris,
+        auth_method,
+        grant_types,
+        scopes,
+        extra,
+    })
+}
+
+/// The RFC 7591 §3.2.1 response: every registered field plus the credentials.
+pub fn response(registered: &RegisteredClient) -> Value {
+    let c = &registered.client;
+    let mut doc = Map::new();
+    doc.insert("client_id".into(), c.client_id.clone().into());
+    if let Some(secret) = &registered.secret {
+        doc.insert("client_secret".into(), secret.secret().into());
+        doc.insert("client_secret_expires_at".into(), 0.into());
+    }
+    doc.insert("client_id_issued_at".into(), c.issued_at.into());
+    doc.insert("redirect_uris".into(), c.redirect_uris.clone().into());
+    doc.insert("token_endpoint_auth_method".into(), c.auth_method.as_str().into());
+    doc.insert(
+        "grant_types".into(),
+        c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().into(),
+    );
+    doc.insert("response_types".into(), vec!["code"].into());
+    doc.insert("scope".into(), c.scopes.to_string().into());
+    if let Some(name) = &c.client_name {
+        doc.insert("client_name".into(), name.clone().into());
+    }
+    for (k, v) in &c.extra {
+        doc.insert(k.clone(), v.clone());
+    }
+    Value::Object(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn settings() -> Settings {
+        Config::default().settings(8000).unwrap()
+    }
+
+    fn code(body: &str) -> Option<ErrorCode> {
+        parse(body.as_bytes(), &settings()).err().and_then(|e| e.code())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(br#"{"redirect_uris":["http://localhost:3000/cb"],"client_id":"mine"}"#, &settings()).unwrap();
+        assert_eq!(c.auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(c.grant_types, vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+        assert!(c.scopes.is_none());
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(code("nope"), Some(ErrorCode::InvalidClientMetadata));
+        assert_eq!(code("{}"), Some(ErrorCode::InvalidRedirectUri));
+        assert_eq!(code(r#"{"redirect_uris":["http://evil.example/cb"]}"#), Some(ErrorCode::InvalidRedirectUri));
+        assert_eq!(code(r#"{"redirect_uris":["https://a.example/cb"],"grant_types":["implicit"]}"#), Some(ErrorCode::InvalidClientMetadata));
+        assert_eq!(
+            code(r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"none","grant_types":["client_credentials"]}"#),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+        assert_eq!(code(r#"{"redirect_uris":["https://a.example/cb"],"scope":"admin"}"#), Some(ErrorCode::InvalidClientMetadata));
+        assert_eq!(code(r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"private_key_jwt"}"#), Some(ErrorCode::InvalidClientMetadata));
+    }
+}

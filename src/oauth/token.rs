@@ -1,0 +1,127 @@
+//! Token requests (OAuth 2.1 §3.2.2, §4.1.3, §4.2, §4.3), parsed by `grant_type`.
+
+use super::params::Params;
+use crate::{
+    domain::{
+        client::GrantType,
+        scope::Scopes,
+        secrets::{AuthorizationCode, RefreshToken},
+    },
+    error::{Error, ErrorCode},
+};
+
+/// A parsed token request.
+#[derive(Debug)]
+pub enum TokenRequest {
+    /// `grant_type=authorization_code`.
+    AuthorizationCode {
+        /// The code.
+        code: AuthorizationCode,
+        /// The PKCE verifier.
+        code_verifier: String,
+        /// The redirect URI, if the client repeated it (OAuth 2.0 compatibility).
+        redirect_uri: Option<String>,
+        /// RFC 8707 resource, if sent.
+        resource: Option<String>,
+    },
+    /// `grant_type=refresh_token`.
+    RefreshToken {
+        /// The refresh token.
+        refresh_token: RefreshToken,
+        /// A narrower scope for the new access token.
+        scope: Option<Scopes>,
+        /// RFC 8707 resource, if sent.
+        resource: Option<String>,
+    },
+    /// `grant_type=client_credentials`.
+    ClientCredentials {
+        /// Requested scope.
+        scope: Option<Scopes>,
+        /// RFC 8707 resource, if sent.
+        resource: Option<String>,
+    },
+}
+
+fn required<'a>(params: &'a Params, name: &'static str) -> Result<&'a str, Error> {
+    params
+        .get(name)
+        .ok_or_else(|| Error::invalid_request(format!("{name} is required")))
+}
+
+fn scope(params: &Params) -> Result<Option<Scopes>, Error> {
+    params
+        .get("scope")
+        .map(|s| Scopes::parse(s).map_err(|_| Error::oauth(ErrorCode::InvalidScope, "scope is malformed")))
+        .transpose()
+}
+
+impl TokenRequest {
+    /// Parses the body. Duplicated parameters, a missing `grant_type` or a missing required
+    /// parameter give `invalid_request`; an unknown grant gives `unsupported_grant_type`.
+    pub fn parse(params: &Params) -> Result<Self, Error> {
+        if params.any_duplicate().is_some() {
+            return Err(Error::invalid_request("a parameter is repeated"));
+        }
+        let grant = required(params, "grant_type")?;
+        let resource = params.get("resource").map(str::to_owned);
+        match GrantType::parse(grant) {
+            Some(GrantType::AuthorizationCode) => Ok(Self::AuthorizationCode {
+                code: AuthorizationCode::new(required(params, "code")?.to_owned()),
+                code_verifier: required(params, "code_verifier")?.to_owned(),
+                redirect_uri: params.get("redirect_uri").map(str::to_owned),
+                resource,
+            }),
+            Some(GrantType::RefreshToken) => Ok(Self::RefreshToken {
+                refresh_token: RefreshToken::new(required(params, "refresh_token")?.to_owned()),
+                scope: scope(params)?,
+                resource,
+            }),
+            Some(GrantType::ClientCredentials) => Ok(Self::ClientCredentials {
+                scope: scope(params)?,
+                resource,
+            }),
+            None => Err(Error::oauth(
+                ErrorCode::UnsupportedGrantType,
+                "grant_type must be authorization_code, refresh_token or client_credentials",
+            )),
+        }
+    }
+
+    /// The grant type of this request.
+    pub fn grant_type(&self) -> GrantType {
+        match self {
+            Self::AuthorizationCode { .. } => GrantType::AuthorizationCode,
+            Self::RefreshToken { .. } => GrantType::RefreshToken,
+            Self::ClientCredentials { .. } => GrantType::ClientCredentials,
+        }
+    }
+
+    /// The RFC 8707 resource parameter, if any.
+    pub fn resource(&self) -> Option<&str> {
+        match self {
+            Self::AuthorizationCode { resource, .. }
+            | Self::RefreshToken { resource, .. }
+            | Self::ClientCredentials { resource, .. } => resource.as_deref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors() {
+        let e = |q: &str| TokenRequest::parse(&Params::parse(q.as_bytes())).unwrap_err().code();
+        assert_eq!(e(""), Some(ErrorCode::InvalidRequest));
+        assert_eq!(e("grant_type=password"), Some(ErrorCode::UnsupportedGrantType));
+        assert_eq!(e("grant_type=authorization_code&code=x"), Some(ErrorCode::InvalidRequest));
+        assert_eq!(e("grant_type=refresh_token&refresh_token=a&refresh_token=b"), Some(ErrorCode::InvalidRequest));
+    }
+
+    #[test]
+    fn parses_refresh_with_scope() {
+        let r = TokenRequest::parse(&Params::parse(b"grant_type=refresh_token&refresh_token=r&scope=mcp:read")).unwrap();
+        assert!(matches!(r, TokenRequest::RefreshToken { scope: Some(_), .. }));
+    }
+}

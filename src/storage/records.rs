@@ -1,0 +1,109 @@
+//! Records as stored. Serialized as JSON; the tree names carry a format version
+//! (`oauth.tokens.v1`), so a layout change gets new trees and an explicit migration.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    scope::Scopes,
+    secrets::{random_bytes, Digest},
+};
+
+/// Identifies one grant: the chain of tokens descending from one authorization code (or one
+/// client_credentials request). Revoking a grant revokes every token in it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GrantId(pub [u8; 16]);
+
+impl GrantId {
+    /// A fresh random grant id.
+    pub fn generate() -> Self {
+        Self(random_bytes::<16>())
+    }
+}
+
+impl std::fmt::Debug for GrantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GrantId(")?;
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// An issued authorization code, stored under the digest of its value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeRecord {
+    /// The grant the tokens will belong to; known at issue so a replay can revoke it.
+    pub grant_id: GrantId,
+    /// Client the code was issued to.
+    pub client_id: String,
+    /// The redirect URI used at /authorize.
+    pub redirect_uri: String,
+    /// Whether `redirect_uri` was sent explicitly (OAuth 2.1 §10.2 compatibility rule).
+    pub redirect_uri_explicit: bool,
+    /// PKCE S256 challenge.
+    pub code_challenge: String,
+    /// Granted scopes.
+    pub scopes: Scopes,
+    /// Resource (audience) the tokens will be bound to.
+    pub resource: String,
+    /// The authenticated user.
+    pub subject: String,
+    /// Expiry (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// A redeemed code, kept to detect replays (OAuth 2.1 §4.1.3).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct UsedCodeRecord {
+    /// The grant to revoke if the code is presented again.
+    pub grant_id: GrantId,
+    /// When the record may be dropped.
+    pub forget_at: i64,
+}
+
+/// Access or refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// An access token.
+    Access,
+    /// A refresh token.
+    Refresh,
+}
+
+/// A token, stored under the digest of its value. Carries every claim, so validating an
+/// access token is one lookup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Access or refresh.
+    pub kind: TokenKind,
+    /// Grant this token belongs to.
+    pub grant_id: GrantId,
+    /// Client the token was issued to.
+    pub client_id: String,
+    /// Resource owner; `None` for client_credentials.
+    pub subject: Option<String>,
+    /// Scope of this token (an access token may be narrower than its grant).
+    pub scopes: Scopes,
+    /// Audience: the protected resource (RFC 8707).
+    pub resource: String,
+    /// Issue time (Unix seconds).
+    pub issued_at: i64,
+    /// Expiry (Unix seconds).
+    pub expires_at: i64,
+    /// For refresh tokens: when it was rotated out, if it was.
+    #[serde(default)]
+    pub rotated_at: Option<i64>,
+}
+
+/// Key of the token expiry index: big-endian expiry, then the digest, so a range scan from
+/// the start yields the oldest expiries first.
+pub fn expiry_key(expires_at: i64, digest: &Digest) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    // Negative times do not occur; clamp so the ordering stays monotonic.
+    let t = u64::try_from(expires_at.max(0)).unwrap_or(0);
+    key[..8].copy_from_slice(&t.to_be_bytes());
+    key[8..].copy_from_slice(&digest.0);
+    key
+}

@@ -1,0 +1,307 @@
+//! sled implementations of the store traits. Each actor gets its own store value holding
+//! only its own trees; tree names are namespaced and versioned consts.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{
+    records::{expiry_key, CodeRecord, GrantId, TokenRecord, UsedCodeRecord},
+    ClientStore, CodeStore, GroupCommit, Persist, StorageError, TokenStore,
+};
+use crate::domain::{
+    client::{Client, User},
+    secrets::Digest,
+};
+
+/// Registered clients, keyed by client_id.
+pub const CLIENTS_TREE: &str = "oauth.clients.v1";
+/// Users, keyed by username.
+pub const USERS_TREE: &str = "oauth.users.v1";
+/// Live authorization codes, keyed by SHA-256 of the code.
+pub const CODES_TREE: &str = "oauth.codes.v1";
+/// Redeemed codes kept for replay detection, keyed by SHA-256 of the code.
+pub const USED_CODES_TREE: &str = "oauth.used_codes.v1";
+/// Tokens, keyed by SHA-256 of the token.
+pub const TOKENS_TREE: &str = "oauth.tokens.v1";
+/// Token expiry index: `expires_at (u64 BE) || digest` → empty.
+pub const TOKEN_EXPIRY_TREE: &str = "oauth.token_expiry.v1";
+/// Revoked grants: grant id → `forget_at` (i64 BE).
+pub const REVOKED_GRANTS_TREE: &str = "oauth.revoked_grants.v1";
+
+fn encode<T: Serialize>(tree: &'static str, v: &T) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec(v).map_err(|e| StorageError::Corrupt {
+        tree,
+        reason: e.to_string(),
+    })
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StorageError> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt {
+        tree,
+        reason: e.to_string(),
+    })
+}
+
+/// Durability policy shared by the stores of one database.
+#[derive(Clone, Debug)]
+pub struct Durability {
+    commit: Option<GroupCommit>,
+}
+
+impl Durability {
+    /// Replies wait for a flush (the production setting).
+    pub fn durable(commit: GroupCommit) -> Self {
+        Self {
+            commit: Some(commit),
+        }
+    }
+
+    /// Replies do not wait for a flush; sled's background flush still runs. For benches.
+    pub fn relaxed() -> Self {
+        Self { commit: None }
+    }
+
+    fn persist(&self) -> Persist {
+        match &self.commit {
+            Some(c) => c.persist(),
+            None => Box::pin(async { Ok(()) }),
+        }
+    }
+}
+
+/// [`ClientStore`] on sled.
+#[derive(Debug)]
+pub struct SledClientStore {
+    clients: sled::Tree,
+    users: sled::Tree,
+    durability: Durability,
+}
+
+impl SledClientStore {
+    /// Opens the registry's trees.
+    pub fn open(db: &sled::Db, durability: Durability) -> Result<Self, StorageError> {
+        Ok(Self {
+            clients: db.open_tree(CLIENTS_TREE)?,
+            users: db.open_tree(USERS_TREE)?,
+            durability,
+        })
+    }
+}
+
+impl ClientStore for SledClientStore {
+    fn load(&self) -> Result<(Vec<Client>, Vec<User>), StorageError> {
+        let clients = self
+            .clients
+            .iter()
+            .map(|kv| {
+                let (_, v) = kv?;
+                decode(CLIENTS_TREE, &v)
+            })
+            .collect::<Result<Vec<Client>, _>>()?;
+        let users = self
+            .users
+            .iter()
+            .map(|kv| {
+                let (_, v) = kv?;
+                decode(USERS_TREE, &v)
+            })
+            .collect::<Result<Vec<User>, _>>()?;
+        Ok((clients, users))
+    }
+
+    fn put_client(&self, client: &Client) -> Result<(), StorageError> {
+        self.clients
+            .insert(client.client_id.as_bytes(), encode(CLIENTS_TREE, client)?)?;
+        Ok(())
+    }
+
+    fn put_user(&self, user: &User) -> Result<(), StorageError> {
+        self.users
+            .insert(user.username.as_bytes(), encode(USERS_TREE, user)?)?;
+        Ok(())
+    }
+
+    fn persist(&self) -> Persist {
+        self.durability.persist()
+    }
+}
+
+/// [`CodeStore`] on sled.
+#[derive(Debug)]
+pub struct SledCodeStore {
+    codes: sled::Tree,
+    used: sled::Tree,
+    durability: Durability,
+}
+
+impl SledCodeStore {
+    /// Opens the code issuer's trees.
+    pub fn open(db: &sled::Db, durability: Durability) -> Result<Self, StorageError> {
+        Ok(Self {
+            codes: db.open_tree(CODES_TREE)?,
+            used: db.open_tree(USED_CODES_TREE)?,
+            durability,
+        })
+    }
+}
+
+impl CodeStore for SledCodeStore {
+    fn insert(&self, digest: &Digest, record: &CodeRecord) -> Result<(), StorageError> {
+        self.codes.insert(digest.0, encode(CODES_TREE, record)?)?;
+        Ok(())
+    }
+
+    fn take(&self, digest: &Digest) -> Result<Option<CodeRecord>, StorageError> {
+        match self.codes.remove(digest.0)? {
+            Some(v) => Ok(Some(decode(CODES_TREE, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn mark_used(&self, digest: &Digest, record: &UsedCodeRecord) -> Result<(), StorageError> {
+        self.used.insert(digest.0, encode(USED_CODES_TREE, record)?)?;
+        Ok(())
+    }
+
+    fn used(&self, digest: &Digest) -> Result<Option<UsedCodeRecord>, StorageError> {
+        match self.used.get(digest.0)? {
+            Some(v) => Ok(Some(decode(USED_CODES_TREE, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn sweep(&self, now: i64) -> Result<usize, StorageError> {
+        // Both trees only hold short-lived entries, so a full scan stays small.
+        let mut removed = 0;
+        for kv in self.codes.iter() {
+            let (k, v) = kv?;
+            let expired = decode::<CodeRecord>(CODES_TREE, &v)
+                .map(|r| r.expires_at <= now)
+                .unwrap_or(true);
+            if expired {
+                self.codes.remove(k)?;
+                removed += 1;
+            }
+        }
+        for kv in self.used.iter() {
+            let (k, v) = kv?;
+            let expired = decode::<UsedCodeRecord>(USED_CODES_TREE, &v)
+                .map(|r| r.forget_at <= now)
+                .unwrap_or(true);
+            if expired {
+                self.used.remove(k)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn persist(&self) -> Persist {
+        self.durability.persist()
+    }
+}
+
+/// [`TokenStore`] on sled.
+#[derive(Debug)]
+pub struct SledTokenStore {
+    tokens: sled::Tree,
+    expiry: sled::Tree,
+    revoked: sled::Tree,
+    durability: Durability,
+}
+
+impl SledTokenStore {
+    /// Opens the token ledger's trees.
+    pub fn open(db: &sled::Db, durability: Durability) -> Result<Self, StorageError> {
+        Ok(Self {
+            tokens: db.open_tree(TOKENS_TREE)?,
+            expiry: db.open_tree(TOKEN_EXPIRY_TREE)?,
+            revoked: db.open_tree(REVOKED_GRANTS_TREE)?,
+            durability,
+        })
+    }
+}
+
+impl TokenStore for SledTokenStore {
+    fn put(&self, digest: &Digest, record: &TokenRecord) -> Result<(), StorageError> {
+        self.tokens.insert(digest.0, encode(TOKENS_TREE, record)?)?;
+        self.expiry
+            .insert(expiry_key(record.expires_at, digest), &[][..])?;
+        Ok(())
+    }
+
+    fn get(&self, digest: &Digest) -> Result<Option<TokenRecord>, StorageError> {
+        match self.tokens.get(digest.0)? {
+            Some(v) => Ok(Some(decode(TOKENS_TREE, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn remove(&self, digest: &Digest) -> Result<Option<TokenRecord>, StorageError> {
+        // The expiry index entry is left for the sweeper, which tolerates missing tokens.
+        match self.tokens.remove(digest.0)? {
+            Some(v) => Ok(Some(decode(TOKENS_TREE, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_revoked_grant(&self, grant: &GrantId, forget_at: i64) -> Result<(), StorageError> {
+        self.revoked.insert(grant.0, &forget_at.to_be_bytes()[..])?;
+        Ok(())
+    }
+
+    fn revoked_grants(&self) -> Result<Vec<(GrantId, i64)>, StorageError> {
+        self.revoked
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let id: [u8; 16] = k.as_ref().try_into().map_err(|_| StorageError::Corrupt {
+                    tree: REVOKED_GRANTS_TREE,
+                    reason: "bad key length".into(),
+                })?;
+                let t: [u8; 8] = v.as_ref().try_into().map_err(|_| StorageError::Corrupt {
+                    tree: REVOKED_GRANTS_TREE,
+                    reason: "bad value length".into(),
+                })?;
+                Ok((GrantId(id), i64::from_be_bytes(t)))
+            })
+            .collect()
+    }
+
+    fn sweep(&self, now: i64, limit: usize) -> Result<usize, StorageError> {
+        let end = expiry_key(now, &Digest([0xff; 32]));
+        let mut removed = 0;
+        for kv in self.expiry.range(..=end.as_slice()).take(limit) {
+            let (k, _) = kv?;
+            if let Some(digest) = k.get(8..40) {
+                // Only remove the token if this index entry is its current expiry (a token
+                // rewritten with a new expiry has a newer index entry).
+                if let Some(v) = self.tokens.get(digest)? {
+                    let rec: Result<TokenRecord, _> = decode(TOKENS_TREE, &v);
+                    if rec.map(|r| r.expires_at <= now).unwrap_or(true) {
+                        self.tokens.remove(digest)?;
+                        removed += 1;
+                    }
+                }
+            }
+            self.expiry.remove(k)?;
+        }
+        for kv in self.revoked.iter() {
+            let (k, v) = kv?;
+            let forget_at = <[u8; 8]>::try_from(v.as_ref())
+                .map(i64::from_be_bytes)
+                .unwrap_or(0);
+            if forget_at <= now {
+                self.revoked.remove(k)?;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn count(&self) -> usize {
+        self.tokens.len()
+    }
+
+    fn persist(&self) -> Persist {
+        self.durability.persist()
+    }
+}
