@@ -80,7 +80,9 @@ pub struct Services {
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Services").field("issuer", &self.settings.issuer).finish()
+        f.debug_struct("Services")
+            .field("issuer", &self.settings.issuer)
+            .finish()
     }
 }
 
@@ -94,7 +96,11 @@ async fn blocking_hash(password: &'static str) -> Result<String, StartError> {
 impl Services {
     /// Starts the actors on `db`, in the current actix System, and seeds the demo data
     /// when configured.
-    pub async fn start(settings: Settings, db: &sled::Db, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+    pub async fn start(
+        settings: Settings,
+        db: &sled::Db,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
         let settings = Arc::new(settings);
         let commit = if settings.config.durable {
             Some(GroupCommit::start(db.clone())?)
@@ -125,7 +131,13 @@ impl Services {
             Arc::clone(&clock),
         )?
         .start();
-        let services = Self { registry, codes, ledger, settings, commit };
+        let services = Self {
+            registry,
+            codes,
+            ledger,
+            settings,
+            commit,
+        };
         if services.settings.config.demo {
             services.seed_demo(clock.now()).await?;
         }
@@ -208,7 +220,9 @@ pub struct RunningServer {
 
 impl std::fmt::Debug for RunningServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningServer").field("local_addr", &self.local_addr).finish()
+        f.debug_struct("RunningServer")
+            .field("local_addr", &self.local_addr)
+            .finish()
     }
 }
 
@@ -235,7 +249,11 @@ impl RunningServer {
 
 /// Opens the database, starts the actors and serves HTTP on `listener`. Must be awaited
 /// inside an actix System. The caller decides when to [`RunningServer::stop`].
-pub async fn start(config: Config, listener: TcpListener, clock: Arc<dyn Clock>) -> Result<RunningServer, StartError> {
+pub async fn start(
+    config: Config,
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+) -> Result<RunningServer, StartError> {
     let local_addr = listener.local_addr()?;
     let settings = config.settings(local_addr.port())?;
     let db = open_db(&config)?;
@@ -255,10 +273,16 @@ pub async fn start(config: Config, listener: TcpListener, clock: Arc<dyn Clock>)
     let handle = server.handle();
     actix_web::rt::spawn(server);
     tracing::info!(issuer = %services.settings.issuer, %local_addr, "oauth-mcp listening");
-    Ok(RunningServer { services, handle, local_addr, db })
+    Ok(RunningServer {
+        services,
+        handle,
+        local_addr,
+        db,
+    })
 }
 
 /// Access log without query strings (they may hold codes or states) or headers.
 fn tracing_actix_logger() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%{r}a \"%m %U\" %s %b %Dms")
+    actix_web::middleware::Logger::new("%{r}a \"%{METHOD}xi %U\" %s %b %Dms")
+        .custom_request_replace("METHOD", |req| req.method().to_string())
 }

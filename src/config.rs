@@ -126,13 +126,18 @@ impl Config {
                 )))
             }
         }
-        if public_url.path() != "/" || public_url.query().is_some() || public_url.fragment().is_some() {
+        if public_url.path() != "/"
+            || public_url.query().is_some()
+            || public_url.fragment().is_some()
+        {
             return Err(ConfigError(format!(
                 "public URL {public_url} must be an origin without path, query or fragment (e.g. https://auth.example.com)"
             )));
         }
         if !public_url.username().is_empty() || public_url.password().is_some() {
-            return Err(ConfigError("public URL must not contain credentials".into()));
+            return Err(ConfigError(
+                "public URL must not contain credentials".into(),
+            ));
         }
         let scopes = Scopes::parse(&self.scopes.join(" "))
             .map_err(|e| ConfigError(format!("scopes: {e}")))?;
@@ -142,7 +147,9 @@ impl Config {
         let default_scopes = Scopes::parse(&self.default_scopes.join(" "))
             .map_err(|e| ConfigError(format!("default scopes: {e}")))?;
         if !default_scopes.is_subset(&scopes) {
-            return Err(ConfigError("default scopes must be a subset of the supported scopes".into()));
+            return Err(ConfigError(
+                "default scopes must be a subset of the supported scopes".into(),
+            ));
         }
         for (name, d) in [
             ("code TTL", self.code_ttl),
@@ -157,10 +164,14 @@ impl Config {
             }
         }
         if self.code_ttl > Duration::from_secs(600) {
-            return Err(ConfigError("code TTL must be at most 10 minutes (OAuth 2.1 §4.1.2)".into()));
+            return Err(ConfigError(
+                "code TTL must be at most 10 minutes (OAuth 2.1 §4.1.2)".into(),
+            ));
         }
         if self.mailbox_capacity == 0 {
-            return Err(ConfigError("mailbox capacity must be greater than zero".into()));
+            return Err(ConfigError(
+                "mailbox capacity must be greater than zero".into(),
+            ));
         }
         let issuer = public_url.as_str().trim_end_matches('/').to_owned();
         Ok(Settings {
@@ -183,7 +194,8 @@ impl Settings {
     pub fn issuer_for_host(&self, host: Option<&str>) -> String {
         if let (true, Some(host)) = (self.loopback, host) {
             if let Ok(url) = Url::parse(&format!("{}://{host}", self.public_url.scheme())) {
-                let same_port = url.port_or_known_default() == self.public_url.port_or_known_default();
+                let same_port =
+                    url.port_or_known_default() == self.public_url.port_or_known_default();
                 if same_port && is_loopback_host(url.host()) && url.path() == "/" {
                     return url.as_str().trim_end_matches('/').to_owned();
                 }
@@ -226,7 +238,11 @@ mod tests {
 
     #[test]
     fn refuses_bad_public_urls() {
-        for bad in ["http://example.com", "https://a.example/path", "https://a.example/?q=1"] {
+        for bad in [
+            "http://example.com",
+            "https://a.example/path",
+            "https://a.example/?q=1",
+        ] {
             let mut c = Config::default();
             c.public_url = Some(Url::parse(bad).unwrap());
             assert!(c.settings(1).is_err(), "{bad}");
@@ -241,10 +257,19 @@ mod tests {
     #[test]
     fn loopback_aliases() {
         let s = Config::default().settings(8000).unwrap();
-        assert_eq!(s.issuer_for_host(Some("127.0.0.1:8000")), "http://127.0.0.1:8000");
+        assert_eq!(
+            s.issuer_for_host(Some("127.0.0.1:8000")),
+            "http://127.0.0.1:8000"
+        );
         assert_eq!(s.issuer_for_host(Some("[::1]:8000")), "http://[::1]:8000");
-        assert_eq!(s.issuer_for_host(Some("evil.example:8000")), "http://localhost:8000");
-        assert_eq!(s.issuer_for_host(Some("127.0.0.1:9")), "http://localhost:8000");
+        assert_eq!(
+            s.issuer_for_host(Some("evil.example:8000")),
+            "http://localhost:8000"
+        );
+        assert_eq!(
+            s.issuer_for_host(Some("127.0.0.1:9")),
+            "http://localhost:8000"
+        );
         assert!(s.is_own_resource("http://127.0.0.1:8000/mcp"));
         assert!(!s.is_own_resource("http://127.0.0.1:8001/mcp"));
         assert!(!s.is_own_resource("http://evil.example:8000/mcp"));

@@ -11,9 +11,7 @@ use actix_web::{
 };
 
 use crate::{
-    actors::{
-        client_registry::RegistryError, code_issuer::CodeError, token_ledger::LedgerError,
-    },
+    actors::{client_registry::RegistryError, code_issuer::CodeError, token_ledger::LedgerError},
     storage::StorageError,
 };
 
@@ -311,9 +309,18 @@ mod tests {
 
     #[test]
     fn statuses() {
-        assert_eq!(Error::oauth(ErrorCode::InvalidClient, "x").status_code(), 401);
-        assert_eq!(Error::oauth(ErrorCode::InvalidGrant, "x").status_code(), 400);
-        assert_eq!(Error::oauth(ErrorCode::TemporarilyUnavailable, "x").status_code(), 503);
+        assert_eq!(
+            Error::oauth(ErrorCode::InvalidClient, "x").status_code(),
+            401
+        );
+        assert_eq!(
+            Error::oauth(ErrorCode::InvalidGrant, "x").status_code(),
+            400
+        );
+        assert_eq!(
+            Error::oauth(ErrorCode::TemporarilyUnavailable, "x").status_code(),
+            503
+        );
         let r = Error::oauth(ErrorCode::InvalidClient, "x")
             .with_basic_challenge(true)
             .error_response();

@@ -8,9 +8,13 @@ use serde_json::{json, Value};
 
 use crate::{
     actors::{
-        client_registry::{AuthenticateClient, AuthenticateUser, GetClient, RegisterClient, RegistryError},
+        client_registry::{
+            AuthenticateClient, AuthenticateUser, GetClient, RegisterClient, RegistryError,
+        },
         code_issuer::{CodeError, IssueCode, RedeemCode},
-        token_ledger::{IntrospectToken, IssueTokens, IssuedTokens, RefreshTokens, RevokeGrant, RevokeToken},
+        token_ledger::{
+            IntrospectToken, IssueTokens, IssuedTokens, RefreshTokens, RevokeGrant, RevokeToken,
+        },
     },
     app::Services,
     domain::{
@@ -30,7 +34,11 @@ use crate::{
 };
 
 /// Authenticates the client of a token, revocation or introspection request.
-async fn authenticate_client(services: &Services, authorization: Option<&str>, params: &Params) -> Result<Client, Error> {
+async fn authenticate_client(
+    services: &Services,
+    authorization: Option<&str>,
+    params: &Params,
+) -> Result<Client, Error> {
     let presented = presented_client(authorization, params)?;
     let basic = presented.basic;
     let msg = AuthenticateClient {
@@ -58,7 +66,11 @@ fn token_response(issued: IssuedTokens) -> Value {
 }
 
 /// `POST /token`.
-pub async fn token(services: &Services, authorization: Option<&str>, body: &[u8]) -> Result<Value, Error> {
+pub async fn token(
+    services: &Services,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Result<Value, Error> {
     let params = Params::parse(body);
     let client = authenticate_client(services, authorization, &params).await?;
     let request = TokenRequest::parse(&params)?;
@@ -74,11 +86,22 @@ pub async fn token(services: &Services, authorization: Option<&str>, body: &[u8]
         }
     }
     let issued = match request {
-        TokenRequest::AuthorizationCode { code, code_verifier, redirect_uri, .. } => {
+        TokenRequest::AuthorizationCode {
+            code,
+            code_verifier,
+            redirect_uri,
+            ..
+        } => {
             // Burn the code first, then check PKCE: a failed verifier must not leave the
             // code usable for another guess.
             let redeemed = services
-                .ask(&services.codes, RedeemCode { code, client_id: client.client_id.clone() })
+                .ask(
+                    &services.codes,
+                    RedeemCode {
+                        code,
+                        client_id: client.client_id.clone(),
+                    },
+                )
                 .await?;
             let record = match redeemed {
                 Ok(r) => r,
@@ -89,11 +112,17 @@ pub async fn token(services: &Services, authorization: Option<&str>, body: &[u8]
                 Err(e) => return Err(e.into()),
             };
             if redirect_uri.is_some_and(|r| r != record.redirect_uri) {
-                return Err(Error::oauth(ErrorCode::InvalidGrant, "redirect_uri does not match the authorization request"));
+                return Err(Error::oauth(
+                    ErrorCode::InvalidGrant,
+                    "redirect_uri does not match the authorization request",
+                ));
             }
             let challenge = CodeChallenge::from_stored(record.code_challenge);
             if !challenge.verify(&code_verifier).unwrap_or(false) {
-                return Err(Error::oauth(ErrorCode::InvalidGrant, "code_verifier does not match the code_challenge"));
+                return Err(Error::oauth(
+                    ErrorCode::InvalidGrant,
+                    "code_verifier does not match the code_challenge",
+                ));
             }
             let msg = IssueTokens {
                 grant_id: record.grant_id,
@@ -105,17 +134,31 @@ pub async fn token(services: &Services, authorization: Option<&str>, body: &[u8]
             };
             services.ask(&services.ledger, msg).await??
         }
-        TokenRequest::RefreshToken { refresh_token, scope, .. } => {
-            let msg = RefreshTokens { refresh_token, client_id: client.client_id, scopes: scope };
+        TokenRequest::RefreshToken {
+            refresh_token,
+            scope,
+            ..
+        } => {
+            let msg = RefreshTokens {
+                refresh_token,
+                client_id: client.client_id,
+                scopes: scope,
+            };
             services.ask(&services.ledger, msg).await??
         }
         TokenRequest::ClientCredentials { scope, .. } => {
             if !client.is_confidential() {
-                return Err(Error::oauth(ErrorCode::UnauthorizedClient, "public clients may not use client_credentials"));
+                return Err(Error::oauth(
+                    ErrorCode::UnauthorizedClient,
+                    "public clients may not use client_credentials",
+                ));
             }
             let scopes = match scope {
                 Some(s) if !s.is_subset(&client.scopes) => {
-                    return Err(Error::oauth(ErrorCode::InvalidScope, "requested scope is not allowed"))
+                    return Err(Error::oauth(
+                        ErrorCode::InvalidScope,
+                        "requested scope is not allowed",
+                    ))
                 }
                 Some(s) => s,
                 None => client.scopes.clone(),
@@ -137,12 +180,18 @@ pub async fn token(services: &Services, authorization: Option<&str>, body: &[u8]
 /// OAuth 2.1 §4.1.3: a replayed code revokes every token issued from it.
 async fn revoke_replayed(services: &Services, grant_id: GrantId) -> Result<(), Error> {
     tracing::warn!("authorization code replay detected, grant revoked");
-    services.ask(&services.ledger, RevokeGrant { grant_id }).await??;
+    services
+        .ask(&services.ledger, RevokeGrant { grant_id })
+        .await??;
     Ok(())
 }
 
 /// `POST /revoke` (RFC 7009). Unknown tokens and other clients' tokens answer the same.
-pub async fn revoke(services: &Services, authorization: Option<&str>, body: &[u8]) -> Result<(), Error> {
+pub async fn revoke(
+    services: &Services,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Result<(), Error> {
     let params = Params::parse(body);
     let client = authenticate_client(services, authorization, &params).await?;
     if params.any_duplicate().is_some() {
@@ -162,17 +211,30 @@ pub async fn revoke(services: &Services, authorization: Option<&str>, body: &[u8
 }
 
 /// `POST /introspect` (RFC 7662). Only confidential clients may introspect.
-pub async fn introspect(services: &Services, authorization: Option<&str>, body: &[u8], issuer: &str) -> Result<Value, Error> {
+pub async fn introspect(
+    services: &Services,
+    authorization: Option<&str>,
+    body: &[u8],
+    issuer: &str,
+) -> Result<Value, Error> {
     let params = Params::parse(body);
     let client = authenticate_client(services, authorization, &params).await?;
     if !client.is_confidential() {
-        return Err(Error::oauth(ErrorCode::InvalidClient, "introspection requires client authentication"));
+        return Err(Error::oauth(
+            ErrorCode::InvalidClient,
+            "introspection requires client authentication",
+        ));
     }
     let token = params
         .get("token")
         .ok_or_else(|| Error::invalid_request("token is required"))?;
     let info = services
-        .ask(&services.ledger, IntrospectToken { token: PresentedToken::new(token.to_owned()) })
+        .ask(
+            &services.ledger,
+            IntrospectToken {
+                token: PresentedToken::new(token.to_owned()),
+            },
+        )
         .await??;
     Ok(match info {
         None => json!({ "active": false }),
@@ -197,7 +259,11 @@ pub async fn introspect(services: &Services, authorization: Option<&str>, body: 
 }
 
 /// `POST /register` (RFC 7591).
-pub async fn register(services: &Services, body: &[u8], address: Option<IpAddr>) -> Result<Value, Error> {
+pub async fn register(
+    services: &Services,
+    body: &[u8],
+    address: Option<IpAddr>,
+) -> Result<Value, Error> {
     let client = registration::parse(body, &services.settings)?;
     let registered = services
         .ask(&services.registry, RegisterClient { client, address })
@@ -208,21 +274,46 @@ pub async fn register(services: &Services, body: &[u8], address: Option<IpAddr>)
 /// Maps an authorization error to the crate error: a page, or a redirect to the client.
 fn authorize_error(e: AuthorizeError, issuer: &str) -> Error {
     match e {
-        AuthorizeError::Page(message) => Error::page(actix_web::http::StatusCode::BAD_REQUEST, message),
-        AuthorizeError::Redirect { redirect_uri, code, description, state } => {
-            match authorize::error_redirect(&redirect_uri, code, description, state.as_deref(), issuer) {
+        AuthorizeError::Page(message) => {
+            Error::page(actix_web::http::StatusCode::BAD_REQUEST, message)
+        }
+        AuthorizeError::Redirect {
+            redirect_uri,
+            code,
+            description,
+            state,
+        } => {
+            match authorize::error_redirect(
+                &redirect_uri,
+                code,
+                description,
+                state.as_deref(),
+                issuer,
+            ) {
                 Some(url) => Error::Redirect(url),
-                None => Error::page(actix_web::http::StatusCode::BAD_REQUEST, "The redirect_uri is not a valid URI."),
+                None => Error::page(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "The redirect_uri is not a valid URI.",
+                ),
             }
         }
     }
 }
 
 /// `GET`/`POST /authorize`: validates the request for the login and consent page.
-pub async fn authorize(services: &Services, params: &Params, issuer: &str) -> Result<AuthorizationRequest, Error> {
+pub async fn authorize(
+    services: &Services,
+    params: &Params,
+    issuer: &str,
+) -> Result<AuthorizationRequest, Error> {
     let client_id = authorize::client_id(params).map_err(|e| authorize_error(e, issuer))?;
     let client = services
-        .ask(&services.registry, GetClient { client_id: client_id.to_owned() })
+        .ask(
+            &services.registry,
+            GetClient {
+                client_id: client_id.to_owned(),
+            },
+        )
         .await?;
     authorize::validate(params, client, &services.settings).map_err(|e| authorize_error(e, issuer))
 }
@@ -269,18 +360,30 @@ pub async fn decide(
                 request.state.as_deref(),
                 issuer,
             );
-            return url
-                .map(DecisionOutcome::Redirect)
-                .ok_or_else(|| Error::page(actix_web::http::StatusCode::BAD_REQUEST, "The redirect_uri is not a valid URI."));
+            return url.map(DecisionOutcome::Redirect).ok_or_else(|| {
+                Error::page(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "The redirect_uri is not a valid URI.",
+                )
+            });
         }
         Decision::Approve { username, password } => (username, password),
     };
     let login = services
-        .ask(&services.registry, AuthenticateUser { username, password, address })
+        .ask(
+            &services.registry,
+            AuthenticateUser {
+                username,
+                password,
+                address,
+            },
+        )
         .await?;
     let subject = match login {
         Ok(s) => s,
-        Err(RegistryError::InvalidCredentials) => return Ok(DecisionOutcome::Retry(Box::new(request))),
+        Err(RegistryError::InvalidCredentials) => {
+            return Ok(DecisionOutcome::Retry(Box::new(request)))
+        }
         Err(e) => return Err(e.into()),
     };
     let msg = IssueCode {
@@ -300,5 +403,10 @@ pub async fn decide(
     pairs.push(("iss", issuer));
     authorize::redirect_url(&request.redirect_uri, &pairs)
         .map(DecisionOutcome::Redirect)
-        .ok_or_else(|| Error::page(actix_web::http::StatusCode::BAD_REQUEST, "The redirect_uri is not a valid URI."))
+        .ok_or_else(|| {
+            Error::page(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "The redirect_uri is not a valid URI.",
+            )
+        })
 }

@@ -158,7 +158,10 @@ impl Window {
     fn current(entry: Option<&Window>, now: i64, len: i64) -> Window {
         match entry {
             Some(w) if now - w.started < len => *w,
-            _ => Window { started: now, count: 0 },
+            _ => Window {
+                started: now,
+                count: 0,
+            },
         }
     }
 }
@@ -175,7 +178,11 @@ pub fn hash_password(password: &str) -> Result<String, RegistryError> {
 
 fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -205,7 +212,10 @@ impl ClientRegistry {
         let (clients, users) = store.load()?;
         Ok(Self {
             store,
-            clients: clients.into_iter().map(|c| (c.client_id.clone(), c)).collect(),
+            clients: clients
+                .into_iter()
+                .map(|c| (c.client_id.clone(), c))
+                .collect(),
             users: users.into_iter().map(|u| (u.username.clone(), u)).collect(),
             settings,
             clock,
@@ -269,7 +279,9 @@ impl Actor for ClientRegistry {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.config.mailbox_capacity);
-        ctx.run_interval(self.settings.config.sweep_interval, |act, _| act.prune_windows());
+        ctx.run_interval(self.settings.config.sweep_interval, |act, _| {
+            act.prune_windows()
+        });
     }
 }
 
@@ -352,7 +364,9 @@ impl Handler<RegisterClient> for ClientRegistry {
             client_name: new.client_name,
             redirect_uris: new.redirect_uris,
             grant_types: new.grant_types,
-            scopes: new.scopes.unwrap_or_else(|| self.settings.default_scopes.clone()),
+            scopes: new
+                .scopes
+                .unwrap_or_else(|| self.settings.default_scopes.clone()),
             issued_at: now,
             extra: new.extra,
         };
@@ -377,7 +391,8 @@ impl Handler<InsertClientIfAbsent> for ClientRegistry {
         if let Err(e) = self.store.put_client(&msg.client) {
             return Box::pin(async move { Err(e.into()) });
         }
-        self.clients.insert(msg.client.client_id.clone(), msg.client);
+        self.clients
+            .insert(msg.client.client_id.clone(), msg.client);
         let persist = self.store.persist();
         Box::pin(async move {
             persist.await?;
@@ -408,11 +423,18 @@ impl Handler<AuthenticateUser> for ClientRegistry {
     type Result = ResponseActFuture<Self, Result<String, RegistryError>>;
     fn handle(&mut self, msg: AuthenticateUser, _: &mut Self::Context) -> Self::Result {
         if let Some(retry_after) = self.throttled(&msg.username, msg.address) {
-            return Box::pin(fut::ready(Err(RegistryError::LoginThrottled { retry_after })));
+            return Box::pin(fut::ready(Err(RegistryError::LoginThrottled {
+                retry_after,
+            })));
         }
-        let known = self.users.get(&msg.username).map(|u| u.password_hash.clone());
+        let known = self
+            .users
+            .get(&msg.username)
+            .map(|u| u.password_hash.clone());
         let exists = known.is_some();
-        let phc: Arc<str> = known.map(Into::into).unwrap_or_else(|| Arc::clone(&self.dummy_hash));
+        let phc: Arc<str> = known
+            .map(Into::into)
+            .unwrap_or_else(|| Arc::clone(&self.dummy_hash));
         let password = msg.password;
         // Argon2 takes tens of milliseconds: run it on the blocking pool, never on the
         // actor's thread or an HTTP worker.
@@ -430,5 +452,137 @@ impl Handler<AuthenticateUser> for ClientRegistry {
             }
             Err(e) => Err(RegistryError::Internal(e.to_string())),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        config::Config,
+        domain::clock::ManualClock,
+        storage::sled_store::{Durability, SledClientStore},
+    };
+
+    async fn start(cfg: Config) -> (Addr<ClientRegistry>, Arc<ManualClock>) {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledClientStore::open(&db, Durability::relaxed()).unwrap();
+        let settings = Arc::new(cfg.settings(8000).unwrap());
+        let clock = ManualClock::new(1_000);
+        let dummy = hash_password("dummy").unwrap();
+        let registry =
+            ClientRegistry::new(Box::new(store), settings, clock.clone(), dummy).unwrap();
+        let addr = registry.start();
+        let user = User {
+            username: "alice".into(),
+            password_hash: hash_password("pw").unwrap(),
+        };
+        assert!(addr
+            .send(InsertUserIfAbsent { user: user.clone() })
+            .await
+            .unwrap()
+            .unwrap());
+        assert!(
+            !addr
+                .send(InsertUserIfAbsent { user })
+                .await
+                .unwrap()
+                .unwrap(),
+            "seeding is idempotent"
+        );
+        (addr, clock)
+    }
+
+    fn login(password: &str, address: Option<IpAddr>) -> AuthenticateUser {
+        AuthenticateUser {
+            username: "alice".into(),
+            password: Password::new(password.into()),
+            address,
+        }
+    }
+
+    #[actix::test]
+    async fn login_is_throttled_per_user_then_recovers() {
+        let (addr, clock) = start(Config::default()).await;
+        assert_eq!(
+            addr.send(login("pw", None)).await.unwrap().unwrap(),
+            "alice"
+        );
+        for _ in 0..5 {
+            let r = addr.send(login("wrong", None)).await.unwrap();
+            assert!(matches!(r, Err(RegistryError::InvalidCredentials)));
+        }
+        let r = addr.send(login("pw", None)).await.unwrap();
+        assert!(matches!(r, Err(RegistryError::LoginThrottled { .. })));
+        clock.advance(Duration::from_secs(15 * 60));
+        assert!(addr.send(login("pw", None)).await.unwrap().is_ok());
+    }
+
+    #[actix::test]
+    async fn register_authenticate_and_rate_limit() {
+        let mut cfg = Config::default();
+        cfg.registrations_per_hour = 1;
+        let (addr, _) = start(cfg).await;
+        let new = NewClient {
+            client_name: None,
+            redirect_uris: vec!["https://a.example/cb".into()],
+            auth_method: AuthMethod::ClientSecretBasic,
+            grant_types: vec![GrantType::AuthorizationCode],
+            scopes: None,
+            extra: Default::default(),
+        };
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let reg = addr
+            .send(RegisterClient {
+                client: new.clone(),
+                address: Some(ip),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            reg.client.scopes.to_string(),
+            "mcp:read mcp:write",
+            "default scopes"
+        );
+        let secret = reg.secret.unwrap();
+        let id = reg.client.client_id.clone();
+        let ok = addr
+            .send(AuthenticateClient {
+                client_id: id.clone(),
+                secret: Some(secret),
+            })
+            .await
+            .unwrap();
+        assert!(ok.is_ok());
+        let bad = addr
+            .send(AuthenticateClient {
+                client_id: id.clone(),
+                secret: Some(ClientSecret::new("x".into())),
+            })
+            .await
+            .unwrap();
+        assert!(matches!(bad, Err(RegistryError::InvalidClient)));
+        let none = addr
+            .send(AuthenticateClient {
+                client_id: id,
+                secret: None,
+            })
+            .await
+            .unwrap();
+        assert!(
+            matches!(none, Err(RegistryError::InvalidClient)),
+            "confidential client needs its secret"
+        );
+        let limited = addr
+            .send(RegisterClient {
+                client: new,
+                address: Some(ip),
+            })
+            .await
+            .unwrap();
+        assert!(matches!(limited, Err(RegistryError::RateLimited { .. })));
     }
 }

@@ -78,7 +78,11 @@ pub struct CodeIssuer {
 impl CodeIssuer {
     /// A code issuer over `store`.
     pub fn new(store: Box<dyn CodeStore>, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, settings, clock }
+        Self {
+            store,
+            settings,
+            clock,
+        }
     }
 
     fn sweep(&self) -> Result<usize, StorageError> {
@@ -184,7 +188,10 @@ mod tests {
         let store = SledCodeStore::open(&db, Durability::relaxed()).unwrap();
         let settings = Arc::new(Config::default().settings(8000).unwrap());
         let clock = ManualClock::new(1_000);
-        (CodeIssuer::new(Box::new(store), settings, clock.clone()).start(), clock)
+        (
+            CodeIssuer::new(Box::new(store), settings, clock.clone()).start(),
+            clock,
+        )
     }
 
     fn issue() -> IssueCode {
@@ -204,11 +211,20 @@ mod tests {
         let (addr, _) = start();
         let code = addr.send(issue()).await.unwrap().unwrap();
         let first = addr
-            .send(RedeemCode { code: code.clone(), client_id: "c".into() })
+            .send(RedeemCode {
+                code: code.clone(),
+                client_id: "c".into(),
+            })
             .await
             .unwrap()
             .unwrap();
-        let again = addr.send(RedeemCode { code, client_id: "c".into() }).await.unwrap();
+        let again = addr
+            .send(RedeemCode {
+                code,
+                client_id: "c".into(),
+            })
+            .await
+            .unwrap();
         match again {
             Err(CodeError::Replayed(g)) => assert_eq!(g, first.grant_id),
             other => panic!("expected replay, got {other:?}"),
@@ -219,14 +235,32 @@ mod tests {
     async fn wrong_client_and_expiry_are_invalid() {
         let (addr, clock) = start();
         let code = addr.send(issue()).await.unwrap().unwrap();
-        let r = addr.send(RedeemCode { code, client_id: "other".into() }).await.unwrap();
+        let r = addr
+            .send(RedeemCode {
+                code,
+                client_id: "other".into(),
+            })
+            .await
+            .unwrap();
         assert!(matches!(r, Err(CodeError::Invalid)));
         let code = addr.send(issue()).await.unwrap().unwrap();
         clock.advance(std::time::Duration::from_secs(61));
-        let r = addr.send(RedeemCode { code, client_id: "c".into() }).await.unwrap();
+        let r = addr
+            .send(RedeemCode {
+                code,
+                client_id: "c".into(),
+            })
+            .await
+            .unwrap();
         assert!(matches!(r, Err(CodeError::Invalid)));
         let unknown = AuthorizationCode::new("nope".into());
-        let r = addr.send(RedeemCode { code: unknown, client_id: "c".into() }).await.unwrap();
+        let r = addr
+            .send(RedeemCode {
+                code: unknown,
+                client_id: "c".into(),
+            })
+            .await
+            .unwrap();
         assert!(matches!(r, Err(CodeError::Invalid)));
     }
 
@@ -234,9 +268,17 @@ mod tests {
     async fn concurrent_redemption_has_one_winner() {
         let (addr, _) = start();
         let code = addr.send(issue()).await.unwrap().unwrap();
-        let tries = (0..32).map(|_| addr.send(RedeemCode { code: code.clone(), client_id: "c".into() }));
+        let tries = (0..32).map(|_| {
+            addr.send(RedeemCode {
+                code: code.clone(),
+                client_id: "c".into(),
+            })
+        });
         let results = futures_util::future::join_all(tries).await;
-        let wins = results.into_iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+        let wins = results
+            .into_iter()
+            .filter(|r| matches!(r, Ok(Ok(_))))
+            .count();
         assert_eq!(wins, 1);
     }
 }

@@ -16,7 +16,11 @@ pub use token_ledger::TokenLedger;
 
 /// Sends `msg` and waits at most `timeout`: a full mailbox or a slow actor becomes a
 /// `MailboxError` (mapped to 503 / `temporarily_unavailable`), never a hang.
-pub async fn ask<A, M>(addr: &Addr<A>, msg: M, timeout: Duration) -> Result<M::Result, actix::MailboxError>
+pub async fn ask<A, M>(
+    addr: &Addr<A>,
+    msg: M,
+    timeout: Duration,
+) -> Result<M::Result, actix::MailboxError>
 where
     A: Actor + Handler<M>,
     A::Context: ToEnvelope<A, M>,

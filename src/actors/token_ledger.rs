@@ -150,7 +150,12 @@ impl TokenLedger {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StorageError> {
         let revoked = store.revoked_grants()?.into_iter().collect();
-        Ok(Self { store, revoked, settings, clock })
+        Ok(Self {
+            store,
+            revoked,
+            settings,
+            clock,
+        })
     }
 
     fn access_ttl_secs(&self) -> u64 {
@@ -405,5 +410,163 @@ impl Handler<RevokeGrant> for TokenLedger {
     fn handle(&mut self, msg: RevokeGrant, _: &mut Self::Context) -> Self::Result {
         let result = self.revoke_grant(msg.grant_id).map_err(LedgerError::from);
         after_persist(&*self.store, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        config::Config,
+        domain::clock::ManualClock,
+        storage::sled_store::{Durability, SledTokenStore},
+    };
+
+    fn start() -> (Addr<TokenLedger>, Arc<ManualClock>) {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
+        let settings = Arc::new(Config::default().settings(8000).unwrap());
+        let clock = ManualClock::new(1_000);
+        let ledger = TokenLedger::new(Box::new(store), settings, clock.clone()).unwrap();
+        (ledger.start(), clock)
+    }
+
+    fn issue(grant_id: GrantId) -> IssueTokens {
+        IssueTokens {
+            grant_id,
+            client_id: "c".into(),
+            subject: Some("u".into()),
+            scopes: Scopes::parse("mcp:read mcp:write").unwrap(),
+            resource: "http://localhost:8000/mcp".into(),
+            with_refresh: true,
+        }
+    }
+
+    async fn active(addr: &Addr<TokenLedger>, token: &str) -> bool {
+        let msg = IntrospectToken {
+            token: PresentedToken::new(token.to_owned()),
+        };
+        addr.send(msg).await.unwrap().unwrap().is_some()
+    }
+
+    fn refresh(rt: &RefreshToken, scopes: Option<&str>) -> RefreshTokens {
+        RefreshTokens {
+            refresh_token: rt.clone(),
+            client_id: "c".into(),
+            scopes: scopes.map(|s| Scopes::parse(s).unwrap()),
+        }
+    }
+
+    #[actix::test]
+    async fn rotation_narrowing_and_reuse_detection() {
+        let (addr, clock) = start();
+        let first = addr
+            .send(issue(GrantId::generate()))
+            .await
+            .unwrap()
+            .unwrap();
+        let rt1 = first.refresh_token.unwrap();
+        let second = addr
+            .send(refresh(&rt1, Some("mcp:read")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.scopes.to_string(), "mcp:read");
+        let rt2 = second.refresh_token.unwrap();
+        assert!(
+            !active(&addr, rt1.secret()).await,
+            "rotated token is no longer active"
+        );
+        // The new refresh token kept the full grant scope.
+        let third = addr.send(refresh(&rt2, None)).await.unwrap().unwrap();
+        assert_eq!(third.scopes.to_string(), "mcp:read mcp:write");
+        // Widening is refused.
+        let rt3 = third.refresh_token.unwrap();
+        let wide = addr.send(refresh(&rt3, Some("mcp:admin"))).await.unwrap();
+        assert!(matches!(wide, Err(LedgerError::InvalidScope)));
+        // Reuse of rt1 after the grace window revokes everything in the grant.
+        clock.advance(Duration::from_secs(11));
+        let reuse = addr.send(refresh(&rt1, None)).await.unwrap();
+        assert!(matches!(reuse, Err(LedgerError::InvalidGrant)));
+        assert!(!active(&addr, rt3.secret()).await);
+        assert!(!active(&addr, third.access_token.secret()).await);
+    }
+
+    #[actix::test]
+    async fn grace_window_allows_parallel_refresh() {
+        let (addr, _) = start();
+        let first = addr
+            .send(issue(GrantId::generate()))
+            .await
+            .unwrap()
+            .unwrap();
+        let rt = first.refresh_token.unwrap();
+        let a = addr.send(refresh(&rt, None)).await.unwrap().unwrap();
+        let b = addr.send(refresh(&rt, None)).await.unwrap().unwrap();
+        assert!(active(&addr, a.access_token.secret()).await);
+        assert!(active(&addr, b.refresh_token.unwrap().secret()).await);
+    }
+
+    #[actix::test]
+    async fn revoked_grant_refuses_issuance_and_revocation_is_per_client() {
+        let (addr, _) = start();
+        let grant = GrantId::generate();
+        addr.send(RevokeGrant { grant_id: grant })
+            .await
+            .unwrap()
+            .unwrap();
+        let r = addr.send(issue(grant)).await.unwrap();
+        assert!(matches!(r, Err(LedgerError::GrantRevoked)));
+
+        let t = addr
+            .send(issue(GrantId::generate()))
+            .await
+            .unwrap()
+            .unwrap();
+        let token = PresentedToken::new(t.access_token.secret().to_owned());
+        addr.send(RevokeToken {
+            token: token.clone(),
+            client_id: "other".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            active(&addr, t.access_token.secret()).await,
+            "other clients cannot revoke"
+        );
+        addr.send(RevokeToken {
+            token,
+            client_id: "c".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(!active(&addr, t.access_token.secret()).await);
+        assert!(
+            active(&addr, t.refresh_token.unwrap().secret()).await,
+            "revoking an access token keeps the grant"
+        );
+    }
+
+    #[actix::test]
+    async fn sweep_removes_expired_tokens() {
+        let (addr, clock) = start();
+        let t = addr
+            .send(issue(GrantId::generate()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(addr.send(CountTokens).await.unwrap(), 2);
+        clock.advance(Duration::from_secs(3601));
+        assert!(!active(&addr, t.access_token.secret()).await);
+        assert_eq!(addr.send(Sweep).await.unwrap().unwrap(), 1);
+        assert_eq!(
+            addr.send(CountTokens).await.unwrap(),
+            1,
+            "the refresh token lives on"
+        );
     }
 }

@@ -109,7 +109,6 @@ impl Client {
     }
 }
 
-
 /// A resource owner account.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {

@@ -1,8 +1,8 @@
 //! Domain vocabulary shared by the actors and the protocol modules: identifiers, secrets,
 //! PKCE, scopes, redirect URIs and the clock. Nothing here knows about actix or sled.
 
-pub mod clock;
 pub mod client;
+pub mod clock;
 pub mod pkce;
 pub mod redirect;
 pub mod scope;

@@ -27,8 +27,7 @@ pub enum PkceError {
 /// `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"`, length 43..=128 (RFC 7636 §4.1).
 fn is_pkce_string(s: &str) -> bool {
     (43..=128).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
@@ -88,11 +87,23 @@ mod tests {
 
     #[test]
     fn refuses_plain_missing_and_malformed() {
-        assert_eq!(CodeChallenge::parse(CHALLENGE, Some("plain")), Err(PkceError::UnsupportedMethod));
-        assert_eq!(CodeChallenge::parse(CHALLENGE, None), Err(PkceError::UnsupportedMethod));
-        assert_eq!(CodeChallenge::parse("short", Some("S256")), Err(PkceError::MalformedChallenge));
+        assert_eq!(
+            CodeChallenge::parse(CHALLENGE, Some("plain")),
+            Err(PkceError::UnsupportedMethod)
+        );
+        assert_eq!(
+            CodeChallenge::parse(CHALLENGE, None),
+            Err(PkceError::UnsupportedMethod)
+        );
+        assert_eq!(
+            CodeChallenge::parse("short", Some("S256")),
+            Err(PkceError::MalformedChallenge)
+        );
         let bad = format!("{}!", &CHALLENGE[..42]);
-        assert_eq!(CodeChallenge::parse(&bad, Some("S256")), Err(PkceError::MalformedChallenge));
+        assert_eq!(
+            CodeChallenge::parse(&bad, Some("S256")),
+            Err(PkceError::MalformedChallenge)
+        );
         let c = CodeChallenge::parse(CHALLENGE, Some("S256")).unwrap();
         assert_eq!(c.verify("tooshort"), Err(PkceError::MalformedVerifier));
     }

@@ -96,11 +96,26 @@ mod tests {
         assert!(validate_for_registration("http://localhost:3000/cb").is_ok());
         assert!(validate_for_registration("http://127.0.0.1/cb").is_ok());
         assert!(validate_for_registration("http://[::1]:9/cb").is_ok());
-        assert_eq!(validate_for_registration("http://evil.example/cb"), Err(RedirectUriError::Scheme));
-        assert_eq!(validate_for_registration("myapp://cb"), Err(RedirectUriError::Scheme));
-        assert_eq!(validate_for_registration("javascript:alert(1)"), Err(RedirectUriError::Scheme));
-        assert_eq!(validate_for_registration("https://a.example/cb#x"), Err(RedirectUriError::Fragment));
-        assert_eq!(validate_for_registration("/cb"), Err(RedirectUriError::NotAbsolute));
+        assert_eq!(
+            validate_for_registration("http://evil.example/cb"),
+            Err(RedirectUriError::Scheme)
+        );
+        assert_eq!(
+            validate_for_registration("myapp://cb"),
+            Err(RedirectUriError::Scheme)
+        );
+        assert_eq!(
+            validate_for_registration("javascript:alert(1)"),
+            Err(RedirectUriError::Scheme)
+        );
+        assert_eq!(
+            validate_for_registration("https://a.example/cb#x"),
+            Err(RedirectUriError::Fragment)
+        );
+        assert_eq!(
+            validate_for_registration("/cb"),
+            Err(RedirectUriError::NotAbsolute)
+        );
     }
 
     #[test]

@@ -46,8 +46,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, services: &Services) {
                 .route(web::post().to(oauth::authorize_post)),
         )
         .service(web::resource("/authorize/decision").route(web::post().to(oauth::decision)))
-        .service(web::resource("/token").wrap(cors()).route(web::post().to(oauth::token)))
-        .service(web::resource("/revoke").wrap(cors()).route(web::post().to(oauth::revoke)))
+        .service(
+            web::resource("/token")
+                .wrap(cors())
+                .route(web::post().to(oauth::token)),
+        )
+        .service(
+            web::resource("/revoke")
+                .wrap(cors())
+                .route(web::post().to(oauth::revoke)),
+        )
         .service(
             web::resource("/introspect")
                 .wrap(cors())

@@ -26,7 +26,10 @@ fn csrf_cookie_name(services: &Services) -> &'static str {
 }
 
 fn issuer(req: &HttpRequest, services: &Services) -> String {
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
     services.settings.issuer_for_host(host)
 }
 
@@ -43,11 +46,16 @@ fn form_body<'a>(req: &HttpRequest, body: &'a web::Bytes) -> Result<&'a [u8], Er
         .get(header::CONTENT_TYPE)
         .and_then(|h| h.to_str().ok())
         .and_then(|ct| ct.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if is_form {
         Ok(body)
     } else {
-        Err(Error::invalid_request("Content-Type must be application/x-www-form-urlencoded"))
+        Err(Error::invalid_request(
+            "Content-Type must be application/x-www-form-urlencoded",
+        ))
     }
 }
 
@@ -68,7 +76,11 @@ pub async fn metadata(req: HttpRequest, services: web::Data<Services>) -> HttpRe
 
 /// Renders the login page for a valid request, reusing the browser's CSRF cookie if it
 /// already has one so that two open tabs both work.
-async fn show_login(req: &HttpRequest, services: &Services, params: Params) -> Result<HttpResponse, Error> {
+async fn show_login(
+    req: &HttpRequest,
+    services: &Services,
+    params: Params,
+) -> Result<HttpResponse, Error> {
     let issuer = issuer(req, services);
     let request = flows::authorize(services, &params, &issuer).await?;
     let name = csrf_cookie_name(services);
@@ -78,7 +90,14 @@ async fn show_login(req: &HttpRequest, services: &Services, params: Params) -> R
         .filter(|v| v.len() == 43)
         .unwrap_or_else(random_token);
     let cookie = csrf_cookie(services, name, csrf.clone());
-    Ok(super::pages::login_page(StatusCode::OK, &request, &params, &csrf, cookie, None))
+    Ok(super::pages::login_page(
+        StatusCode::OK,
+        &request,
+        &params,
+        &csrf,
+        cookie,
+        None,
+    ))
 }
 
 fn csrf_cookie(services: &Services, name: &'static str, value: String) -> Cookie<'static> {
@@ -91,26 +110,48 @@ fn csrf_cookie(services: &Services, name: &'static str, value: String) -> Cookie
 }
 
 /// `GET /authorize`.
-pub async fn authorize_get(req: HttpRequest, services: web::Data<Services>) -> Result<HttpResponse, Error> {
+pub async fn authorize_get(
+    req: HttpRequest,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, Error> {
     let params = Params::parse(req.query_string().as_bytes());
     show_login(&req, &services, params).await
 }
 
 /// `POST /authorize` (form-encoded parameters, OAuth 2.1 §3.1).
-pub async fn authorize_post(req: HttpRequest, body: web::Bytes, services: web::Data<Services>) -> Result<HttpResponse, Error> {
+pub async fn authorize_post(
+    req: HttpRequest,
+    body: web::Bytes,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, Error> {
     let Ok(body) = form_body(&req, &body) else {
-        return Err(Error::page(StatusCode::BAD_REQUEST, "The authorization request must be form-encoded."));
+        return Err(Error::page(
+            StatusCode::BAD_REQUEST,
+            "The authorization request must be form-encoded.",
+        ));
     };
     show_login(&req, &services, Params::parse(body)).await
 }
 
 /// `POST /authorize/decision`: the login and consent form.
-pub async fn decision(req: HttpRequest, body: web::Bytes, services: web::Data<Services>) -> Result<HttpResponse, Error> {
-    let bad_form = || Error::page(StatusCode::BAD_REQUEST, "This sign-in form has expired or is invalid. Start again from the application.");
+pub async fn decision(
+    req: HttpRequest,
+    body: web::Bytes,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, Error> {
+    let bad_form = || {
+        Error::page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in form has expired or is invalid. Start again from the application.",
+        )
+    };
     let body = form_body(&req, &body).map_err(|_| bad_form())?;
     let params = Params::parse(body);
     let name = csrf_cookie_name(&services);
-    let cookie = req.cookie(name).map(|c| c.value().to_owned()).unwrap_or_default();
+    let cookie = req
+        .cookie(name)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
     let field = params.get("csrf").unwrap_or_default();
     let csrf_ok = !cookie.is_empty() && bool::from(cookie.as_bytes().ct_eq(field.as_bytes()));
     if !csrf_ok || params.is_duplicated("csrf") || params.is_duplicated("action") {
@@ -148,14 +189,22 @@ pub async fn decision(req: HttpRequest, body: web::Bytes, services: web::Data<Se
 }
 
 /// `POST /token`.
-pub async fn token(req: HttpRequest, body: web::Bytes, services: web::Data<Services>) -> Result<HttpResponse, Error> {
+pub async fn token(
+    req: HttpRequest,
+    body: web::Bytes,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, Error> {
     let body = form_body(&req, &body)?;
     let response = flows::token(&services, authorization(&req), body).await?;
     Ok(no_store_json(StatusCode::OK, &response))
 }
 
 /// `POST /revoke` (RFC 7009).
-pub async fn revoke(req: HttpRequest, body: web::Bytes, services: web::Data<Services>) -> Result<HttpResponse, Error> {
+pub async fn revoke(
+    req: HttpRequest,
+    body: web::Bytes,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, Error> {
     let body = form_body(&req, &body)?;
     flows::revoke(&services, authorization(&req), body).await?;
     Ok(HttpResponse::Ok()
@@ -164,7 +213,11 @@ pub async fn revoke(req: HttpRequest, body: web::Bytes, services: web::Data<Serv
 }
 
 /// `POST /introspect` (RFC 7662).
-pub async fn introspect(req: HttpRequest, body: web::Bytes, services: web::Data<Services>) -> Result<HttpResponse, Error> {
+pub async fn introspect(
+    req: HttpRequest,
+    body: web::Bytes,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, Error> {
     let body = form_body(&req, &body)?;
     let issuer = issuer(&req, &services);
     let response = flows::introspect(&services, authorization(&req), body, &issuer).await?;
@@ -172,7 +225,11 @@ pub async fn introspect(req: HttpRequest, body: web::Bytes, services: web::Data<
 }
 
 /// `POST /register` (RFC 7591).
-pub async fn register(req: HttpRequest, body: web::Bytes, services: web::Data<Services>) -> Result<HttpResponse, Error> {
+pub async fn register(
+    req: HttpRequest,
+    body: web::Bytes,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, Error> {
     let address = req.peer_addr().map(|a| a.ip());
     let response = flows::register(&services, &body, address).await?;
     Ok(no_store_json(StatusCode::CREATED, &response))

@@ -94,7 +94,12 @@ pub fn login_page(
     let hidden: String = CARRIED_PARAMS
         .iter()
         .filter_map(|name| params.get(name).map(|v| (name, v)))
-        .map(|(name, v)| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", attr(v)))
+        .map(|(name, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+                attr(v)
+            )
+        })
         .collect();
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", text(e)))

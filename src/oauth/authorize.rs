@@ -78,27 +78,32 @@ pub fn validate(
         ));
     };
     if params.is_duplicated("redirect_uri") {
-        return Err(AuthorizeError::Page("The redirect_uri parameter is repeated."));
+        return Err(AuthorizeError::Page(
+            "The redirect_uri parameter is repeated.",
+        ));
     }
-    let (redirect_uri, explicit) = match params.get("redirect_uri") {
-        Some(uri) => {
-            if !client.redirect_uris.iter().any(|r| redirect::matches(r, uri)) {
-                return Err(AuthorizeError::Page(
-                    "The redirect_uri is not registered for this application.",
-                ));
+    let (redirect_uri, explicit) =
+        match params.get("redirect_uri") {
+            Some(uri) => {
+                if !client
+                    .redirect_uris
+                    .iter()
+                    .any(|r| redirect::matches(r, uri))
+                {
+                    return Err(AuthorizeError::Page(
+                        "The redirect_uri is not registered for this application.",
+                    ));
+                }
+                (uri.to_owned(), true)
             }
-            (uri.to_owned(), true)
-        }
-        // OAuth 2.1 §2.3.2: may be omitted only when exactly one is registered.
-        None => match client.redirect_uris.as_slice() {
-            [only] => (only.clone(), false),
-            _ => {
-                return Err(AuthorizeError::Page(
+            // OAuth 2.1 §2.3.2: may be omitted only when exactly one is registered.
+            None => match client.redirect_uris.as_slice() {
+                [only] => (only.clone(), false),
+                _ => return Err(AuthorizeError::Page(
                     "The request has no redirect_uri and the application has several registered.",
-                ))
-            }
-        },
-    };
+                )),
+            },
+        };
     if Url::parse(&redirect_uri).is_err() {
         return Err(AuthorizeError::Page("The redirect_uri is not a valid URI."));
     }
@@ -131,13 +136,17 @@ pub fn validate(
         ));
     }
     let Some(challenge) = params.get("code_challenge") else {
-        return Err(fail(ErrorCode::InvalidRequest, "code_challenge is required (PKCE S256)"));
+        return Err(fail(
+            ErrorCode::InvalidRequest,
+            "code_challenge is required (PKCE S256)",
+        ));
     };
     let code_challenge = CodeChallenge::parse(challenge, params.get("code_challenge_method"))
         .map_err(|e| match e {
-            crate::domain::pkce::PkceError::UnsupportedMethod => {
-                fail(ErrorCode::InvalidRequest, "transform algorithm not supported, use S256")
-            }
+            crate::domain::pkce::PkceError::UnsupportedMethod => fail(
+                ErrorCode::InvalidRequest,
+                "transform algorithm not supported, use S256",
+            ),
             _ => fail(ErrorCode::InvalidRequest, "code_challenge is malformed"),
         })?;
     let scopes = match params.get("scope") {
@@ -145,7 +154,10 @@ pub fn validate(
             let requested = Scopes::parse(s)
                 .map_err(|_| fail(ErrorCode::InvalidScope, "scope is malformed"))?;
             if !requested.is_subset(&client.scopes) || !requested.is_subset(&settings.scopes) {
-                return Err(fail(ErrorCode::InvalidScope, "requested scope is not allowed"));
+                return Err(fail(
+                    ErrorCode::InvalidScope,
+                    "requested scope is not allowed",
+                ));
             }
             requested
         }
@@ -157,7 +169,10 @@ pub fn validate(
     // RFC 8707: the only resource here is our MCP endpoint. Clients that omit `resource`
     // (some do) are bound to it anyway, so every token has an audience.
     if params.is_duplicated("resource") {
-        return Err(fail(ErrorCode::InvalidTarget, "only one resource is supported"));
+        return Err(fail(
+            ErrorCode::InvalidTarget,
+            "only one resource is supported",
+        ));
     }
     if let Some(resource) = params.get("resource") {
         if !settings.is_own_resource(resource) {
@@ -207,10 +222,7 @@ pub fn error_redirect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        config::Config,
-        domain::client::AuthMethod,
-    };
+    use crate::{config::Config, domain::client::AuthMethod};
 
     fn client(uris: &[&str]) -> Client {
         Client {
@@ -235,7 +247,9 @@ mod tests {
 
     #[test]
     fn accepts_a_good_request_and_defaults() {
-        let q = format!("client_id=c&response_type=code&code_challenge={CH}&code_challenge_method=S256&state=s");
+        let q = format!(
+            "client_id=c&response_type=code&code_challenge={CH}&code_challenge_method=S256&state=s"
+        );
         let r = run(&q, &["http://127.0.0.1:1/cb"]).unwrap();
         assert!(!r.redirect_uri_explicit);
         assert_eq!(r.scopes.to_string(), "mcp:read mcp:write");
@@ -245,22 +259,40 @@ mod tests {
     #[test]
     fn unknown_redirect_is_a_page_error() {
         let q = "client_id=c&redirect_uri=https://evil.example/cb";
-        assert!(matches!(run(q, &["https://a.example/cb"]), Err(AuthorizeError::Page(_))));
-        assert!(matches!(run("client_id=c", &["https://a.example/cb", "https://b.example/cb"]), Err(AuthorizeError::Page(_))));
+        assert!(matches!(
+            run(q, &["https://a.example/cb"]),
+            Err(AuthorizeError::Page(_))
+        ));
+        assert!(matches!(
+            run(
+                "client_id=c",
+                &["https://a.example/cb", "https://b.example/cb"]
+            ),
+            Err(AuthorizeError::Page(_))
+        ));
     }
 
     #[test]
     fn later_errors_redirect() {
         let q = format!("client_id=c&response_type=code&code_challenge={CH}&code_challenge_method=S256&resource=https://other.example/mcp");
         match run(&q, &["https://a.example/cb"]) {
-            Err(AuthorizeError::Redirect { code, .. }) => assert_eq!(code, ErrorCode::InvalidTarget),
+            Err(AuthorizeError::Redirect { code, .. }) => {
+                assert_eq!(code, ErrorCode::InvalidTarget)
+            }
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn error_redirect_keeps_query() {
-        let u = error_redirect("https://a.example/cb?x=1", ErrorCode::AccessDenied, "no", Some("s t"), "http://i").unwrap();
+        let u = error_redirect(
+            "https://a.example/cb?x=1",
+            ErrorCode::AccessDenied,
+            "no",
+            Some("s t"),
+            "http://i",
+        )
+        .unwrap();
         assert_eq!(u, "https://a.example/cb?x=1&error=access_denied&error_description=no&state=s+t&iss=http%3A%2F%2Fi");
     }
 }

@@ -43,11 +43,16 @@ fn parse_basic(header: &str) -> Option<(String, String)> {
 }
 
 /// Extracts the client's credentials from the `Authorization` header and the body.
-pub fn presented_client(authorization: Option<&str>, params: &Params) -> Result<PresentedClient, Error> {
+pub fn presented_client(
+    authorization: Option<&str>,
+    params: &Params,
+) -> Result<PresentedClient, Error> {
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
     if params.is_duplicated("client_id") || params.is_duplicated("client_secret") {
-        return Err(Error::invalid_request("client_id or client_secret repeated"));
+        return Err(Error::invalid_request(
+            "client_id or client_secret repeated",
+        ));
     }
     if let Some(header) = authorization {
         if body_secret.is_some() {
@@ -56,11 +61,15 @@ pub fn presented_client(authorization: Option<&str>, params: &Params) -> Result<
             ));
         }
         let Some((id, secret)) = parse_basic(header) else {
-            return Err(Error::oauth(ErrorCode::InvalidClient, "malformed Basic credentials")
-                .with_basic_challenge(true));
+            return Err(
+                Error::oauth(ErrorCode::InvalidClient, "malformed Basic credentials")
+                    .with_basic_challenge(true),
+            );
         };
         if body_id.is_some_and(|b| b != id) {
-            return Err(Error::invalid_request("client_id in body differs from Basic credentials"));
+            return Err(Error::invalid_request(
+                "client_id in body differs from Basic credentials",
+            ));
         }
         return Ok(PresentedClient {
             client_id: id,
@@ -74,7 +83,10 @@ pub fn presented_client(authorization: Option<&str>, params: &Params) -> Result<
             secret: body_secret.map(|s| ClientSecret::new(s.to_owned())),
             basic: false,
         }),
-        None => Err(Error::oauth(ErrorCode::InvalidClient, "client authentication required")),
+        None => Err(Error::oauth(
+            ErrorCode::InvalidClient,
+            "client authentication required",
+        )),
     }
 }
 

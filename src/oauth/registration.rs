@@ -59,14 +59,23 @@ pub fn parse(body: &[u8], settings: &Settings) -> Result<NewClient, Error> {
         None => Vec::new(),
     };
     if redirect_uris.is_empty() {
-        return Err(Error::oauth(ErrorCode::InvalidRedirectUri, "redirect_uris is required"));
+        return Err(Error::oauth(
+            ErrorCode::InvalidRedirectUri,
+            "redirect_uris is required",
+        ));
     }
     if redirect_uris.len() > 20 {
-        return Err(Error::oauth(ErrorCode::InvalidRedirectUri, "at most 20 redirect URIs"));
+        return Err(Error::oauth(
+            ErrorCode::InvalidRedirectUri,
+            "at most 20 redirect URIs",
+        ));
     }
     for uri in &redirect_uris {
         if uri.len() > 2000 {
-            return Err(Error::oauth(ErrorCode::InvalidRedirectUri, "redirect URI too long"));
+            return Err(Error::oauth(
+                ErrorCode::InvalidRedirectUri,
+                "redirect URI too long",
+            ));
         }
         validate_for_registration(uri).map_err(|e| {
             let d = match e {
@@ -117,7 +126,11 @@ pub fn parse(body: &[u8], settings: &Settings) -> Result<NewClient, Error> {
     let client_name = match doc.get("client_name") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.chars().count() <= 200 => Some(s.clone()),
-        Some(_) => return Err(meta("client_name must be a string of at most 200 characters")),
+        Some(_) => {
+            return Err(meta(
+                "client_name must be a string of at most 200 characters",
+            ))
+        }
     };
     let scopes = match doc.get("scope") {
         None | Some(Value::Null) => None,
@@ -168,10 +181,17 @@ pub fn response(registered: &RegisteredClient) -> Value {
     }
     doc.insert("client_id_issued_at".into(), c.issued_at.into());
     doc.insert("redirect_uris".into(), c.redirect_uris.clone().into());
-    doc.insert("token_endpoint_auth_method".into(), c.auth_method.as_str().into());
+    doc.insert(
+        "token_endpoint_auth_method".into(),
+        c.auth_method.as_str().into(),
+    );
     doc.insert(
         "grant_types".into(),
-        c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().into(),
+        c.grant_types
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()
+            .into(),
     );
     doc.insert("response_types".into(), vec!["code"].into());
     doc.insert("scope".into(), c.scopes.to_string().into());
@@ -194,14 +214,23 @@ mod tests {
     }
 
     fn code(body: &str) -> Option<ErrorCode> {
-        parse(body.as_bytes(), &settings()).err().and_then(|e| e.code())
+        parse(body.as_bytes(), &settings())
+            .err()
+            .and_then(|e| e.code())
     }
 
     #[test]
     fn defaults() {
-        let c = parse(br#"{"redirect_uris":["http://localhost:3000/cb"],"client_id":"mine"}"#, &settings()).unwrap();
+        let c = parse(
+            br#"{"redirect_uris":["http://localhost:3000/cb"],"client_id":"mine"}"#,
+            &settings(),
+        )
+        .unwrap();
         assert_eq!(c.auth_method, AuthMethod::ClientSecretBasic);
-        assert_eq!(c.grant_types, vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+        assert_eq!(
+            c.grant_types,
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+        );
         assert!(c.scopes.is_none());
     }
 
@@ -209,13 +238,29 @@ mod tests {
     fn refusals() {
         assert_eq!(code("nope"), Some(ErrorCode::InvalidClientMetadata));
         assert_eq!(code("{}"), Some(ErrorCode::InvalidRedirectUri));
-        assert_eq!(code(r#"{"redirect_uris":["http://evil.example/cb"]}"#), Some(ErrorCode::InvalidRedirectUri));
-        assert_eq!(code(r#"{"redirect_uris":["https://a.example/cb"],"grant_types":["implicit"]}"#), Some(ErrorCode::InvalidClientMetadata));
         assert_eq!(
-            code(r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"none","grant_types":["client_credentials"]}"#),
+            code(r#"{"redirect_uris":["http://evil.example/cb"]}"#),
+            Some(ErrorCode::InvalidRedirectUri)
+        );
+        assert_eq!(
+            code(r#"{"redirect_uris":["https://a.example/cb"],"grant_types":["implicit"]}"#),
             Some(ErrorCode::InvalidClientMetadata)
         );
-        assert_eq!(code(r#"{"redirect_uris":["https://a.example/cb"],"scope":"admin"}"#), Some(ErrorCode::InvalidClientMetadata));
-        assert_eq!(code(r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"private_key_jwt"}"#), Some(ErrorCode::InvalidClientMetadata));
+        assert_eq!(
+            code(
+                r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"none","grant_types":["client_credentials"]}"#
+            ),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+        assert_eq!(
+            code(r#"{"redirect_uris":["https://a.example/cb"],"scope":"admin"}"#),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+        assert_eq!(
+            code(
+                r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"private_key_jwt"}"#
+            ),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
     }
 }

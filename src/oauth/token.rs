@@ -51,7 +51,10 @@ fn required<'a>(params: &'a Params, name: &'static str) -> Result<&'a str, Error
 fn scope(params: &Params) -> Result<Option<Scopes>, Error> {
     params
         .get("scope")
-        .map(|s| Scopes::parse(s).map_err(|_| Error::oauth(ErrorCode::InvalidScope, "scope is malformed")))
+        .map(|s| {
+            Scopes::parse(s)
+                .map_err(|_| Error::oauth(ErrorCode::InvalidScope, "scope is malformed"))
+        })
         .transpose()
 }
 
@@ -112,16 +115,35 @@ mod tests {
 
     #[test]
     fn parse_errors() {
-        let e = |q: &str| TokenRequest::parse(&Params::parse(q.as_bytes())).unwrap_err().code();
+        let e = |q: &str| {
+            TokenRequest::parse(&Params::parse(q.as_bytes()))
+                .unwrap_err()
+                .code()
+        };
         assert_eq!(e(""), Some(ErrorCode::InvalidRequest));
-        assert_eq!(e("grant_type=password"), Some(ErrorCode::UnsupportedGrantType));
-        assert_eq!(e("grant_type=authorization_code&code=x"), Some(ErrorCode::InvalidRequest));
-        assert_eq!(e("grant_type=refresh_token&refresh_token=a&refresh_token=b"), Some(ErrorCode::InvalidRequest));
+        assert_eq!(
+            e("grant_type=password"),
+            Some(ErrorCode::UnsupportedGrantType)
+        );
+        assert_eq!(
+            e("grant_type=authorization_code&code=x"),
+            Some(ErrorCode::InvalidRequest)
+        );
+        assert_eq!(
+            e("grant_type=refresh_token&refresh_token=a&refresh_token=b"),
+            Some(ErrorCode::InvalidRequest)
+        );
     }
 
     #[test]
     fn parses_refresh_with_scope() {
-        let r = TokenRequest::parse(&Params::parse(b"grant_type=refresh_token&refresh_token=r&scope=mcp:read")).unwrap();
-        assert!(matches!(r, TokenRequest::RefreshToken { scope: Some(_), .. }));
+        let r = TokenRequest::parse(&Params::parse(
+            b"grant_type=refresh_token&refresh_token=r&scope=mcp:read",
+        ))
+        .unwrap();
+        assert!(matches!(
+            r,
+            TokenRequest::RefreshToken { scope: Some(_), .. }
+        ));
     }
 }

@@ -65,7 +65,11 @@ impl GroupCommit {
     pub fn persist(&self) -> Persist {
         let (tx, rx) = oneshot::channel();
         let accepted = {
-            let mut state = self.inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = self
+                .inner
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if state.shutdown {
                 false
             } else {
@@ -91,7 +95,11 @@ impl GroupCommit {
     /// Flushes what is pending, stops the thread and waits for it. Idempotent.
     pub fn shutdown(&self) {
         {
-            let mut state = self.inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = self
+                .inner
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             state.shutdown = true;
         }
         self.inner.wake.notify_one();
@@ -111,7 +119,10 @@ fn run(inner: &Inner, db: &sled::Db) {
         let (batch, stop) = {
             let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
             while state.waiters.is_empty() && !state.shutdown {
-                state = inner.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
+                state = inner
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
             (std::mem::take(&mut state.waiters), state.shutdown)
         };

@@ -158,7 +158,8 @@ impl CodeStore for SledCodeStore {
     }
 
     fn mark_used(&self, digest: &Digest, record: &UsedCodeRecord) -> Result<(), StorageError> {
-        self.used.insert(digest.0, encode(USED_CODES_TREE, record)?)?;
+        self.used
+            .insert(digest.0, encode(USED_CODES_TREE, record)?)?;
         Ok(())
     }
 
