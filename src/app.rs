@@ -20,6 +20,11 @@ use crate::{
         secrets::ClientSecret,
     },
     error::Error,
+    mcp::{
+        demo::{self, DemoServer, Guestbook},
+        sessions::{McpSessions, SessionLimits},
+        McpEndpoint,
+    },
     storage::{
         sled_store::{Durability, SledClientStore, SledCodeStore, SledTokenStore},
         GroupCommit, StorageError,
@@ -73,8 +78,12 @@ pub struct Services {
     pub codes: Addr<CodeIssuer>,
     /// The token ledger.
     pub ledger: Addr<TokenLedger>,
+    /// The MCP session manager.
+    pub sessions: Addr<McpSessions>,
     /// Validated settings.
     pub settings: Arc<Settings>,
+    /// The default MCP endpoint (demo tools), mounted by [`crate::configure`].
+    pub default_mcp: Option<McpEndpoint<DemoServer>>,
     commit: Option<GroupCommit>,
 }
 
@@ -131,13 +140,29 @@ impl Services {
             Arc::clone(&clock),
         )?
         .start();
-        let services = Self {
+        let cfg = &settings.config;
+        let sessions = McpSessions::new(SessionLimits {
+            idle_timeout: cfg.mcp_session_idle,
+            max_per_owner: cfg.mcp_max_sessions_per_owner,
+            mailbox_capacity: cfg.mailbox_capacity,
+            timeout: cfg.actor_timeout,
+        })
+        .start();
+        let mut services = Self {
             registry,
             codes,
             ledger,
+            sessions,
             settings,
+            default_mcp: None,
             commit,
         };
+        let guestbook = Guestbook::default();
+        services.default_mcp = Some(McpEndpoint::new(
+            &services,
+            move || DemoServer::new(Arc::clone(&guestbook)),
+            demo::tool_scopes(),
+        ));
         if services.settings.config.demo {
             services.seed_demo(clock.now()).await?;
         }
@@ -197,8 +222,13 @@ impl Services {
         let _ = self.registry.send(Stop).await;
         let _ = self.codes.send(Stop).await;
         let _ = self.ledger.send(Stop).await;
+        let _ = self.sessions.send(Stop).await;
         for _ in 0..200 {
-            if !self.registry.connected() && !self.codes.connected() && !self.ledger.connected() {
+            if !self.registry.connected()
+                && !self.codes.connected()
+                && !self.ledger.connected()
+                && !self.sessions.connected()
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -266,6 +296,9 @@ pub async fn start(
             .configure(move |cfg| crate::http::configure(cfg, &services))
     })
     .workers(2)
+    // actix-web leaves Nagle on; SSE responses go out in two writes, and the second would
+    // wait for the client's delayed ACK (~40 ms per MCP response).
+    .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(5)
     .listen(listener)?

@@ -54,6 +54,21 @@ pub struct Config {
     pub registrations_per_hour: u32,
     /// Interval of the background sweep of expired codes and tokens.
     pub sweep_interval: Duration,
+    /// Scopes every request to `/mcp` needs (the `scope` of the 401 challenge).
+    pub mcp_scopes: Vec<String>,
+    /// MCP sessions idle this long are closed.
+    pub mcp_session_idle: Duration,
+    /// MCP sessions per owner (subject and client); the least recently used is closed
+    /// beyond this.
+    pub mcp_max_sessions_per_owner: usize,
+    /// Largest request body accepted at `/mcp`.
+    pub mcp_max_body_bytes: usize,
+    /// Extra `Host` values accepted at `/mcp` (`name` for any port, or `name:port`), in
+    /// addition to the public URL's host (and its loopback aliases).
+    pub allowed_hosts: Vec<String>,
+    /// Extra browser origins accepted at `/mcp` (`scheme://host[:port]`), in addition to the
+    /// public URL's origin (and, on a loopback server, loopback origins on any port).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -79,6 +94,12 @@ impl Default for Config {
             login_lockout: Duration::from_secs(15 * 60),
             registrations_per_hour: 30,
             sweep_interval: Duration::from_secs(60),
+            mcp_scopes: vec!["mcp:read".into()],
+            mcp_session_idle: Duration::from_secs(30 * 60),
+            mcp_max_sessions_per_owner: 32,
+            mcp_max_body_bytes: 1024 * 1024,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -103,6 +124,8 @@ pub struct Settings {
     pub scopes: Scopes,
     /// Scopes of clients registered without `scope`.
     pub default_scopes: Scopes,
+    /// Scopes every MCP request needs.
+    pub mcp_scopes: Scopes,
     /// The configuration this was derived from.
     pub config: Config,
 }
@@ -168,6 +191,28 @@ impl Config {
                 "code TTL must be at most 10 minutes (OAuth 2.1 §4.1.2)".into(),
             ));
         }
+        let mcp_scopes = Scopes::parse(&self.mcp_scopes.join(" "))
+            .map_err(|e| ConfigError(format!("MCP scopes: {e}")))?;
+        if !mcp_scopes.is_subset(&scopes) {
+            return Err(ConfigError(
+                "MCP scopes must be a subset of the supported scopes".into(),
+            ));
+        }
+        if self.mcp_max_sessions_per_owner == 0 || self.mcp_session_idle.is_zero() {
+            return Err(ConfigError(
+                "MCP session limits must be greater than zero".into(),
+            ));
+        }
+        for origin in &self.allowed_origins {
+            if Url::parse(origin)
+                .map(|u| u.host().is_none())
+                .unwrap_or(true)
+            {
+                return Err(ConfigError(format!(
+                    "allowed origin {origin} must look like https://host[:port]"
+                )));
+            }
+        }
         if self.mailbox_capacity == 0 {
             return Err(ConfigError(
                 "mailbox capacity must be greater than zero".into(),
@@ -181,6 +226,7 @@ impl Config {
             loopback,
             scopes,
             default_scopes,
+            mcp_scopes,
             config: self.clone(),
         })
     }
@@ -202,6 +248,55 @@ impl Settings {
             }
         }
         self.issuer.clone()
+    }
+
+    /// DNS-rebinding defence: is this `Host` header one of ours? The public URL's authority,
+    /// its loopback aliases on the same port (loopback servers), or a configured extra.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let Ok(url) = Url::parse(&format!("{}://{host}", self.public_url.scheme())) else {
+            return false;
+        };
+        if url.path() != "/" || !url.username().is_empty() {
+            return false;
+        }
+        let port = url.port_or_known_default();
+        let public_port = self.public_url.port_or_known_default();
+        if port == public_port
+            && (url.host() == self.public_url.host()
+                || (self.loopback && is_loopback_host(url.host())))
+        {
+            return true;
+        }
+        let name = url.host_str().unwrap_or_default();
+        self.config.allowed_hosts.iter().any(|allowed| {
+            match allowed
+                .rsplit_once(':')
+                .filter(|(_, p)| p.parse::<u16>().is_ok())
+            {
+                Some((h, p)) => h.eq_ignore_ascii_case(name) && p.parse::<u16>().ok() == port,
+                None => allowed.eq_ignore_ascii_case(name),
+            }
+        })
+    }
+
+    /// DNS-rebinding and cross-site defence: is this `Origin` allowed to call `/mcp`? The
+    /// public origin, loopback origins on any port when the server itself is on loopback
+    /// (local tools such as MCP Inspector), or a configured extra. `null` never is.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        let Ok(url) = Url::parse(origin) else {
+            return false;
+        };
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return false;
+        }
+        let ours = url.scheme() == self.public_url.scheme()
+            && url.host() == self.public_url.host()
+            && url.port_or_known_default() == self.public_url.port_or_known_default();
+        ours || (self.loopback && is_loopback_host(url.host()))
+            || self.config.allowed_origins.iter().any(|o| {
+                o.trim_end_matches('/')
+                    .eq_ignore_ascii_case(origin.trim_end_matches('/'))
+            })
     }
 
     /// True when `candidate` names our MCP resource: the canonical `<issuer>/mcp`, or with a
@@ -274,6 +369,31 @@ mod tests {
         assert!(!s.is_own_resource("http://127.0.0.1:8001/mcp"));
         assert!(!s.is_own_resource("http://evil.example:8000/mcp"));
         assert!(!s.is_own_resource("http://localhost:8000/other"));
+    }
+
+    #[test]
+    fn host_and_origin_allow_lists() {
+        let s = Config::default().settings(8000).unwrap();
+        assert!(s.host_allowed("localhost:8000"));
+        assert!(s.host_allowed("127.0.0.1:8000"));
+        assert!(s.host_allowed("[::1]:8000"));
+        assert!(!s.host_allowed("evil.example:8000"));
+        assert!(!s.host_allowed("localhost:8001"));
+        assert!(s.origin_allowed("http://localhost:6274"));
+        assert!(!s.origin_allowed("http://evil.example"));
+        assert!(!s.origin_allowed("null"));
+        let mut c = Config::default();
+        c.public_url = Some(Url::parse("https://mcp.example.com").unwrap());
+        c.allowed_hosts = vec!["internal.example".into()];
+        c.allowed_origins = vec!["https://app.example".into()];
+        let s = c.settings(8000).unwrap();
+        assert!(s.host_allowed("mcp.example.com"));
+        assert!(s.host_allowed("mcp.example.com:443"));
+        assert!(s.host_allowed("internal.example:9"));
+        assert!(!s.host_allowed("localhost:443"));
+        assert!(s.origin_allowed("https://mcp.example.com"));
+        assert!(s.origin_allowed("https://app.example"));
+        assert!(!s.origin_allowed("http://localhost:3000"));
     }
 
     #[test]

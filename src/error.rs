@@ -107,6 +107,33 @@ pub enum Error {
     /// A `303 See Other` to this URL (authorization error sent back to the client).
     #[error("redirect to client")]
     Redirect(String),
+    /// A bearer-token challenge from the MCP endpoint (RFC 6750 §3, RFC 9728 §5.1).
+    #[error("{}", .0.description)]
+    Challenge(Challenge),
+    /// A transport-level refusal at the MCP endpoint, with a JSON-RPC error body.
+    #[error("{message}")]
+    Transport {
+        /// HTTP status.
+        status: StatusCode,
+        /// Error message.
+        message: Cow<'static, str>,
+    },
+}
+
+/// A `WWW-Authenticate: Bearer` challenge.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    /// 401 (no or bad token), 403 (insufficient scope) or 400 (malformed request).
+    pub status: StatusCode,
+    /// `invalid_token`, `insufficient_scope`, `invalid_request`; `None` when no token was
+    /// presented (RFC 6750 §3.1: no error code then).
+    pub error: Option<&'static str>,
+    /// Text for `error_description` (sanitised).
+    pub description: Cow<'static, str>,
+    /// Scopes the client should request.
+    pub scope: String,
+    /// URL of the protected-resource metadata document.
+    pub resource_metadata: String,
 }
 
 impl Error {
@@ -173,6 +200,8 @@ impl ResponseError for Error {
             },
             Self::Page(p) => p.status,
             Self::Redirect(_) => StatusCode::SEE_OTHER,
+            Self::Challenge(c) => c.status,
+            Self::Transport { status, .. } => *status,
         }
     }
 
@@ -205,6 +234,33 @@ impl ResponseError for Error {
                     }
                 }
                 resp
+            }
+            Self::Challenge(c) => {
+                let description = sanitize(c.description.clone());
+                let mut value = String::from("Bearer ");
+                if let Some(error) = c.error {
+                    value.push_str(&format!(
+                        "error=\"{error}\", error_description=\"{description}\", "
+                    ));
+                }
+                value.push_str(&format!(
+                    "resource_metadata=\"{}\", scope=\"{}\"",
+                    c.resource_metadata, c.scope
+                ));
+                HttpResponse::build(status)
+                    .insert_header((header::WWW_AUTHENTICATE, value))
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .json(serde_json::json!({
+                        "error": c.error.unwrap_or("invalid_token"),
+                        "error_description": description,
+                    }))
+            }
+            Self::Transport { message, .. } => {
+                HttpResponse::build(status).json(serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": null,
+                    "error": { "code": -32600, "message": message },
+                }))
             }
             Self::Redirect(url) => HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, url.as_str()))

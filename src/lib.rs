@@ -63,6 +63,7 @@ pub mod domain;
 pub mod error;
 pub mod flows;
 pub mod http;
+pub mod mcp;
 pub mod oauth;
 pub mod storage;
 
@@ -70,4 +71,8 @@ pub use app::{open_db, start, RunningServer, Services, StartError};
 pub use config::Config;
 pub use domain::clock;
 pub use error::Error;
-pub use http::configure;
+pub use http::{configure, configure_authorization_server};
+/// The MCP SDK this crate is built on, re-exported so embedders use the same copy.
+pub use rmcp;
+/// The actix-web bridge for rmcp, re-exported for the same reason.
+pub use rmcp_actix_web;

@@ -1,8 +1,10 @@
 //! The actix-web layer: routes, CORS, body limits and extractor error handlers.
 //! [`configure`] is the embedding point (`App::new().configure(|c| configure(c, &services))`).
 
+pub mod bearer;
 pub mod oauth;
 pub mod pages;
+pub mod well_known;
 
 use actix_cors::Cors;
 use actix_web::{http::header, web};
@@ -15,7 +17,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// CORS for browser-based clients on the JSON endpoints (never on /authorize, which must
 /// not be usable cross-origin; OAuth 2.1 §3.1, RFC 9700 §2.6). No credentials (cookies) are
 /// involved, so a wildcard origin is safe.
-fn cors() -> Cors {
+pub(crate) fn cors() -> Cors {
     Cors::default()
         .allow_any_origin()
         .send_wildcard()
@@ -30,9 +32,19 @@ fn cors() -> Cors {
         .max_age(86_400)
 }
 
-/// Mounts the authorization server's routes. Call once per worker with the same
-/// [`Services`] (started once, outside `HttpServer::new`).
+/// Mounts everything the default server offers: the authorization server and the demo MCP
+/// endpoint at `/mcp`. Call once per worker with the same [`Services`] (started once,
+/// outside `HttpServer::new`).
 pub fn configure(cfg: &mut web::ServiceConfig, services: &Services) {
+    configure_authorization_server(cfg, services);
+    if let Some(mcp) = &services.default_mcp {
+        mcp.configure(cfg);
+    }
+}
+
+/// Mounts the authorization server's routes only; an embedding application then mounts its
+/// own [`crate::mcp::McpEndpoint`].
+pub fn configure_authorization_server(cfg: &mut web::ServiceConfig, services: &Services) {
     cfg.app_data(web::Data::new(services.clone()))
         .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .service(

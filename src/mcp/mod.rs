@@ -1,0 +1,76 @@
+//! The MCP server at `/mcp`: rmcp's Streamable HTTP transport (through rmcp-actix-web)
+//! behind our bearer protection, with sessions owned by the [`sessions::McpSessions`] actor.
+//!
+//! - [`McpEndpoint`] mounts any rmcp `ServerHandler` at `/mcp` (ours, [`demo::DemoServer`],
+//!   or an embedding application's own) with authentication, sessions and identity.
+//! - [`Caller`] is the verified identity of the current request; tools read it with
+//!   [`caller`].
+//! - [`ToolScopes`] declares which scopes each tool needs; the bearer middleware answers
+//!   `403 insufficient_scope` for a `tools/call` the token may not make (MCP authorization,
+//!   "Scope Challenge Handling"), so clients can step up.
+
+pub mod demo;
+pub mod endpoint;
+pub mod sessions;
+
+use std::{collections::HashMap, sync::Arc};
+
+use rmcp::{service::RequestContext, RoleServer};
+
+pub use endpoint::McpEndpoint;
+
+use crate::domain::scope::Scopes;
+
+/// The verified caller of an MCP request, taken from its access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The resource owner (`None` for client_credentials tokens).
+    pub subject: Option<String>,
+    /// The OAuth client that holds the token.
+    pub client_id: String,
+    /// The token's scopes.
+    pub scopes: Scopes,
+}
+
+impl Caller {
+    /// True when the token carries `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.contains(scope)
+    }
+}
+
+/// The caller of the request a tool, resource or prompt handler is serving.
+pub fn caller(ctx: &RequestContext<RoleServer>) -> Option<Caller> {
+    rmcp_actix_web::transport::on_request_extensions(&ctx.extensions)
+        .and_then(|ext| ext.get::<Caller>())
+        .cloned()
+}
+
+/// Scopes required per tool. Every MCP request needs the endpoint's base scopes; a tool
+/// listed here needs its own scopes in addition.
+#[derive(Debug, Clone, Default)]
+pub struct ToolScopes {
+    tools: Arc<HashMap<String, Scopes>>,
+}
+
+impl ToolScopes {
+    /// No per-tool requirements.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires `scopes` for calls of `tool`.
+    pub fn require<I, S>(mut self, tool: &str, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.tools).insert(tool.to_owned(), Scopes::from_names(scopes));
+        self
+    }
+
+    /// The scopes `tool` requires beyond the base scopes.
+    pub fn for_tool(&self, tool: &str) -> Option<&Scopes> {
+        self.tools.get(tool)
+    }
+}

@@ -1,0 +1,551 @@
+//! The MCP session manager actor, [`McpSessions`], and the bridge that plugs it into rmcp
+//! as its [`SessionManager`].
+//!
+//! The actor owns the session table: each live session's rmcp handle, its owner (subject
+//! and client), the negotiated protocol version and client info, and when it was last
+//! used. It enforces idle expiry and a per-owner session cap. rmcp's per-session worker
+//! task still runs the JSON-RPC state machine (streams, caches, resumption); the actor owns
+//! the handles to those workers and decides when they end.
+//!
+//! Streamable HTTP "Session Management": the id is a random visible-ASCII string issued on
+//! `initialize`; a DELETE closes the session; an unknown or closed session answers 404
+//! (rmcp). A session never authenticates anything: the bearer check runs on every request
+//! and a session used by another principal answers 404 as if unknown (see `http::bearer`).
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use rmcp::{
+    model::{ClientJsonRpcMessage, JsonRpcMessage, ServerJsonRpcMessage},
+    transport::{
+        streamable_http_server::session::{
+            local::{
+                create_local_session, EventId, LocalSessionHandle, LocalSessionWorker,
+                SessionConfig, SessionError,
+            },
+            ServerSseMessage, SessionId, SessionManager,
+        },
+        WorkerTransport,
+    },
+};
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::actors::{ask, Stop};
+
+/// Who a session belongs to: the token's subject (or the client, for client_credentials)
+/// and client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// The resource owner, or `None` for client_credentials tokens.
+    pub subject: Option<String>,
+    /// The OAuth client.
+    pub client_id: String,
+}
+
+/// What the table knows about one session.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// Owner, recorded when `initialize` succeeds.
+    pub owner: Option<Owner>,
+    /// Negotiated protocol version, as requested by the client.
+    pub protocol_version: Option<String>,
+    /// `clientInfo.name` and `version` from `initialize`.
+    pub client_info: Option<String>,
+    /// Creation time.
+    pub created: Instant,
+    /// Last request.
+    pub last_seen: Instant,
+}
+
+struct Entry {
+    handle: LocalSessionHandle,
+    info: SessionInfo,
+    /// JSON-RPC request id → rmcp's HTTP stream id, when stream tracking is on.
+    streams: HashMap<String, u64>,
+    /// Waiters for a client to resume a given HTTP stream (SEP-1699 polling).
+    resume_waiters: HashMap<u64, Vec<oneshot::Sender<()>>>,
+}
+
+/// Settings of the session table.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Sessions idle this long are closed.
+    pub idle_timeout: Duration,
+    /// At most this many sessions per owner; the least recently used is closed beyond it.
+    pub max_per_owner: usize,
+    /// Mailbox capacity.
+    pub mailbox_capacity: usize,
+    /// How long the bridge waits for the actor.
+    pub timeout: Duration,
+}
+
+/// The MCP session manager actor.
+pub struct McpSessions {
+    sessions: HashMap<SessionId, Entry>,
+    limits: SessionLimits,
+}
+
+impl McpSessions {
+    /// An empty session table.
+    pub fn new(limits: SessionLimits) -> Self {
+        Self {
+            sessions: HashMap::new(),
+            limits,
+        }
+    }
+
+    fn close_entry(id: &SessionId, entry: Entry) {
+        tracing::debug!(session = %id, "closing MCP session");
+        actix::spawn(async move {
+            let _ = entry.handle.close().await;
+        });
+    }
+
+    fn expire_idle(&mut self) {
+        let idle = self.limits.idle_timeout;
+        let expired: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.info.last_seen.elapsed() > idle)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(entry) = self.sessions.remove(&id) {
+                Self::close_entry(&id, entry);
+            }
+        }
+    }
+}
+
+impl Actor for McpSessions {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.limits.mailbox_capacity);
+        let tick =
+            (self.limits.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        ctx.run_interval(tick, |act, _| act.expire_idle());
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for (id, entry) in std::mem::take(&mut self.sessions) {
+            Self::close_entry(&id, entry);
+        }
+    }
+}
+
+impl Handler<Stop> for McpSessions {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// Adds a freshly created session (before its `initialize` completes).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CreateSession {
+    /// The new id.
+    pub id: SessionId,
+    /// rmcp's handle to the session worker.
+    pub handle: LocalSessionHandle,
+}
+
+impl Handler<CreateSession> for McpSessions {
+    type Result = ();
+    fn handle(&mut self, msg: CreateSession, _: &mut Self::Context) {
+        let now = Instant::now();
+        self.sessions.insert(
+            msg.id,
+            Entry {
+                handle: msg.handle,
+                info: SessionInfo {
+                    owner: None,
+                    protocol_version: None,
+                    client_info: None,
+                    created: now,
+                    last_seen: now,
+                },
+                streams: HashMap::new(),
+                resume_waiters: HashMap::new(),
+            },
+        );
+    }
+}
+
+/// Records who initialized a session, and enforces the per-owner cap by closing the
+/// owner's least recently used sessions.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RecordInitialize {
+    /// The session.
+    pub id: SessionId,
+    /// Its owner.
+    pub owner: Owner,
+    /// Requested protocol version.
+    pub protocol_version: Option<String>,
+    /// Client name and version.
+    pub client_info: Option<String>,
+}
+
+impl Handler<RecordInitialize> for McpSessions {
+    type Result = ();
+    fn handle(&mut self, msg: RecordInitialize, _: &mut Self::Context) {
+        let Some(entry) = self.sessions.get_mut(&msg.id) else {
+            return;
+        };
+        entry.info.owner = Some(msg.owner.clone());
+        entry.info.protocol_version = msg.protocol_version;
+        entry.info.client_info = msg.client_info;
+        let mut owned: Vec<(Instant, SessionId)> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.info.owner.as_ref() == Some(&msg.owner))
+            .map(|(id, e)| (e.info.last_seen, id.clone()))
+            .collect();
+        if owned.len() > self.limits.max_per_owner {
+            owned.sort();
+            let excess = owned.len() - self.limits.max_per_owner;
+            for (_, id) in owned
+                .into_iter()
+                .filter(|(_, id)| *id != msg.id)
+                .take(excess)
+            {
+                if let Some(entry) = self.sessions.remove(&id) {
+                    tracing::info!(session = %id, "per-owner session cap reached, closing the least recently used");
+                    Self::close_entry(&id, entry);
+                }
+            }
+        }
+    }
+}
+
+/// Answers a session's owner: `None` if the session is unknown, `Some(None)` if it has not
+/// finished `initialize` yet.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Option<Owner>>")]
+pub struct SessionOwner {
+    /// The session.
+    pub id: SessionId,
+}
+
+impl Handler<SessionOwner> for McpSessions {
+    type Result = Option<Option<Owner>>;
+    fn handle(&mut self, msg: SessionOwner, _: &mut Self::Context) -> Self::Result {
+        self.sessions.get(&msg.id).map(|e| e.info.owner.clone())
+    }
+}
+
+/// Returns a session's handle and marks it used.
+#[derive(Message)]
+#[rtype(result = "Option<LocalSessionHandle>")]
+pub struct TouchSession {
+    /// The session.
+    pub id: SessionId,
+}
+
+impl Handler<TouchSession> for McpSessions {
+    type Result = Option<LocalSessionHandle>;
+    fn handle(&mut self, msg: TouchSession, _: &mut Self::Context) -> Self::Result {
+        let entry = self.sessions.get_mut(&msg.id)?;
+        entry.info.last_seen = Instant::now();
+        Some(entry.handle.clone())
+    }
+}
+
+/// Removes a session (DELETE, worker exit) and answers its handle so the caller can close
+/// the worker. Idempotent.
+#[derive(Message)]
+#[rtype(result = "Option<LocalSessionHandle>")]
+pub struct CloseSession {
+    /// The session.
+    pub id: SessionId,
+}
+
+impl Handler<CloseSession> for McpSessions {
+    type Result = Option<LocalSessionHandle>;
+    fn handle(&mut self, msg: CloseSession, _: &mut Self::Context) -> Self::Result {
+        self.sessions.remove(&msg.id).map(|e| e.handle)
+    }
+}
+
+/// Lists the live sessions (administration, metrics, tests).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(SessionId, SessionInfo)>")]
+pub struct ListSessions;
+
+impl Handler<ListSessions> for McpSessions {
+    type Result = Vec<(SessionId, SessionInfo)>;
+    fn handle(&mut self, _: ListSessions, _: &mut Self::Context) -> Self::Result {
+        self.sessions
+            .iter()
+            .map(|(id, e)| (id.clone(), e.info.clone()))
+            .collect()
+    }
+}
+
+/// Remembers which HTTP stream carries a JSON-RPC request (stream tracking only).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct RecordStream {
+    id: SessionId,
+    request_id: String,
+    http_request_id: u64,
+}
+
+impl Handler<RecordStream> for McpSessions {
+    type Result = ();
+    fn handle(&mut self, msg: RecordStream, _: &mut Self::Context) {
+        if let Some(entry) = self.sessions.get_mut(&msg.id) {
+            // Bounded: a request's entry is replaced by later ones with the same id.
+            if entry.streams.len() > 1024 {
+                entry.streams.clear();
+            }
+            entry.streams.insert(msg.request_id, msg.http_request_id);
+        }
+    }
+}
+
+/// A client resumed an HTTP stream with `Last-Event-ID`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct StreamResumed {
+    id: SessionId,
+    http_request_id: u64,
+}
+
+impl Handler<StreamResumed> for McpSessions {
+    type Result = ();
+    fn handle(&mut self, msg: StreamResumed, _: &mut Self::Context) {
+        if let Some(entry) = self.sessions.get_mut(&msg.id) {
+            for waiter in entry
+                .resume_waiters
+                .remove(&msg.http_request_id)
+                .unwrap_or_default()
+            {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+/// Closes the SSE stream that carries a JSON-RPC request (SEP-1699 server-initiated
+/// disconnect) and answers a receiver that fires when the client has resumed it. Needs
+/// stream tracking (see [`ActorSessionManager::with_stream_tracking`]).
+#[derive(Debug, Message)]
+#[rtype(result = "Option<oneshot::Receiver<()>>")]
+pub struct CloseRequestStream {
+    /// The session.
+    pub id: SessionId,
+    /// The JSON-RPC request id, as JSON text (e.g. `3` or `"abc"`).
+    pub request_id: String,
+    /// The `retry` hint sent to the client.
+    pub retry: Duration,
+}
+
+impl Handler<CloseRequestStream> for McpSessions {
+    type Result = Option<oneshot::Receiver<()>>;
+    fn handle(&mut self, msg: CloseRequestStream, _: &mut Self::Context) -> Self::Result {
+        let entry = self.sessions.get_mut(&msg.id)?;
+        let http_request_id = *entry.streams.get(&msg.request_id)?;
+        let (tx, rx) = oneshot::channel();
+        entry
+            .resume_waiters
+            .entry(http_request_id)
+            .or_default()
+            .push(tx);
+        let handle = entry.handle.clone();
+        let retry = msg.retry;
+        actix::spawn(async move {
+            if let Err(e) = handle.close_sse_stream(http_request_id, Some(retry)).await {
+                tracing::debug!(error = %e, "closing request stream failed");
+            }
+        });
+        Some(rx)
+    }
+}
+
+/// Errors of the bridge. rmcp turns them into HTTP 500, so policy refusals never come from
+/// here (they are answered by the bearer middleware first).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionManagerError {
+    /// No such session.
+    #[error("session not found")]
+    NotFound,
+    /// The actor did not answer in time.
+    #[error("session manager unavailable: {0}")]
+    Unavailable(#[from] actix::MailboxError),
+    /// rmcp's session worker failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+/// rmcp's [`SessionManager`] implemented by asking the [`McpSessions`] actor.
+#[derive(Clone)]
+pub struct ActorSessionManager {
+    addr: Addr<McpSessions>,
+    config: SessionConfig,
+    timeout: Duration,
+    track_streams: bool,
+}
+
+impl ActorSessionManager {
+    /// A bridge to `addr`. `idle` is also given to rmcp's worker as its keep-alive.
+    pub fn new(addr: Addr<McpSessions>, limits: &SessionLimits) -> Self {
+        let mut config = SessionConfig::default();
+        config.keep_alive = Some(limits.idle_timeout);
+        Self {
+            addr,
+            config,
+            timeout: limits.timeout,
+            track_streams: false,
+        }
+    }
+
+    /// Records which HTTP stream carries each request, so a tool can close its own stream
+    /// and wait for the client to resume ([`CloseRequestStream`]). Costs one actor
+    /// round-trip per request; off by default.
+    pub fn with_stream_tracking(mut self, on: bool) -> Self {
+        self.track_streams = on;
+        self
+    }
+
+    async fn handle(&self, id: &SessionId) -> Result<LocalSessionHandle, SessionManagerError> {
+        ask(&self.addr, TouchSession { id: id.clone() }, self.timeout)
+            .await?
+            .ok_or(SessionManagerError::NotFound)
+    }
+}
+
+impl SessionManager for ActorSessionManager {
+    type Error = SessionManagerError;
+    type Transport = WorkerTransport<LocalSessionWorker>;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        let id = rmcp::transport::common::server_side_http::session_id();
+        let (handle, worker) = create_local_session(id.clone(), self.config.clone());
+        ask(
+            &self.addr,
+            CreateSession {
+                id: id.clone(),
+                handle,
+            },
+            self.timeout,
+        )
+        .await?;
+        Ok((id, WorkerTransport::spawn(worker)))
+    }
+
+    async fn initialize_session(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        Ok(self.handle(id).await?.initialize(message).await?)
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        Ok(
+            ask(&self.addr, SessionOwner { id: id.clone() }, self.timeout)
+                .await?
+                .is_some(),
+        )
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        // Called on DELETE and again when the worker exits: idempotent.
+        if let Some(handle) = ask(&self.addr, CloseSession { id: id.clone() }, self.timeout).await?
+        {
+            match handle.close().await {
+                Ok(()) | Err(SessionError::SessionServiceTerminated) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_stream(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<
+        impl futures_util::Stream<Item = ServerSseMessage> + Send + Sync + 'static,
+        Self::Error,
+    > {
+        let handle = self.handle(id).await?;
+        let receiver = handle.establish_request_wise_channel().await?;
+        let http_request_id = receiver.http_request_id;
+        if self.track_streams {
+            if let (JsonRpcMessage::Request(req), Some(hid)) = (&message, http_request_id) {
+                let request_id = serde_json::to_string(&req.id).unwrap_or_default();
+                let msg = RecordStream {
+                    id: id.clone(),
+                    request_id,
+                    http_request_id: hid,
+                };
+                ask(&self.addr, msg, self.timeout).await?;
+            }
+        }
+        handle.push_message(message, http_request_id).await?;
+        Ok(ReceiverStream::new(receiver.inner))
+    }
+
+    async fn accept_message(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), Self::Error> {
+        Ok(self.handle(id).await?.push_message(message, None).await?)
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &SessionId,
+    ) -> Result<
+        impl futures_util::Stream<Item = ServerSseMessage> + Send + Sync + 'static,
+        Self::Error,
+    > {
+        let receiver = self.handle(id).await?.establish_common_channel().await?;
+        Ok(ReceiverStream::new(receiver.inner))
+    }
+
+    async fn resume(
+        &self,
+        id: &SessionId,
+        last_event_id: String,
+    ) -> Result<
+        impl futures_util::Stream<Item = ServerSseMessage> + Send + Sync + 'static,
+        Self::Error,
+    > {
+        let event_id: EventId = last_event_id.parse().map_err(SessionError::from)?;
+        let receiver = self.handle(id).await?.resume(event_id).await?;
+        let stream = ReceiverStream::new(receiver.inner);
+        // `<index>/<http_request_id>`: tell a tool waiting for this stream that the client is
+        // back, so its result is produced only once someone is listening.
+        let resumed = last_event_id
+            .split_once('/')
+            .and_then(|(_, hid)| hid.parse::<u64>().ok());
+        if let (true, Some(http_request_id)) = (self.track_streams, resumed) {
+            let msg = StreamResumed {
+                id: id.clone(),
+                http_request_id,
+            };
+            ask(&self.addr, msg, self.timeout).await?;
+        }
+        Ok(stream)
+    }
+}
+
+/// Convenience for tests and tools: an `Arc` of the bridge, as rmcp wants it.
+pub fn session_manager(
+    addr: Addr<McpSessions>,
+    limits: &SessionLimits,
+) -> Arc<ActorSessionManager> {
+    Arc::new(ActorSessionManager::new(addr, limits))
+}
