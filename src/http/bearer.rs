@@ -21,7 +21,7 @@ use std::{borrow::Cow, sync::Arc};
 use actix::Addr;
 
 use actix_web::{
-    body::MessageBody,
+    body::{EitherBody, MessageBody},
     dev::{Payload, ServiceRequest, ServiceResponse},
     http::{header, Method, StatusCode},
     middleware::Next,
@@ -114,12 +114,54 @@ impl Guard {
         })
     }
 
-    /// Runs the checks, then the wrapped service.
-    pub async fn check(
+    /// Runs the checks, then the wrapped service. Refusals are rendered here (not returned
+    /// as errors) so that the CORS middleware around us still decorates them: a browser
+    /// client must be able to read `WWW-Authenticate` on a 401.
+    pub async fn check<B: MessageBody>(
         &self,
         mut req: ServiceRequest,
-        next: Next<impl MessageBody>,
-    ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+        next: Next<B>,
+    ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+        let admitted = match self.admit(&mut req).await {
+            Ok(a) => a,
+            Err(e) => return Ok(req.error_response(e).map_into_right_body()),
+        };
+        let res = next.call(req).await?;
+        if let (Some(params), Some(owner)) = admitted {
+            let id = res
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|h| h.to_str().ok());
+            if let Some(id) = id {
+                let client_info = params.client_info.map(|c| {
+                    format!(
+                        "{} {}",
+                        c.name.unwrap_or_default(),
+                        c.version.unwrap_or_default()
+                    )
+                    .trim()
+                    .to_owned()
+                });
+                let msg = RecordInitialize {
+                    id: id.into(),
+                    owner,
+                    protocol_version: params.protocol_version,
+                    client_info,
+                };
+                if let Err(e) = self.ask(&self.sessions, msg).await {
+                    tracing::warn!(error = %e, "could not record the MCP session owner");
+                }
+            }
+        }
+        Ok(res.map_into_left_body())
+    }
+
+    /// The checks. On success the caller is in the request extensions; for an `initialize`
+    /// the parameters and owner to record come back.
+    async fn admit(
+        &self,
+        req: &mut ServiceRequest,
+    ) -> Result<(Option<PeekParams>, Option<Owner>), Error> {
         let settings = &self.settings;
         let host = req
             .headers()
@@ -132,8 +174,7 @@ impl Guard {
                 return Err(transport(
                     StatusCode::FORBIDDEN,
                     "Forbidden: Host header is not allowed",
-                )
-                .into())
+                ));
             }
         }
         if let Some(origin) = req.headers().get(header::ORIGIN) {
@@ -141,8 +182,7 @@ impl Guard {
                 return Err(transport(
                     StatusCode::FORBIDDEN,
                     "Forbidden: Origin header is not allowed",
-                )
-                .into());
+                ));
             }
         }
         let issuer = settings.issuer_for_host(host.as_deref());
@@ -158,15 +198,13 @@ impl Guard {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim().to_owned());
         let Some(token) = token.filter(|t| !t.is_empty()) else {
-            return Err(self
-                .challenge(
-                    &issuer,
-                    StatusCode::UNAUTHORIZED,
-                    None,
-                    "a bearer token is required",
-                    base,
-                )
-                .into());
+            return Err(self.challenge(
+                &issuer,
+                StatusCode::UNAUTHORIZED,
+                None,
+                "a bearer token is required",
+                base,
+            ));
         };
         let info = self
             .ask(
@@ -178,37 +216,31 @@ impl Guard {
             .await?
             .map_err(Error::from)?;
         let Some(info) = info.filter(|i| i.kind == TokenKind::Access) else {
-            return Err(self
-                .challenge(
-                    &issuer,
-                    StatusCode::UNAUTHORIZED,
-                    Some("invalid_token"),
-                    "the access token is invalid, expired or revoked",
-                    base,
-                )
-                .into());
+            return Err(self.challenge(
+                &issuer,
+                StatusCode::UNAUTHORIZED,
+                Some("invalid_token"),
+                "the access token is invalid, expired or revoked",
+                base,
+            ));
         };
         if !settings.is_own_resource(&info.resource) {
-            return Err(self
-                .challenge(
-                    &issuer,
-                    StatusCode::UNAUTHORIZED,
-                    Some("invalid_token"),
-                    "the access token was issued for another resource",
-                    base,
-                )
-                .into());
+            return Err(self.challenge(
+                &issuer,
+                StatusCode::UNAUTHORIZED,
+                Some("invalid_token"),
+                "the access token was issued for another resource",
+                base,
+            ));
         }
         if !base.is_subset(&info.scopes) {
-            return Err(self
-                .challenge(
-                    &issuer,
-                    StatusCode::FORBIDDEN,
-                    Some("insufficient_scope"),
-                    "the access token lacks the scopes this server requires",
-                    base,
-                )
-                .into());
+            return Err(self.challenge(
+                &issuer,
+                StatusCode::FORBIDDEN,
+                Some("insufficient_scope"),
+                "the access token lacks the scopes this server requires",
+                base,
+            ));
         }
         let caller = Caller {
             subject: info.subject,
@@ -238,14 +270,14 @@ impl Guard {
                 if o != owner {
                     // Do not confirm that the session exists (security best practices,
                     // "Session Hijacking").
-                    return Err(transport(StatusCode::NOT_FOUND, "Session not found").into());
+                    return Err(transport(StatusCode::NOT_FOUND, "Session not found"));
                 }
             }
         }
 
         let mut initialize = None;
         if req.method() == Method::POST {
-            let body = read_body(&mut req, settings.config.mcp_max_body_bytes).await?;
+            let body = read_body(req, settings.config.mcp_max_body_bytes).await?;
             if let Ok(peek) = serde_json::from_slice::<Peek>(&body) {
                 match peek.method.as_deref() {
                     Some("tools/call") => {
@@ -256,19 +288,18 @@ impl Guard {
                             .unwrap_or_default();
                         if let Some(needed) = self.tool_scopes.for_tool(tool) {
                             if !needed.is_subset(&caller.scopes) {
-                                let mut wanted = base.clone();
-                                for s in needed.iter().chain(caller.scopes.iter()) {
-                                    wanted = Scopes::from_names(wanted.iter().chain([s]));
-                                }
-                                return Err(self
-                                    .challenge(
-                                        &issuer,
-                                        StatusCode::FORBIDDEN,
-                                        Some("insufficient_scope"),
-                                        "this tool needs a scope the access token lacks",
-                                        &wanted,
-                                    )
-                                    .into());
+                                // Ask for everything needed at once: the base scopes, the
+                                // tool's, and what the token already has.
+                                let wanted = Scopes::from_names(
+                                    base.iter().chain(needed.iter()).chain(caller.scopes.iter()),
+                                );
+                                return Err(self.challenge(
+                                    &issuer,
+                                    StatusCode::FORBIDDEN,
+                                    Some("insufficient_scope"),
+                                    "this tool needs a scope the access token lacks",
+                                    &wanted,
+                                ));
                             }
                         }
                     }
@@ -279,33 +310,10 @@ impl Guard {
             req.set_payload(Payload::from(body));
         }
         req.extensions_mut().insert(caller);
-
-        let res = next.call(req).await?;
-        if let Some(params) = initialize {
-            let id = res
-                .headers()
-                .get(SESSION_HEADER)
-                .and_then(|h| h.to_str().ok());
-            if let Some(id) = id {
-                let client_info = params.client_info.map(|c| {
-                    format!(
-                        "{} {}",
-                        c.name.unwrap_or_default(),
-                        c.version.unwrap_or_default()
-                    )
-                    .trim()
-                    .to_owned()
-                });
-                let msg = RecordInitialize {
-                    id: id.into(),
-                    owner,
-                    protocol_version: params.protocol_version,
-                    client_info,
-                };
-                self.ask(&self.sessions, msg).await?;
-            }
-        }
-        Ok(res)
+        Ok(match initialize {
+            Some(p) => (Some(p), Some(owner)),
+            None => (None, None),
+        })
     }
 }
 

@@ -4,6 +4,7 @@ mod helpers;
 
 mod authorize;
 mod concurrency;
+mod mcp;
 mod metadata;
 mod refresh;
 mod registration;
