@@ -1,5 +1,8 @@
 //! HTTP integration tests for oauth-mcp: one test binary, one server per test (see `helpers`).
 
+// Test code may panic on failure: that is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod helpers;
 
 mod authorize;
