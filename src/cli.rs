@@ -10,8 +10,11 @@ use crate::config::Config;
 
 /// oauth-mcp: an OAuth 2.1 authorization server protecting an MCP server.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// Something other than serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to listen on.
     #[arg(long, env = "OAUTH_MCP_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
@@ -51,6 +54,60 @@ pub struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "OAUTH_MCP_LOG_JSON")]
     pub log_json: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Load-test a running server (ours or any RFC 8414 server) and print a report.
+    Loadtest(LoadtestArgs),
+}
+
+/// Flags of `oauth-mcp loadtest`.
+#[derive(Debug, clap::Args)]
+pub struct LoadtestArgs {
+    /// Base URL of the server under test.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Client id (default: the demo client). Ignored with --register.
+    #[arg(long, default_value = "demo_client")]
+    pub client_id: String,
+    /// Client secret.
+    #[arg(long, default_value = "demo_secret")]
+    pub client_secret: String,
+    /// Register a new confidential client (RFC 7591) instead of using --client-id.
+    #[arg(long)]
+    pub register: bool,
+    /// Resource owner for the login form.
+    #[arg(long, default_value = "demo_user")]
+    pub username: String,
+    /// Their password.
+    #[arg(long, default_value = "demo_password")]
+    pub password: String,
+    /// Redirect URI registered for the client.
+    #[arg(long, default_value = "http://127.0.0.1:8765/callback")]
+    pub redirect_uri: String,
+    /// Scenarios to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values = ["trivial", "client-credentials", "refresh", "code", "tools-call"])]
+    pub scenarios: Vec<crate::loadtest::Scenario>,
+    /// Concurrencies (virtual users, one connection each), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values = ["1", "16", "64"])]
+    pub concurrency: Vec<usize>,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 5)]
+    pub duration: u64,
+    /// Warm-up seconds per run (not measured).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u64,
+    /// Codes prepared per `code` run (each costs one password login on the server).
+    #[arg(long, default_value_t = 2000)]
+    pub codes: usize,
+    /// Generator threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 fn split_scopes(s: &str) -> Vec<String> {

@@ -63,6 +63,7 @@ pub mod domain;
 pub mod error;
 pub mod flows;
 pub mod http;
+pub mod loadtest;
 pub mod mcp;
 pub mod oauth;
 pub mod storage;

@@ -4,13 +4,93 @@
 use std::{net::TcpListener, process::ExitCode, sync::Arc};
 
 use clap::Parser as _;
-use oauth_mcp::{cli::Cli, clock::SystemClock};
+use oauth_mcp::{
+    cli::{Cli, Command, LoadtestArgs},
+    clock::SystemClock,
+};
 
-#[actix_web::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Loadtest(args)) = cli.command {
+        return match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads.max(1))
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(loadtest(args)),
+            Err(e) => {
+                eprintln!("oauth-mcp: cannot start the load generator: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    actix_web::rt::System::new().block_on(serve(cli))
+}
+
+async fn loadtest(args: LoadtestArgs) -> ExitCode {
+    use oauth_mcp::loadtest::{self, Scenario, Target};
+    let opts = loadtest::TargetOptions {
+        url: args.url.clone(),
+        client: (!args.register).then(|| (args.client_id.clone(), args.client_secret.clone())),
+        username: args.username.clone(),
+        password: args.password.clone(),
+        redirect_uri: args.redirect_uri.clone(),
+        codes: args.codes,
+    };
+    let mut target = match Target::discover(opts).await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("oauth-mcp loadtest: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.scenarios.contains(&Scenario::Trivial) {
+        match loadtest::start_trivial_server() {
+            Ok(addr) => target.trivial = Some(addr),
+            Err(e) => eprintln!("cannot start the trivial endpoint: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    if args.scenarios.contains(&Scenario::ToolsCall) {
+        if let Err(e) = target.fetch_access_token().await {
+            eprintln!("oauth-mcp loadtest: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut reports = Vec::new();
+    for &scenario in &args.scenarios {
+        for &c in &args.concurrency {
+            let warmup = std::time::Duration::from_secs(args.warmup);
+            let duration = std::time::Duration::from_secs(args.duration);
+            match loadtest::run(&target, scenario, c.max(1), warmup, duration).await {
+                Ok(r) => reports.push(r),
+                Err(e) => eprintln!("  {scenario:?} c={c}: skipped: {e}"),
+            }
+        }
+    }
+    let trivial = reports
+        .iter()
+        .filter(|r| r.scenario == Scenario::Trivial)
+        .map(|r| r.rps)
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    println!("{}", loadtest::table(&reports, trivial));
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&reports).unwrap_or_default();
+        if let Err(e) = std::fs::write(&path, json) {
+            eprintln!("cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn serve(cli: Cli) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // The per-request access log costs a quarter of the throughput at full load, so it
+        // is off unless asked for (RUST_LOG=info,actix_web::middleware::logger=info).
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,actix_web::middleware::logger=warn")
+        });
     let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
     if cli.log_json {
         subscriber.json().init();

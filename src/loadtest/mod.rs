@@ -1,0 +1,307 @@
+//! `oauth-mcp loadtest`: a closed-loop load generator for a running server, ours or any
+//! other OAuth server (endpoints come from RFC 8414 metadata).
+//!
+//! It prepares what each scenario needs through the real protocol (codes through the login
+//! form, one refresh-token chain per virtual user, MCP sessions), then runs each scenario at
+//! each concurrency for a set duration and prints requests/s, latency percentiles and
+//! errors by kind. `trivial` measures the generator itself against a bare actix-web POST
+//! endpoint it starts in-process, as the ceiling to compare the other rates with.
+
+pub mod client;
+mod prepare;
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+pub use prepare::{Target, TargetError, TargetOptions};
+
+use client::Conn;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// `grant_type=authorization_code` with PKCE; codes prepared through the login form.
+    Code,
+    /// `grant_type=refresh_token`, each virtual user chaining its own rotated tokens.
+    Refresh,
+    /// `grant_type=client_credentials`.
+    ClientCredentials,
+    /// An authenticated MCP `tools/call` in a session.
+    ToolsCall,
+    /// A bare actix-web POST endpoint started by the generator: its own ceiling.
+    Trivial,
+}
+
+/// Results of one scenario at one concurrency.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Virtual users.
+    pub concurrency: usize,
+    /// Measured seconds.
+    pub seconds: f64,
+    /// Successful requests.
+    pub ok: u64,
+    /// Successful requests per second.
+    pub rps: f64,
+    /// Latency percentiles, microseconds.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Maximum.
+    pub max_us: u64,
+    /// Errors by kind (`http 400`, `io`, `no codes left`, ...).
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// Per-virtual-user state for one scenario.
+pub(crate) enum User {
+    Code { codes: Vec<(String, String)> },
+    Refresh { token: String },
+    Plain,
+    Tools { session: String },
+}
+
+/// Runs one scenario at one concurrency: warm-up, then `duration` measured.
+pub async fn run(
+    target: &Target,
+    scenario: Scenario,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<Report, TargetError> {
+    let users = target
+        .prepare(scenario, concurrency, warmup + duration)
+        .await?;
+    // Codes are single use and prepared in limited number: spend none on warming up.
+    let warmup = if scenario == Scenario::Code {
+        Duration::ZERO
+    } else {
+        warmup
+    };
+    let measuring = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for user in users {
+        let target = target.clone();
+        let (measuring, done, progress) = (
+            Arc::clone(&measuring),
+            Arc::clone(&done),
+            Arc::clone(&progress),
+        );
+        tasks.push(tokio::spawn(async move {
+            virtual_user(target, scenario, user, measuring, done, progress).await
+        }));
+    }
+    tokio::time::sleep(warmup).await;
+    measuring.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let mut last = 0;
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_secs(1).min(duration)).await;
+        let now = progress.load(Ordering::Relaxed);
+        eprint!(
+            "\r  {scenario:?} c={concurrency}: {:>8} ok, {:>7}/s   ",
+            now,
+            now - last
+        );
+        last = now;
+    }
+    done.store(true, Ordering::SeqCst);
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!();
+    let mut latencies = Vec::new();
+    let mut errors = BTreeMap::new();
+    for t in tasks {
+        let Ok((lat, errs)) = t.await else { continue };
+        latencies.extend(lat);
+        for (k, v) in errs {
+            *errors.entry(k).or_insert(0) += v;
+        }
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| -> u64 {
+        if latencies.is_empty() {
+            return 0;
+        }
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies.get(i).copied().unwrap_or(0)
+    };
+    let ok = latencies.len() as u64;
+    Ok(Report {
+        scenario,
+        concurrency,
+        seconds,
+        ok,
+        rps: ok as f64 / seconds,
+        p50_us: pct(0.50),
+        p90_us: pct(0.90),
+        p99_us: pct(0.99),
+        max_us: latencies.last().copied().unwrap_or(0),
+        errors,
+    })
+}
+
+async fn virtual_user(
+    target: Target,
+    scenario: Scenario,
+    mut user: User,
+    measuring: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+    progress: Arc<AtomicU64>,
+) -> (Vec<u64>, BTreeMap<String, u64>) {
+    let mut conn = Conn::new(&target.addr(scenario), &target.host(scenario));
+    let mut latencies = Vec::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let basic = target.basic();
+    while !done.load(Ordering::Relaxed) {
+        let (path, body, mcp): (String, String, bool) = match &mut user {
+            User::Code { codes } => {
+                let Some((code, verifier)) = codes.pop() else {
+                    *errors.entry("no codes left".into()).or_insert(0) += 1;
+                    break;
+                };
+                (target.token_path.clone(), format!("grant_type=authorization_code&code={code}&code_verifier={verifier}&redirect_uri={}", target.redirect_uri_encoded()), false)
+            }
+            User::Refresh { token } => (target.token_path.clone(), format!("grant_type=refresh_token&refresh_token={token}"), false),
+            User::Plain if scenario == Scenario::Trivial => ("/".into(), "x".into(), false),
+            User::Plain => (target.token_path.clone(), "grant_type=client_credentials".into(), false),
+            User::Tools { .. } => (target.mcp_path.clone(), r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#.into(), true),
+        };
+        let bearer;
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(6);
+        if mcp {
+            if let User::Tools { session } = &user {
+                bearer = format!("Bearer {}", target.access_token);
+                headers.push(("authorization", &bearer));
+                headers.push(("content-type", "application/json"));
+                headers.push(("accept", "application/json, text/event-stream"));
+                headers.push(("mcp-session-id", session));
+                headers.push(("mcp-protocol-version", "2025-11-25"));
+            }
+        } else {
+            headers.push(("content-type", "application/x-www-form-urlencoded"));
+            if scenario != Scenario::Trivial {
+                headers.push(("authorization", &basic));
+            }
+        }
+        let t0 = Instant::now();
+        let res = conn.request("POST", &path, &headers, body.as_bytes()).await;
+        let micros = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match res {
+            Ok(r) if r.status == 200 => {
+                if let User::Refresh { token } = &mut user {
+                    match prepare::json_field(&r.body, "refresh_token") {
+                        Some(t) => *token = t,
+                        None => {
+                            *errors
+                                .entry("no refresh_token in reply".into())
+                                .or_insert(0) += 1;
+                            break;
+                        }
+                    }
+                }
+                if mcp && !r.body.windows(6).any(|w| w == b"result") {
+                    *errors.entry("mcp error".into()).or_insert(0) += 1;
+                } else if measuring.load(Ordering::Relaxed) {
+                    latencies.push(micros);
+                    progress.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(r) => {
+                *errors.entry(format!("http {}", r.status)).or_insert(0) += 1;
+                if matches!(user, User::Refresh { .. }) {
+                    // The chain is broken; nothing more this user can do.
+                    break;
+                }
+            }
+            Err(e) => {
+                *errors.entry(format!("io: {}", e.kind())).or_insert(0) += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    (latencies, errors)
+}
+
+/// Formats reports as a table.
+pub fn table(reports: &[Report], trivial_rps: Option<f64>) -> String {
+    let mut out = String::from("scenario            conc      req/s   of trivial    p50 µs    p90 µs    p99 µs    max µs  errors\n");
+    for r in reports {
+        let share = match trivial_rps {
+            Some(t) if t > 0.0 && r.scenario != Scenario::Trivial => {
+                format!("{:>9.1} %", 100.0 * r.rps / t)
+            }
+            _ => format!("{:>11}", "-"),
+        };
+        let errors = if r.errors.is_empty() {
+            "none".to_owned()
+        } else {
+            r.errors
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push_str(&format!(
+            "{:<18} {:>5} {:>10.0} {share} {:>9} {:>9} {:>9} {:>9}  {errors}\n",
+            format!("{:?}", r.scenario),
+            r.concurrency,
+            r.rps,
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.max_us,
+        ));
+    }
+    out
+}
+
+/// Starts the trivial endpoint on a loopback port in its own thread and System; answers its
+/// address.
+pub fn start_trivial_server() -> std::io::Result<std::net::SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("trivial-server".into())
+        .spawn(move || {
+            let sys = actix_web::rt::System::new();
+            sys.block_on(async move {
+                let server = actix_web::HttpServer::new(|| {
+                    actix_web::App::new().route(
+                        "/",
+                        actix_web::web::post().to(|body: actix_web::web::Bytes| async move {
+                            // Read the body: actix closes the connection when a handler leaves it
+                            // unread, which would measure reconnects instead.
+                            actix_web::HttpResponse::Ok().body(if body.is_empty() {
+                                ""
+                            } else {
+                                "ok"
+                            })
+                        }),
+                    )
+                })
+                .workers(2)
+                .tcp_nodelay(true)
+                .disable_signals()
+                .listen(listener);
+                if let Ok(server) = server {
+                    let _ = server.run().await;
+                }
+            });
+        })?;
+    Ok(addr)
+}

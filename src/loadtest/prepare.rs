@@ -1,0 +1,405 @@
+//! Discovery and data preparation for the load test, through the real protocol.
+
+use std::time::Duration;
+
+use base64::{
+    engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD, Engine as _,
+};
+use sha2::{Digest as _, Sha256};
+use url::Url;
+
+use super::{client::Conn, Scenario, User};
+
+/// Why the target cannot be load-tested.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TargetError(pub String);
+
+fn err(msg: impl Into<String>) -> TargetError {
+    TargetError(msg.into())
+}
+
+/// Pulls a string field out of a JSON body.
+pub(crate) fn json_field(body: &[u8], name: &str) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get(name)?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The server under test and the credentials to use.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `host:port` to connect to.
+    pub addr: String,
+    /// Value of the `Host` header.
+    pub host: String,
+    /// Path of the token endpoint (from RFC 8414 metadata).
+    pub token_path: String,
+    /// Path of the authorization endpoint.
+    pub authorize_path: String,
+    /// Path of the MCP endpoint.
+    pub mcp_path: String,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: String,
+    /// Resource owner for the login form.
+    pub username: String,
+    /// Their password.
+    pub password: String,
+    /// A redirect URI registered for the client.
+    pub redirect_uri: String,
+    /// Codes to prepare for the `code` scenario (each costs one password login).
+    pub codes: usize,
+    /// Access token for `tools_call` (client_credentials).
+    pub access_token: String,
+    /// Address of the in-process trivial endpoint, once started.
+    pub trivial: Option<std::net::SocketAddr>,
+}
+
+/// What the caller gives [`Target::discover`].
+#[derive(Debug, Clone)]
+pub struct TargetOptions {
+    /// Base URL of the server.
+    pub url: String,
+    /// Client to use; `None` registers a new confidential client.
+    pub client: Option<(String, String)>,
+    /// Resource owner.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// Redirect URI (registered for the given client, or used to register).
+    pub redirect_uri: String,
+    /// Codes to prepare per `code` run.
+    pub codes: usize,
+}
+
+impl Target {
+    /// Reads the RFC 8414 metadata and, if no client was given, registers one (RFC 7591).
+    pub async fn discover(opts: TargetOptions) -> Result<Self, TargetError> {
+        let base = Url::parse(&opts.url).map_err(|e| err(format!("bad URL {}: {e}", opts.url)))?;
+        let host = base.host_str().ok_or_else(|| err("URL has no host"))?;
+        let port = base
+            .port_or_known_default()
+            .ok_or_else(|| err("URL has no port"))?;
+        if base.scheme() != "http" {
+            return Err(err(
+                "only http:// targets are supported (run behind no TLS, or on loopback)",
+            ));
+        }
+        let host_header = match base.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        };
+        let mut t = Target {
+            addr: format!("{host}:{port}"),
+            host: host_header,
+            token_path: String::new(),
+            authorize_path: String::new(),
+            mcp_path: "/mcp".into(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            username: opts.username,
+            password: opts.password,
+            redirect_uri: opts.redirect_uri,
+            codes: opts.codes,
+            access_token: String::new(),
+            trivial: None,
+        };
+        let mut conn = t.conn();
+        let meta = conn
+            .request("GET", "/.well-known/oauth-authorization-server", &[], b"")
+            .await
+            .map_err(|e| err(format!("cannot reach {}: {e}", opts.url)))?;
+        if meta.status != 200 {
+            return Err(err(format!("RFC 8414 metadata answered {}", meta.status)));
+        }
+        let path_of = |field: &str| -> Result<String, TargetError> {
+            let u = json_field(&meta.body, field)
+                .ok_or_else(|| err(format!("metadata has no {field}")))?;
+            let u = Url::parse(&u).map_err(|e| err(format!("{field}: {e}")))?;
+            Ok(u.path().to_owned())
+        };
+        t.token_path = path_of("token_endpoint")?;
+        t.authorize_path = path_of("authorization_endpoint")?;
+        match opts.client {
+            Some((id, secret)) => {
+                t.client_id = id;
+                t.client_secret = secret;
+            }
+            None => {
+                let reg_path = path_of("registration_endpoint")?;
+                let body = serde_json::json!({
+                    "client_name": "oauth-mcp loadtest",
+                    "redirect_uris": [t.redirect_uri],
+                    "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+                });
+                let r = conn
+                    .request(
+                        "POST",
+                        &reg_path,
+                        &[("content-type", "application/json")],
+                        body.to_string().as_bytes(),
+                    )
+                    .await
+                    .map_err(|e| err(format!("registration: {e}")))?;
+                t.client_id = json_field(&r.body, "client_id")
+                    .ok_or_else(|| err(format!("registration failed: {}", r.text())))?;
+                t.client_secret = json_field(&r.body, "client_secret").unwrap_or_default();
+            }
+        }
+        Ok(t)
+    }
+
+    pub(crate) fn conn(&self) -> Conn {
+        Conn::new(&self.addr, &self.host)
+    }
+
+    pub(crate) fn addr(&self, scenario: Scenario) -> String {
+        match (scenario, self.trivial) {
+            (Scenario::Trivial, Some(a)) => a.to_string(),
+            _ => self.addr.clone(),
+        }
+    }
+
+    pub(crate) fn host(&self, scenario: Scenario) -> String {
+        match (scenario, self.trivial) {
+            (Scenario::Trivial, Some(a)) => a.to_string(),
+            _ => self.host.clone(),
+        }
+    }
+
+    pub(crate) fn basic(&self) -> String {
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        format!(
+            "Basic {}",
+            STANDARD.encode(format!(
+                "{}:{}",
+                enc(&self.client_id),
+                enc(&self.client_secret)
+            ))
+        )
+    }
+
+    pub(crate) fn redirect_uri_encoded(&self) -> String {
+        url::form_urlencoded::byte_serialize(self.redirect_uri.as_bytes()).collect()
+    }
+
+    /// One code through the login form: GET the authorization page, then approve with the
+    /// password. Answers `(code, verifier)`.
+    async fn code(&self, conn: &mut Conn) -> Result<(String, String), TargetError> {
+        let verifier = crate::domain::secrets::random_token();
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", &self.redirect_uri)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("state", "loadtest")
+            .finish();
+        let page = conn
+            .request("GET", &format!("{}?{query}", self.authorize_path), &[], b"")
+            .await
+            .map_err(|e| err(format!("authorize: {e}")))?;
+        if page.status != 200 {
+            return Err(err(format!(
+                "authorization page answered {}: {}",
+                page.status,
+                page.text()
+            )));
+        }
+        let html = page.text();
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .ok_or_else(|| {
+                err("no CSRF field on the login page (only oauth-mcp's login form is supported)")
+            })?;
+        let cookie = page.cookies().join("; ");
+        let form: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("csrf", csrf)
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", &self.redirect_uri)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("state", "loadtest")
+            .append_pair("username", &self.username)
+            .append_pair("password", &self.password)
+            .append_pair("action", "approve")
+            .finish();
+        let r = conn
+            .request(
+                "POST",
+                &format!("{}/decision", self.authorize_path),
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("cookie", &cookie),
+                ],
+                form.as_bytes(),
+            )
+            .await
+            .map_err(|e| err(format!("login: {e}")))?;
+        let location = r.header("location").ok_or_else(|| {
+            err(format!(
+                "login did not redirect ({}): {}",
+                r.status,
+                r.text()
+            ))
+        })?;
+        let url = Url::parse(location).map_err(|e| err(format!("bad redirect: {e}")))?;
+        let code = url
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .ok_or_else(|| err(format!("no code in {location}")))?;
+        Ok((code, verifier))
+    }
+
+    async fn codes(&self, n: usize) -> Result<Vec<(String, String)>, TargetError> {
+        // Logins are Argon2-bound on the server; a few connections in parallel keep both
+        // cores busy.
+        let lanes = 4.min(n.max(1));
+        let mut tasks = Vec::new();
+        for lane in 0..lanes {
+            let me = self.clone();
+            let count = n / lanes + usize::from(lane < n % lanes);
+            tasks.push(tokio::spawn(async move {
+                let mut conn = me.conn();
+                let mut out = Vec::with_capacity(count);
+                for _ in 0..count {
+                    out.push(me.code(&mut conn).await?);
+                }
+                Ok::<_, TargetError>(out)
+            }));
+        }
+        let mut all = Vec::with_capacity(n);
+        for t in tasks {
+            all.extend(t.await.map_err(|e| err(e.to_string()))??);
+        }
+        Ok(all)
+    }
+
+    async fn token(&self, conn: &mut Conn, body: &str) -> Result<serde_json::Value, TargetError> {
+        let basic = self.basic();
+        let r = conn
+            .request(
+                "POST",
+                &self.token_path,
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("authorization", &basic),
+                ],
+                body.as_bytes(),
+            )
+            .await
+            .map_err(|e| err(format!("token: {e}")))?;
+        if r.status != 200 {
+            return Err(err(format!(
+                "token endpoint answered {}: {}",
+                r.status,
+                r.text()
+            )));
+        }
+        serde_json::from_slice(&r.body).map_err(|e| err(e.to_string()))
+    }
+
+    /// Builds the virtual users of a run.
+    pub(crate) async fn prepare(
+        &self,
+        scenario: Scenario,
+        concurrency: usize,
+        _run: Duration,
+    ) -> Result<Vec<User>, TargetError> {
+        let mut conn = self.conn();
+        match scenario {
+            Scenario::Code => {
+                eprintln!("  preparing {} codes through the login form...", self.codes);
+                let mut codes = self.codes(self.codes).await?;
+                let mut users: Vec<User> = (0..concurrency)
+                    .map(|_| User::Code { codes: Vec::new() })
+                    .collect();
+                let mut i = 0;
+                while let Some(c) = codes.pop() {
+                    if let Some(User::Code { codes }) = users.get_mut(i % concurrency) {
+                        codes.push(c);
+                    }
+                    i += 1;
+                }
+                Ok(users)
+            }
+            Scenario::Refresh => {
+                let mut users = Vec::with_capacity(concurrency);
+                for (code, verifier) in self.codes(concurrency).await? {
+                    let body = format!("grant_type=authorization_code&code={code}&code_verifier={verifier}&redirect_uri={}", self.redirect_uri_encoded());
+                    let tokens = self.token(&mut conn, &body).await?;
+                    let token = tokens["refresh_token"]
+                        .as_str()
+                        .ok_or_else(|| err("no refresh token issued"))?
+                        .to_owned();
+                    users.push(User::Refresh { token });
+                }
+                Ok(users)
+            }
+            Scenario::ClientCredentials | Scenario::Trivial => {
+                Ok((0..concurrency).map(|_| User::Plain).collect())
+            }
+            Scenario::ToolsCall => {
+                let mut users = Vec::with_capacity(concurrency);
+                for _ in 0..concurrency {
+                    let bearer = format!("Bearer {}", self.access_token);
+                    let headers = [
+                        ("authorization", bearer.as_str()),
+                        ("content-type", "application/json"),
+                        ("accept", "application/json, text/event-stream"),
+                    ];
+                    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"loadtest","version":"1"}}}"#;
+                    let r = conn
+                        .request("POST", &self.mcp_path, &headers, init.as_bytes())
+                        .await
+                        .map_err(|e| err(format!("initialize: {e}")))?;
+                    let session = r
+                        .header("mcp-session-id")
+                        .ok_or_else(|| {
+                            err(format!(
+                                "initialize answered {} without a session: {}",
+                                r.status,
+                                r.text()
+                            ))
+                        })?
+                        .to_owned();
+                    let mut h = headers.to_vec();
+                    h.push(("mcp-session-id", &session));
+                    h.push(("mcp-protocol-version", "2025-11-25"));
+                    conn.request(
+                        "POST",
+                        &self.mcp_path,
+                        &h,
+                        br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                    )
+                    .await
+                    .map_err(|e| err(format!("initialized: {e}")))?;
+                    users.push(User::Tools { session });
+                }
+                Ok(users)
+            }
+        }
+    }
+
+    /// Gets the access token `tools_call` uses (client_credentials).
+    pub async fn fetch_access_token(&mut self) -> Result<(), TargetError> {
+        let mut conn = self.conn();
+        let tokens = self
+            .token(&mut conn, "grant_type=client_credentials")
+            .await?;
+        self.access_token = tokens["access_token"]
+            .as_str()
+            .ok_or_else(|| err("no access token"))?
+            .to_owned();
+        Ok(())
+    }
+}
