@@ -21,6 +21,9 @@ use crate::{
     storage::{GrantId, StorageError, TokenKind, TokenRecord, TokenStore},
 };
 
+/// Token records examined per sweep tick.
+const SWEEP_BATCH: usize = 20_000;
+
 /// Ledger failures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -225,8 +228,9 @@ impl TokenLedger {
     fn sweep(&mut self) -> Result<usize, StorageError> {
         let now = self.clock.now();
         self.revoked.retain(|_, forget_at| *forget_at > now);
-        // Bounded so one sweep never holds the actor for long; the next tick continues.
-        self.store.sweep(now, 10_000)
+        // Bounded so one sweep never holds the actor for long (reading 20,000 records takes a
+        // few milliseconds); the next tick continues where this one stopped.
+        self.store.sweep(now, SWEEP_BATCH)
     }
 }
 
@@ -249,7 +253,14 @@ impl Actor for TokenLedger {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.config.mailbox_capacity);
-        ctx.run_interval(self.settings.config.sweep_interval, |act, _| {
+        // Every second, a bounded slice: up to 20,000 records/s examined, which keeps up
+        // with issuance at full load while never holding the actor for more than a few ms.
+        let tick = self
+            .settings
+            .config
+            .sweep_interval
+            .min(std::time::Duration::from_secs(1));
+        ctx.run_interval(tick, |act, _| {
             if let Err(e) = act.sweep() {
                 tracing::warn!(error = %e, "token sweep failed");
             }

@@ -7,6 +7,7 @@
 //! before the call is on disk. The sled implementation batches these into one
 //! [`GroupCommit`] flush for all callers that arrived meanwhile.
 
+pub mod codec;
 pub mod group_commit;
 pub mod records;
 pub mod sled_store;

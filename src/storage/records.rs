@@ -3,10 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{
-    scope::Scopes,
-    secrets::{random_bytes, Digest},
-};
+use crate::domain::{scope::Scopes, secrets::random_bytes};
 
 /// Identifies one grant: the chain of tokens descending from one authorization code (or one
 /// client_credentials request). Revoking a grant revokes every token in it.
@@ -95,15 +92,4 @@ pub struct TokenRecord {
     /// For refresh tokens: when it was rotated out, if it was.
     #[serde(default)]
     pub rotated_at: Option<i64>,
-}
-
-/// Key of the token expiry index: big-endian expiry, then the digest, so a range scan from
-/// the start yields the oldest expiries first.
-pub fn expiry_key(expires_at: i64, digest: &Digest) -> [u8; 40] {
-    let mut key = [0u8; 40];
-    // Negative times do not occur; clamp so the ordering stays monotonic.
-    let t = u64::try_from(expires_at.max(0)).unwrap_or(0);
-    key[..8].copy_from_slice(&t.to_be_bytes());
-    key[8..].copy_from_slice(&digest.0);
-    key
 }

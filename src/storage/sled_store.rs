@@ -4,7 +4,8 @@
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
-    records::{expiry_key, CodeRecord, GrantId, TokenRecord, UsedCodeRecord},
+    codec::{decode_token, encode_token, token_expires_at},
+    records::{CodeRecord, GrantId, TokenRecord, UsedCodeRecord},
     ClientStore, CodeStore, GroupCommit, Persist, StorageError, TokenStore,
 };
 use crate::domain::{
@@ -22,8 +23,6 @@ pub const CODES_TREE: &str = "oauth.codes.v1";
 pub const USED_CODES_TREE: &str = "oauth.used_codes.v1";
 /// Tokens, keyed by SHA-256 of the token.
 pub const TOKENS_TREE: &str = "oauth.tokens.v1";
-/// Token expiry index: `expires_at (u64 BE) || digest` → empty.
-pub const TOKEN_EXPIRY_TREE: &str = "oauth.token_expiry.v1";
 /// Revoked grants: grant id → `forget_at` (i64 BE).
 pub const REVOKED_GRANTS_TREE: &str = "oauth.revoked_grants.v1";
 
@@ -202,12 +201,17 @@ impl CodeStore for SledCodeStore {
 }
 
 /// [`TokenStore`] on sled.
+///
+/// No expiry index: an index entry per token doubled the writes of every issuance. The
+/// sweeper instead walks the token tree a bounded slice at a time from a cursor, reading
+/// only each record's fixed-offset `expires_at`.
 #[derive(Debug)]
 pub struct SledTokenStore {
     tokens: sled::Tree,
-    expiry: sled::Tree,
     revoked: sled::Tree,
     durability: Durability,
+    /// Where the incremental sweep continues (the store is owned by one actor).
+    sweep_cursor: std::cell::RefCell<Vec<u8>>,
 }
 
 impl SledTokenStore {
@@ -215,32 +219,36 @@ impl SledTokenStore {
     pub fn open(db: &sled::Db, durability: Durability) -> Result<Self, StorageError> {
         Ok(Self {
             tokens: db.open_tree(TOKENS_TREE)?,
-            expiry: db.open_tree(TOKEN_EXPIRY_TREE)?,
             revoked: db.open_tree(REVOKED_GRANTS_TREE)?,
             durability,
+            sweep_cursor: std::cell::RefCell::new(Vec::new()),
         })
+    }
+}
+
+fn corrupt_token() -> StorageError {
+    StorageError::Corrupt {
+        tree: TOKENS_TREE,
+        reason: "undecodable token record".into(),
     }
 }
 
 impl TokenStore for SledTokenStore {
     fn put(&self, digest: &Digest, record: &TokenRecord) -> Result<(), StorageError> {
-        self.tokens.insert(digest.0, encode(TOKENS_TREE, record)?)?;
-        self.expiry
-            .insert(expiry_key(record.expires_at, digest), &[][..])?;
+        self.tokens.insert(digest.0, encode_token(record))?;
         Ok(())
     }
 
     fn get(&self, digest: &Digest) -> Result<Option<TokenRecord>, StorageError> {
         match self.tokens.get(digest.0)? {
-            Some(v) => Ok(Some(decode(TOKENS_TREE, &v)?)),
+            Some(v) => decode_token(&v).map(Some).ok_or_else(corrupt_token),
             None => Ok(None),
         }
     }
 
     fn remove(&self, digest: &Digest) -> Result<Option<TokenRecord>, StorageError> {
-        // The expiry index entry is left for the sweeper, which tolerates missing tokens.
         match self.tokens.remove(digest.0)? {
-            Some(v) => Ok(Some(decode(TOKENS_TREE, &v)?)),
+            Some(v) => decode_token(&v).map(Some).ok_or_else(corrupt_token),
             None => Ok(None),
         }
     }
@@ -269,23 +277,33 @@ impl TokenStore for SledTokenStore {
     }
 
     fn sweep(&self, now: i64, limit: usize) -> Result<usize, StorageError> {
-        let end = expiry_key(now, &Digest([0xff; 32]));
+        let mut cursor = self.sweep_cursor.borrow_mut();
         let mut removed = 0;
-        for kv in self.expiry.range(..=end.as_slice()).take(limit) {
-            let (k, _) = kv?;
-            if let Some(digest) = k.get(8..40) {
-                // Only remove the token if this index entry is its current expiry (a token
-                // rewritten with a new expiry has a newer index entry).
-                if let Some(v) = self.tokens.get(digest)? {
-                    let rec: Result<TokenRecord, _> = decode(TOKENS_TREE, &v);
-                    if rec.map(|r| r.expires_at <= now).unwrap_or(true) {
-                        self.tokens.remove(digest)?;
-                        removed += 1;
-                    }
-                }
+        let mut seen = 0;
+        let mut last = None;
+        for kv in self.tokens.range(cursor.as_slice()..) {
+            let (k, v) = kv?;
+            seen += 1;
+            // Undecodable records are dropped too: they can never validate.
+            if token_expires_at(&v).is_none_or(|exp| exp <= now) {
+                self.tokens.remove(&k)?;
+                removed += 1;
             }
-            self.expiry.remove(k)?;
+            last = Some(k);
+            if seen >= limit {
+                break;
+            }
         }
+        *cursor = match (last, seen >= limit) {
+            // Continue just after the last key next time.
+            (Some(k), true) => {
+                let mut next = k.to_vec();
+                next.push(0);
+                next
+            }
+            // Reached the end: start over next time.
+            _ => Vec::new(),
+        };
         for kv in self.revoked.iter() {
             let (k, v) = kv?;
             let forget_at = <[u8; 8]>::try_from(v.as_ref())
