@@ -50,6 +50,9 @@ pub struct Config {
     pub login_max_failures_per_address: u32,
     /// Window and lockout time of the login throttle.
     pub login_lockout: Duration,
+    /// How long a browser stays signed in after a password login (later authorization
+    /// requests then only ask for consent). Zero turns sign-in sessions off.
+    pub login_session_ttl: Duration,
     /// Dynamic registrations allowed per client address per hour.
     pub registrations_per_hour: u32,
     /// Interval of the background sweep of expired codes and tokens.
@@ -92,6 +95,7 @@ impl Default for Config {
             login_max_failures_per_user: 5,
             login_max_failures_per_address: 20,
             login_lockout: Duration::from_secs(15 * 60),
+            login_session_ttl: Duration::from_secs(8 * 3600),
             registrations_per_hour: 30,
             sweep_interval: Duration::from_secs(60),
             mcp_scopes: vec!["mcp:read".into()],

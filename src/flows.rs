@@ -10,6 +10,7 @@ use crate::{
     actors::{
         client_registry::{
             AuthenticateClient, AuthenticateUser, GetClient, RegisterClient, RegistryError,
+            ResolveLoginSession, StartLoginSession,
         },
         code_issuer::{CodeError, IssueCode, RedeemCode},
         token_ledger::{
@@ -328,6 +329,11 @@ pub enum Decision {
         /// Password.
         password: Password,
     },
+    /// Approve as the user of this browser's sign-in session (cookie value).
+    ApproveSignedIn {
+        /// The sign-in session cookie.
+        session: String,
+    },
     /// Deny.
     Deny,
 }
@@ -335,10 +341,16 @@ pub enum Decision {
 /// Outcome of a consent form submission.
 #[derive(Debug)]
 pub enum DecisionOutcome {
-    /// Send the browser back to the client (code or `access_denied`).
-    Redirect(String),
-    /// Wrong credentials: show the form again.
-    Retry(Box<AuthorizationRequest>),
+    /// Send the browser back to the client (code or `access_denied`); with a new sign-in
+    /// session cookie value after a password login.
+    Redirect {
+        /// Where to.
+        url: String,
+        /// A sign-in session to set as a cookie.
+        new_session: Option<String>,
+    },
+    /// The form must be shown again, with this message.
+    Retry(Box<AuthorizationRequest>, &'static str),
 }
 
 /// `POST /authorize/decision`: re-validates the request, signs the user in, and issues a
@@ -360,14 +372,29 @@ pub async fn decide(
                 request.state.as_deref(),
                 issuer,
             );
-            return url.map(DecisionOutcome::Redirect).ok_or_else(|| {
-                Error::page(
-                    actix_web::http::StatusCode::BAD_REQUEST,
-                    "The redirect_uri is not a valid URI.",
-                )
-            });
+            return url
+                .map(|url| DecisionOutcome::Redirect {
+                    url,
+                    new_session: None,
+                })
+                .ok_or_else(|| {
+                    Error::page(
+                        actix_web::http::StatusCode::BAD_REQUEST,
+                        "The redirect_uri is not a valid URI.",
+                    )
+                });
         }
         Decision::Approve { username, password } => (username, password),
+        Decision::ApproveSignedIn { session } => {
+            let msg = ResolveLoginSession { token: session };
+            return match services.ask(&services.registry, msg).await? {
+                Some(subject) => issue_code(services, request, subject, issuer, None).await,
+                None => Ok(DecisionOutcome::Retry(
+                    Box::new(request),
+                    "Your sign-in has expired. Sign in again.",
+                )),
+            };
+        }
     };
     let login = services
         .ask(
@@ -382,10 +409,38 @@ pub async fn decide(
     let subject = match login {
         Ok(s) => s,
         Err(RegistryError::InvalidCredentials) => {
-            return Ok(DecisionOutcome::Retry(Box::new(request)))
+            return Ok(DecisionOutcome::Retry(
+                Box::new(request),
+                "The username or password is incorrect.",
+            ))
         }
         Err(e) => return Err(e.into()),
     };
+    let new_session = if services.settings.config.login_session_ttl.is_zero() {
+        None
+    } else {
+        Some(
+            services
+                .ask(
+                    &services.registry,
+                    StartLoginSession {
+                        subject: subject.clone(),
+                    },
+                )
+                .await?,
+        )
+    };
+    issue_code(services, request, subject, issuer, new_session).await
+}
+
+/// Issues the code for an approved request and builds the redirect (code, state, iss).
+async fn issue_code(
+    services: &Services,
+    request: AuthorizationRequest,
+    subject: String,
+    issuer: &str,
+    new_session: Option<String>,
+) -> Result<DecisionOutcome, Error> {
     let msg = IssueCode {
         client_id: request.client.client_id.clone(),
         redirect_uri: request.redirect_uri.clone(),
@@ -402,7 +457,7 @@ pub async fn decide(
     }
     pairs.push(("iss", issuer));
     authorize::redirect_url(&request.redirect_uri, &pairs)
-        .map(DecisionOutcome::Redirect)
+        .map(|url| DecisionOutcome::Redirect { url, new_session })
         .ok_or_else(|| {
             Error::page(
                 actix_web::http::StatusCode::BAD_REQUEST,

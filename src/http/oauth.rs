@@ -9,6 +9,7 @@ use actix_web::{
 use subtle::ConstantTimeEq as _;
 
 use crate::{
+    actors::client_registry::ResolveLoginSession,
     app::Services,
     domain::secrets::{random_token, Password},
     error::Error,
@@ -22,6 +23,15 @@ fn csrf_cookie_name(services: &Services) -> &'static str {
         "__Host-oauth_mcp_csrf"
     } else {
         "oauth_mcp_csrf"
+    }
+}
+
+/// The browser sign-in session cookie name.
+fn session_cookie_name(services: &Services) -> &'static str {
+    if services.settings.public_url.scheme() == "https" {
+        "__Host-oauth_mcp_session"
+    } else {
+        "oauth_mcp_session"
     }
 }
 
@@ -90,12 +100,26 @@ async fn show_login(
         .filter(|v| v.len() == 43)
         .unwrap_or_else(random_token);
     let cookie = csrf_cookie(services, name, csrf.clone());
+    // A browser that signed in recently only confirms consent, unless the client asked for
+    // a fresh login (`prompt=login`, as in OpenID Connect) or the user chose another account.
+    let session = req
+        .cookie(session_cookie_name(services))
+        .map(|c| c.value().to_owned());
+    let signed_in = match session {
+        Some(token) if params.get("prompt") != Some("login") => {
+            services
+                .ask(&services.registry, ResolveLoginSession { token })
+                .await?
+        }
+        _ => None,
+    };
     Ok(super::pages::login_page(
         StatusCode::OK,
         &request,
         &params,
         &csrf,
         cookie,
+        signed_in.as_deref(),
         None,
     ))
 }
@@ -106,6 +130,19 @@ fn csrf_cookie(services: &Services, name: &'static str, value: String) -> Cookie
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(services.settings.public_url.scheme() == "https")
+        .finish()
+}
+
+fn session_cookie(services: &Services, value: String) -> Cookie<'static> {
+    let ttl = services.settings.config.login_session_ttl;
+    Cookie::build(session_cookie_name(services), value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(services.settings.public_url.scheme() == "https")
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+        ))
         .finish()
 }
 
@@ -157,11 +194,16 @@ pub async fn decision(
     if !csrf_ok || params.is_duplicated("csrf") || params.is_duplicated("action") {
         return Err(bad_form());
     }
-    let decision = match params.get("action") {
-        Some("deny") => Decision::Deny,
-        Some("approve") => Decision::Approve {
+    let session = req
+        .cookie(session_cookie_name(&services))
+        .map(|c| c.value().to_owned());
+    let decision = match (params.get("action"), params.get("password"), session) {
+        (Some("deny"), _, _) => Decision::Deny,
+        // No password typed, and the page offered consent as the signed-in user.
+        (Some("approve"), None, Some(session)) => Decision::ApproveSignedIn { session },
+        (Some("approve"), password, _) => Decision::Approve {
             username: params.get("username").unwrap_or_default().to_owned(),
-            password: Password::new(params.get("password").unwrap_or_default().to_owned()),
+            password: Password::new(password.unwrap_or_default().to_owned()),
         },
         _ => return Err(bad_form()),
     };
@@ -170,11 +212,16 @@ pub async fn decision(
     match flows::decide(&services, &params, decision, &issuer, address).await? {
         // 303 so the browser follows with GET and never re-posts the credentials
         // (RFC 9700 §4.12).
-        DecisionOutcome::Redirect(url) => Ok(HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, url))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .finish()),
-        DecisionOutcome::Retry(request) => {
+        DecisionOutcome::Redirect { url, new_session } => {
+            let mut resp = HttpResponse::SeeOther();
+            resp.insert_header((header::LOCATION, url))
+                .insert_header((header::CACHE_CONTROL, "no-store"));
+            if let Some(token) = new_session {
+                resp.cookie(session_cookie(&services, token));
+            }
+            Ok(resp.finish())
+        }
+        DecisionOutcome::Retry(request, message) => {
             let cookie_value = csrf_cookie(&services, name, cookie.clone());
             Ok(super::pages::login_page(
                 StatusCode::BAD_REQUEST,
@@ -182,7 +229,8 @@ pub async fn decision(
                 &params,
                 &cookie,
                 cookie_value,
-                Some("The username or password is incorrect."),
+                None,
+                Some(message),
             ))
         }
     }

@@ -75,6 +75,7 @@ pub fn login_page(
     params: &Params,
     csrf: &str,
     cookie: actix_web::cookie::Cookie<'_>,
+    signed_in: Option<&str>,
     error: Option<&str>,
 ) -> HttpResponse {
     let client_name = request
@@ -104,16 +105,34 @@ pub fn login_page(
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", text(e)))
         .unwrap_or_default();
+    let credentials = match signed_in {
+        Some(user) => {
+            // The same request again with prompt=login shows the password form.
+            let mut again = url::form_urlencoded::Serializer::new(String::new());
+            for (name, value) in params.pairs() {
+                if CARRIED_PARAMS.contains(&name.as_str()) {
+                    again.append_pair(name, value);
+                }
+            }
+            again.append_pair("prompt", "login");
+            format!(
+                "<p>Signed in as <strong>{}</strong>. <a href=\"/authorize?{}\">Use another account</a></p>",
+                text(user),
+                attr(&again.finish())
+            )
+        }
+        None => "<label for=\"username\">Username</label>\
+<input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" required autofocus>\
+<label for=\"password\">Password</label>\
+<input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>"
+            .to_owned(),
+    };
     let body = format!(
         "<h1>Sign in to authorize <span>{name}</span></h1>{error}\
 <p><strong>{name}</strong> wants access to your account with these scopes:</p><ul>{scopes}</ul>\
 <p class=\"muted\">After you approve, you will be sent to <strong>{host}</strong>.</p>\
 <form method=\"post\" action=\"/authorize/decision\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{hidden}\
-<label for=\"username\">Username</label>\
-<input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" required autofocus>\
-<label for=\"password\">Password</label>\
-<input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{hidden}{credentials}\
 <div class=\"actions\"><button class=\"approve\" type=\"submit\" name=\"action\" value=\"approve\">Approve</button>\
 <button class=\"deny\" type=\"submit\" name=\"action\" value=\"deny\" formnovalidate>Deny</button></div></form>",
         name = text(client_name),

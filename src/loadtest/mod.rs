@@ -125,13 +125,31 @@ pub async fn run(
     eprintln!();
     let mut latencies = Vec::new();
     let mut errors = BTreeMap::new();
+    // Users that ran out of prepared codes stop early; the rate counts only the time during
+    // which someone was still sending.
+    let mut last_stop = started;
+    let mut all_stopped_early = true;
     for t in tasks {
-        let Ok((lat, errs)) = t.await else { continue };
+        let Ok((lat, errs, stopped)) = t.await else {
+            continue;
+        };
+        match stopped {
+            Some(at) => last_stop = last_stop.max(at),
+            None => all_stopped_early = false,
+        }
         latencies.extend(lat);
         for (k, v) in errs {
             *errors.entry(k).or_insert(0) += v;
         }
     }
+    let seconds = if all_stopped_early {
+        last_stop
+            .saturating_duration_since(started)
+            .as_secs_f64()
+            .max(0.001)
+    } else {
+        seconds
+    };
     latencies.sort_unstable();
     let pct = |p: f64| -> u64 {
         if latencies.is_empty() {
@@ -162,7 +180,7 @@ async fn virtual_user(
     measuring: Arc<AtomicBool>,
     done: Arc<AtomicBool>,
     progress: Arc<AtomicU64>,
-) -> (Vec<u64>, BTreeMap<String, u64>) {
+) -> (Vec<u64>, BTreeMap<String, u64>, Option<Instant>) {
     let mut conn = Conn::new(&target.addr(scenario), &target.host(scenario));
     let mut latencies = Vec::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -171,8 +189,7 @@ async fn virtual_user(
         let (path, body, mcp): (String, String, bool) = match &mut user {
             User::Code { codes } => {
                 let Some((code, verifier)) = codes.pop() else {
-                    *errors.entry("no codes left".into()).or_insert(0) += 1;
-                    break;
+                    return (latencies, errors, Some(Instant::now()));
                 };
                 (target.token_path.clone(), format!("grant_type=authorization_code&code={code}&code_verifier={verifier}&redirect_uri={}", target.redirect_uri_encoded()), false)
             }
@@ -234,7 +251,7 @@ async fn virtual_user(
             }
         }
     }
-    (latencies, errors)
+    (latencies, errors, None)
 }
 
 /// Formats reports as a table.

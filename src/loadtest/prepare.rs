@@ -349,8 +349,11 @@ impl Target {
                 Ok((0..concurrency).map(|_| User::Plain).collect())
             }
             Scenario::ToolsCall => {
+                // Virtual users share up to 16 sessions (all belong to one owner, and the
+                // server caps sessions per owner); a session takes concurrent requests.
+                let sessions = concurrency.min(16);
                 let mut users = Vec::with_capacity(concurrency);
-                for _ in 0..concurrency {
+                for _ in 0..sessions {
                     let bearer = format!("Bearer {}", self.access_token);
                     let headers = [
                         ("authorization", bearer.as_str()),
@@ -383,6 +386,17 @@ impl Target {
                     )
                     .await
                     .map_err(|e| err(format!("initialized: {e}")))?;
+                    users.push(User::Tools { session });
+                }
+                let shared: Vec<String> = users
+                    .iter()
+                    .filter_map(|u| match u {
+                        User::Tools { session } => Some(session.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                for i in sessions..concurrency {
+                    let session = shared.get(i % sessions.max(1)).cloned().unwrap_or_default();
                     users.push(User::Tools { session });
                 }
                 Ok(users)

@@ -1,7 +1,12 @@
 //! HTTP integration tests for oauth-mcp: one test binary, one server per test (see `helpers`).
 
 // Test code may panic on failure: that is how a test fails.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod helpers;
 
@@ -13,4 +18,5 @@ mod refresh;
 mod registration;
 mod restart;
 mod revoke_introspect;
+mod sso;
 mod token;
