@@ -337,8 +337,9 @@ impl Target {
                 for (code, verifier) in self.codes(concurrency).await? {
                     let body = format!("grant_type=authorization_code&code={code}&code_verifier={verifier}&redirect_uri={}", self.redirect_uri_encoded());
                     let tokens = self.token(&mut conn, &body).await?;
-                    let token = tokens["refresh_token"]
-                        .as_str()
+                    let token = tokens
+                        .get("refresh_token")
+                        .and_then(|v| v.as_str())
                         .ok_or_else(|| err("no refresh token issued"))?
                         .to_owned();
                     users.push(User::Refresh { token });
@@ -410,8 +411,9 @@ impl Target {
         let tokens = self
             .token(&mut conn, "grant_type=client_credentials")
             .await?;
-        self.access_token = tokens["access_token"]
-            .as_str()
+        self.access_token = tokens
+            .get("access_token")
+            .and_then(|v| v.as_str())
             .ok_or_else(|| err("no access token"))?
             .to_owned();
         Ok(())
