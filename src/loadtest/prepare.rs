@@ -187,9 +187,15 @@ impl Target {
         url::form_urlencoded::byte_serialize(self.redirect_uri.as_bytes()).collect()
     }
 
-    /// One code through the login form: GET the authorization page, then approve with the
-    /// password. Answers `(code, verifier)`.
-    async fn code(&self, conn: &mut Conn) -> Result<(String, String), TargetError> {
+    /// One code through the login form: GET the authorization page, then approve. The first
+    /// approval signs in with the password; later ones reuse the browser sign-in session
+    /// (`session`, a `name=value` cookie) and only confirm consent, as a browser would.
+    /// Answers `(code, verifier)`.
+    async fn code(
+        &self,
+        conn: &mut Conn,
+        session: &mut Option<String>,
+    ) -> Result<(String, String), TargetError> {
         let verifier = crate::domain::secrets::random_token();
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
         let query: String = url::form_urlencoded::Serializer::new(String::new())
@@ -200,8 +206,15 @@ impl Target {
             .append_pair("code_challenge_method", "S256")
             .append_pair("state", "loadtest")
             .finish();
+        let session_header: Vec<(&str, &str)> =
+            session.iter().map(|c| ("cookie", c.as_str())).collect();
         let page = conn
-            .request("GET", &format!("{}?{query}", self.authorize_path), &[], b"")
+            .request(
+                "GET",
+                &format!("{}?{query}", self.authorize_path),
+                &session_header,
+                b"",
+            )
             .await
             .map_err(|e| err(format!("authorize: {e}")))?;
         if page.status != 200 {
@@ -219,19 +232,27 @@ impl Target {
             .ok_or_else(|| {
                 err("no CSRF field on the login page (only oauth-mcp's login form is supported)")
             })?;
-        let cookie = page.cookies().join("; ");
-        let form: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("csrf", csrf)
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &self.client_id)
-            .append_pair("redirect_uri", &self.redirect_uri)
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256")
-            .append_pair("state", "loadtest")
-            .append_pair("username", &self.username)
-            .append_pair("password", &self.password)
-            .append_pair("action", "approve")
-            .finish();
+        let mut cookies = page.cookies();
+        cookies.extend(session.iter().cloned());
+        let cookie = cookies.join("; ");
+        let signed_in = session.is_some() && !html.contains("type=\"password\"");
+        // Built in a block: the serializer is not Send and must not live across an await.
+        let form = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("csrf", csrf)
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("redirect_uri", &self.redirect_uri)
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256")
+                .append_pair("state", "loadtest")
+                .append_pair("action", "approve");
+            if !signed_in {
+                form.append_pair("username", &self.username)
+                    .append_pair("password", &self.password);
+            }
+            form.finish()
+        };
         let r = conn
             .request(
                 "POST",
@@ -244,6 +265,13 @@ impl Target {
             )
             .await
             .map_err(|e| err(format!("login: {e}")))?;
+        if let Some(c) = r
+            .cookies()
+            .into_iter()
+            .find(|c| c.contains("oauth_mcp_session="))
+        {
+            *session = Some(c);
+        }
         let location = r.header("location").ok_or_else(|| {
             err(format!(
                 "login did not redirect ({}): {}",
@@ -261,8 +289,7 @@ impl Target {
     }
 
     async fn codes(&self, n: usize) -> Result<Vec<(String, String)>, TargetError> {
-        // Logins are Argon2-bound on the server; a few connections in parallel keep both
-        // cores busy.
+        // Each lane signs in once (Argon2 on the server), then only confirms consent.
         let lanes = 4.min(n.max(1));
         let mut tasks = Vec::new();
         for lane in 0..lanes {
@@ -270,9 +297,10 @@ impl Target {
             let count = n / lanes + usize::from(lane < n % lanes);
             tasks.push(tokio::spawn(async move {
                 let mut conn = me.conn();
+                let mut session = None;
                 let mut out = Vec::with_capacity(count);
                 for _ in 0..count {
-                    out.push(me.code(&mut conn).await?);
+                    out.push(me.code(&mut conn, &mut session).await?);
                 }
                 Ok::<_, TargetError>(out)
             }));
