@@ -63,7 +63,7 @@ use oauth_mcp::{
         },
         prompt, prompt_handler, prompt_router, schemars,
         service::RequestContext,
-        tool, tool_handler, tool_router, ErrorData as McpError, Peer, RoleServer, ServerHandler,
+        tool, tool_handler, tool_router, ErrorData as McpError, RoleServer, ServerHandler,
     },
     rmcp_actix_web::transport::http,
     Config, Services,
@@ -262,14 +262,16 @@ impl ConformanceServer {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends `notifications/message` if `level` passes the session's `logging/setLevel`.
-    async fn log(&self, peer: &Peer<RoleServer>, level: LoggingLevel, message: &str) {
+    /// Sends `notifications/message` if `level` passes the session's `logging/setLevel`, on
+    /// the POST stream of the call (`oauth_mcp::mcp::notify_log`), so a client that never
+    /// opens the GET stream still gets it.
+    async fn log(&self, ctx: &RequestContext<RoleServer>, level: LoggingLevel, message: &str) {
         if severity(level) < severity(self.state().log_level) {
             return;
         }
         let param = LoggingMessageNotificationParam::new(level, json!(message))
             .with_logger("conformance-server");
-        if let Err(e) = peer.notify_logging_message(param).await {
+        if let Err(e) = oauth_mcp::mcp::notify_log(ctx, &self.sessions, param).await {
             tracing::debug!(error = %e, "log notification not sent");
         }
     }
@@ -353,13 +355,13 @@ impl ConformanceServer {
         &self,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        self.log(&ctx.peer, LoggingLevel::Info, "Tool execution started")
+        self.log(&ctx, LoggingLevel::Info, "Tool execution started")
             .await;
         tokio::time::sleep(STEP).await;
-        self.log(&ctx.peer, LoggingLevel::Info, "Tool processing data")
+        self.log(&ctx, LoggingLevel::Info, "Tool processing data")
             .await;
         tokio::time::sleep(STEP).await;
-        self.log(&ctx.peer, LoggingLevel::Info, "Tool execution completed")
+        self.log(&ctx, LoggingLevel::Info, "Tool execution completed")
             .await;
         text("Tool with logging executed successfully")
     }

@@ -46,6 +46,50 @@ pub fn caller(ctx: &RequestContext<RoleServer>) -> Option<Caller> {
         .cloned()
 }
 
+#[expect(
+    deprecated,
+    reason = "logging is deprecated by SEP-2577 but part of every session-based protocol version we serve"
+)]
+/// Sends a log notification (`notifications/message`) on the POST stream of the tool call
+/// `ctx` is serving, so clients that never open the GET stream still see it, in order,
+/// before the result. Needs an endpoint built with stream tracking
+/// ([`McpEndpoint::with_stream_tracking`]); otherwise, or when the call's stream is gone,
+/// it falls back to rmcp's routing (the session's GET stream).
+pub async fn notify_log(
+    ctx: &RequestContext<RoleServer>,
+    sessions: &actix::Addr<sessions::McpSessions>,
+    param: rmcp::model::LoggingMessageNotificationParam,
+) -> Result<(), rmcp::service::ServiceError> {
+    use rmcp::model::{Notification, ServerJsonRpcMessage, ServerNotification};
+    use rmcp::transport::streamable_http_server::session::ServerSseMessage;
+    let session = ctx
+        .extensions
+        .get::<rmcp_actix_web::transport::http::request::Parts>()
+        .and_then(|p| p.headers.get("mcp-session-id"))
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let request_id = serde_json::to_string(&ctx.id).unwrap_or_default();
+    if let Some(id) = session {
+        let msg = sessions::RequestChannel {
+            id: id.into(),
+            request_id,
+        };
+        if let Ok(Some(tx)) = sessions.send(msg).await {
+            let notification = ServerJsonRpcMessage::notification(
+                ServerNotification::LoggingMessageNotification(Notification::new(param.clone())),
+            );
+            if tx
+                .send(ServerSseMessage::from_message(notification))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+    }
+    ctx.peer.notify_logging_message(param).await
+}
+
 /// Scopes required per tool. Every MCP request needs the endpoint's base scopes; a tool
 /// listed here needs its own scopes in addition.
 #[derive(Debug, Clone, Default)]

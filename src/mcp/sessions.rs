@@ -19,6 +19,7 @@ use std::{
 };
 
 use actix::prelude::*;
+use futures_util::StreamExt as _;
 use rmcp::{
     model::{ClientJsonRpcMessage, JsonRpcMessage, ServerJsonRpcMessage},
     transport::{
@@ -32,7 +33,7 @@ use rmcp::{
         WorkerTransport,
     },
 };
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::actors::{ask, Stop};
@@ -67,6 +68,9 @@ struct Entry {
     info: SessionInfo,
     /// JSON-RPC request id → rmcp's HTTP stream id, when stream tracking is on.
     streams: HashMap<String, u64>,
+    /// JSON-RPC request id → a channel merged into that request's POST stream, so that
+    /// notifications a tool sends (logs) reach the stream of the call that caused them.
+    side_channels: HashMap<String, mpsc::Sender<ServerSseMessage>>,
     /// Waiters for a client to resume a given HTTP stream (SEP-1699 polling).
     resume_waiters: HashMap<u64, Vec<oneshot::Sender<()>>>,
 }
@@ -172,6 +176,7 @@ impl Handler<CreateSession> for McpSessions {
                     last_seen: now,
                 },
                 streams: HashMap::new(),
+                side_channels: HashMap::new(),
                 resume_waiters: HashMap::new(),
             },
         );
@@ -289,25 +294,54 @@ impl Handler<ListSessions> for McpSessions {
     }
 }
 
-/// Remembers which HTTP stream carries a JSON-RPC request (stream tracking only).
+/// Remembers which HTTP stream carries a JSON-RPC request, and its side channel (stream
+/// tracking only).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 struct RecordStream {
     id: SessionId,
     request_id: String,
     http_request_id: u64,
+    side: mpsc::Sender<ServerSseMessage>,
 }
 
 impl Handler<RecordStream> for McpSessions {
     type Result = ();
     fn handle(&mut self, msg: RecordStream, _: &mut Self::Context) {
         if let Some(entry) = self.sessions.get_mut(&msg.id) {
-            // Bounded: a request's entry is replaced by later ones with the same id.
-            if entry.streams.len() > 1024 {
+            // Finished requests' channels are closed; drop those, and bound the rest.
+            entry.side_channels.retain(|_, tx| !tx.is_closed());
+            if entry.streams.len() > 1024 || entry.side_channels.len() > 1024 {
                 entry.streams.clear();
+                entry.side_channels.clear();
             }
-            entry.streams.insert(msg.request_id, msg.http_request_id);
+            entry
+                .streams
+                .insert(msg.request_id.clone(), msg.http_request_id);
+            entry.side_channels.insert(msg.request_id, msg.side);
         }
+    }
+}
+
+/// The side channel into a request's POST stream, if the request is still streaming.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<mpsc::Sender<ServerSseMessage>>")]
+pub struct RequestChannel {
+    /// The session.
+    pub id: SessionId,
+    /// The JSON-RPC request id, as JSON text.
+    pub request_id: String,
+}
+
+impl Handler<RequestChannel> for McpSessions {
+    type Result = Option<mpsc::Sender<ServerSseMessage>>;
+    fn handle(&mut self, msg: RequestChannel, _: &mut Self::Context) -> Self::Result {
+        let tx = self
+            .sessions
+            .get(&msg.id)?
+            .side_channels
+            .get(&msg.request_id)?;
+        (!tx.is_closed()).then(|| tx.clone())
     }
 }
 
@@ -481,19 +515,27 @@ impl SessionManager for ActorSessionManager {
         let handle = self.handle(id).await?;
         let receiver = handle.establish_request_wise_channel().await?;
         let http_request_id = receiver.http_request_id;
+        let primary = ReceiverStream::new(receiver.inner);
+        let mut side_rx = None;
         if self.track_streams {
             if let (JsonRpcMessage::Request(req), Some(hid)) = (&message, http_request_id) {
                 let request_id = serde_json::to_string(&req.id).unwrap_or_default();
+                let (side, rx) = mpsc::channel(SIDE_CHANNEL_CAPACITY);
                 let msg = RecordStream {
                     id: id.clone(),
                     request_id,
                     http_request_id: hid,
+                    side,
                 };
                 ask(&self.addr, msg, self.timeout).await?;
+                side_rx = Some(rx);
             }
         }
         handle.push_message(message, http_request_id).await?;
-        Ok(ReceiverStream::new(receiver.inner))
+        Ok(match side_rx {
+            None => primary.left_stream(),
+            Some(rx) => merge_side_channel(primary, ReceiverStream::new(rx)).right_stream(),
+        })
     }
 
     async fn accept_message(
@@ -540,6 +582,29 @@ impl SessionManager for ActorSessionManager {
         }
         Ok(stream)
     }
+}
+
+/// Capacity of a request's side channel.
+const SIDE_CHANNEL_CAPACITY: usize = 64;
+
+/// Merges a request's side channel into its rmcp stream. The side channel is polled first,
+/// so a notification sent before the tool returns goes out before the result; the merged
+/// stream ends as soon as rmcp's stream does (the response has been sent), whatever is
+/// left in the side channel. Side-channel events carry no event id, so they are not
+/// replayed on resumption.
+fn merge_side_channel<P, S>(
+    primary: P,
+    side: S,
+) -> impl futures_util::Stream<Item = ServerSseMessage> + Send + Sync + 'static
+where
+    P: futures_util::Stream<Item = ServerSseMessage> + Send + Sync + 'static,
+    S: futures_util::Stream<Item = ServerSseMessage> + Send + Sync + 'static,
+{
+    use futures_util::stream::{self, PollNext};
+    let primary = primary.map(Some).chain(stream::once(async { None }));
+    stream::select_with_strategy(side.map(Some), primary, |_: &mut ()| PollNext::Left)
+        .take_while(|m| std::future::ready(m.is_some()))
+        .filter_map(std::future::ready)
 }
 
 /// Convenience for tests and tools: an `Arc` of the bridge, as rmcp wants it.

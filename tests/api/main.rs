@@ -12,6 +12,7 @@ mod helpers;
 
 mod authorize;
 mod concurrency;
+mod embedding;
 mod mcp;
 mod metadata;
 mod refresh;
