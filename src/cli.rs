@@ -105,6 +105,10 @@ pub struct LoadtestArgs {
     /// Generator threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Pid of the server under test, when it runs on this machine: reports its CPU time per
+    /// request (Linux).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -62,7 +62,16 @@ async fn loadtest(args: LoadtestArgs) -> ExitCode {
         for &c in &args.concurrency {
             let warmup = std::time::Duration::from_secs(args.warmup);
             let duration = std::time::Duration::from_secs(args.duration);
-            match loadtest::run(&target, scenario, c.max(1), warmup, duration).await {
+            match loadtest::run(
+                &target,
+                scenario,
+                c.max(1),
+                warmup,
+                duration,
+                args.server_pid,
+            )
+            .await
+            {
                 Ok(r) => reports.push(r),
                 Err(e) => eprintln!("  {scenario:?} c={c}: skipped: {e}"),
             }

@@ -62,8 +62,23 @@ pub struct Report {
     pub p99_us: u64,
     /// Maximum.
     pub max_us: u64,
-    /// Errors by kind (`http 400`, `io`, `no codes left`, ...).
+    /// Errors by kind (`http 400`, `io`, ...).
     pub errors: BTreeMap<String, u64>,
+    /// Server CPU time (user + system) per successful request during the measured window,
+    /// when the server's pid was given (Linux `/proc`).
+    pub server_cpu_us: Option<f64>,
+}
+
+/// CPU time (user + system) of process `pid` so far, in microseconds (Linux `/proc`).
+pub fn process_cpu_us(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // Clock ticks are 100 Hz on every Linux configuration that matters here.
+    Some((utime + stime) * 10_000)
 }
 
 /// Per-virtual-user state for one scenario.
@@ -81,6 +96,7 @@ pub async fn run(
     concurrency: usize,
     warmup: Duration,
     duration: Duration,
+    server_pid: Option<u32>,
 ) -> Result<Report, TargetError> {
     let users = target
         .prepare(scenario, concurrency, warmup + duration)
@@ -109,6 +125,7 @@ pub async fn run(
     tokio::time::sleep(warmup).await;
     measuring.store(true, Ordering::SeqCst);
     let started = Instant::now();
+    let cpu_start = server_pid.and_then(process_cpu_us);
     let mut last = 0;
     while started.elapsed() < duration {
         tokio::time::sleep(Duration::from_secs(1).min(duration)).await;
@@ -121,6 +138,7 @@ pub async fn run(
         last = now;
     }
     done.store(true, Ordering::SeqCst);
+    let cpu_end = server_pid.and_then(process_cpu_us);
     let seconds = started.elapsed().as_secs_f64();
     eprintln!();
     let mut latencies = Vec::new();
@@ -170,6 +188,10 @@ pub async fn run(
         p99_us: pct(0.99),
         max_us: latencies.last().copied().unwrap_or(0),
         errors,
+        server_cpu_us: match (cpu_start, cpu_end) {
+            (Some(a), Some(b)) if ok > 0 => Some(b.saturating_sub(a) as f64 / ok as f64),
+            _ => None,
+        },
     })
 }
 
@@ -256,7 +278,7 @@ async fn virtual_user(
 
 /// Formats reports as a table.
 pub fn table(reports: &[Report], trivial_rps: Option<f64>) -> String {
-    let mut out = String::from("scenario            conc      req/s   of trivial    p50 µs    p90 µs    p99 µs    max µs  errors\n");
+    let mut out = String::from("scenario            conc      req/s   of trivial    p50 µs    p90 µs    p99 µs    max µs  cpu µs/req  errors\n");
     for r in reports {
         let share = match trivial_rps {
             Some(t) if t > 0.0 && r.scenario != Scenario::Trivial => {
@@ -273,8 +295,11 @@ pub fn table(reports: &[Report], trivial_rps: Option<f64>) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let cpu = r
+            .server_cpu_us
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:.0}"));
         out.push_str(&format!(
-            "{:<18} {:>5} {:>10.0} {share} {:>9} {:>9} {:>9} {:>9}  {errors}\n",
+            "{:<18} {:>5} {:>10.0} {share} {:>9} {:>9} {:>9} {:>9} {cpu:>11}  {errors}\n",
             format!("{:?}", r.scenario),
             r.concurrency,
             r.rps,
