@@ -25,6 +25,9 @@ pub use prepare::{Target, TargetError, TargetOptions};
 
 use client::Conn;
 
+/// How long one request may take before it counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -238,7 +241,14 @@ async fn virtual_user(
             }
         }
         let t0 = Instant::now();
-        let res = conn.request("POST", &path, &headers, body.as_bytes()).await;
+        // A request the server never answers must not hang the run.
+        let res = match tokio::time::timeout(REQUEST_TIMEOUT, conn.request("POST", &path, &headers, body.as_bytes())).await {
+            Ok(r) => r,
+            Err(_) => {
+                conn = Conn::new(&target.addr(scenario), &target.host(scenario));
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 10 s"))
+            }
+        };
         let micros = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
         match res {
             Ok(r) if r.status == 200 => {
