@@ -192,14 +192,14 @@ impl TokenLedger {
             expires_at: expiry(now, cfg.access_token_ttl),
             rotated_at: None,
         };
-        self.store.put(&access_token.digest(), &record)?;
+        self.store.put(&access_token.key(), &record)?;
         let refresh_token = match grant_scopes {
             Some(scopes) => {
                 let token = RefreshToken::generate();
                 record.kind = TokenKind::Refresh;
                 record.scopes = scopes.clone();
                 record.expires_at = expiry(now, cfg.refresh_token_ttl);
-                self.store.put(&token.digest(), &record)?;
+                self.store.put(&token.key(), &record)?;
                 Some(token)
             }
             None => None,
@@ -324,7 +324,7 @@ impl Handler<RefreshTokens> for TokenLedger {
 impl TokenLedger {
     fn refresh(&mut self, msg: RefreshTokens) -> Result<IssuedTokens, LedgerError> {
         let now = self.clock.now();
-        let digest = msg.refresh_token.digest();
+        let digest = msg.refresh_token.key();
         let Some(mut old) = self.store.get(&digest)? else {
             return Err(LedgerError::InvalidGrant);
         };
@@ -373,7 +373,7 @@ impl TokenLedger {
 impl Handler<IntrospectToken> for TokenLedger {
     type Result = Result<Option<TokenInfo>, LedgerError>;
     fn handle(&mut self, msg: IntrospectToken, _: &mut Self::Context) -> Self::Result {
-        let Some(record) = self.store.get(&msg.token.digest())? else {
+        let Some(record) = self.store.get(&msg.token.key())? else {
             return Ok(None);
         };
         if !self.active(&record) {
@@ -395,7 +395,7 @@ impl Handler<RevokeToken> for TokenLedger {
     type Result = ResponseFuture<Result<(), LedgerError>>;
     fn handle(&mut self, msg: RevokeToken, _: &mut Self::Context) -> Self::Result {
         let result = (|| {
-            let digest = msg.token.digest();
+            let digest = msg.token.key();
             let Some(record) = self.store.get(&digest)? else {
                 return Ok(());
             };

@@ -242,11 +242,19 @@ async fn virtual_user(
         }
         let t0 = Instant::now();
         // A request the server never answers must not hang the run.
-        let res = match tokio::time::timeout(REQUEST_TIMEOUT, conn.request("POST", &path, &headers, body.as_bytes())).await {
+        let res = match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            conn.request("POST", &path, &headers, body.as_bytes()),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => {
                 conn = Conn::new(&target.addr(scenario), &target.host(scenario));
-                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 10 s"))
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer in 10 s",
+                ))
             }
         };
         let micros = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);

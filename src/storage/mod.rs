@@ -19,7 +19,7 @@ pub use records::{CodeRecord, GrantId, TokenKind, TokenRecord, UsedCodeRecord};
 
 use crate::domain::{
     client::{Client, User},
-    secrets::Digest,
+    secrets::{Digest, TokenKey},
 };
 
 /// Storage failures. Never shown to clients beyond `server_error`.
@@ -82,11 +82,11 @@ pub trait CodeStore: Send + 'static {
 /// What the token ledger stores: tokens by digest, with an expiry index, and revoked grants.
 pub trait TokenStore: Send + 'static {
     /// Inserts or replaces a token record (and indexes its expiry).
-    fn put(&self, digest: &Digest, record: &TokenRecord) -> Result<(), StorageError>;
+    fn put(&self, key: &TokenKey, record: &TokenRecord) -> Result<(), StorageError>;
     /// Reads a token record.
-    fn get(&self, digest: &Digest) -> Result<Option<TokenRecord>, StorageError>;
+    fn get(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError>;
     /// Removes a token record, returning it.
-    fn remove(&self, digest: &Digest) -> Result<Option<TokenRecord>, StorageError>;
+    fn remove(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError>;
     /// Records a revoked grant, remembered until `forget_at`.
     fn put_revoked_grant(&self, grant: &GrantId, forget_at: i64) -> Result<(), StorageError>;
     /// Every revoked grant still remembered, with its `forget_at`.

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::domain::{
     client::{Client, User},
-    secrets::Digest,
+    secrets::{Digest, TokenKey},
 };
 
 /// Registered clients, keyed by client_id.
@@ -21,7 +21,7 @@ pub const USERS_TREE: &str = "oauth.users.v1";
 pub const CODES_TREE: &str = "oauth.codes.v1";
 /// Redeemed codes kept for replay detection, keyed by SHA-256 of the code.
 pub const USED_CODES_TREE: &str = "oauth.used_codes.v1";
-/// Tokens, keyed by SHA-256 of the token.
+/// Tokens, keyed by [`TokenKey`]: the token's time prefix, then its SHA-256.
 pub const TOKENS_TREE: &str = "oauth.tokens.v1";
 /// Revoked grants: grant id → `forget_at` (i64 BE).
 pub const REVOKED_GRANTS_TREE: &str = "oauth.revoked_grants.v1";
@@ -234,20 +234,20 @@ fn corrupt_token() -> StorageError {
 }
 
 impl TokenStore for SledTokenStore {
-    fn put(&self, digest: &Digest, record: &TokenRecord) -> Result<(), StorageError> {
-        self.tokens.insert(digest.0, encode_token(record))?;
+    fn put(&self, key: &TokenKey, record: &TokenRecord) -> Result<(), StorageError> {
+        self.tokens.insert(key.0, encode_token(record))?;
         Ok(())
     }
 
-    fn get(&self, digest: &Digest) -> Result<Option<TokenRecord>, StorageError> {
-        match self.tokens.get(digest.0)? {
+    fn get(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError> {
+        match self.tokens.get(key.0)? {
             Some(v) => decode_token(&v).map(Some).ok_or_else(corrupt_token),
             None => Ok(None),
         }
     }
 
-    fn remove(&self, digest: &Digest) -> Result<Option<TokenRecord>, StorageError> {
-        match self.tokens.remove(digest.0)? {
+    fn remove(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError> {
+        match self.tokens.remove(key.0)? {
             Some(v) => decode_token(&v).map(Some).ok_or_else(corrupt_token),
             None => Ok(None),
         }
