@@ -210,6 +210,8 @@ async fn virtual_user(
     let mut latencies = Vec::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let basic = target.basic();
+    let me = crate::domain::secrets::random_token();
+    let mut next_id: u64 = 0;
     while !done.load(Ordering::Relaxed) {
         let (path, body, mcp): (String, String, bool) = match &mut user {
             User::Code { codes } => {
@@ -218,10 +220,25 @@ async fn virtual_user(
                 };
                 (target.token_path.clone(), format!("grant_type=authorization_code&code={code}&code_verifier={verifier}&redirect_uri={}", target.redirect_uri_encoded()), false)
             }
-            User::Refresh { token } => (target.token_path.clone(), format!("grant_type=refresh_token&refresh_token={token}"), false),
+            User::Refresh { token } => (
+                target.token_path.clone(),
+                format!("grant_type=refresh_token&refresh_token={token}"),
+                false,
+            ),
             User::Plain if scenario == Scenario::Trivial => ("/".into(), "x".into(), false),
-            User::Plain => (target.token_path.clone(), "grant_type=client_credentials".into(), false),
-            User::Tools { .. } => (target.mcp_path.clone(), r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#.into(), true),
+            User::Plain => (
+                target.token_path.clone(),
+                "grant_type=client_credentials".into(),
+                false,
+            ),
+            User::Tools { .. } => {
+                // Request ids must be unique within a session, and users share sessions.
+                next_id += 1;
+                let body = format!(
+                    r#"{{"jsonrpc":"2.0","id":"{me}-{next_id}","method":"tools/call","params":{{"name":"add","arguments":{{"a":1,"b":2}}}}}}"#
+                );
+                (target.mcp_path.clone(), body, true)
+            }
         };
         let bearer;
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(6);
