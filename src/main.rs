@@ -4,6 +4,11 @@
 use std::{net::TcpListener, process::ExitCode, sync::Arc};
 
 use clap::Parser as _;
+
+// The allocator is the top user-space cost under load (malloc/free of small buffers across
+// threads); mimalloc measured faster than glibc's here (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use oauth_mcp::{
     cli::{Cli, Command, LoadtestArgs},
     clock::SystemClock,
