@@ -101,9 +101,7 @@ pub async fn run(
     duration: Duration,
     server_pid: Option<u32>,
 ) -> Result<Report, TargetError> {
-    let users = target
-        .prepare(scenario, concurrency, warmup + duration)
-        .await?;
+    let users = target.prepare(scenario, concurrency).await?;
     // Codes are single use and prepared in limited number: spend none on warming up.
     let warmup = if scenario == Scenario::Code {
         Duration::ZERO

@@ -1,7 +1,5 @@
 //! Discovery and data preparation for the load test, through the real protocol.
 
-use std::time::Duration;
-
 use base64::{
     engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD, Engine as _,
 };
@@ -341,7 +339,6 @@ impl Target {
         &self,
         scenario: Scenario,
         concurrency: usize,
-        _run: Duration,
     ) -> Result<Vec<User>, TargetError> {
         let mut conn = self.conn();
         match scenario {

@@ -14,7 +14,6 @@
 
 use std::{
     collections::HashMap,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -605,12 +604,4 @@ where
     stream::select_with_strategy(side.map(Some), primary, |_: &mut ()| PollNext::Left)
         .take_while(|m| std::future::ready(m.is_some()))
         .filter_map(std::future::ready)
-}
-
-/// Convenience for tests and tools: an `Arc` of the bridge, as rmcp wants it.
-pub fn session_manager(
-    addr: Addr<McpSessions>,
-    limits: &SessionLimits,
-) -> Arc<ActorSessionManager> {
-    Arc::new(ActorSessionManager::new(addr, limits))
 }
