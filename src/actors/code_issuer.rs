@@ -1,5 +1,6 @@
 //! The authorization-code issuer: owns live codes (`oauth.codes.v1`) and redeemed-code
-//! records (`oauth.used_codes.v1`), both keyed by the SHA-256 of the code.
+//! records (`oauth.used_codes.v1`), both keyed by the code's time prefix and SHA-256
+//! (see `TokenKey`: redeemed codes are kept a day, and random keys would scatter inserts).
 //!
 //! OAuth 2.1 §4.1.2 / §4.1.3: codes are short-lived, bound to client, redirect URI, PKCE
 //! challenge, scopes, resource and user, and single use. Single use holds under concurrent
@@ -132,7 +133,7 @@ impl Handler<IssueCode> for CodeIssuer {
             subject: msg.subject,
             expires_at: expiry(self.clock.now(), self.settings.config.code_ttl),
         };
-        if let Err(e) = self.store.insert(&code.digest(), &record) {
+        if let Err(e) = self.store.insert(&code.key(), &record) {
             return Box::pin(async move { Err(e.into()) });
         }
         // The code leaves the server only once it is durable: a code the client holds must
@@ -148,7 +149,7 @@ impl Handler<IssueCode> for CodeIssuer {
 impl Handler<RedeemCode> for CodeIssuer {
     type Result = Result<CodeRecord, CodeError>;
     fn handle(&mut self, msg: RedeemCode, _: &mut Self::Context) -> Self::Result {
-        let digest = msg.code.digest();
+        let digest = msg.code.key();
         let now = self.clock.now();
         let Some(record) = self.store.take(&digest)? else {
             return match self.store.used(&digest)? {

@@ -177,9 +177,9 @@ secret_type!(
 );
 
 impl AuthorizationCode {
-    /// A fresh random code.
+    /// A fresh code (see [`ordered_token`]; 256 random bits after the time prefix).
     pub fn generate() -> Self {
-        Self(random_token())
+        Self(ordered_token())
     }
 }
 impl AccessToken {

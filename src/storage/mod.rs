@@ -19,7 +19,7 @@ pub use records::{CodeRecord, GrantId, TokenKind, TokenRecord, UsedCodeRecord};
 
 use crate::domain::{
     client::{Client, User},
-    secrets::{Digest, TokenKey},
+    secrets::TokenKey,
 };
 
 /// Storage failures. Never shown to clients beyond `server_error`.
@@ -66,13 +66,13 @@ pub trait ClientStore: Send + 'static {
 /// What the code issuer stores: live codes, and redeemed codes kept for replay detection.
 pub trait CodeStore: Send + 'static {
     /// Stores a new code under its digest.
-    fn insert(&self, digest: &Digest, record: &CodeRecord) -> Result<(), StorageError>;
+    fn insert(&self, key: &TokenKey, record: &CodeRecord) -> Result<(), StorageError>;
     /// Atomically removes and returns a live code: the single-use guarantee.
-    fn take(&self, digest: &Digest) -> Result<Option<CodeRecord>, StorageError>;
+    fn take(&self, key: &TokenKey) -> Result<Option<CodeRecord>, StorageError>;
     /// Remembers a redeemed code until `record.forget_at`.
-    fn mark_used(&self, digest: &Digest, record: &UsedCodeRecord) -> Result<(), StorageError>;
+    fn mark_used(&self, key: &TokenKey, record: &UsedCodeRecord) -> Result<(), StorageError>;
     /// Looks up a redeemed code.
-    fn used(&self, digest: &Digest) -> Result<Option<UsedCodeRecord>, StorageError>;
+    fn used(&self, key: &TokenKey) -> Result<Option<UsedCodeRecord>, StorageError>;
     /// Removes expired codes and forgotten used-code records; returns how many.
     fn sweep(&self, now: i64) -> Result<usize, StorageError>;
     /// Resolves once earlier writes are on disk.

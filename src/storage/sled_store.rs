@@ -10,16 +10,16 @@ use super::{
 };
 use crate::domain::{
     client::{Client, User},
-    secrets::{Digest, TokenKey},
+    secrets::TokenKey,
 };
 
 /// Registered clients, keyed by client_id.
 pub const CLIENTS_TREE: &str = "oauth.clients.v1";
 /// Users, keyed by username.
 pub const USERS_TREE: &str = "oauth.users.v1";
-/// Live authorization codes, keyed by SHA-256 of the code.
+/// Live authorization codes, keyed by [`TokenKey`] (time prefix, then SHA-256 of the code).
 pub const CODES_TREE: &str = "oauth.codes.v1";
-/// Redeemed codes kept for replay detection, keyed by SHA-256 of the code.
+/// Redeemed codes kept for replay detection, keyed like live codes.
 pub const USED_CODES_TREE: &str = "oauth.used_codes.v1";
 /// Tokens, keyed by [`TokenKey`]: the token's time prefix, then its SHA-256.
 pub const TOKENS_TREE: &str = "oauth.tokens.v1";
@@ -144,26 +144,25 @@ impl SledCodeStore {
 }
 
 impl CodeStore for SledCodeStore {
-    fn insert(&self, digest: &Digest, record: &CodeRecord) -> Result<(), StorageError> {
-        self.codes.insert(digest.0, encode(CODES_TREE, record)?)?;
+    fn insert(&self, key: &TokenKey, record: &CodeRecord) -> Result<(), StorageError> {
+        self.codes.insert(key.0, encode(CODES_TREE, record)?)?;
         Ok(())
     }
 
-    fn take(&self, digest: &Digest) -> Result<Option<CodeRecord>, StorageError> {
-        match self.codes.remove(digest.0)? {
+    fn take(&self, key: &TokenKey) -> Result<Option<CodeRecord>, StorageError> {
+        match self.codes.remove(key.0)? {
             Some(v) => Ok(Some(decode(CODES_TREE, &v)?)),
             None => Ok(None),
         }
     }
 
-    fn mark_used(&self, digest: &Digest, record: &UsedCodeRecord) -> Result<(), StorageError> {
-        self.used
-            .insert(digest.0, encode(USED_CODES_TREE, record)?)?;
+    fn mark_used(&self, key: &TokenKey, record: &UsedCodeRecord) -> Result<(), StorageError> {
+        self.used.insert(key.0, encode(USED_CODES_TREE, record)?)?;
         Ok(())
     }
 
-    fn used(&self, digest: &Digest) -> Result<Option<UsedCodeRecord>, StorageError> {
-        match self.used.get(digest.0)? {
+    fn used(&self, key: &TokenKey) -> Result<Option<UsedCodeRecord>, StorageError> {
+        match self.used.get(key.0)? {
             Some(v) => Ok(Some(decode(USED_CODES_TREE, &v)?)),
             None => Ok(None),
         }
