@@ -935,7 +935,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     stdout.flush()?;
 
-    wait_for_signal().await;
+    oauth_mcp::app::shutdown_signal().await;
     tracing::info!("shutting down");
     // Open SSE streams (GET streams of idle sessions) would hold a graceful stop.
     handle.stop(false).await;
@@ -944,19 +944,4 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let _ = tokio::task::spawn_blocking(move || db.flush()).await;
     drop(temp_dir);
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -319,3 +319,20 @@ fn tracing_actix_logger() -> actix_web::middleware::Logger {
     actix_web::middleware::Logger::new("%{r}a \"%{METHOD}xi %U\" %s %b %Dms")
         .custom_request_replace("METHOD", |req| req.method().to_string())
 }
+
+/// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere): what a binary waits for before
+/// [`RunningServer::stop`].
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -196,13 +196,17 @@ impl Target {
     ) -> Result<(String, String), TargetError> {
         let verifier = crate::domain::secrets::random_token();
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        // The authorization request, sent as the GET query and carried again by the form.
+        let request = [
+            ("response_type", "code"),
+            ("client_id", self.client_id.as_str()),
+            ("redirect_uri", self.redirect_uri.as_str()),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("state", "loadtest"),
+        ];
         let query: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &self.client_id)
-            .append_pair("redirect_uri", &self.redirect_uri)
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256")
-            .append_pair("state", "loadtest")
+            .extend_pairs(request)
             .finish();
         let session_header: Vec<(&str, &str)> =
             session.iter().map(|c| ("cookie", c.as_str())).collect();
@@ -238,12 +242,7 @@ impl Target {
         let form = {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             form.append_pair("csrf", csrf)
-                .append_pair("response_type", "code")
-                .append_pair("client_id", &self.client_id)
-                .append_pair("redirect_uri", &self.redirect_uri)
-                .append_pair("code_challenge", &challenge)
-                .append_pair("code_challenge_method", "S256")
-                .append_pair("state", "loadtest")
+                .extend_pairs(request)
                 .append_pair("action", "approve");
             if !signed_in {
                 form.append_pair("username", &self.username)
