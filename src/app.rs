@@ -140,14 +140,7 @@ impl Services {
             Arc::clone(&clock),
         )?
         .start();
-        let cfg = &settings.config;
-        let sessions = McpSessions::new(SessionLimits {
-            idle_timeout: cfg.mcp_session_idle,
-            max_per_owner: cfg.mcp_max_sessions_per_owner,
-            mailbox_capacity: cfg.mailbox_capacity,
-            timeout: cfg.actor_timeout,
-        })
-        .start();
+        let sessions = McpSessions::new(SessionLimits::from_config(&settings.config)).start();
         let mut services = Self {
             registry,
             codes,

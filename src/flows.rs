@@ -272,6 +272,14 @@ pub async fn register(
     Ok(registration::response(&registered))
 }
 
+/// The page shown when a redirect back to the client cannot be built (never a redirect).
+fn invalid_redirect_uri() -> Error {
+    Error::page(
+        actix_web::http::StatusCode::BAD_REQUEST,
+        "The redirect_uri is not a valid URI.",
+    )
+}
+
 /// Maps an authorization error to the crate error: a page, or a redirect to the client.
 fn authorize_error(e: AuthorizeError, issuer: &str) -> Error {
     match e {
@@ -292,10 +300,7 @@ fn authorize_error(e: AuthorizeError, issuer: &str) -> Error {
                 issuer,
             ) {
                 Some(url) => Error::Redirect(url),
-                None => Error::page(
-                    actix_web::http::StatusCode::BAD_REQUEST,
-                    "The redirect_uri is not a valid URI.",
-                ),
+                None => invalid_redirect_uri(),
             }
         }
     }
@@ -377,12 +382,7 @@ pub async fn decide(
                     url,
                     new_session: None,
                 })
-                .ok_or_else(|| {
-                    Error::page(
-                        actix_web::http::StatusCode::BAD_REQUEST,
-                        "The redirect_uri is not a valid URI.",
-                    )
-                });
+                .ok_or_else(invalid_redirect_uri);
         }
         Decision::Approve { username, password } => (username, password),
         Decision::ApproveSignedIn { session } => {
@@ -458,10 +458,5 @@ async fn issue_code(
     pairs.push(("iss", issuer));
     authorize::redirect_url(&request.redirect_uri, &pairs)
         .map(|url| DecisionOutcome::Redirect { url, new_session })
-        .ok_or_else(|| {
-            Error::page(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                "The redirect_uri is not a valid URI.",
-            )
-        })
+        .ok_or_else(invalid_redirect_uri)
 }

@@ -74,12 +74,7 @@ impl<S: ServerHandler + Send + 'static> McpEndpoint<S> {
         F: Fn() -> S + Send + Sync + 'static,
     {
         let cfg = &services.settings.config;
-        let limits = SessionLimits {
-            idle_timeout: cfg.mcp_session_idle,
-            max_per_owner: cfg.mcp_max_sessions_per_owner,
-            mailbox_capacity: cfg.mailbox_capacity,
-            timeout: cfg.actor_timeout,
-        };
+        let limits = SessionLimits::from_config(cfg);
         let manager = ActorSessionManager::new(services.sessions.clone(), &limits)
             .with_stream_tracking(track);
         let service = StreamableHttpService::builder()

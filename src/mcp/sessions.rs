@@ -87,6 +87,18 @@ pub struct SessionLimits {
     pub timeout: Duration,
 }
 
+impl SessionLimits {
+    /// The limits a [`Config`](crate::Config) sets.
+    pub fn from_config(cfg: &crate::Config) -> Self {
+        Self {
+            idle_timeout: cfg.mcp_session_idle,
+            max_per_owner: cfg.mcp_max_sessions_per_owner,
+            mailbox_capacity: cfg.mailbox_capacity,
+            timeout: cfg.actor_timeout,
+        }
+    }
+}
+
 /// The MCP session manager actor.
 pub struct McpSessions {
     sessions: HashMap<SessionId, Entry>,
