@@ -9,6 +9,8 @@
 //!    metadata; `error="invalid_token"` only when a token was presented.
 //! 3. Base scopes (403 `insufficient_scope`).
 //! 4. Session binding: a session initialized by another principal answers 404 as if unknown.
+//!    The session actor's answer ([`AdmitRequest`]) then serves rmcp's own session lookups
+//!    for the rest of the request.
 //! 5. Per-tool scopes: the body of a `tools/call` is read (bounded) to find the tool; a
 //!    token lacking its scopes gets 403 `insufficient_scope` with the scopes to request.
 //!
@@ -38,11 +40,14 @@ use crate::{
     domain::{scope::Scopes, secrets::PresentedToken},
     error::{Challenge, Error},
     mcp::{
-        sessions::{McpSessions, Owner, RecordInitialize, SessionOwner},
+        sessions::{
+            Admission, AdmitRequest, AdmittedSession, McpSessions, Owner, RecordInitialize,
+        },
         Caller, ToolScopes,
     },
     storage::TokenKind,
 };
+use rmcp::transport::streamable_http_server::session::SessionId;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -67,6 +72,10 @@ struct PeekClient {
     name: Option<String>,
     version: Option<String>,
 }
+
+/// What [`Guard::admit`] lets through: the `initialize` to record, and the session
+/// admission to serve the request with.
+type Admitted = (Option<(PeekParams, Owner)>, Option<AdmittedSession>);
 
 /// The state the guard needs; one per mounted endpoint.
 pub struct Guard {
@@ -122,12 +131,15 @@ impl Guard {
         mut req: ServiceRequest,
         next: Next<B>,
     ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-        let admitted = match self.admit(&mut req).await {
+        let (initialize, session) = match self.admit(&mut req).await {
             Ok(a) => a,
             Err(e) => return Ok(req.error_response(e).map_into_right_body()),
         };
-        let res = next.call(req).await?;
-        if let (Some(params), Some(owner)) = admitted {
+        let res = match session {
+            Some(session) => session.scope(next.call(req)).await?,
+            None => next.call(req).await?,
+        };
+        if let Some((params, owner)) = initialize {
             let id = res
                 .headers()
                 .get(SESSION_HEADER)
@@ -157,11 +169,9 @@ impl Guard {
     }
 
     /// The checks. On success the caller is in the request extensions; for an `initialize`
-    /// the parameters and owner to record come back.
-    async fn admit(
-        &self,
-        req: &mut ServiceRequest,
-    ) -> Result<(Option<PeekParams>, Option<Owner>), Error> {
+    /// the parameters and owner to record come back, and for a request naming a session,
+    /// the session actor's answer about it.
+    async fn admit(&self, req: &mut ServiceRequest) -> Result<Admitted, Error> {
         let settings = &self.settings;
         let host = req
             .headers()
@@ -257,22 +267,23 @@ impl Guard {
             .get(SESSION_HEADER)
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned);
+        let mut admitted = None;
         if let Some(id) = &session {
-            let known = self
-                .ask(
-                    &self.sessions,
-                    SessionOwner {
-                        id: id.as_str().into(),
-                    },
-                )
-                .await?;
-            if let Some(Some(o)) = known {
-                if o != owner {
-                    // Do not confirm that the session exists (security best practices,
-                    // "Session Hijacking").
-                    return Err(transport(StatusCode::NOT_FOUND, "Session not found"));
+            let id = SessionId::from(id.as_str());
+            let msg = AdmitRequest {
+                id: id.clone(),
+                owner: owner.clone(),
+            };
+            let handle = match self.ask(&self.sessions, msg).await? {
+                Admission::Admitted(handle) => Some(handle),
+                Admission::Unknown => None,
+                // Do not confirm that the session exists (security best practices,
+                // "Session Hijacking").
+                Admission::Foreign => {
+                    return Err(transport(StatusCode::NOT_FOUND, "Session not found"))
                 }
-            }
+            };
+            admitted = Some(AdmittedSession::new(id, handle));
         }
 
         let mut initialize = None;
@@ -310,10 +321,7 @@ impl Guard {
             req.set_payload(Payload::from(body));
         }
         req.extensions_mut().insert(caller);
-        Ok(match initialize {
-            Some(p) => (Some(p), Some(owner)),
-            None => (None, None),
-        })
+        Ok((initialize.map(|p| (p, owner)), admitted))
     }
 }
 
