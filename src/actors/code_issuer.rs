@@ -1,10 +1,12 @@
-//! The authorization-code issuer: owns live codes (`oauth.codes.v1`) and redeemed-code
-//! records (`oauth.used_codes.v1`), both keyed by the code's time prefix and SHA-256
-//! (see `TokenKey`: redeemed codes are kept a day, and random keys would scatter inserts).
+//! The authorization-code issuer: owns the code tree (`oauth.codes.v2`), where a live code
+//! is replaced by a small redeemed marker when it is used, both keyed by the code's time
+//! prefix and SHA-256 (see `TokenKey`: redeemed codes are kept a day, and random keys would
+//! scatter inserts).
 //!
 //! OAuth 2.1 §4.1.2 / §4.1.3: codes are short-lived, bound to client, redirect URI, PKCE
 //! challenge, scopes, resource and user, and single use. Single use holds under concurrent
-//! redemption because this actor alone owns the tree and `take` is an atomic remove. A
+//! redemption because this actor alone owns the tree and handles one message at a time, so
+//! reading a live code and replacing it with its marker cannot interleave. A
 //! replayed code answers [`CodeError::Replayed`] with its grant so the caller can revoke
 //! every token issued from it (§7.5.2 "Reuse of Authorization Codes").
 
@@ -20,8 +22,11 @@ use crate::{
         scope::Scopes,
         secrets::AuthorizationCode,
     },
-    storage::{CodeRecord, CodeStore, GrantId, StorageError, UsedCodeRecord},
+    storage::{CodeRecord, CodeStore, GrantId, StorageError, StoredCode, UsedCodeRecord},
 };
+
+/// Code tree entries examined per sweep tick.
+const SWEEP_BATCH: usize = 100_000;
 
 /// Code issuer failures.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +92,9 @@ impl CodeIssuer {
     }
 
     fn sweep(&self) -> Result<usize, StorageError> {
-        self.store.sweep(self.clock.now())
+        // Bounded like the ledger's sweep: redeemed codes are kept a day, so the tree can be
+        // large under load.
+        self.store.sweep(self.clock.now(), SWEEP_BATCH)
     }
 }
 
@@ -151,13 +158,16 @@ impl Handler<RedeemCode> for CodeIssuer {
     fn handle(&mut self, msg: RedeemCode, _: &mut Self::Context) -> Self::Result {
         let digest = msg.code.key();
         let now = self.clock.now();
-        let Some(record) = self.store.take(&digest)? else {
-            return match self.store.used(&digest)? {
-                Some(used) => Err(CodeError::Replayed(used.grant_id)),
-                None => Err(CodeError::Invalid),
-            };
+        let record = match self.store.get(&digest)? {
+            Some(StoredCode::Live(record)) => record,
+            Some(StoredCode::Used(used)) if used.forget_at > now => {
+                return Err(CodeError::Replayed(used.grant_id))
+            }
+            Some(StoredCode::Used(_)) | None => return Err(CodeError::Invalid),
         };
         if record.expires_at <= now || record.client_id != msg.client_id {
+            // Burnt either way: a stolen code presented by another client is gone.
+            self.store.remove(&digest)?;
             return Err(CodeError::Invalid);
         }
         let retention = self.settings.config.used_code_retention;
@@ -263,6 +273,59 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(r, Err(CodeError::Invalid)));
+    }
+
+    #[actix::test]
+    async fn a_code_presented_by_another_client_is_burnt() {
+        let (addr, _) = start();
+        let code = addr.send(issue()).await.unwrap().unwrap();
+        let redeem = |client: &str| RedeemCode {
+            code: code.clone(),
+            client_id: client.into(),
+        };
+        let stolen = addr.send(redeem("other")).await.unwrap();
+        assert!(matches!(stolen, Err(CodeError::Invalid)));
+        let owner = addr.send(redeem("c")).await.unwrap();
+        assert!(matches!(owner, Err(CodeError::Invalid)), "{owner:?}");
+    }
+
+    #[actix::test]
+    async fn sweep_drops_expired_codes_and_forgotten_redemptions() {
+        let (addr, clock) = start();
+        let redeemed = addr.send(issue()).await.unwrap().unwrap();
+        addr.send(RedeemCode {
+            code: redeemed.clone(),
+            client_id: "c".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let _unused = addr.send(issue()).await.unwrap().unwrap();
+
+        // After the code lifetime only the unused code has expired.
+        clock.advance(std::time::Duration::from_secs(61));
+        assert_eq!(addr.send(Sweep).await.unwrap().unwrap(), 1);
+        let replay = addr
+            .send(RedeemCode {
+                code: redeemed.clone(),
+                client_id: "c".into(),
+            })
+            .await
+            .unwrap();
+        assert!(matches!(replay, Err(CodeError::Replayed(_))), "{replay:?}");
+
+        // After the retention the redemption is forgotten as well.
+        clock.advance(std::time::Duration::from_secs(24 * 3600));
+        assert_eq!(addr.send(Sweep).await.unwrap().unwrap(), 1);
+        assert_eq!(addr.send(Sweep).await.unwrap().unwrap(), 0);
+        let late = addr
+            .send(RedeemCode {
+                code: redeemed,
+                client_id: "c".into(),
+            })
+            .await
+            .unwrap();
+        assert!(matches!(late, Err(CodeError::Invalid)), "{late:?}");
     }
 
     #[actix::test]

@@ -1,6 +1,7 @@
-//! The token ledger: owns tokens (`oauth.tokens.v1`, keyed by SHA-256 of the token), their
-//! expiry index and the set of revoked grants (kept in memory too, so validating an access
-//! token is one store lookup plus a hash-set check).
+//! The token ledger: owns tokens (`oauth.tokens.v1`, keyed by the token's issue-time prefix
+//! and SHA-256) and the set of revoked grants (kept in memory too, so validating an access
+//! token is one store lookup plus a hash-set check). Expired tokens are removed by a
+//! bounded incremental sweep.
 //!
 //! Implements issuance (OAuth 2.1 §3.2.3), refresh with rotation and reuse detection
 //! (§4.3.1, RFC 9700 §4.14.2), revocation (RFC 7009 §2.1: revoking a refresh token revokes
@@ -256,14 +257,8 @@ impl Actor for TokenLedger {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.config.mailbox_capacity);
-        // Every second, a bounded slice: up to 20,000 records/s examined, which keeps up
-        // with issuance at full load while never holding the actor for more than a few ms.
-        let tick = self
-            .settings
-            .config
-            .sweep_interval
-            .min(std::time::Duration::from_secs(1));
-        ctx.run_interval(tick, |act, _| {
+        // One bounded slice per interval (see `SWEEP_BATCH`).
+        ctx.run_interval(self.settings.config.sweep_interval, |act, _| {
             if let Err(e) = act.sweep() {
                 tracing::warn!(error = %e, "token sweep failed");
             }

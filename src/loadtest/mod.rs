@@ -128,15 +128,21 @@ pub async fn run(
     let started = Instant::now();
     let cpu_start = server_pid.and_then(process_cpu_us);
     let mut last = 0;
-    while started.elapsed() < duration {
-        tokio::time::sleep(Duration::from_secs(1).min(duration)).await;
-        let now = progress.load(Ordering::Relaxed);
-        eprint!(
-            "\r  {scenario:?} c={concurrency}: {:>8} ok, {:>7}/s   ",
-            now,
-            now - last
-        );
-        last = now;
+    let mut next_report = Duration::from_secs(1);
+    // Every user may stop early (the `code` scenario runs out of prepared codes): the
+    // server's CPU time is read as soon as they have, so it covers only their requests.
+    while started.elapsed() < duration && !tasks.iter().all(|t| t.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if started.elapsed() >= next_report {
+            next_report += Duration::from_secs(1);
+            let now = progress.load(Ordering::Relaxed);
+            eprint!(
+                "\r  {scenario:?} c={concurrency}: {:>8} ok, {:>7}/s   ",
+                now,
+                now - last
+            );
+            last = now;
+        }
     }
     done.store(true, Ordering::SeqCst);
     let cpu_end = server_pid.and_then(process_cpu_us);

@@ -15,7 +15,7 @@ pub mod sled_store;
 use futures_util::future::BoxFuture;
 
 pub use group_commit::GroupCommit;
-pub use records::{CodeRecord, GrantId, TokenKind, TokenRecord, UsedCodeRecord};
+pub use records::{CodeRecord, GrantId, StoredCode, TokenKind, TokenRecord, UsedCodeRecord};
 
 use crate::domain::{
     client::{Client, User},
@@ -63,25 +63,28 @@ pub trait ClientStore: Send + 'static {
     fn persist(&self) -> Persist;
 }
 
-/// What the code issuer stores: live codes, and redeemed codes kept for replay detection.
+/// What the code issuer stores: live codes, and redeemed codes kept for replay detection,
+/// under the same key (a redeemed code's record is replaced by a small marker: one write
+/// per redemption).
 pub trait CodeStore: Send + 'static {
     /// Stores a new code under its digest.
     fn insert(&self, key: &TokenKey, record: &CodeRecord) -> Result<(), StorageError>;
-    /// Atomically removes and returns a live code: the single-use guarantee.
-    fn take(&self, key: &TokenKey) -> Result<Option<CodeRecord>, StorageError>;
-    /// Remembers a redeemed code until `record.forget_at`.
+    /// Reads what is stored under a code's key.
+    fn get(&self, key: &TokenKey) -> Result<Option<StoredCode>, StorageError>;
+    /// Replaces a code with its redeemed marker, kept until `record.forget_at`.
     fn mark_used(&self, key: &TokenKey, record: &UsedCodeRecord) -> Result<(), StorageError>;
-    /// Looks up a redeemed code.
-    fn used(&self, key: &TokenKey) -> Result<Option<UsedCodeRecord>, StorageError>;
-    /// Removes expired codes and forgotten used-code records; returns how many.
-    fn sweep(&self, now: i64) -> Result<usize, StorageError>;
+    /// Forgets a code.
+    fn remove(&self, key: &TokenKey) -> Result<(), StorageError>;
+    /// Removes expired codes and forgotten markers, examining at most `limit` entries from
+    /// where the previous sweep stopped; returns how many were removed.
+    fn sweep(&self, now: i64, limit: usize) -> Result<usize, StorageError>;
     /// Resolves once earlier writes are on disk.
     fn persist(&self) -> Persist;
 }
 
-/// What the token ledger stores: tokens by digest, with an expiry index, and revoked grants.
+/// What the token ledger stores: tokens by digest, and revoked grants.
 pub trait TokenStore: Send + 'static {
-    /// Inserts or replaces a token record (and indexes its expiry).
+    /// Inserts or replaces a token record.
     fn put(&self, key: &TokenKey, record: &TokenRecord) -> Result<(), StorageError>;
     /// Reads a token record.
     fn get(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError>;

@@ -1,5 +1,6 @@
-//! Records as stored. Serialized as JSON; the tree names carry a format version
-//! (`oauth.tokens.v1`), so a layout change gets new trees and an explicit migration.
+//! Records as stored. Clients and users are serialized as JSON; tokens and codes, the hot
+//! records, in the compact binary layout of [`super::codec`]. The tree names carry a format
+//! version (`oauth.tokens.v1`), so a layout change gets new trees and an explicit migration.
 
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +58,15 @@ pub struct UsedCodeRecord {
     pub grant_id: GrantId,
     /// When the record may be dropped.
     pub forget_at: i64,
+}
+
+/// What the code tree holds under a code's key.
+#[derive(Debug, Clone)]
+pub enum StoredCode {
+    /// A code not redeemed yet.
+    Live(CodeRecord),
+    /// A redeemed code, kept until `forget_at` to detect replays.
+    Used(UsedCodeRecord),
 }
 
 /// Access or refresh.

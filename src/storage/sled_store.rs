@@ -4,8 +4,11 @@
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
-    codec::{decode_token, encode_token, token_expires_at},
-    records::{CodeRecord, GrantId, TokenRecord, UsedCodeRecord},
+    codec::{
+        code_expires, decode_code, decode_token, encode_code, encode_token, encode_used_code,
+        token_expires_at,
+    },
+    records::{CodeRecord, GrantId, StoredCode, TokenRecord, UsedCodeRecord},
     ClientStore, CodeStore, GroupCommit, Persist, StorageError, TokenStore,
 };
 use crate::domain::{
@@ -17,10 +20,11 @@ use crate::domain::{
 pub const CLIENTS_TREE: &str = "oauth.clients.v1";
 /// Users, keyed by username.
 pub const USERS_TREE: &str = "oauth.users.v1";
-/// Live authorization codes, keyed by [`TokenKey`] (time prefix, then SHA-256 of the code).
-pub const CODES_TREE: &str = "oauth.codes.v1";
-/// Redeemed codes kept for replay detection, keyed like live codes.
-pub const USED_CODES_TREE: &str = "oauth.used_codes.v1";
+/// Authorization codes, live and redeemed (kept for replay detection), keyed by
+/// [`TokenKey`] (time prefix, then SHA-256 of the code); binary values.
+pub const CODES_TREE: &str = "oauth.codes.v2";
+/// Code trees of the first layout (JSON), dropped when found.
+const OLD_CODE_TREES: [&str; 2] = ["oauth.codes.v1", "oauth.used_codes.v1"];
 /// Tokens, keyed by [`TokenKey`]: the token's time prefix, then its SHA-256.
 pub const TOKENS_TREE: &str = "oauth.tokens.v1";
 /// Revoked grants: grant id → `forget_at` (i64 BE).
@@ -124,79 +128,109 @@ impl ClientStore for SledClientStore {
     }
 }
 
-/// [`CodeStore`] on sled.
+/// [`CodeStore`] on sled: one tree, values in the binary layout of [`codec`](super::codec).
 #[derive(Debug)]
 pub struct SledCodeStore {
     codes: sled::Tree,
-    used: sled::Tree,
     durability: Durability,
+    /// Where the incremental sweep continues (the store is owned by one actor).
+    sweep_cursor: std::cell::RefCell<Vec<u8>>,
 }
 
 impl SledCodeStore {
-    /// Opens the code issuer's trees.
+    /// Opens the code issuer's tree. The trees of the earlier layout (JSON codes, and used
+    /// codes in a tree of their own) hold only short-lived entries; they are dropped.
     pub fn open(db: &sled::Db, durability: Durability) -> Result<Self, StorageError> {
+        for old in OLD_CODE_TREES {
+            db.drop_tree(old)?;
+        }
         Ok(Self {
             codes: db.open_tree(CODES_TREE)?,
-            used: db.open_tree(USED_CODES_TREE)?,
             durability,
+            sweep_cursor: std::cell::RefCell::new(Vec::new()),
         })
+    }
+}
+
+fn corrupt_code() -> StorageError {
+    StorageError::Corrupt {
+        tree: CODES_TREE,
+        reason: "undecodable code record".into(),
     }
 }
 
 impl CodeStore for SledCodeStore {
     fn insert(&self, key: &TokenKey, record: &CodeRecord) -> Result<(), StorageError> {
-        self.codes.insert(key.0, encode(CODES_TREE, record)?)?;
+        self.codes.insert(key.0, encode_code(record))?;
         Ok(())
     }
 
-    fn take(&self, key: &TokenKey) -> Result<Option<CodeRecord>, StorageError> {
-        match self.codes.remove(key.0)? {
-            Some(v) => Ok(Some(decode(CODES_TREE, &v)?)),
+    fn get(&self, key: &TokenKey) -> Result<Option<StoredCode>, StorageError> {
+        match self.codes.get(key.0)? {
+            Some(v) => decode_code(&v).map(Some).ok_or_else(corrupt_code),
             None => Ok(None),
         }
     }
 
     fn mark_used(&self, key: &TokenKey, record: &UsedCodeRecord) -> Result<(), StorageError> {
-        self.used.insert(key.0, encode(USED_CODES_TREE, record)?)?;
+        self.codes.insert(key.0, encode_used_code(record))?;
         Ok(())
     }
 
-    fn used(&self, key: &TokenKey) -> Result<Option<UsedCodeRecord>, StorageError> {
-        match self.used.get(key.0)? {
-            Some(v) => Ok(Some(decode(USED_CODES_TREE, &v)?)),
-            None => Ok(None),
-        }
+    fn remove(&self, key: &TokenKey) -> Result<(), StorageError> {
+        self.codes.remove(key.0)?;
+        Ok(())
     }
 
-    fn sweep(&self, now: i64) -> Result<usize, StorageError> {
-        // Both trees only hold short-lived entries, so a full scan stays small.
-        let mut removed = 0;
-        for kv in self.codes.iter() {
-            let (k, v) = kv?;
-            let expired = decode::<CodeRecord>(CODES_TREE, &v)
-                .map(|r| r.expires_at <= now)
-                .unwrap_or(true);
-            if expired {
-                self.codes.remove(k)?;
-                removed += 1;
-            }
-        }
-        for kv in self.used.iter() {
-            let (k, v) = kv?;
-            let expired = decode::<UsedCodeRecord>(USED_CODES_TREE, &v)
-                .map(|r| r.forget_at <= now)
-                .unwrap_or(true);
-            if expired {
-                self.used.remove(k)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+    fn sweep(&self, now: i64, limit: usize) -> Result<usize, StorageError> {
+        sweep_slice(&self.codes, &self.sweep_cursor, now, limit, code_expires)
     }
 
     fn persist(&self) -> Persist {
         self.durability.persist()
     }
+}
+
+/// Examines at most `limit` entries of `tree` from `cursor` on, removing those whose
+/// expiry (read by `expires`, without decoding the rest) has passed, and undecodable ones;
+/// leaves `cursor` where the next call continues (back at the start after the end).
+///
+/// Keys start with their issue time, so this walks oldest first; bounding each call keeps
+/// the owning actor responsive however large the tree grows.
+fn sweep_slice(
+    tree: &sled::Tree,
+    cursor: &std::cell::RefCell<Vec<u8>>,
+    now: i64,
+    limit: usize,
+    expires: fn(&[u8]) -> Option<i64>,
+) -> Result<usize, StorageError> {
+    let mut cursor = cursor.borrow_mut();
+    let mut removed = 0;
+    let mut seen = 0;
+    let mut last = None;
+    for kv in tree.range(cursor.as_slice()..) {
+        let (k, v) = kv?;
+        seen += 1;
+        if expires(&v).is_none_or(|exp| exp <= now) {
+            tree.remove(&k)?;
+            removed += 1;
+        }
+        last = Some(k);
+        if seen >= limit {
+            break;
+        }
+    }
+    *cursor = match (last, seen >= limit) {
+        // Continue just after the last key next time.
+        (Some(k), true) => {
+            let mut next = k.to_vec();
+            next.push(0);
+            next
+        }
+        // Reached the end: start over next time.
+        _ => Vec::new(),
+    };
+    Ok(removed)
 }
 
 /// [`TokenStore`] on sled.
@@ -276,33 +310,14 @@ impl TokenStore for SledTokenStore {
     }
 
     fn sweep(&self, now: i64, limit: usize) -> Result<usize, StorageError> {
-        let mut cursor = self.sweep_cursor.borrow_mut();
-        let mut removed = 0;
-        let mut seen = 0;
-        let mut last = None;
-        for kv in self.tokens.range(cursor.as_slice()..) {
-            let (k, v) = kv?;
-            seen += 1;
-            // Undecodable records are dropped too: they can never validate.
-            if token_expires_at(&v).is_none_or(|exp| exp <= now) {
-                self.tokens.remove(&k)?;
-                removed += 1;
-            }
-            last = Some(k);
-            if seen >= limit {
-                break;
-            }
-        }
-        *cursor = match (last, seen >= limit) {
-            // Continue just after the last key next time.
-            (Some(k), true) => {
-                let mut next = k.to_vec();
-                next.push(0);
-                next
-            }
-            // Reached the end: start over next time.
-            _ => Vec::new(),
-        };
+        // Undecodable records are dropped too: they can never validate.
+        let removed = sweep_slice(
+            &self.tokens,
+            &self.sweep_cursor,
+            now,
+            limit,
+            token_expires_at,
+        )?;
         for kv in self.revoked.iter() {
             let (k, v) = kv?;
             let forget_at = <[u8; 8]>::try_from(v.as_ref())
