@@ -99,9 +99,10 @@ pub struct LoadtestArgs {
     /// Warm-up seconds per run (not measured).
     #[arg(long, default_value_t = 1)]
     pub warmup: u64,
-    /// Codes prepared per `code` run, through the login and consent pages (one password
-    /// login per generator connection, then one consent per code). A run ends early when
-    /// they are used up; its rate and CPU figures then cover only the time they lasted.
+    /// Codes prepared per `code` run (at most 6,000 per virtual user), through the login and
+    /// consent pages (one password login per generator connection, then one consent per
+    /// code). A run ends early when they are used up; its rate and CPU figures then cover
+    /// only the time they lasted.
     #[arg(long, default_value_t = 50_000)]
     pub codes: usize,
     /// Generator threads.

@@ -8,6 +8,11 @@ use url::Url;
 
 use super::{client::Conn, Scenario, User};
 
+/// At most this many codes are prepared per virtual user of a `code` run.
+const CODES_PER_USER: usize = 6_000;
+/// Pause between preparing codes and measuring.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Why the target cannot be load-tested.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -342,8 +347,14 @@ impl Target {
         let mut conn = self.conn();
         match scenario {
             Scenario::Code => {
-                eprintln!("  preparing {} codes through the login form...", self.codes);
-                let mut codes = self.codes(self.codes).await?;
+                // A single user exchanges a few thousand codes per second: preparing the full
+                // count for it would only leave the server busy writing them out during the
+                // measured run.
+                let count = self.codes.min(concurrency.saturating_mul(CODES_PER_USER));
+                eprintln!("  preparing {count} codes through the login form...");
+                let mut codes = self.codes(count).await?;
+                // Let the server's background writes of the preparation settle first.
+                tokio::time::sleep(SETTLE).await;
                 let mut users: Vec<User> = (0..concurrency)
                     .map(|_| User::Code { codes: Vec::new() })
                     .collect();
