@@ -101,6 +101,8 @@ async fn seed_code(b: &Bench) -> (String, String) {
         })
         .await
         .expect("mailbox")
+        .wait()
+        .await
         .expect("code");
     (code.secret().to_owned(), verifier)
 }
@@ -122,13 +124,14 @@ fn actor_benches(c: &mut Criterion) {
                         .send(issue(&b))
                         .await
                         .expect("mailbox")
+                        .wait()
+                        .await
                         .expect("issued")
                 })
             })
         });
         let access = sys
-            .block_on(ledger.send(issue(&b)))
-            .expect("mailbox")
+            .block_on(async { ledger.send(issue(&b)).await.expect("mailbox").wait().await })
             .expect("issued")
             .access_token;
         group.bench_function(BenchmarkId::new("validate_access", mode), |bench| {
@@ -144,23 +147,20 @@ fn actor_benches(c: &mut Criterion) {
             })
         });
         let mut rt: RefreshToken = sys
-            .block_on(ledger.send(issue(&b)))
-            .expect("mailbox")
+            .block_on(async { ledger.send(issue(&b)).await.expect("mailbox").wait().await })
             .expect("issued")
             .refresh_token
             .expect("refresh");
         group.bench_function(BenchmarkId::new("rotate_refresh", mode), |bench| {
             bench.iter(|| {
-                let next = sys.block_on(ledger.send(RefreshTokens {
+                let msg = RefreshTokens {
                     refresh_token: rt.clone(),
                     client_id: "demo_client".into(),
                     scopes: None,
-                }));
-                rt = next
-                    .expect("mailbox")
-                    .expect("rotated")
-                    .refresh_token
-                    .expect("refresh");
+                };
+                let next =
+                    sys.block_on(async { ledger.send(msg).await.expect("mailbox").wait().await });
+                rt = next.expect("rotated").refresh_token.expect("refresh");
             })
         });
         let codes = b.server.services().codes.clone();
@@ -288,6 +288,8 @@ fn http_benches(c: &mut Criterion) {
                             .send(issue(&b))
                             .await
                             .expect("mailbox")
+                            .wait()
+                            .await
                             .expect("issued")
                             .refresh_token
                             .expect("rt");

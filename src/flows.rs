@@ -133,7 +133,7 @@ pub async fn token(
                 resource: record.resource,
                 with_refresh: client.allows(GrantType::RefreshToken),
             };
-            services.ask(&services.ledger, msg).await??
+            services.ask(&services.ledger, msg).await?.wait().await?
         }
         TokenRequest::RefreshToken {
             refresh_token,
@@ -145,7 +145,7 @@ pub async fn token(
                 client_id: client.client_id,
                 scopes: scope,
             };
-            services.ask(&services.ledger, msg).await??
+            services.ask(&services.ledger, msg).await?.wait().await?
         }
         TokenRequest::ClientCredentials { scope, .. } => {
             if !client.is_confidential() {
@@ -172,7 +172,7 @@ pub async fn token(
                 resource: services.settings.resource.clone(),
                 with_refresh: false,
             };
-            services.ask(&services.ledger, msg).await??
+            services.ask(&services.ledger, msg).await?.wait().await?
         }
     };
     Ok(token_response(issued))
@@ -183,7 +183,9 @@ async fn revoke_replayed(services: &Services, grant_id: GrantId) -> Result<(), E
     tracing::warn!("authorization code replay detected, grant revoked");
     services
         .ask(&services.ledger, RevokeGrant { grant_id })
-        .await??;
+        .await?
+        .wait()
+        .await?;
     Ok(())
 }
 
@@ -207,7 +209,7 @@ pub async fn revoke(
         token: PresentedToken::new(token.to_owned()),
         client_id: client.client_id,
     };
-    services.ask(&services.ledger, msg).await??;
+    services.ask(&services.ledger, msg).await?.wait().await?;
     Ok(())
 }
 
@@ -450,7 +452,7 @@ async fn issue_code(
         resource: request.resource.clone(),
         subject,
     };
-    let code = services.ask(&services.codes, msg).await??;
+    let code = services.ask(&services.codes, msg).await?.wait().await?;
     let mut pairs = vec![("code", code.secret())];
     if let Some(state) = request.state.as_deref() {
         pairs.push(("state", state));

@@ -22,7 +22,7 @@ use crate::{
         scope::Scopes,
         secrets::AuthorizationCode,
     },
-    storage::{CodeRecord, CodeStore, GrantId, StorageError, StoredCode, UsedCodeRecord},
+    storage::{CodeRecord, CodeStore, Durable, GrantId, StorageError, StoredCode, UsedCodeRecord},
 };
 
 /// Code tree entries examined per sweep tick.
@@ -45,7 +45,7 @@ pub enum CodeError {
 
 /// Issues a code for an approved authorization request.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<AuthorizationCode, CodeError>")]
+#[rtype(result = "Durable<Result<AuthorizationCode, CodeError>>")]
 pub struct IssueCode {
     /// Client the code is for.
     pub client_id: String,
@@ -126,7 +126,7 @@ impl Handler<Sweep> for CodeIssuer {
 }
 
 impl Handler<IssueCode> for CodeIssuer {
-    type Result = ResponseFuture<Result<AuthorizationCode, CodeError>>;
+    type Result = MessageResult<IssueCode>;
     fn handle(&mut self, msg: IssueCode, _: &mut Self::Context) -> Self::Result {
         let code = AuthorizationCode::generate();
         let record = CodeRecord {
@@ -140,16 +140,14 @@ impl Handler<IssueCode> for CodeIssuer {
             subject: msg.subject,
             expires_at: expiry(self.clock.now(), self.settings.config.code_ttl),
         };
-        if let Err(e) = self.store.insert(&code.key(), &record) {
-            return Box::pin(async move { Err(e.into()) });
-        }
+        let result = self
+            .store
+            .insert(&code.key(), &record)
+            .map(|()| code)
+            .map_err(CodeError::from);
         // The code leaves the server only once it is durable: a code the client holds must
         // survive a crash.
-        let persist = self.store.persist();
-        Box::pin(async move {
-            persist.await?;
-            Ok(code)
-        })
+        MessageResult(Durable::new(result, self.store.persist()))
     }
 }
 
@@ -220,7 +218,7 @@ mod tests {
     #[actix::test]
     async fn single_use_and_replay_reports_grant() {
         let (addr, _) = start();
-        let code = addr.send(issue()).await.unwrap().unwrap();
+        let code = addr.send(issue()).await.unwrap().wait().await.unwrap();
         let first = addr
             .send(RedeemCode {
                 code: code.clone(),
@@ -245,7 +243,7 @@ mod tests {
     #[actix::test]
     async fn wrong_client_and_expiry_are_invalid() {
         let (addr, clock) = start();
-        let code = addr.send(issue()).await.unwrap().unwrap();
+        let code = addr.send(issue()).await.unwrap().wait().await.unwrap();
         let r = addr
             .send(RedeemCode {
                 code,
@@ -254,7 +252,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(r, Err(CodeError::Invalid)));
-        let code = addr.send(issue()).await.unwrap().unwrap();
+        let code = addr.send(issue()).await.unwrap().wait().await.unwrap();
         clock.advance(std::time::Duration::from_secs(61));
         let r = addr
             .send(RedeemCode {
@@ -278,7 +276,7 @@ mod tests {
     #[actix::test]
     async fn a_code_presented_by_another_client_is_burnt() {
         let (addr, _) = start();
-        let code = addr.send(issue()).await.unwrap().unwrap();
+        let code = addr.send(issue()).await.unwrap().wait().await.unwrap();
         let redeem = |client: &str| RedeemCode {
             code: code.clone(),
             client_id: client.into(),
@@ -292,7 +290,7 @@ mod tests {
     #[actix::test]
     async fn sweep_drops_expired_codes_and_forgotten_redemptions() {
         let (addr, clock) = start();
-        let redeemed = addr.send(issue()).await.unwrap().unwrap();
+        let redeemed = addr.send(issue()).await.unwrap().wait().await.unwrap();
         addr.send(RedeemCode {
             code: redeemed.clone(),
             client_id: "c".into(),
@@ -300,7 +298,7 @@ mod tests {
         .await
         .unwrap()
         .unwrap();
-        let _unused = addr.send(issue()).await.unwrap().unwrap();
+        let _unused = addr.send(issue()).await.unwrap().wait().await.unwrap();
 
         // After the code lifetime only the unused code has expired.
         clock.advance(std::time::Duration::from_secs(61));
@@ -331,7 +329,7 @@ mod tests {
     #[actix::test]
     async fn concurrent_redemption_has_one_winner() {
         let (addr, _) = start();
-        let code = addr.send(issue()).await.unwrap().unwrap();
+        let code = addr.send(issue()).await.unwrap().wait().await.unwrap();
         let tries = (0..32).map(|_| {
             addr.send(RedeemCode {
                 code: code.clone(),

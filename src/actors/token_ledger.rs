@@ -19,7 +19,7 @@ use crate::{
         scope::Scopes,
         secrets::{AccessToken, PresentedToken, RefreshToken},
     },
-    storage::{GrantId, StorageError, TokenKind, TokenRecord, TokenStore},
+    storage::{Durable, GrantId, StorageError, TokenKind, TokenRecord, TokenStore},
 };
 
 /// Token records examined per sweep tick (one tick per `sweep_interval`, default a minute):
@@ -80,7 +80,7 @@ pub struct TokenInfo {
 
 /// Issues the first tokens of a grant (after a code redemption or for client_credentials).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<IssuedTokens, LedgerError>")]
+#[rtype(result = "Durable<Result<IssuedTokens, LedgerError>>")]
 pub struct IssueTokens {
     /// The grant; refused if it has been revoked meanwhile (code replay race).
     pub grant_id: GrantId,
@@ -98,7 +98,7 @@ pub struct IssueTokens {
 
 /// Rotates a refresh token: a new pair, the old refresh token rotated out.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<IssuedTokens, LedgerError>")]
+#[rtype(result = "Durable<Result<IssuedTokens, LedgerError>>")]
 pub struct RefreshTokens {
     /// The presented refresh token.
     pub refresh_token: RefreshToken,
@@ -119,7 +119,7 @@ pub struct IntrospectToken {
 /// Revokes a token on behalf of a client (RFC 7009). Tokens of other clients and unknown
 /// tokens are left alone, and the answer is the same, so the endpoint is no oracle.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), LedgerError>")]
+#[rtype(result = "Durable<Result<(), LedgerError>>")]
 pub struct RevokeToken {
     /// The presented token.
     pub token: PresentedToken,
@@ -129,7 +129,7 @@ pub struct RevokeToken {
 
 /// Revokes a whole grant (code replay).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), LedgerError>")]
+#[rtype(result = "Durable<Result<(), LedgerError>>")]
 pub struct RevokeGrant {
     /// The grant.
     pub grant_id: GrantId,
@@ -238,18 +238,12 @@ impl TokenLedger {
     }
 }
 
-/// Replies with `result` once the writes made so far are on disk. Errors wait too: a
-/// refused refresh may have revoked a grant, and that revocation must be durable before
-/// anyone is told about it.
-fn after_persist<T: Send + 'static>(
+/// Answers `result` together with the wait for the writes made so far (see [`Durable`]).
+fn after_persist<T>(
     store: &dyn TokenStore,
     result: Result<T, LedgerError>,
-) -> ResponseFuture<Result<T, LedgerError>> {
-    let persist = store.persist();
-    Box::pin(async move {
-        persist.await?;
-        result
-    })
+) -> Durable<Result<T, LedgerError>> {
+    Durable::new(result, store.persist())
 }
 
 impl Actor for TokenLedger {
@@ -288,7 +282,7 @@ impl Handler<CountTokens> for TokenLedger {
 }
 
 impl Handler<IssueTokens> for TokenLedger {
-    type Result = ResponseFuture<Result<IssuedTokens, LedgerError>>;
+    type Result = MessageResult<IssueTokens>;
     fn handle(&mut self, msg: IssueTokens, _: &mut Self::Context) -> Self::Result {
         let result = if self.revoked.contains_key(&msg.grant_id) {
             Err(LedgerError::GrantRevoked)
@@ -304,15 +298,15 @@ impl Handler<IssueTokens> for TokenLedger {
             )
             .map_err(LedgerError::from)
         };
-        after_persist(&*self.store, result)
+        MessageResult(after_persist(&*self.store, result))
     }
 }
 
 impl Handler<RefreshTokens> for TokenLedger {
-    type Result = ResponseFuture<Result<IssuedTokens, LedgerError>>;
+    type Result = MessageResult<RefreshTokens>;
     fn handle(&mut self, msg: RefreshTokens, _: &mut Self::Context) -> Self::Result {
         let result = self.refresh(msg);
-        after_persist(&*self.store, result)
+        MessageResult(after_persist(&*self.store, result))
     }
 }
 
@@ -387,7 +381,7 @@ impl Handler<IntrospectToken> for TokenLedger {
 }
 
 impl Handler<RevokeToken> for TokenLedger {
-    type Result = ResponseFuture<Result<(), LedgerError>>;
+    type Result = MessageResult<RevokeToken>;
     fn handle(&mut self, msg: RevokeToken, _: &mut Self::Context) -> Self::Result {
         let result = (|| {
             let digest = msg.token.key();
@@ -410,15 +404,15 @@ impl Handler<RevokeToken> for TokenLedger {
             }
             Ok(())
         })();
-        after_persist(&*self.store, result)
+        MessageResult(after_persist(&*self.store, result))
     }
 }
 
 impl Handler<RevokeGrant> for TokenLedger {
-    type Result = ResponseFuture<Result<(), LedgerError>>;
+    type Result = MessageResult<RevokeGrant>;
     fn handle(&mut self, msg: RevokeGrant, _: &mut Self::Context) -> Self::Result {
         let result = self.revoke_grant(msg.grant_id).map_err(LedgerError::from);
-        after_persist(&*self.store, result)
+        MessageResult(after_persist(&*self.store, result))
     }
 }
 
@@ -475,12 +469,16 @@ mod tests {
             .send(issue(GrantId::generate()))
             .await
             .unwrap()
+            .wait()
+            .await
             .unwrap();
         let rt1 = first.refresh_token.unwrap();
         let second = addr
             .send(refresh(&rt1, Some("mcp:read")))
             .await
             .unwrap()
+            .wait()
+            .await
             .unwrap();
         assert_eq!(second.scopes.to_string(), "mcp:read");
         let rt2 = second.refresh_token.unwrap();
@@ -489,15 +487,26 @@ mod tests {
             "rotated token is no longer active"
         );
         // The new refresh token kept the full grant scope.
-        let third = addr.send(refresh(&rt2, None)).await.unwrap().unwrap();
+        let third = addr
+            .send(refresh(&rt2, None))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
         assert_eq!(third.scopes.to_string(), "mcp:read mcp:write");
         // Widening is refused.
         let rt3 = third.refresh_token.unwrap();
-        let wide = addr.send(refresh(&rt3, Some("mcp:admin"))).await.unwrap();
+        let wide = addr
+            .send(refresh(&rt3, Some("mcp:admin")))
+            .await
+            .unwrap()
+            .wait()
+            .await;
         assert!(matches!(wide, Err(LedgerError::InvalidScope)));
         // Reuse of rt1 after the grace window revokes everything in the grant.
         clock.advance(Duration::from_secs(11));
-        let reuse = addr.send(refresh(&rt1, None)).await.unwrap();
+        let reuse = addr.send(refresh(&rt1, None)).await.unwrap().wait().await;
         assert!(matches!(reuse, Err(LedgerError::InvalidGrant)));
         assert!(!active(&addr, rt3.secret()).await);
         assert!(!active(&addr, third.access_token.secret()).await);
@@ -510,10 +519,24 @@ mod tests {
             .send(issue(GrantId::generate()))
             .await
             .unwrap()
+            .wait()
+            .await
             .unwrap();
         let rt = first.refresh_token.unwrap();
-        let a = addr.send(refresh(&rt, None)).await.unwrap().unwrap();
-        let b = addr.send(refresh(&rt, None)).await.unwrap().unwrap();
+        let a = addr
+            .send(refresh(&rt, None))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        let b = addr
+            .send(refresh(&rt, None))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
         assert!(active(&addr, a.access_token.secret()).await);
         assert!(active(&addr, b.refresh_token.unwrap().secret()).await);
     }
@@ -525,14 +548,18 @@ mod tests {
         addr.send(RevokeGrant { grant_id: grant })
             .await
             .unwrap()
+            .wait()
+            .await
             .unwrap();
-        let r = addr.send(issue(grant)).await.unwrap();
+        let r = addr.send(issue(grant)).await.unwrap().wait().await;
         assert!(matches!(r, Err(LedgerError::GrantRevoked)));
 
         let t = addr
             .send(issue(GrantId::generate()))
             .await
             .unwrap()
+            .wait()
+            .await
             .unwrap();
         let token = PresentedToken::new(t.access_token.secret().to_owned());
         addr.send(RevokeToken {
@@ -541,6 +568,8 @@ mod tests {
         })
         .await
         .unwrap()
+        .wait()
+        .await
         .unwrap();
         assert!(
             active(&addr, t.access_token.secret()).await,
@@ -552,6 +581,8 @@ mod tests {
         })
         .await
         .unwrap()
+        .wait()
+        .await
         .unwrap();
         assert!(!active(&addr, t.access_token.secret()).await);
         assert!(
@@ -567,6 +598,8 @@ mod tests {
             .send(issue(GrantId::generate()))
             .await
             .unwrap()
+            .wait()
+            .await
             .unwrap();
         assert_eq!(addr.send(CountTokens).await.unwrap(), 2);
         clock.advance(Duration::from_secs(3601));
