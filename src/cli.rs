@@ -112,6 +112,10 @@ pub struct LoadtestArgs {
     /// request (Linux).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Run every scenario and concurrency this many times, interleaved, and report the
+    /// round with the median rate of each (shared machines are noisy: read medians).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

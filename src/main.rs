@@ -81,8 +81,12 @@ async fn loadtest(args: LoadtestArgs) -> ExitCode {
         }
     }
     let mut reports = Vec::new();
-    for &scenario in &args.scenarios {
-        for &c in &args.concurrency {
+    for (scenario, c) in (0..args.rounds.max(1)).flat_map(|_| {
+        args.scenarios
+            .iter()
+            .flat_map(|&s| args.concurrency.iter().map(move |&c| (s, c)))
+    }) {
+        {
             let warmup = std::time::Duration::from_secs(args.warmup);
             let duration = std::time::Duration::from_secs(args.duration);
             match loadtest::run(
@@ -100,6 +104,7 @@ async fn loadtest(args: LoadtestArgs) -> ExitCode {
             }
         }
     }
+    let reports = loadtest::medians(reports);
     let trivial = reports
         .iter()
         .filter(|r| r.scenario == Scenario::Trivial)

@@ -72,6 +72,29 @@ pub struct Report {
     pub server_cpu_us: Option<f64>,
 }
 
+/// Keeps, for each scenario and concurrency, the report with the median rate (the lower
+/// middle one for an even count), in first-seen order.
+pub fn medians(reports: Vec<Report>) -> Vec<Report> {
+    let mut groups: Vec<Vec<Report>> = Vec::new();
+    for r in reports {
+        match groups.iter_mut().find(|g| {
+            g.first()
+                .is_some_and(|f| (f.scenario, f.concurrency) == (r.scenario, r.concurrency))
+        }) {
+            Some(g) => g.push(r),
+            None => groups.push(vec![r]),
+        }
+    }
+    groups
+        .into_iter()
+        .filter_map(|mut g| {
+            g.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+            let mid = g.len().saturating_sub(1) / 2;
+            g.into_iter().nth(mid)
+        })
+        .collect()
+}
+
 /// CPU time (user + system) of process `pid` so far, in microseconds (Linux `/proc`).
 pub fn process_cpu_us(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -385,4 +408,49 @@ pub fn start_trivial_server() -> std::io::Result<std::net::SocketAddr> {
             });
         })?;
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(scenario: Scenario, concurrency: usize, rps: f64) -> Report {
+        Report {
+            scenario,
+            concurrency,
+            seconds: 5.0,
+            ok: 1,
+            rps,
+            p50_us: 1,
+            p90_us: 1,
+            p99_us: 1,
+            max_us: 1,
+            errors: BTreeMap::new(),
+            server_cpu_us: None,
+        }
+    }
+
+    #[test]
+    fn medians_pick_the_middle_round_of_each_run() {
+        let rounds = vec![
+            report(Scenario::Refresh, 16, 300.0),
+            report(Scenario::Code, 16, 10.0),
+            report(Scenario::Refresh, 16, 100.0),
+            report(Scenario::Code, 16, 30.0),
+            report(Scenario::Refresh, 16, 200.0),
+            report(Scenario::Refresh, 1, 7.0),
+        ];
+        let m: Vec<(Scenario, usize, f64)> = medians(rounds)
+            .into_iter()
+            .map(|r| (r.scenario, r.concurrency, r.rps))
+            .collect();
+        assert_eq!(
+            m,
+            vec![
+                (Scenario::Refresh, 16, 200.0),
+                (Scenario::Code, 16, 10.0),
+                (Scenario::Refresh, 1, 7.0),
+            ]
+        );
+    }
 }
