@@ -213,7 +213,11 @@ pub async fn revoke(
     Ok(())
 }
 
-/// `POST /introspect` (RFC 7662). Only confidential clients may introspect.
+/// `POST /introspect` (RFC 7662). Only confidential clients may introspect, and only their
+/// own tokens: any other token answers `{"active": false}` exactly like an unknown one, so
+/// a registered client cannot probe or read other clients' tokens (RFC 7662 §4, token
+/// scanning; §2.2 lets the server answer inactive for tokens the caller may not see). The
+/// protected MCP resource validates tokens through the ledger directly, not through here.
 pub async fn introspect(
     services: &Services,
     authorization: Option<&str>,
@@ -239,7 +243,7 @@ pub async fn introspect(
             },
         )
         .await??;
-    Ok(match info {
+    Ok(match info.filter(|i| i.client_id == client.client_id) {
         None => json!({ "active": false }),
         Some(info) => {
             let mut doc = json!({

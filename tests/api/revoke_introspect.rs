@@ -135,6 +135,30 @@ async fn a_client_cannot_revoke_another_clients_token() {
 // ----- introspection ---------------------------------------------------------------------------
 
 #[actix_web::test]
+async fn a_client_cannot_introspect_another_clients_token() {
+    // RFC 7662 §4: no token scanning. Another client's token looks like an unknown one.
+    let app = spawn_app().await;
+    let (other_id, other_secret) = app.register_confidential(&[DEMO_REDIRECT_URI]).await;
+    let (access_token, refresh_token) = demo_tokens(&app).await;
+
+    for token in [&access_token, &refresh_token] {
+        let reply = Reply::read(
+            app.introspect_request(
+                &[("token", token.as_str())],
+                Some((other_id.as_str(), other_secret.as_str())),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.json(), serde_json::json!({ "active": false }));
+    }
+    // The owner still sees them.
+    assert!(app.is_active(&access_token).await);
+    assert!(app.is_active(&refresh_token).await);
+}
+
+#[actix_web::test]
 async fn active_access_token_introspection() {
     let app = spawn_app().await;
     let (access_token, _) = demo_tokens(&app).await;
