@@ -51,6 +51,9 @@ pub struct Cli {
     /// Dynamic registrations allowed per client address per hour.
     #[arg(long, env = "OAUTH_MCP_REGISTRATIONS_PER_HOUR", default_value_t = 30)]
     pub registrations_per_hour: u32,
+    /// Let dynamically registered clients use `client_credentials` (tokens with no user).
+    #[arg(long, env = "OAUTH_MCP_REGISTERED_CLIENT_CREDENTIALS")]
+    pub registered_client_credentials: bool,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "OAUTH_MCP_LOG_JSON")]
     pub log_json: bool,
@@ -150,6 +153,7 @@ impl Cli {
             refresh_grace: Duration::from_secs(self.refresh_grace),
             cache_capacity: self.cache_mb.saturating_mul(1024 * 1024),
             registrations_per_hour: self.registrations_per_hour,
+            registered_client_credentials: self.registered_client_credentials,
             ..Config::default()
         }
     }

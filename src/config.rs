@@ -55,6 +55,10 @@ pub struct Config {
     pub login_session_ttl: Duration,
     /// Dynamic registrations allowed per client address per hour.
     pub registrations_per_hour: u32,
+    /// Whether dynamically registered clients may use `client_credentials`. Off by default:
+    /// with open registration, anyone who can reach `/register` would otherwise obtain an
+    /// access token for the MCP server with no user involved.
+    pub registered_client_credentials: bool,
     /// Interval of the background sweep of expired codes and tokens.
     pub sweep_interval: Duration,
     /// Scopes every request to `/mcp` needs (the `scope` of the 401 challenge).
@@ -97,6 +101,7 @@ impl Default for Config {
             login_lockout: Duration::from_secs(15 * 60),
             login_session_ttl: Duration::from_secs(8 * 3600),
             registrations_per_hour: 30,
+            registered_client_credentials: false,
             sweep_interval: Duration::from_secs(60),
             mcp_scopes: vec!["mcp:read".into()],
             mcp_session_idle: Duration::from_secs(30 * 60),

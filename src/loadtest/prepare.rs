@@ -134,23 +134,39 @@ impl Target {
             }
             None => {
                 let reg_path = path_of("registration_endpoint")?;
-                let body = serde_json::json!({
-                    "client_name": "oauth-mcp loadtest",
-                    "redirect_uris": [t.redirect_uri],
-                    "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
-                });
-                let r = conn
-                    .request(
-                        "POST",
-                        &reg_path,
-                        &[("content-type", "application/json")],
-                        body.to_string().as_bytes(),
-                    )
-                    .await
-                    .map_err(|e| err(format!("registration: {e}")))?;
-                t.client_id = json_field(&r.body, "client_id")
-                    .ok_or_else(|| err(format!("registration failed: {}", r.text())))?;
-                t.client_secret = json_field(&r.body, "client_secret").unwrap_or_default();
+                // Servers may refuse client_credentials to registered clients (oauth-mcp does
+                // unless --registered-client-credentials): then register without it, and the
+                // scenarios that need it report the refusal as their errors.
+                let mut last = String::new();
+                for grants in [
+                    &["authorization_code", "refresh_token", "client_credentials"][..],
+                    &["authorization_code", "refresh_token"][..],
+                ] {
+                    let body = serde_json::json!({
+                        "client_name": "oauth-mcp loadtest",
+                        "redirect_uris": [t.redirect_uri],
+                        "grant_types": grants,
+                    });
+                    let r = conn
+                        .request(
+                            "POST",
+                            &reg_path,
+                            &[("content-type", "application/json")],
+                            body.to_string().as_bytes(),
+                        )
+                        .await
+                        .map_err(|e| err(format!("registration: {e}")))?;
+                    if let Some(id) = json_field(&r.body, "client_id") {
+                        t.client_id = id;
+                        t.client_secret = json_field(&r.body, "client_secret").unwrap_or_default();
+                        break;
+                    }
+                    last = r.text();
+                    eprintln!("  registration with grant types {grants:?} refused: {last}");
+                }
+                if t.client_id.is_empty() {
+                    return Err(err(format!("registration failed: {last}")));
+                }
             }
         }
         Ok(t)

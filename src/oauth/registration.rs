@@ -113,8 +113,15 @@ pub fn parse(body: &[u8], settings: &Settings) -> Result<NewClient, Error> {
     if grant_types.is_empty() {
         return Err(meta("grant_types must not be empty"));
     }
-    if auth_method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
-        return Err(meta("client_credentials requires a confidential client"));
+    if grant_types.contains(&GrantType::ClientCredentials) {
+        if auth_method == AuthMethod::None {
+            return Err(meta("client_credentials requires a confidential client"));
+        }
+        if !settings.config.registered_client_credentials {
+            return Err(meta(
+                "client_credentials is not available to dynamically registered clients",
+            ));
+        }
     }
     if let Some(v) = doc.get("response_types") {
         let types = string_array(v, "response_types")?;

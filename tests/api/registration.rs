@@ -175,6 +175,36 @@ async fn forbidden_grant_types_are_invalid_client_metadata() {
 }
 
 #[actix_web::test]
+async fn client_credentials_for_registered_clients_only_when_enabled() {
+    // With open registration, client_credentials would hand anyone an MCP token with no
+    // user behind it; it is an operator's choice.
+    let request = json!({
+        "redirect_uris": ["https://app.example/cb"],
+        "grant_types": ["authorization_code", "client_credentials"],
+    });
+    let app = spawn_app().await;
+    let reply = register(&app, &request).await;
+    assert_oauth_error(&reply, 400, "invalid_client_metadata");
+    assert!(reply.body.contains("client_credentials"), "{}", reply.body);
+
+    let app = spawn_app_with(|c| c.registered_client_credentials = true).await;
+    let client = app.register_ok(&request).await;
+    let (id, secret) = (
+        str_field(&client, "client_id"),
+        str_field(&client, "client_secret"),
+    );
+    let reply = Reply::read(
+        app.token_request(
+            &[("grant_type", "client_credentials")],
+            Some((id.as_str(), secret.as_str())),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[actix_web::test]
 async fn unsupported_auth_method_is_invalid_client_metadata() {
     let app = spawn_app().await;
     let request = json!({
