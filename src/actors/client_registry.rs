@@ -30,7 +30,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
-    /// Unknown client, wrong secret, or an authentication method the client may not use.
+    /// Unknown client, wrong or missing secret.
     #[error("client authentication failed")]
     InvalidClient,
     /// A redirect URI offered at registration is not acceptable.
@@ -378,7 +378,7 @@ impl Handler<RegisterClient> for ClientRegistry {
         }
         let new = msg.client;
         let secret = (new.auth_method != AuthMethod::None).then(ClientSecret::generate);
-        // 128 random bits, unguessable and collision-free in practice; retried anyway.
+        // 256 random bits, unguessable and collision-free in practice; retried anyway.
         let mut client_id = crate::domain::secrets::random_token();
         while self.clients.contains_key(&client_id) {
             client_id = crate::domain::secrets::random_token();
