@@ -93,6 +93,21 @@ pub async fn spawn_app_with(configure: impl Fn(&mut Config) + 'static) -> TestAp
     app
 }
 
+/// A `TestApp` for a server that something else started (the embedding example's host app,
+/// say) at `address`: the HTTP and OAuth helpers work against it; its clock, data directory
+/// and `restart` are not that server's and must not be used.
+pub fn attach(address: &str, port: u16) -> TestApp {
+    TestApp {
+        address: address.to_owned(),
+        port,
+        client: build_client(),
+        clock: ManualClock::new(START_UNIX),
+        data_dir: tempfile::tempdir().expect("create a temporary data dir"),
+        server: None,
+        configure: Box::new(|_| {}),
+    }
+}
+
 fn build_client() -> Client {
     Client::builder()
         .redirect(Policy::none())

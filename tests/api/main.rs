@@ -12,6 +12,7 @@ mod helpers;
 
 mod authorize;
 mod concurrency;
+mod embed_example;
 mod embedding;
 mod mcp;
 mod metadata;
