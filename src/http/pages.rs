@@ -1,7 +1,11 @@
 //! Server-rendered HTML: the login and consent page, and error pages. Every dynamic value
 //! is escaped with `html-escape`; pages forbid framing (`X-Frame-Options: DENY`, CSP
-//! `frame-ancestors 'none'`, RFC 9700 §4.16), send no referrer, load nothing external and
-//! are never cached.
+//! `frame-ancestors 'none'`, RFC 9700 §4.16), run no script, send no referrer, load nothing
+//! external and are never cached. The login form may only be submitted to this server, and
+//! the redirect that answers it may only go to the client's redirect URI (CSP `form-action`).
+//!
+//! The page works without JavaScript, by keyboard alone and at phone widths (320 px and up);
+//! `tools/browser-check.sh` checks that in headless Chromium.
 
 use actix_web::{
     http::{header, StatusCode},
@@ -24,29 +28,56 @@ pub const CARRIED_PARAMS: &[&str] = &[
 ];
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f4f5f7;margin:0;color:#1d2330}\
-main{max-width:26rem;margin:2rem auto;padding:1.5rem;background:#fff;border-radius:.75rem;box-shadow:0 1px 4px rgba(0,0,0,.12)}\
-h1{font-size:1.3rem;margin:0 0 1rem}p{line-height:1.45}.muted{color:#5a6270;font-size:.9rem}\
+main{max-width:26rem;margin:2rem auto;padding:1.5rem;background:#fff;border-radius:.75rem;box-shadow:0 1px 4px rgba(0,0,0,.12);overflow-wrap:anywhere}\
+h1{font-size:1.3rem;margin:0 0 1rem}p{line-height:1.45}.muted{color:#5a6270;font-size:.9rem}a{color:#2c5cc5}\
 ul{padding-left:1.2rem}code{background:#eef0f3;padding:.05rem .3rem;border-radius:.25rem;word-break:break-all}\
-label{display:block;margin:.8rem 0 .25rem;font-weight:600}\
-input[type=text],input[type=password]{box-sizing:border-box;width:100%;padding:.6rem;font-size:1rem;border:1px solid #a9b0bb;border-radius:.4rem}\
-input:focus,button:focus{outline:3px solid #7aa7ff;outline-offset:1px}\
+label{display:block;margin:.8rem 0 .25rem;font-weight:600}input,button{font-family:inherit}\
+input[type=text],input[type=password]{box-sizing:border-box;width:100%;padding:.6rem;font-size:1rem;border:1px solid #6b7280;border-radius:.4rem}\
+input[aria-invalid=true]{border-color:#b3261e}\
+input:focus,button:focus,a:focus{outline:3px solid #1d4ed8;outline-offset:2px}\
 .actions{display:flex;gap:.75rem;margin-top:1.25rem}button{flex:1;padding:.7rem;font-size:1rem;border-radius:.4rem;border:1px solid #2c5cc5;cursor:pointer}\
 button.approve{background:#2c5cc5;color:#fff}button.deny{background:#fff;color:#2c5cc5}\
 .error{background:#fdecea;color:#8a1c12;padding:.6rem .8rem;border-radius:.4rem}\
-@media (max-width:30rem){main{margin:0;border-radius:0;min-height:100vh}}";
+@media (max-width:30rem){main{margin:0;border-radius:0;min-height:100vh;box-sizing:border-box;padding:1.25rem 1rem}}";
 
-/// Adds the headers every page carries.
-fn secure(builder: &mut HttpResponseBuilder) -> &mut HttpResponseBuilder {
+/// The CSP of pages without a form.
+const CSP_NO_FORM: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; \
+frame-ancestors 'none'; base-uri 'none'";
+
+/// Adds the headers every page carries, with this Content-Security-Policy.
+fn secure<'b>(builder: &'b mut HttpResponseBuilder, csp: &str) -> &'b mut HttpResponseBuilder {
     builder
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-        ))
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp.to_owned()))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+}
+
+/// The login page's CSP. Browsers apply `form-action` to the redirects that follow a form
+/// submission too, so the client's redirect URI origin is allowed next to `'self'`. A
+/// redirect URI whose origin a CSP source cannot name (an IPv6 literal, a private-use
+/// scheme, a host with characters outside letters, digits, `-` and `.`, which could also
+/// smuggle directives into the header) leaves `form-action` out rather than break the flow.
+fn login_csp(redirect_uri: &str) -> String {
+    let target = url::Url::parse(redirect_uri).ok().and_then(|u| {
+        let nameable = matches!(u.scheme(), "http" | "https")
+            && match u.host() {
+                Some(url::Host::Domain(d)) => d
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
+                Some(url::Host::Ipv4(_)) => true,
+                _ => false,
+            };
+        nameable.then(|| u.origin().ascii_serialization())
+    });
+    let form_action = target
+        .map(|origin| format!("form-action 'self' {origin}; "))
+        .unwrap_or_default();
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; {form_action}frame-ancestors 'none'; base-uri 'none'"
+    )
 }
 
 fn document(title: &str, body: &str) -> String {
@@ -65,7 +96,8 @@ pub fn error_page(status: StatusCode, message: &str) -> HttpResponse {
 <p class=\"muted\">You can close this window and start again from the application.</p>",
         text(message)
     );
-    secure(&mut HttpResponse::build(status)).body(document("Authorization failed", &body))
+    secure(&mut HttpResponse::build(status), CSP_NO_FORM)
+        .body(document("Authorization failed", &body))
 }
 
 /// The login and consent page for a validated request.
@@ -102,8 +134,15 @@ pub fn login_page(
             )
         })
         .collect();
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", text(e)))
+    // The error is announced (role=alert), named in the title and tied to the fields it is
+    // about (aria-describedby), so screen-reader users hear why the form came back.
+    let error_html = error
+        .map(|e| {
+            format!(
+                "<p class=\"error\" id=\"form-error\" role=\"alert\">{}</p>",
+                text(e)
+            )
+        })
         .unwrap_or_default();
     let credentials = match signed_in {
         Some(user) => {
@@ -121,14 +160,46 @@ pub fn login_page(
                 attr(&again.finish())
             )
         }
-        None => "<label for=\"username\">Username</label>\
-<input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" required autofocus>\
+        None => {
+            // After a failed attempt the username typed is kept (never the password), and the
+            // cursor waits in the password field.
+            let username = error.and(params.get("username")).filter(|u| !u.is_empty());
+            let (username_focus, password_focus) = if username.is_some() {
+                ("", " autofocus")
+            } else {
+                (" autofocus", "")
+            };
+            let invalid = match (error, username) {
+                (Some(_), Some(_)) => " aria-invalid=\"true\" aria-describedby=\"form-error\"",
+                (Some(_), None) => " aria-describedby=\"form-error\"",
+                (None, _) => "",
+            };
+            format!(
+                "<label for=\"username\">Username</label>\
+<input type=\"text\" id=\"username\" name=\"username\" value=\"{value}\" autocomplete=\"username\" \
+autocapitalize=\"none\" spellcheck=\"false\" required{username_focus}{invalid}>\
 <label for=\"password\">Password</label>\
-<input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>"
-            .to_owned(),
+<input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" \
+required{password_focus}{invalid}>",
+                value = attr(username.unwrap_or_default()),
+            )
+        }
+    };
+    let (heading, title) = if signed_in.is_some() {
+        ("Authorize", format!("Authorize {client_name}"))
+    } else {
+        (
+            "Sign in to authorize",
+            format!("Sign in to authorize {client_name}"),
+        )
+    };
+    let title = if error.is_some() {
+        format!("Error: {title}")
+    } else {
+        title
     };
     let body = format!(
-        "<h1>Sign in to authorize <span>{name}</span></h1>{error}\
+        "<h1>{heading} <span>{name}</span></h1>{error_html}\
 <p><strong>{name}</strong> wants access to your account with these scopes:</p><ul>{scopes}</ul>\
 <p class=\"muted\">After you approve, you will be sent to <strong>{host}</strong>.</p>\
 <form method=\"post\" action=\"/authorize/decision\">\
@@ -139,7 +210,56 @@ pub fn login_page(
         host = text(&redirect_host),
         csrf = attr(csrf),
     );
-    secure(&mut HttpResponse::build(status))
-        .cookie(cookie)
-        .body(document("Authorize", &body))
+    secure(
+        &mut HttpResponse::build(status),
+        &login_csp(&request.redirect_uri),
+    )
+    .cookie(cookie)
+    .body(document(&title, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form_action(redirect_uri: &str) -> Option<String> {
+        login_csp(redirect_uri)
+            .split(';')
+            .map(str::trim)
+            .find_map(|d| d.strip_prefix("form-action ").map(str::to_owned))
+    }
+
+    #[test]
+    fn form_action_names_the_redirect_origin() {
+        assert_eq!(
+            form_action("http://localhost:8765/callback").as_deref(),
+            Some("'self' http://localhost:8765")
+        );
+        assert_eq!(
+            form_action("http://127.0.0.1:45678/cb?x=1").as_deref(),
+            Some("'self' http://127.0.0.1:45678")
+        );
+        // The default port is implied, as in the origin.
+        assert_eq!(
+            form_action("https://App.Example:443/oauth/callback").as_deref(),
+            Some("'self' https://app.example")
+        );
+    }
+
+    #[test]
+    fn unnameable_redirect_origins_leave_form_action_out() {
+        for uri in [
+            "http://[::1]:8765/callback",
+            "com.example.app:/callback",
+            "https://a;script-src-elem%20*.example/cb",
+            "https://a,b.example/cb",
+            "https://a'b.example/cb",
+            "not a url",
+        ] {
+            let csp = login_csp(uri);
+            assert_eq!(form_action(uri), None, "{uri}: {csp}");
+            assert!(csp.contains("frame-ancestors 'none'"), "{uri}: {csp}");
+            assert_eq!(csp.matches(';').count(), 3, "{uri}: {csp}");
+        }
+    }
 }
