@@ -326,7 +326,9 @@ impl TokenLedger {
         }
         if let Some(rotated_at) = old.rotated_at {
             let grace = i64::try_from(self.settings.config.refresh_grace.as_secs()).unwrap_or(0);
-            if now - rotated_at > grace {
+            // Times are whole seconds, so a grace of N lets reuse through for N to N + 1
+            // seconds; zero turns the window off entirely.
+            if grace == 0 || now - rotated_at > grace {
                 // Reuse of a rotated-out token: either the client or an attacker holds a
                 // stolen copy. Revoke the whole grant (OAuth 2.1 §4.3.1).
                 tracing::warn!(client_id = %old.client_id, "refresh token reuse detected, grant revoked");
@@ -510,6 +512,36 @@ mod tests {
         assert!(matches!(reuse, Err(LedgerError::InvalidGrant)));
         assert!(!active(&addr, rt3.secret()).await);
         assert!(!active(&addr, third.access_token.secret()).await);
+    }
+
+    #[actix::test]
+    async fn zero_grace_refuses_any_reuse() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
+        let mut config = Config::default();
+        config.refresh_grace = Duration::ZERO;
+        let settings = Arc::new(config.settings(8000).unwrap());
+        let clock = ManualClock::new(1_000);
+        let addr = TokenLedger::new(Box::new(store), settings, clock)
+            .unwrap()
+            .start();
+        let first = addr
+            .send(issue(GrantId::generate()))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        let rt = first.refresh_token.unwrap();
+        addr.send(refresh(&rt, None))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        // Same second, no window: reuse revokes the grant.
+        let again = addr.send(refresh(&rt, None)).await.unwrap().wait().await;
+        assert!(matches!(again, Err(LedgerError::InvalidGrant)), "{again:?}");
     }
 
     #[actix::test]
