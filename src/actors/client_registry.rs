@@ -164,6 +164,46 @@ pub struct ResolveLoginSession {
     pub token: String,
 }
 
+/// Every registered client, ordered by registration time then id (administration).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Client>")]
+pub struct ListClients;
+
+/// Every username, in order (administration).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<String>")]
+pub struct ListUsers;
+
+/// Removes a client: it can no longer authenticate or start an authorization request.
+/// Answers whether it existed. Its grants are the token ledger's to revoke
+/// (`RevokeGrantsOf`), which the caller does next.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, RegistryError>")]
+pub struct RemoveClient {
+    /// The client id.
+    pub client_id: String,
+}
+
+/// Replaces a user's password hash, ends the user's browser sign-in sessions and clears
+/// their failed-login count. Answers whether the user exists (nothing changes if not).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, RegistryError>")]
+pub struct SetPassword {
+    /// The user.
+    pub username: String,
+    /// The new Argon2id hash (see [`hash_password`]).
+    pub password_hash: String,
+}
+
+/// Removes a user and ends their browser sign-in sessions. Answers whether the user
+/// existed. Their grants are the token ledger's to revoke (`RevokeGrantsOf`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, RegistryError>")]
+pub struct RemoveUser {
+    /// The user.
+    pub username: String,
+}
+
 /// Most browser sign-in sessions kept at once; the oldest are dropped beyond this.
 const MAX_LOGIN_SESSIONS: usize = 100_000;
 
@@ -288,6 +328,24 @@ impl ClientRegistry {
             w.count = w.count.saturating_add(1);
             self.address_failures.insert(a, w);
         }
+    }
+
+    /// Forgets every browser sign-in session of `username`.
+    fn end_login_sessions_of(&mut self, username: &str) {
+        self.login_sessions
+            .retain(|_, (subject, _)| subject != username);
+    }
+
+    /// Answers `value` once the writes made so far are on disk.
+    fn after_persist<T: Send + 'static>(
+        &self,
+        value: T,
+    ) -> ResponseFuture<Result<T, RegistryError>> {
+        let persist = self.store.persist();
+        Box::pin(async move {
+            persist.await?;
+            Ok(value)
+        })
     }
 
     fn prune_windows(&mut self) {
@@ -442,6 +500,76 @@ impl Handler<InsertUserIfAbsent> for ClientRegistry {
             persist.await?;
             Ok(true)
         })
+    }
+}
+
+impl Handler<ListClients> for ClientRegistry {
+    type Result = MessageResult<ListClients>;
+    fn handle(&mut self, _: ListClients, _: &mut Self::Context) -> Self::Result {
+        let mut clients: Vec<Client> = self.clients.values().cloned().collect();
+        clients.sort_by(|a, b| (a.issued_at, &a.client_id).cmp(&(b.issued_at, &b.client_id)));
+        MessageResult(clients)
+    }
+}
+
+impl Handler<ListUsers> for ClientRegistry {
+    type Result = MessageResult<ListUsers>;
+    fn handle(&mut self, _: ListUsers, _: &mut Self::Context) -> Self::Result {
+        let mut names: Vec<String> = self.users.keys().cloned().collect();
+        names.sort();
+        MessageResult(names)
+    }
+}
+
+impl Handler<RemoveClient> for ClientRegistry {
+    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    fn handle(&mut self, msg: RemoveClient, _: &mut Self::Context) -> Self::Result {
+        if !self.clients.contains_key(&msg.client_id) {
+            return Box::pin(async { Ok(false) });
+        }
+        if let Err(e) = self.store.remove_client(&msg.client_id) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        self.clients.remove(&msg.client_id);
+        self.after_persist(true)
+    }
+}
+
+impl Handler<SetPassword> for ClientRegistry {
+    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    fn handle(&mut self, msg: SetPassword, _: &mut Self::Context) -> Self::Result {
+        let Some(existing) = self.users.get(&msg.username) else {
+            return Box::pin(async { Ok(false) });
+        };
+        let user = User {
+            username: existing.username.clone(),
+            password_hash: msg.password_hash,
+        };
+        if let Err(e) = self.store.put_user(&user) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        self.users.insert(msg.username.clone(), user);
+        // A new password is often a response to a leaked one: browsers signed in with the
+        // old one sign in again, and a lockout caused by guessing it ends.
+        self.end_login_sessions_of(&msg.username);
+        self.user_failures.remove(&msg.username);
+        self.after_persist(true)
+    }
+}
+
+impl Handler<RemoveUser> for ClientRegistry {
+    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    fn handle(&mut self, msg: RemoveUser, _: &mut Self::Context) -> Self::Result {
+        if !self.users.contains_key(&msg.username) {
+            return Box::pin(async { Ok(false) });
+        }
+        if let Err(e) = self.store.remove_user(&msg.username) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        self.users.remove(&msg.username);
+        self.end_login_sessions_of(&msg.username);
+        self.user_failures.remove(&msg.username);
+        self.after_persist(true)
     }
 }
 
@@ -646,5 +774,104 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(limited, Err(RegistryError::RateLimited { .. })));
+    }
+
+    fn public_client(id: &str, issued_at: i64) -> Client {
+        Client {
+            client_id: id.into(),
+            secret_digest: None,
+            auth_method: AuthMethod::None,
+            client_name: None,
+            redirect_uris: vec!["http://localhost/cb".into()],
+            grant_types: vec![GrantType::AuthorizationCode],
+            scopes: Scopes::parse("mcp:read").unwrap(),
+            issued_at,
+            extra: Default::default(),
+        }
+    }
+
+    #[actix::test]
+    async fn clients_are_listed_in_registration_order_and_removed() {
+        let (addr, _) = start(Config::default()).await;
+        for (id, at) in [("b", 2), ("c", 1), ("a", 2)] {
+            let client = public_client(id, at);
+            assert!(addr
+                .send(InsertClientIfAbsent { client })
+                .await
+                .unwrap()
+                .unwrap());
+        }
+        let ids =
+            |clients: Vec<Client>| clients.into_iter().map(|c| c.client_id).collect::<Vec<_>>();
+        assert_eq!(ids(addr.send(ListClients).await.unwrap()), ["c", "a", "b"]);
+        let remove = |id: &str| RemoveClient {
+            client_id: id.into(),
+        };
+        assert!(addr.send(remove("a")).await.unwrap().unwrap());
+        assert!(!addr.send(remove("a")).await.unwrap().unwrap(), "gone");
+        assert_eq!(ids(addr.send(ListClients).await.unwrap()), ["c", "b"]);
+        let get = GetClient {
+            client_id: "a".into(),
+        };
+        assert!(addr.send(get).await.unwrap().is_none());
+        let auth = AuthenticateClient {
+            client_id: "a".into(),
+            secret: None,
+        };
+        assert!(matches!(
+            addr.send(auth).await.unwrap(),
+            Err(RegistryError::InvalidClient)
+        ));
+    }
+
+    #[actix::test]
+    async fn a_new_password_replaces_the_old_and_ends_sign_in_sessions() {
+        let (addr, _) = start(Config::default()).await;
+        let cookie = addr
+            .send(StartLoginSession {
+                subject: "alice".into(),
+            })
+            .await
+            .unwrap();
+        let set = |name: &str| SetPassword {
+            username: name.into(),
+            password_hash: hash_password("new pw").unwrap(),
+        };
+        assert!(addr.send(set("alice")).await.unwrap().unwrap());
+        assert!(!addr.send(set("nobody")).await.unwrap().unwrap());
+        assert!(matches!(
+            addr.send(login("pw", None)).await.unwrap(),
+            Err(RegistryError::InvalidCredentials)
+        ));
+        assert_eq!(
+            addr.send(login("new pw", None)).await.unwrap().unwrap(),
+            "alice"
+        );
+        let resolve = ResolveLoginSession { token: cookie };
+        assert_eq!(addr.send(resolve).await.unwrap(), None);
+        assert_eq!(addr.send(ListUsers).await.unwrap(), ["alice"]);
+    }
+
+    #[actix::test]
+    async fn a_removed_user_cannot_sign_in() {
+        let (addr, _) = start(Config::default()).await;
+        let cookie = addr
+            .send(StartLoginSession {
+                subject: "alice".into(),
+            })
+            .await
+            .unwrap();
+        let remove = || RemoveUser {
+            username: "alice".into(),
+        };
+        assert!(addr.send(remove()).await.unwrap().unwrap());
+        assert!(!addr.send(remove()).await.unwrap().unwrap());
+        assert!(matches!(
+            addr.send(login("pw", None)).await.unwrap(),
+            Err(RegistryError::InvalidCredentials)
+        ));
+        let resolve = ResolveLoginSession { token: cookie };
+        assert_eq!(addr.send(resolve).await.unwrap(), None);
+        assert!(addr.send(ListUsers).await.unwrap().is_empty());
     }
 }

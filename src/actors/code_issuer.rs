@@ -22,7 +22,10 @@ use crate::{
         scope::Scopes,
         secrets::AuthorizationCode,
     },
-    storage::{CodeRecord, CodeStore, Durable, GrantId, StorageError, StoredCode, UsedCodeRecord},
+    storage::{
+        CodeRecord, CodeStore, Durable, GrantHolder, GrantId, StorageError, StoredCode,
+        UsedCodeRecord,
+    },
 };
 
 /// Code tree entries examined per sweep tick.
@@ -72,6 +75,20 @@ pub struct RedeemCode {
     pub code: AuthorizationCode,
     /// The authenticated client.
     pub client_id: String,
+}
+
+/// Discards every code issued but not yet redeemed for a resource owner or to a client, so
+/// a grant being revoked cannot be completed afterwards (administration; the token ledger's
+/// `RevokeGrantsOf` handles grants that already have tokens). Answers how many codes were
+/// discarded.
+///
+/// Walks the whole code tree on the actor's thread: acceptable only because the one sender
+/// is `oauth-mcp admin`, on a stopped server's data directory.
+#[derive(Debug, Message)]
+#[rtype(result = "Durable<Result<usize, CodeError>>")]
+pub struct DiscardCodesOf {
+    /// Whose codes.
+    pub holder: GrantHolder,
 }
 
 /// The code issuer actor.
@@ -180,6 +197,17 @@ impl Handler<RedeemCode> for CodeIssuer {
         // one ordered log, so that flush covers this removal too. A backend with separate
         // transactions per store would persist here.
         Ok(record)
+    }
+}
+
+impl Handler<DiscardCodesOf> for CodeIssuer {
+    type Result = MessageResult<DiscardCodesOf>;
+    fn handle(&mut self, msg: DiscardCodesOf, _: &mut Self::Context) -> Self::Result {
+        let result = self
+            .store
+            .remove_live_codes_of(&msg.holder)
+            .map_err(CodeError::from);
+        MessageResult(Durable::new(result, self.store.persist()))
     }
 }
 
@@ -342,5 +370,33 @@ mod tests {
             .filter(|r| matches!(r, Ok(Ok(_))))
             .count();
         assert_eq!(wins, 1);
+    }
+
+    #[actix::test]
+    async fn discarded_codes_cannot_be_redeemed() {
+        let (addr, _) = start();
+        let alice = addr.send(issue()).await.unwrap().wait().await.unwrap();
+        let bob = IssueCode {
+            subject: "bob".into(),
+            ..issue()
+        };
+        let bob = addr.send(bob).await.unwrap().wait().await.unwrap();
+        let discard = DiscardCodesOf {
+            holder: GrantHolder::Subject("u".into()),
+        };
+        let n = addr.send(discard).await.unwrap().wait().await.unwrap();
+        assert_eq!(n, 1);
+        let redeem = |code: &AuthorizationCode| RedeemCode {
+            code: code.clone(),
+            client_id: "c".into(),
+        };
+        let gone = addr.send(redeem(&alice)).await.unwrap();
+        assert!(matches!(gone, Err(CodeError::Invalid)), "{gone:?}");
+        assert!(addr.send(redeem(&bob)).await.unwrap().is_ok());
+        let discard = DiscardCodesOf {
+            holder: GrantHolder::Client("c".into()),
+        };
+        let n = addr.send(discard).await.unwrap().wait().await.unwrap();
+        assert_eq!(n, 0, "redeemed codes are not live codes");
     }
 }

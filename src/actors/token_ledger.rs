@@ -19,7 +19,7 @@ use crate::{
         scope::Scopes,
         secrets::{AccessToken, PresentedToken, RefreshToken},
     },
-    storage::{Durable, GrantId, StorageError, TokenKind, TokenRecord, TokenStore},
+    storage::{Durable, GrantHolder, GrantId, StorageError, TokenKind, TokenRecord, TokenStore},
 };
 
 /// Token records examined per sweep tick (one tick per `sweep_interval`, default a minute):
@@ -135,6 +135,22 @@ pub struct RevokeGrant {
     pub grant_id: GrantId,
 }
 
+/// Revokes every grant of a resource owner or a client (administration: a compromised
+/// account, a removed user or client). Answers how many grants were newly revoked, counting
+/// only grants with a token that could still be used. Each is remembered until its last
+/// token would have expired, so every access and refresh token of those grants stops
+/// validating.
+///
+/// Finding the grants walks the whole token tree on the actor's thread (there is no index
+/// by subject or client). That is acceptable only because the one sender is `oauth-mcp
+/// admin`, on a stopped server's data directory, where no request waits behind it.
+#[derive(Debug, Message)]
+#[rtype(result = "Durable<Result<usize, LedgerError>>")]
+pub struct RevokeGrantsOf {
+    /// Whose grants.
+    pub holder: GrantHolder,
+}
+
 /// Number of token records held (live, rotated or expired-not-yet-swept).
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
@@ -215,12 +231,51 @@ impl TokenLedger {
 
     /// Marks a grant revoked, remembered for as long as any of its tokens could live.
     fn revoke_grant(&mut self, grant_id: GrantId) -> Result<(), StorageError> {
+        self.revoke_grant_until(grant_id, self.default_forget_at())
+    }
+
+    /// When a grant revoked now may be forgotten: once a token issued now would have
+    /// expired.
+    fn default_forget_at(&self) -> i64 {
         let cfg = &self.settings.config;
-        let longest = cfg.refresh_token_ttl.max(cfg.access_token_ttl);
-        let forget_at = expiry(self.clock.now(), longest);
+        expiry(
+            self.clock.now(),
+            cfg.refresh_token_ttl.max(cfg.access_token_ttl),
+        )
+    }
+
+    fn revoke_grant_until(
+        &mut self,
+        grant_id: GrantId,
+        forget_at: i64,
+    ) -> Result<(), StorageError> {
         self.store.put_revoked_grant(&grant_id, forget_at)?;
         self.revoked.insert(grant_id, forget_at);
         Ok(())
+    }
+
+    fn revoke_grants_of(&mut self, holder: &GrantHolder) -> Result<usize, StorageError> {
+        let now = self.clock.now();
+        let default_forget_at = self.default_forget_at();
+        let mut revoked = 0;
+        for (grant_id, latest_expiry) in self.store.grants_of(holder)? {
+            if latest_expiry <= now {
+                // Every token of this grant has expired already; nothing left to stop.
+                continue;
+            }
+            // Remembered until the grant's last stored token expires, even when that is
+            // later than a token issued now would live (the ledger may have run with a
+            // longer TTL than this process was given). No new token can join a revoked
+            // grant, so none outlives this.
+            let forget_at = default_forget_at.max(latest_expiry);
+            if self.revoked.get(&grant_id).is_some_and(|f| *f >= forget_at) {
+                continue;
+            }
+            let newly = !self.revoked.contains_key(&grant_id);
+            self.revoke_grant_until(grant_id, forget_at)?;
+            revoked += usize::from(newly);
+        }
+        Ok(revoked)
     }
 
     fn active(&self, record: &TokenRecord) -> bool {
@@ -414,6 +469,16 @@ impl Handler<RevokeGrant> for TokenLedger {
     type Result = MessageResult<RevokeGrant>;
     fn handle(&mut self, msg: RevokeGrant, _: &mut Self::Context) -> Self::Result {
         let result = self.revoke_grant(msg.grant_id).map_err(LedgerError::from);
+        MessageResult(after_persist(&*self.store, result))
+    }
+}
+
+impl Handler<RevokeGrantsOf> for TokenLedger {
+    type Result = MessageResult<RevokeGrantsOf>;
+    fn handle(&mut self, msg: RevokeGrantsOf, _: &mut Self::Context) -> Self::Result {
+        let result = self
+            .revoke_grants_of(&msg.holder)
+            .map_err(LedgerError::from);
         MessageResult(after_persist(&*self.store, result))
     }
 }
@@ -641,6 +706,102 @@ mod tests {
             addr.send(CountTokens).await.unwrap(),
             1,
             "the refresh token lives on"
+        );
+    }
+
+    fn ledger_on(db: &sled::Db, config: Config, clock: Arc<ManualClock>) -> Addr<TokenLedger> {
+        let store = SledTokenStore::open(db, Durability::relaxed()).unwrap();
+        let settings = Arc::new(config.settings(8000).unwrap());
+        TokenLedger::new(Box::new(store), settings, clock)
+            .unwrap()
+            .start()
+    }
+
+    fn issue_to(client: &str, subject: Option<&str>) -> IssueTokens {
+        IssueTokens {
+            client_id: client.into(),
+            subject: subject.map(Into::into),
+            ..issue(GrantId::generate())
+        }
+    }
+
+    async fn revoke_of(addr: &Addr<TokenLedger>, holder: GrantHolder) -> usize {
+        let msg = RevokeGrantsOf { holder };
+        addr.send(msg).await.unwrap().wait().await.unwrap()
+    }
+
+    #[actix::test]
+    async fn revoking_the_grants_of_a_subject_or_client() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let clock = ManualClock::new(1_000);
+        let addr = ledger_on(&db, Config::default(), clock.clone());
+        let mut issued = Vec::new();
+        for (client, subject) in [
+            ("c", Some("u")),
+            ("c", Some("v")),
+            ("d", Some("u")),
+            ("d", None),
+        ] {
+            let msg = issue_to(client, subject);
+            issued.push(addr.send(msg).await.unwrap().wait().await.unwrap());
+        }
+        let user = || GrantHolder::Subject("u".into());
+        assert_eq!(revoke_of(&addr, user()).await, 2);
+        let mut still = Vec::new();
+        for t in &issued {
+            still.push(active(&addr, t.access_token.secret()).await);
+        }
+        assert_eq!(still, [false, true, false, true]);
+        let rt = issued[0].refresh_token.clone().unwrap();
+        assert!(!active(&addr, rt.secret()).await);
+        let again = addr.send(refresh(&rt, None)).await.unwrap().wait().await;
+        assert!(matches!(again, Err(LedgerError::InvalidGrant)), "{again:?}");
+        assert_eq!(revoke_of(&addr, user()).await, 0, "already revoked");
+
+        assert_eq!(revoke_of(&addr, GrantHolder::Client("d".into())).await, 1);
+        assert!(!active(&addr, issued[3].access_token.secret()).await);
+        assert!(active(&addr, issued[1].access_token.secret()).await);
+
+        // Durable: a ledger opened later on the same database knows the revocations.
+        let reopened = ledger_on(&db, Config::default(), clock);
+        assert!(!active(&reopened, issued[0].access_token.secret()).await);
+        assert!(active(&reopened, issued[1].access_token.secret()).await);
+    }
+
+    #[actix::test]
+    async fn a_revocation_outlives_the_grants_tokens_whatever_the_configured_ttl() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let clock = ManualClock::new(1_000);
+        let issuer = ledger_on(&db, Config::default(), clock.clone());
+        let t = issuer
+            .send(issue_to("c", Some("u")))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        let rt = t.refresh_token.unwrap();
+        // Revoked by a process configured with much shorter lifetimes than the tokens got.
+        let mut short = Config::default();
+        short.refresh_token_ttl = Duration::from_secs(3600);
+        let admin = ledger_on(&db, short, clock.clone());
+        assert_eq!(revoke_of(&admin, GrantHolder::Subject("u".into())).await, 1);
+        clock.advance(Duration::from_secs(7 * 24 * 3600));
+        issuer.send(Sweep).await.unwrap().unwrap();
+        let reopened = ledger_on(&db, Config::default(), clock.clone());
+        assert!(!active(&reopened, rt.secret()).await);
+        let reuse = reopened
+            .send(refresh(&rt, None))
+            .await
+            .unwrap()
+            .wait()
+            .await;
+        assert!(matches!(reuse, Err(LedgerError::InvalidGrant)), "{reuse:?}");
+        // Grants whose tokens have all expired are not counted.
+        clock.advance(Duration::from_secs(31 * 24 * 3600));
+        assert_eq!(
+            revoke_of(&reopened, GrantHolder::Client("c".into())).await,
+            0
         );
     }
 }

@@ -15,7 +15,9 @@ pub mod sled_store;
 use futures_util::future::BoxFuture;
 
 pub use group_commit::GroupCommit;
-pub use records::{CodeRecord, GrantId, StoredCode, TokenKind, TokenRecord, UsedCodeRecord};
+pub use records::{
+    CodeRecord, GrantHolder, GrantId, StoredCode, TokenKind, TokenRecord, UsedCodeRecord,
+};
 
 use crate::domain::{
     client::{Client, User},
@@ -40,12 +42,33 @@ pub enum StorageError {
     /// The flusher has stopped (shutdown in progress).
     #[error("storage is shutting down")]
     Closed,
+    /// The database is held (exclusively locked) by another process or handle: a running
+    /// server, or an administration command.
+    #[error("the database is in use by another process ({0})")]
+    InUse(String),
 }
 
 impl From<sled::Error> for StorageError {
     fn from(e: sled::Error) -> Self {
-        Self::Database(e.to_string())
+        if is_lock_failure(&e) {
+            Self::InUse(e.to_string())
+        } else {
+            Self::Database(e.to_string())
+        }
     }
+}
+
+/// Whether `e` is sled's "another handle holds the database" failure at open.
+///
+/// sled 0.34 takes an exclusive `flock` on `<dir>/db` when it opens a directory and reports
+/// failure only as an `Io` error of kind `Other` whose message starts with "could not
+/// acquire lock on" (`Config::try_lock` in sled's `config.rs`); there is no dedicated
+/// variant, so the message is the signal. `sled_store`'s tests open one directory twice to
+/// catch a sled upgrade that changes it.
+fn is_lock_failure(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::Other
+            && io.to_string().starts_with("could not acquire lock on"))
 }
 
 /// A future that resolves when earlier writes are durable.
@@ -96,6 +119,10 @@ pub trait ClientStore: Send + 'static {
     fn put_client(&self, client: &Client) -> Result<(), StorageError>;
     /// Inserts or replaces a user.
     fn put_user(&self, user: &User) -> Result<(), StorageError>;
+    /// Removes a client; removing an unknown one is not an error.
+    fn remove_client(&self, client_id: &str) -> Result<(), StorageError>;
+    /// Removes a user; removing an unknown one is not an error.
+    fn remove_user(&self, username: &str) -> Result<(), StorageError>;
     /// Resolves once earlier writes are on disk.
     fn persist(&self) -> Persist;
 }
@@ -112,6 +139,9 @@ pub trait CodeStore: Send + 'static {
     fn mark_used(&self, key: &TokenKey, record: &UsedCodeRecord) -> Result<(), StorageError>;
     /// Forgets a code.
     fn remove(&self, key: &TokenKey) -> Result<(), StorageError>;
+    /// Removes every live (not yet redeemed) code of `holder`; returns how many. Walks the
+    /// whole tree: meant for offline administration, not for request paths.
+    fn remove_live_codes_of(&self, holder: &GrantHolder) -> Result<usize, StorageError>;
     /// Removes expired codes and forgotten markers, examining at most `limit` entries from
     /// where the previous sweep stopped; returns how many were removed.
     fn sweep(&self, now: i64, limit: usize) -> Result<usize, StorageError>;
@@ -131,6 +161,11 @@ pub trait TokenStore: Send + 'static {
     fn put_revoked_grant(&self, grant: &GrantId, forget_at: i64) -> Result<(), StorageError>;
     /// Every revoked grant still remembered, with its `forget_at`.
     fn revoked_grants(&self) -> Result<Vec<(GrantId, i64)>, StorageError>;
+    /// Every grant with a stored token of `holder`, each with the latest `expires_at` among
+    /// its tokens. Token keys are digests of the token values, so there is no index by
+    /// subject or client: this walks the whole token tree, which is acceptable only for
+    /// offline administration (`oauth-mcp admin`), never on a request path.
+    fn grants_of(&self, holder: &GrantHolder) -> Result<Vec<(GrantId, i64)>, StorageError>;
     /// Removes tokens expired at `now` (at most `limit`) and revoked grants past
     /// `forget_at`; returns how many tokens were removed.
     fn sweep(&self, now: i64, limit: usize) -> Result<usize, StorageError>;

@@ -28,6 +28,27 @@ impl std::fmt::Debug for GrantId {
     }
 }
 
+/// Whose grants an administrative revocation is about: every grant whose tokens (or
+/// pending codes) carry this resource owner as subject, or were issued to this client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GrantHolder {
+    /// A resource owner (the token subject, i.e. the username).
+    Subject(String),
+    /// A client, by `client_id`.
+    Client(String),
+}
+
+impl GrantHolder {
+    /// Whether a token or code issued to `client_id` for `subject` belongs to this holder.
+    pub fn holds(&self, client_id: &str, subject: Option<&str>) -> bool {
+        match self {
+            Self::Subject(s) => subject == Some(s.as_str()),
+            Self::Client(c) => client_id == c,
+        }
+    }
+}
+
 /// An issued authorization code, stored under the digest of its value.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CodeRecord {

@@ -8,7 +8,7 @@ use super::{
         code_expires, decode_code, decode_token, encode_code, encode_token, encode_used_code,
         token_expires_at,
     },
-    records::{CodeRecord, GrantId, StoredCode, TokenRecord, UsedCodeRecord},
+    records::{CodeRecord, GrantHolder, GrantId, StoredCode, TokenRecord, UsedCodeRecord},
     ClientStore, CodeStore, GroupCommit, Persist, StorageError, TokenStore,
 };
 use crate::domain::{
@@ -123,6 +123,16 @@ impl ClientStore for SledClientStore {
         Ok(())
     }
 
+    fn remove_client(&self, client_id: &str) -> Result<(), StorageError> {
+        self.clients.remove(client_id.as_bytes())?;
+        Ok(())
+    }
+
+    fn remove_user(&self, username: &str) -> Result<(), StorageError> {
+        self.users.remove(username.as_bytes())?;
+        Ok(())
+    }
+
     fn persist(&self) -> Persist {
         self.durability.persist()
     }
@@ -180,6 +190,22 @@ impl CodeStore for SledCodeStore {
     fn remove(&self, key: &TokenKey) -> Result<(), StorageError> {
         self.codes.remove(key.0)?;
         Ok(())
+    }
+
+    fn remove_live_codes_of(&self, holder: &GrantHolder) -> Result<usize, StorageError> {
+        let mut removed = 0;
+        for kv in self.codes.iter() {
+            let (k, v) = kv?;
+            // Redeemed markers carry no client or subject (their tokens are the ledger's to
+            // revoke); undecodable entries are left to the sweeper.
+            if let Some(StoredCode::Live(code)) = decode_code(&v) {
+                if holder.holds(&code.client_id, Some(&code.subject)) {
+                    self.codes.remove(k)?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn sweep(&self, now: i64, limit: usize) -> Result<usize, StorageError> {
@@ -309,6 +335,22 @@ impl TokenStore for SledTokenStore {
             .collect()
     }
 
+    fn grants_of(&self, holder: &GrantHolder) -> Result<Vec<(GrantId, i64)>, StorageError> {
+        let mut grants: std::collections::HashMap<GrantId, i64> = Default::default();
+        for kv in self.tokens.iter() {
+            let (_, v) = kv?;
+            // An undecodable record can never validate, so it belongs to no one.
+            let Some(record) = decode_token(&v) else {
+                continue;
+            };
+            if holder.holds(&record.client_id, record.subject.as_deref()) {
+                let latest = grants.entry(record.grant_id).or_insert(record.expires_at);
+                *latest = (*latest).max(record.expires_at);
+            }
+        }
+        Ok(grants.into_iter().collect())
+    }
+
     fn sweep(&self, now: i64, limit: usize) -> Result<usize, StorageError> {
         // Undecodable records are dropped too: they can never validate.
         let removed = sweep_slice(
@@ -336,5 +378,142 @@ impl TokenStore for SledTokenStore {
 
     fn persist(&self) -> Persist {
         self.durability.persist()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        domain::{scope::Scopes, secrets::AccessToken},
+        storage::TokenKind,
+    };
+
+    #[test]
+    fn a_second_open_of_a_held_directory_is_reported_as_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = sled::Config::new().path(dir.path()).open().unwrap();
+        let second = sled::Config::new().path(dir.path()).open();
+        let Err(err) = second else {
+            panic!("sled opened a directory another handle holds");
+        };
+        let err = StorageError::from(err);
+        assert!(matches!(err, StorageError::InUse(_)), "{err:?}");
+        drop(held);
+        let other = sled::Error::Io(std::io::Error::other("disk on fire"));
+        assert!(matches!(
+            StorageError::from(other),
+            StorageError::Database(_)
+        ));
+    }
+
+    fn token(grant: GrantId, client: &str, subject: Option<&str>, expires_at: i64) -> TokenRecord {
+        TokenRecord {
+            kind: TokenKind::Access,
+            grant_id: grant,
+            client_id: client.into(),
+            subject: subject.map(Into::into),
+            scopes: Scopes::parse("mcp:read").unwrap(),
+            resource: "http://localhost:8000/mcp".into(),
+            issued_at: 0,
+            expires_at,
+            rotated_at: None,
+        }
+    }
+
+    #[test]
+    fn grants_of_a_subject_or_client_with_their_latest_expiry() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
+        let (a, b, c) = (
+            GrantId::generate(),
+            GrantId::generate(),
+            GrantId::generate(),
+        );
+        for record in [
+            token(a, "app", Some("alice"), 10),
+            token(a, "app", Some("alice"), 30),
+            token(b, "app", Some("bob"), 20),
+            token(c, "machine", None, 40),
+        ] {
+            store.put(&AccessToken::generate().key(), &record).unwrap();
+        }
+        store
+            .tokens
+            .insert(&[0u8; 40][..], &b"not a record"[..])
+            .unwrap();
+        let of = |holder| {
+            let mut grants = store.grants_of(&holder).unwrap();
+            grants.sort_by_key(|(_, exp)| *exp);
+            grants
+        };
+        assert_eq!(of(GrantHolder::Subject("alice".into())), vec![(a, 30)]);
+        assert_eq!(
+            of(GrantHolder::Client("app".into())),
+            vec![(b, 20), (a, 30)]
+        );
+        assert_eq!(of(GrantHolder::Client("machine".into())), vec![(c, 40)]);
+        assert!(of(GrantHolder::Subject("nobody".into())).is_empty());
+    }
+
+    #[test]
+    fn removing_live_codes_leaves_others_and_redeemed_markers() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledCodeStore::open(&db, Durability::relaxed()).unwrap();
+        let code = |client: &str, subject: &str| CodeRecord {
+            grant_id: GrantId::generate(),
+            client_id: client.into(),
+            redirect_uri: "http://localhost/cb".into(),
+            redirect_uri_explicit: true,
+            code_challenge: "x".repeat(43),
+            scopes: Scopes::parse("mcp:read").unwrap(),
+            resource: "http://localhost:8000/mcp".into(),
+            subject: subject.into(),
+            expires_at: 100,
+        };
+        let keys: Vec<TokenKey> = (0..3).map(|_| AccessToken::generate().key()).collect();
+        store.insert(&keys[0], &code("app", "alice")).unwrap();
+        store.insert(&keys[1], &code("app", "bob")).unwrap();
+        store
+            .mark_used(
+                &keys[2],
+                &UsedCodeRecord {
+                    grant_id: GrantId::generate(),
+                    forget_at: 100,
+                },
+            )
+            .unwrap();
+        let alice = GrantHolder::Subject("alice".into());
+        assert_eq!(store.remove_live_codes_of(&alice).unwrap(), 1);
+        assert!(store.get(&keys[0]).unwrap().is_none());
+        assert!(store.get(&keys[1]).unwrap().is_some());
+        assert!(store.get(&keys[2]).unwrap().is_some());
+        let app = GrantHolder::Client("app".into());
+        assert_eq!(store.remove_live_codes_of(&app).unwrap(), 1);
+        assert!(store.get(&keys[2]).unwrap().is_some(), "markers stay");
+    }
+
+    #[test]
+    fn removed_clients_and_users_are_not_loaded_again() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledClientStore::open(&db, Durability::relaxed()).unwrap();
+        let user = |name: &str| User {
+            username: name.into(),
+            password_hash: "x".into(),
+        };
+        store.put_user(&user("alice")).unwrap();
+        store.put_user(&user("bob")).unwrap();
+        store.remove_user("alice").unwrap();
+        store.remove_user("nobody").unwrap();
+        store.remove_client("nobody").unwrap();
+        let (clients, users) = store.load().unwrap();
+        assert!(clients.is_empty());
+        assert_eq!(
+            users
+                .iter()
+                .map(|u| u.username.as_str())
+                .collect::<Vec<_>>(),
+            ["bob"]
+        );
     }
 }
