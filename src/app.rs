@@ -25,6 +25,7 @@ use crate::{
         sessions::{McpSessions, SessionLimits},
         McpEndpoint,
     },
+    metrics::{Metered, Metrics},
     storage::{
         sled_store::{Durability, SledClientStore, SledCodeStore, SledTokenStore},
         GroupCommit, StorageError,
@@ -84,6 +85,8 @@ pub struct Services {
     pub settings: Arc<Settings>,
     /// The default MCP endpoint (demo tools), mounted by [`crate::configure`].
     pub default_mcp: Option<McpEndpoint<DemoServer>>,
+    /// Operational counters ([`crate::metrics`]).
+    pub metrics: Arc<Metrics>,
     commit: Option<GroupCommit>,
 }
 
@@ -111,8 +114,9 @@ impl Services {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let settings = Arc::new(settings);
+        let metrics = Arc::new(Metrics::default());
         let commit = if settings.config.durable {
-            Some(GroupCommit::start(db.clone())?)
+            Some(GroupCommit::start(db.clone(), Some(Arc::clone(&metrics)))?)
         } else {
             None
         };
@@ -148,6 +152,7 @@ impl Services {
             sessions,
             settings,
             default_mcp: None,
+            metrics,
             commit,
         };
         let guestbook = Guestbook::default();
@@ -198,15 +203,18 @@ impl Services {
     }
 
     /// Sends `msg` with the configured actor timeout; a timeout or full mailbox becomes
-    /// `temporarily_unavailable`.
+    /// `temporarily_unavailable`. The wait is recorded in [`Services::metrics`].
     pub async fn ask<A, M>(&self, addr: &Addr<A>, msg: M) -> Result<M::Result, Error>
     where
-        A: Actor + actix::Handler<M>,
+        A: Actor + actix::Handler<M> + Metered,
         A::Context: actix::dev::ToEnvelope<A, M>,
         M: actix::Message + Send + 'static,
         M::Result: Send,
     {
-        Ok(ask(addr, msg, self.settings.config.actor_timeout).await?)
+        let started = std::time::Instant::now();
+        let answer = ask(addr, msg, self.settings.config.actor_timeout).await;
+        self.metrics.actor_wait(A::KIND, started.elapsed());
+        Ok(answer?)
     }
 
     /// Stops the actors, waits until they have dropped their stores, then flushes and stops
@@ -285,7 +293,7 @@ pub async fn start(
     let server = HttpServer::new(move || {
         let services = app_services.clone();
         App::new()
-            .wrap(tracing_actix_logger())
+            .wrap(actix_web::middleware::from_fn(crate::http::request_context))
             .configure(move |cfg| crate::http::configure(cfg, &services))
     })
     .workers(2)
@@ -305,12 +313,6 @@ pub async fn start(
         local_addr,
         db,
     })
-}
-
-/// Access log without query strings (they may hold codes or states) or headers.
-fn tracing_actix_logger() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%{r}a \"%{METHOD}xi %U\" %s %b %Dms")
-        .custom_request_replace("METHOD", |req| req.method().to_string())
 }
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere): what a binary waits for before

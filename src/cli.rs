@@ -54,6 +54,9 @@ pub struct Cli {
     /// Let dynamically registered clients use `client_credentials` (tokens with no user).
     #[arg(long, env = "OAUTH_MCP_REGISTERED_CLIENT_CREDENTIALS")]
     pub registered_client_credentials: bool,
+    /// Do not serve `GET /metrics`.
+    #[arg(long, env = "OAUTH_MCP_NO_METRICS")]
+    pub no_metrics: bool,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "OAUTH_MCP_LOG_JSON")]
     pub log_json: bool,
@@ -154,6 +157,7 @@ impl Cli {
             cache_capacity: self.cache_mb.saturating_mul(1024 * 1024),
             registrations_per_hour: self.registrations_per_hour,
             registered_client_credentials: self.registered_client_credentials,
+            metrics: !self.no_metrics,
             ..Config::default()
         }
     }

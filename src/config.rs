@@ -38,6 +38,8 @@ pub struct Config {
     pub used_code_retention: Duration,
     /// Wait for fsync before answering (group commit). Off only for benchmarks.
     pub durable: bool,
+    /// Serve `GET /metrics` (Prometheus text format; no per-user data).
+    pub metrics: bool,
     /// sled page cache size in bytes.
     pub cache_capacity: u64,
     /// How long a request waits for an actor before answering 503.
@@ -93,6 +95,7 @@ impl Default for Config {
             refresh_grace: Duration::from_secs(10),
             used_code_retention: Duration::from_secs(24 * 3600),
             durable: true,
+            metrics: true,
             cache_capacity: 32 * 1024 * 1024,
             actor_timeout: Duration::from_secs(5),
             mailbox_capacity: 4096,

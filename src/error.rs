@@ -206,6 +206,31 @@ impl ResponseError for Error {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let mut res = self.render();
+        // For the metrics middleware: the error code without parsing the body back.
+        if let Some(code) = self.code_label() {
+            res.extensions_mut().insert(ErrorLabel(code));
+        }
+        res
+    }
+}
+
+/// The OAuth (or bearer challenge) error code of an error response, left in the response's
+/// extensions for [`crate::metrics`].
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorLabel(pub &'static str);
+
+impl Error {
+    /// The error code a response carries, if it has one.
+    fn code_label(&self) -> Option<&'static str> {
+        match self {
+            Self::OAuth(e) => Some(e.code.as_str()),
+            Self::Challenge(c) => Some(c.error.unwrap_or("invalid_token")),
+            Self::Page(_) | Self::Redirect(_) | Self::Transport { .. } => None,
+        }
+    }
+
+    fn render(&self) -> HttpResponse {
         let status = self.status_code();
         match self {
             Self::OAuth(e) => {

@@ -24,6 +24,7 @@ use crate::{
         secrets::{Password, PresentedToken},
     },
     error::{Error, ErrorCode},
+    metrics::Grant,
     oauth::{
         authorize::{self, AuthorizationRequest, AuthorizeError},
         client_auth::presented_client,
@@ -86,6 +87,11 @@ pub async fn token(
             return Err(Error::oauth(ErrorCode::InvalidTarget, "unknown resource"));
         }
     }
+    let grant = match &request {
+        TokenRequest::AuthorizationCode { .. } => Grant::AuthorizationCode,
+        TokenRequest::RefreshToken { .. } => Grant::RefreshToken,
+        TokenRequest::ClientCredentials { .. } => Grant::ClientCredentials,
+    };
     let issued = match request {
         TokenRequest::AuthorizationCode {
             code,
@@ -175,6 +181,9 @@ pub async fn token(
             services.ask(&services.ledger, msg).await?.wait().await?
         }
     };
+    services
+        .metrics
+        .tokens_issued(grant, 1 + u64::from(issued.refresh_token.is_some()));
     Ok(token_response(issued))
 }
 
@@ -415,10 +424,11 @@ pub async fn decide(
     let subject = match login {
         Ok(s) => s,
         Err(RegistryError::InvalidCredentials) => {
+            services.metrics.login_failed();
             return Ok(DecisionOutcome::Retry(
                 Box::new(request),
                 "The username or password is incorrect.",
-            ))
+            ));
         }
         Err(e) => return Err(e.into()),
     };

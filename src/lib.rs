@@ -65,6 +65,7 @@ pub mod flows;
 pub mod http;
 pub mod loadtest;
 pub mod mcp;
+pub mod metrics;
 pub mod oauth;
 pub mod storage;
 

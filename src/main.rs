@@ -124,10 +124,8 @@ async fn loadtest(args: LoadtestArgs) -> ExitCode {
 async fn serve(cli: Cli) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // The per-request access log costs a quarter of the throughput at full load, so it
-        // is off unless asked for (RUST_LOG=info,actix_web::middleware::logger=info).
-        .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("info,actix_web::middleware::logger=warn")
-        });
+        // is off unless asked for (RUST_LOG=info,oauth_mcp::access=info).
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,oauth_mcp::access=warn"));
     let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
     if cli.log_json {
         subscriber.json().init();

@@ -45,6 +45,7 @@ use crate::{
         },
         Caller, ToolScopes,
     },
+    metrics::{Metered, Metrics},
     storage::TokenKind,
 };
 use rmcp::transport::streamable_http_server::session::SessionId;
@@ -83,6 +84,7 @@ pub struct Guard {
     ledger: Addr<TokenLedger>,
     sessions: Addr<McpSessions>,
     tool_scopes: ToolScopes,
+    metrics: Arc<Metrics>,
 }
 
 impl Guard {
@@ -93,17 +95,21 @@ impl Guard {
             ledger: services.ledger.clone(),
             sessions: services.sessions.clone(),
             tool_scopes,
+            metrics: Arc::clone(&services.metrics),
         }
     }
 
     async fn ask<A, M>(&self, addr: &Addr<A>, msg: M) -> Result<M::Result, Error>
     where
-        A: actix::Actor + actix::Handler<M>,
+        A: actix::Actor + actix::Handler<M> + Metered,
         A::Context: actix::dev::ToEnvelope<A, M>,
         M: actix::Message + Send + 'static,
         M::Result: Send,
     {
-        Ok(ask(addr, msg, self.settings.config.actor_timeout).await?)
+        let started = std::time::Instant::now();
+        let answer = ask(addr, msg, self.settings.config.actor_timeout).await;
+        self.metrics.actor_wait(A::KIND, started.elapsed());
+        Ok(answer?)
     }
 
     fn challenge(

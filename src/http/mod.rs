@@ -6,10 +6,23 @@ pub mod oauth;
 pub mod pages;
 pub mod well_known;
 
-use actix_cors::Cors;
-use actix_web::{http::header, web};
+use std::sync::Arc;
 
-use crate::app::Services;
+use actix_cors::Cors;
+use actix_web::{
+    body::MessageBody,
+    dev::{Service, ServiceRequest, ServiceResponse, Transform},
+    http::header,
+    middleware::{from_fn, Next},
+    web, HttpResponse,
+};
+
+use crate::{
+    app::Services,
+    error::ErrorLabel,
+    mcp::sessions::CountSessions,
+    metrics::{Endpoint, Metrics},
+};
 
 /// Largest request body accepted on any endpoint (RFC 7591 bodies included).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -45,37 +58,149 @@ pub fn configure(cfg: &mut web::ServiceConfig, services: &Services) {
 /// Mounts the authorization server's routes only; an embedding application then mounts its
 /// own [`crate::mcp::McpEndpoint`].
 pub fn configure_authorization_server(cfg: &mut web::ServiceConfig, services: &Services) {
+    let metrics = &services.metrics;
     cfg.app_data(web::Data::new(services.clone()))
         .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .service(
             web::resource("/.well-known/oauth-authorization-server")
                 .wrap(cors())
+                .wrap(track(metrics, Endpoint::AuthorizationServerMetadata))
                 .route(web::get().to(oauth::metadata)),
         )
         .service(
             web::resource("/authorize")
+                .wrap(track(metrics, Endpoint::Authorize))
                 .route(web::get().to(oauth::authorize_get))
                 .route(web::post().to(oauth::authorize_post)),
         )
-        .service(web::resource("/authorize/decision").route(web::post().to(oauth::decision)))
+        .service(
+            web::resource("/authorize/decision")
+                .wrap(track(metrics, Endpoint::Decision))
+                .route(web::post().to(oauth::decision)),
+        )
         .service(
             web::resource("/token")
                 .wrap(cors())
+                .wrap(track(metrics, Endpoint::Token))
                 .route(web::post().to(oauth::token)),
         )
         .service(
             web::resource("/revoke")
                 .wrap(cors())
+                .wrap(track(metrics, Endpoint::Revoke))
                 .route(web::post().to(oauth::revoke)),
         )
         .service(
             web::resource("/introspect")
                 .wrap(cors())
+                .wrap(track(metrics, Endpoint::Introspect))
                 .route(web::post().to(oauth::introspect)),
         )
         .service(
             web::resource("/register")
                 .wrap(cors())
+                .wrap(track(metrics, Endpoint::Register))
                 .route(web::post().to(oauth::register)),
         );
+    if services.settings.config.metrics {
+        cfg.service(web::resource("/metrics").route(web::get().to(metrics_text)));
+    }
+}
+
+/// A middleware counting the requests and error responses of one endpoint in `metrics`.
+pub fn track<S, B>(
+    metrics: &Arc<Metrics>,
+    endpoint: Endpoint,
+) -> impl Transform<
+    S,
+    ServiceRequest,
+    Response = ServiceResponse<B>,
+    Error = actix_web::Error,
+    InitError = (),
+>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    let metrics = Arc::clone(metrics);
+    from_fn(move |req: ServiceRequest, next: Next<B>| {
+        let metrics = Arc::clone(&metrics);
+        async move {
+            let res = next.call(req).await;
+            match &res {
+                Ok(res) => {
+                    let error = res.response().extensions().get::<ErrorLabel>().map(|l| l.0);
+                    metrics.request(endpoint, res.status().as_u16(), error);
+                }
+                Err(e) => {
+                    let status = e.as_response_error().status_code().as_u16();
+                    metrics.request(endpoint, status, None);
+                }
+            }
+            res
+        }
+    })
+}
+
+/// Header carrying the request id, in requests (optional) and in every response.
+pub const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// Logging context for every request: an id (the client's or proxy's `X-Request-Id` when it
+/// is 1 to 64 characters of `[A-Za-z0-9._-]`, else a fresh random one), a `request` span
+/// holding it together with the method and path (never the query string, which may carry
+/// codes), so that everything logged while serving the request carries the id, and the id
+/// echoed in the `X-Request-Id` response header. Then one access-log event on the
+/// `oauth_mcp::access` target (off by default: it costs throughput at full load).
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use tracing::Instrument as _;
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_safe_request_id(v))
+        .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_owned);
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        method = %req.method(),
+        path = %req.path()
+    );
+    let started = std::time::Instant::now();
+    let peer = req.peer_addr().map(|a| a.ip());
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    span.in_scope(|| {
+        tracing::info!(
+            target: "oauth_mcp::access",
+            peer = ?peer,
+            status = res.status().as_u16(),
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        );
+    });
+    if let Ok(v) = header::HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    Ok(res)
+}
+
+/// Whether a client-supplied request id may be logged and echoed as is (no spaces, quotes
+/// or control characters that could forge log lines).
+fn is_safe_request_id(v: &str) -> bool {
+    (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `GET /metrics`: the Prometheus text exposition ([`crate::metrics`]).
+async fn metrics_text(services: web::Data<Services>) -> HttpResponse {
+    let sessions = services
+        .ask(&services.sessions, CountSessions)
+        .await
+        .unwrap_or(0);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(services.metrics.render(sessions))
 }

@@ -5,10 +5,15 @@
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use crate::app::Services;
+use std::sync::Arc;
 
-/// Mounts both metadata locations.
-pub fn configure_resource_metadata(cfg: &mut web::ServiceConfig) {
+use crate::{
+    app::Services,
+    metrics::{Endpoint, Metrics},
+};
+
+/// Mounts both metadata locations, counting their requests in `metrics`.
+pub fn configure_resource_metadata(cfg: &mut web::ServiceConfig, metrics: &Arc<Metrics>) {
     for path in [
         "/.well-known/oauth-protected-resource/mcp",
         "/.well-known/oauth-protected-resource",
@@ -16,6 +21,7 @@ pub fn configure_resource_metadata(cfg: &mut web::ServiceConfig) {
         cfg.service(
             web::resource(path)
                 .wrap(super::cors())
+                .wrap(super::track(metrics, Endpoint::ProtectedResourceMetadata))
                 .route(web::get().to(protected_resource)),
         );
     }

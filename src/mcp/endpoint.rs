@@ -13,7 +13,11 @@ use super::{
     sessions::{ActorSessionManager, SessionLimits},
     Caller, ToolScopes,
 };
-use crate::{app::Services, http::bearer::Guard};
+use crate::{
+    app::Services,
+    http::bearer::Guard,
+    metrics::{Endpoint, Metrics},
+};
 
 /// Protocol versions served: the three session-based revisions and the stateless
 /// 2026-07-28 one. (2024-11-05 used the older HTTP+SSE transport, which is not served.)
@@ -30,6 +34,7 @@ pub fn supported_protocol_versions() -> Cow<'static, [ProtocolVersion]> {
 pub struct McpEndpoint<S> {
     service: StreamableHttpService<S, ActorSessionManager>,
     guard: Arc<Guard>,
+    metrics: Arc<Metrics>,
 }
 
 impl<S> Clone for McpEndpoint<S> {
@@ -37,6 +42,7 @@ impl<S> Clone for McpEndpoint<S> {
         Self {
             service: self.service.clone(),
             guard: Arc::clone(&self.guard),
+            metrics: Arc::clone(&self.metrics),
         }
     }
 }
@@ -93,7 +99,11 @@ impl<S: ServerHandler + Send + 'static> McpEndpoint<S> {
             })
             .build();
         let guard = Arc::new(Guard::new(services, tool_scopes));
-        Self { service, guard }
+        Self {
+            service,
+            guard,
+            metrics: Arc::clone(&services.metrics),
+        }
     }
 
     /// Mounts `/mcp` and the protected-resource metadata documents.
@@ -107,9 +117,10 @@ impl<S: ServerHandler + Send + 'static> McpEndpoint<S> {
                     let guard = Arc::clone(&guard);
                     async move { guard.check(req, next).await }
                 }))
-                .wrap(mcp_cors()),
+                .wrap(mcp_cors())
+                .wrap(crate::http::track(&self.metrics, Endpoint::Mcp)),
         );
-        crate::http::well_known::configure_resource_metadata(cfg);
+        crate::http::well_known::configure_resource_metadata(cfg, &self.metrics);
     }
 }
 

@@ -367,6 +367,18 @@ impl Handler<CloseSession> for McpSessions {
     }
 }
 
+/// Number of live sessions (metrics).
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct CountSessions;
+
+impl Handler<CountSessions> for McpSessions {
+    type Result = usize;
+    fn handle(&mut self, _: CountSessions, _: &mut Self::Context) -> usize {
+        self.sessions.len()
+    }
+}
+
 /// Lists the live sessions (administration, metrics, tests).
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<(SessionId, SessionInfo)>")]

@@ -17,6 +17,7 @@ use std::{
 use tokio::sync::oneshot;
 
 use super::{Persist, StorageError};
+use crate::metrics::Metrics;
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
@@ -45,8 +46,8 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the flusher for `db`.
-    pub fn start(db: sled::Db) -> std::io::Result<Self> {
+    /// Starts the flusher for `db`; each flush's duration goes to `metrics` if given.
+    pub fn start(db: sled::Db, metrics: Option<Arc<Metrics>>) -> std::io::Result<Self> {
         let inner = Arc::new(Inner {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -54,7 +55,7 @@ impl GroupCommit {
         let worker = Arc::clone(&inner);
         let handle = std::thread::Builder::new()
             .name("oauth-mcp-flusher".into())
-            .spawn(move || run(&worker, &db))?;
+            .spawn(move || run(&worker, &db, metrics.as_deref()))?;
         Ok(Self {
             inner,
             thread: Arc::new(Mutex::new(Some(handle))),
@@ -114,7 +115,7 @@ impl GroupCommit {
     }
 }
 
-fn run(inner: &Inner, db: &sled::Db) {
+fn run(inner: &Inner, db: &sled::Db, metrics: Option<&Metrics>) {
     loop {
         let (batch, stop) = {
             let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -126,7 +127,11 @@ fn run(inner: &Inner, db: &sled::Db) {
             }
             (std::mem::take(&mut state.waiters), state.shutdown)
         };
+        let started = std::time::Instant::now();
         let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        if let Some(m) = metrics {
+            m.flush(started.elapsed());
+        }
         if let Err(e) = &result {
             tracing::error!(error = %e, "sled flush failed");
         }
@@ -147,7 +152,8 @@ mod tests {
     #[actix_web::test]
     async fn many_concurrent_persists_all_resolve() {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let gc = GroupCommit::start(db.clone()).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let gc = GroupCommit::start(db.clone(), Some(Arc::clone(&metrics))).unwrap();
         let tree = db.open_tree("t").unwrap();
         let mut futs = Vec::new();
         for i in 0u32..200 {
@@ -159,5 +165,12 @@ mod tests {
         }
         gc.shutdown();
         assert!(matches!(gc.persist().await, Err(StorageError::Closed)));
+        let text = metrics.render(0);
+        let flushes = text
+            .lines()
+            .find_map(|l| l.strip_prefix("oauth_mcp_flush_seconds_count{db=\"sled\"} "))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap();
+        assert!((1..=200).contains(&flushes), "{flushes} flushes");
     }
 }

@@ -16,6 +16,7 @@ mod embed_example;
 mod embedding;
 mod mcp;
 mod metadata;
+mod metrics;
 mod refresh;
 mod registration;
 mod restart;
