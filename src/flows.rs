@@ -219,6 +219,7 @@ pub async fn revoke(
         client_id: client.client_id,
     };
     services.ask(&services.ledger, msg).await?.wait().await?;
+    services.metrics.token_revoked();
     Ok(())
 }
 

@@ -50,6 +50,10 @@ async fn metrics_count_requests_errors_tokens_and_logins() {
     )
     .await;
     assert_eq!(bad.status, 400, "{}", bad.body);
+    // One revocation (of the token just issued).
+    let token = ok.json()["access_token"].as_str().unwrap().to_owned();
+    let revoked = Reply::read(app.revoke(&token, None, Some(DEMO_BASIC)).await).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
     // One failed login.
     let (_, challenge) = pkce_pair();
     let params = demo_authorize_params(&challenge, "s");
@@ -90,6 +94,7 @@ async fn metrics_count_requests_errors_tokens_and_logins() {
             1.0,
         ),
         ("oauth_mcp_login_failures_total", 1.0),
+        ("oauth_mcp_token_revocations_total", 1.0),
         ("oauth_mcp_mcp_sessions", 0.0),
     ] {
         assert_eq!(sample(&text, series), value, "{series} in\n{text}");
