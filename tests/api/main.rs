@@ -21,5 +21,6 @@ mod refresh;
 mod registration;
 mod restart;
 mod revoke_introspect;
+mod shutdown;
 mod sso;
 mod token;
