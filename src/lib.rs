@@ -9,51 +9,82 @@
 //! verb-named messages with the actors:
 //!
 //! - [`actors::ClientRegistry`] — registered clients and user accounts, client
-//!   authentication, login throttling, registration rate limits. Users live here rather than
-//!   in an actor of their own: both are principals that authenticate, both change rarely,
-//!   and one small in-memory index serves every lookup.
+//!   authentication, login throttling, registration rate limits, browser sign-in sessions.
+//!   Users live here rather than in an actor of their own: both are principals that
+//!   authenticate, both change rarely, and one small in-memory index serves every lookup.
 //! - [`actors::CodeIssuer`] — authorization codes: issue, single-use redemption, replay
 //!   detection.
 //! - [`actors::TokenLedger`] — access and refresh tokens: issue, rotate, introspect, revoke.
+//! - [`mcp::sessions::McpSessions`] — the MCP session table behind rmcp's session manager:
+//!   owners, idle expiry, per-owner caps.
 //!
 //! Storage sits behind narrow typed traits ([`storage::ClientStore`], [`storage::CodeStore`],
-//! [`storage::TokenStore`]); sled is the implementation today. Replies that hand out a
-//! credential or acknowledge a revocation wait for a group-commit flush.
+//! [`storage::TokenStore`]); sled is the implementation today. Answers that hand out a
+//! credential or acknowledge a revocation are released only after a group-commit flush
+//! ([`storage::Durable`]). `docs/architecture.md` in the repository has the diagrams.
 //!
 //! ## Embedding
-//! ```no_run
+//! Start the actors once, outside the `HttpServer` factory, mount the routes with
+//! [`configure`] (or [`configure_authorization_server`] plus your own
+//! [`mcp::McpEndpoint`] serving your own rmcp `ServerHandler`), and read the verified
+//! caller in your tools with [`mcp::caller`]. This example starts a server on a temporary
+//! directory and an ephemeral port and asks it for its metadata:
+//!
+//! ```
 //! use std::sync::Arc;
 //! use actix_web::{App, HttpServer};
 //! use oauth_mcp::{clock::SystemClock, Config, Services};
 //!
 //! #[actix_web::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let config = Config::default();
-//!     let settings = config.settings(8000)?;
+//!     let dir = tempfile::tempdir()?;
+//!     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//!     let port = listener.local_addr()?.port();
+//!     let mut config = Config::default();
+//!     config.data_dir = dir.path().to_owned();
+//!     let settings = config.settings(port)?;
 //!     let db = oauth_mcp::open_db(&config)?;
 //!     // Start the actors once, outside the HttpServer factory.
 //!     let services = Services::start(settings, &db, Arc::new(SystemClock)).await?;
-//!     HttpServer::new(move || {
-//!         let services = services.clone();
+//!     let app_services = services.clone();
+//!     let server = HttpServer::new(move || {
+//!         let services = app_services.clone();
 //!         App::new().configure(move |cfg| oauth_mcp::configure(cfg, &services))
 //!     })
-//!     .bind(("127.0.0.1", 8000))?
-//!     .run()
-//!     .await?;
+//!     .workers(1)
+//!     .listen(listener)?
+//!     .run();
+//!     let handle = server.handle();
+//!     actix_web::rt::spawn(server);
+//!
+//!     let url = format!("http://127.0.0.1:{port}/.well-known/oauth-authorization-server");
+//!     let metadata: serde_json::Value = reqwest::get(url).await?.json().await?;
+//!     // A loopback issuer answers with the host name the client used.
+//!     assert_eq!(metadata["issuer"], format!("http://127.0.0.1:{port}"));
+//!
+//!     handle.stop(true).await;
+//!     services.shutdown().await;
 //!     Ok(())
 //! }
 //! ```
 //!
+//! `examples/embed_in_host_app.rs` goes further: a host application with its own routes
+//! and its own MCP tools.
+//!
 //! # Layout
 //! - `config` — [`Config`] and validated [`config::Settings`].
 //! - `domain` — secrets, PKCE, scopes, redirect URI rules, clients, the clock.
-//! - `storage` — store traits, sled implementations, group commit.
-//! - `actors` — the state owners and their messages.
+//! - `storage` — store traits, sled implementations, binary record codecs, group commit.
+//! - `actors` — the state owners of the authorization server and their messages.
 //! - `oauth` — protocol parsing and documents (no actix, no storage).
 //! - `flows` — the multi-actor orchestration of each endpoint.
-//! - `http` — routes, handlers, HTML pages.
+//! - `http` — routes, handlers, the bearer guard for `/mcp`, HTML pages, request ids.
+//! - `mcp` — the MCP layer on rmcp: the session actor and its bridge, the endpoint, the
+//!   demo server.
+//! - `metrics` — the counters behind `GET /metrics`.
 //! - `error` — the crate error and its single mapping to HTTP.
 //! - `app` — starting and stopping everything.
+//! - `cli`, `loadtest` — the binary's flags and its load generator.
 
 pub mod actors;
 pub mod app;
