@@ -67,6 +67,117 @@ pub struct Cli {
 pub enum Command {
     /// Load-test a running server (ours or any RFC 8414 server) and print a report.
     Loadtest(LoadtestArgs),
+    /// Manage clients, users and grants in the data directory of a stopped server.
+    Admin(AdminArgs),
+}
+
+/// Flags of `oauth-mcp admin`. It works on a stopped server's data directory: sled locks
+/// the database, so it refuses to run while a server holds it (see [`crate::admin`]).
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// sled data directory of the (stopped) server; must exist.
+    #[arg(long, env = "OAUTH_MCP_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The server's supported scopes (as its --scopes), to check a new client's scopes.
+    #[arg(long, env = "OAUTH_MCP_SCOPES", default_value = "mcp:read mcp:write")]
+    pub scopes: String,
+    /// The server's default scopes (as its --default-scopes), for a client added without --scope.
+    #[arg(long, env = "OAUTH_MCP_DEFAULT_SCOPES")]
+    pub default_scopes: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// `oauth-mcp admin` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Add, list or remove clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Add, list or remove users, or change a password.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Revoke every grant (all access and refresh tokens, unused codes) of a user or client.
+    Revoke(RevokeArgs),
+}
+
+/// `oauth-mcp admin client ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints its client_id and, for a confidential client, its secret
+    /// (shown this once only).
+    Add(ClientAddArgs),
+    /// List the registered clients.
+    List,
+    /// Remove a client and revoke all of its grants.
+    Remove {
+        /// The client_id.
+        client_id: String,
+    },
+}
+
+/// Flags of `oauth-mcp admin client add`.
+#[derive(Debug, clap::Args)]
+pub struct ClientAddArgs {
+    /// Name shown on the consent page.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Redirect URI (https, or http on localhost/127.0.0.1/[::1]); repeat for several.
+    #[arg(long = "redirect-uri", required = true)]
+    pub redirect_uris: Vec<String>,
+    /// A public client (no secret; PKCE only), e.g. a native or browser app.
+    #[arg(long)]
+    pub public: bool,
+    /// Authenticate with client_secret_post instead of client_secret_basic.
+    #[arg(long, conflicts_with = "public")]
+    pub secret_post: bool,
+    /// Scope the client may request; repeat or space-separate (default: the default scopes).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// Grant type: authorization_code, refresh_token or client_credentials; repeat for
+    /// several (default: authorization_code and refresh_token).
+    #[arg(long = "grant-type")]
+    pub grant_types: Vec<String>,
+}
+
+/// `oauth-mcp admin user ...`. Passwords are read from standard input (prompted for, without
+/// echo, on a terminal), never taken as an argument, so they stay out of `ps` and shell
+/// history.
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        /// Username (also the token subject).
+        username: String,
+    },
+    /// Change a user's password, read from standard input.
+    Passwd {
+        /// Username.
+        username: String,
+        /// Also revoke every grant of the user (tokens issued before the change).
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Remove a user and revoke all of their grants.
+    Remove {
+        /// Username.
+        username: String,
+    },
+    /// List the usernames.
+    List,
+}
+
+/// Flags of `oauth-mcp admin revoke`: exactly one of `--user` and `--client`.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct RevokeArgs {
+    /// Revoke every grant of this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Revoke every grant of this client.
+    #[arg(long)]
+    pub client: Option<String>,
 }
 
 /// Flags of `oauth-mcp loadtest`.
@@ -158,6 +269,25 @@ impl Cli {
             registrations_per_hour: self.registrations_per_hour,
             registered_client_credentials: self.registered_client_credentials,
             metrics: !self.no_metrics,
+            ..Config::default()
+        }
+    }
+}
+
+impl AdminArgs {
+    /// The configuration the administration actors run with: the data directory and the
+    /// server's scopes; everything else at its default.
+    pub fn config(&self) -> Config {
+        let scopes = split_scopes(&self.scopes);
+        let default_scopes = self
+            .default_scopes
+            .as_deref()
+            .map(split_scopes)
+            .unwrap_or_else(|| scopes.clone());
+        Config {
+            data_dir: self.data_dir.clone(),
+            scopes,
+            default_scopes,
             ..Config::default()
         }
     }

@@ -84,9 +84,12 @@
 //! - `metrics` — the counters behind `GET /metrics`.
 //! - `error` — the crate error and its single mapping to HTTP.
 //! - `app` — starting and stopping everything.
+//! - `admin` — `oauth-mcp admin`: clients, users and grants in a stopped server's data
+//!   directory.
 //! - `cli`, `loadtest` — the binary's flags and its load generator.
 
 pub mod actors;
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

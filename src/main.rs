@@ -47,6 +47,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Admin(args)) = cli.command {
+        return actix_web::rt::System::new().block_on(oauth_mcp::admin::command::run(args));
+    }
     actix_web::rt::System::new().block_on(serve(cli))
 }
 

@@ -10,6 +10,7 @@
 
 mod helpers;
 
+mod admin;
 mod authorize;
 mod concurrency;
 mod embed_example;

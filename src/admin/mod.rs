@@ -1,0 +1,342 @@
+//! Operator administration of a **stopped** server's data directory (`oauth-mcp admin`):
+//! add, list and remove clients; add users, change their passwords, remove them; revoke every
+//! grant of a user or a client.
+//!
+//! Why offline: sled 0.34 takes an exclusive lock on the database when it opens a directory,
+//! so only one process can hold it. [`Admin::open`] fails with [`AdminError::InUse`] while a
+//! server runs on the directory. There is deliberately no admin endpoint on the running
+//! server: it would be a new network-facing credential to protect, for operations that are
+//! rare.
+//!
+//! Policy stays where it lives for the server: [`Admin`] starts the same actors
+//! ([`Services::start`], without demo seeding) on the opened database and sends them typed
+//! messages; client metadata goes through the RFC 7591 registration rules
+//! ([`crate::oauth::registration::parse`]) and passwords through the same Argon2id helper as
+//! the demo user ([`hash_password`]). Every change is flushed before the call returns, and
+//! [`Admin::close`] stops the actors and flushes once more. The command-line front end is
+//! [`command`].
+
+pub mod command;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use actix::{dev::ToEnvelope, Actor, Addr, Handler, Message};
+
+use crate::{
+    actors::{
+        ask,
+        client_registry::{
+            hash_password, InsertUserIfAbsent, ListClients, ListUsers, RegisterClient,
+            RegisteredClient, RegistryError, RemoveClient, RemoveUser, SetPassword,
+        },
+        code_issuer::{CodeError, DiscardCodesOf},
+        token_ledger::{LedgerError, RevokeGrantsOf},
+    },
+    app::{open_db, Services, StartError},
+    clock::Clock,
+    config::Config,
+    domain::{
+        client::{Client, User},
+        secrets::Password,
+    },
+    oauth::registration,
+    storage::{GrantHolder, StorageError},
+};
+
+/// How long one administrative message may take. Generous: revoking walks the whole token
+/// and code trees, and nothing else is waiting on a stopped server's actors.
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Longest accepted username and password, in bytes.
+const MAX_NAME_BYTES: usize = 128;
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Why an administrative operation failed. The messages are written for the operator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// Another process (a running server, or another `admin` command) holds the database.
+    #[error(
+        "the data directory {0} is in use by a running oauth-mcp server (or another admin \
+         command); stop it first"
+    )]
+    InUse(PathBuf),
+    /// The data directory does not exist (it is not created, so a typo cannot start an
+    /// empty database).
+    #[error(
+        "the data directory {0} does not exist (create it first to prepare a new installation)"
+    )]
+    NoDataDir(PathBuf),
+    /// An argument is not acceptable (redirect URI, scope, grant type, name, password).
+    #[error("{0}")]
+    Invalid(String),
+    /// No client has this id.
+    #[error("no client with id {0}")]
+    UnknownClient(String),
+    /// No user has this name.
+    #[error("no user named {0}")]
+    UnknownUser(String),
+    /// A user with this name exists already.
+    #[error("a user named {0} exists already (change the password with `admin user passwd`)")]
+    UserExists(String),
+    /// The actors could not be started (configuration, corrupt data).
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The database failed.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The client registry failed.
+    #[error("client registry: {0}")]
+    Registry(#[from] RegistryError),
+    /// The token ledger failed.
+    #[error("token ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    /// The code issuer failed.
+    #[error("code issuer: {0}")]
+    Codes(#[from] CodeError),
+    /// An actor did not answer.
+    #[error("no answer from an actor: {0}")]
+    Mailbox(#[from] actix::MailboxError),
+    /// A blocking task (password hashing, the final flush) failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A client to create, as the operator describes it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSpec {
+    /// Display name on the consent page.
+    pub name: Option<String>,
+    /// Redirect URIs (the RFC 7591 rules: https, or http on a loopback host).
+    pub redirect_uris: Vec<String>,
+    /// A public client (no secret, `token_endpoint_auth_method: none`).
+    pub public: bool,
+    /// `client_secret_post` instead of `client_secret_basic` (confidential clients only).
+    pub secret_post: bool,
+    /// Scopes; empty means the configured default scopes. Each entry may hold several,
+    /// space-separated.
+    pub scopes: Vec<String>,
+    /// Grant type names; empty means `authorization_code` and `refresh_token`.
+    pub grant_types: Vec<String>,
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Revoked {
+    /// Grants revoked (each had at least one token that could still be used).
+    pub grants: usize,
+    /// Authorization codes issued but not yet redeemed, discarded.
+    pub codes: usize,
+}
+
+/// The server's actors running on a data directory that no server holds.
+pub struct Admin {
+    services: Services,
+    db: sled::Db,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// Opens `config.data_dir` and starts the actors on it, inside the current actix System.
+    ///
+    /// `config` should carry the server's scopes and default scopes (they validate and fill
+    /// in a new client's scopes). Demo seeding is turned off, and clients created here may be
+    /// given `client_credentials`: that restriction is for dynamic registration, and here
+    /// the operator is the one registering.
+    pub async fn open(mut config: Config, clock: Arc<dyn Clock>) -> Result<Self, AdminError> {
+        let dir = config.data_dir.clone();
+        if !dir.is_dir() {
+            return Err(AdminError::NoDataDir(dir));
+        }
+        config.demo = false;
+        config.registered_client_credentials = true;
+        config.durable = true;
+        let settings = config
+            .settings(config.bind.port())
+            .map_err(StartError::from)?;
+        let db = match open_db(&config) {
+            Ok(db) => db,
+            Err(StorageError::InUse(_)) => return Err(AdminError::InUse(dir)),
+            Err(e) => return Err(e.into()),
+        };
+        let services = Services::start(settings, &db, clock).await?;
+        Ok(Self { services, db })
+    }
+
+    async fn ask<A, M>(&self, addr: &Addr<A>, msg: M) -> Result<M::Result, AdminError>
+    where
+        A: Actor + Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        Ok(ask(addr, msg, TIMEOUT).await?)
+    }
+
+    /// Registers a client; the answer holds the secret of a confidential client, which
+    /// exists nowhere else (only its digest is stored).
+    pub async fn add_client(&self, spec: &ClientSpec) -> Result<RegisteredClient, AdminError> {
+        let client = registration::parse(&spec.to_metadata(), &self.services.settings)
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let msg = RegisterClient {
+            client,
+            address: None,
+        };
+        Ok(self.ask(&self.services.registry, msg).await??)
+    }
+
+    /// Every registered client, oldest first.
+    pub async fn clients(&self) -> Result<Vec<Client>, AdminError> {
+        self.ask(&self.services.registry, ListClients).await
+    }
+
+    /// Removes a client, then revokes its grants and discards its unused codes.
+    pub async fn remove_client(&self, client_id: &str) -> Result<Revoked, AdminError> {
+        let msg = RemoveClient {
+            client_id: client_id.to_owned(),
+        };
+        if !self.ask(&self.services.registry, msg).await?? {
+            return Err(AdminError::UnknownClient(client_id.to_owned()));
+        }
+        self.revoke(GrantHolder::Client(client_id.to_owned())).await
+    }
+
+    /// Every username, in order.
+    pub async fn users(&self) -> Result<Vec<String>, AdminError> {
+        self.ask(&self.services.registry, ListUsers).await
+    }
+
+    /// Adds a user; fails if the name is taken.
+    pub async fn add_user(&self, username: &str, password: &Password) -> Result<(), AdminError> {
+        check_username(username)?;
+        let user = User {
+            username: username.to_owned(),
+            password_hash: hash(password).await?,
+        };
+        if !self
+            .ask(&self.services.registry, InsertUserIfAbsent { user })
+            .await??
+        {
+            return Err(AdminError::UserExists(username.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Replaces a user's password. Existing grants stay valid (see [`Admin::revoke`]).
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password: &Password,
+    ) -> Result<(), AdminError> {
+        let msg = SetPassword {
+            username: username.to_owned(),
+            password_hash: hash(password).await?,
+        };
+        if !self.ask(&self.services.registry, msg).await?? {
+            return Err(AdminError::UnknownUser(username.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Removes a user, then revokes their grants and discards their unused codes, so a
+    /// later user of the same name inherits nothing.
+    pub async fn remove_user(&self, username: &str) -> Result<Revoked, AdminError> {
+        let msg = RemoveUser {
+            username: username.to_owned(),
+        };
+        if !self.ask(&self.services.registry, msg).await?? {
+            return Err(AdminError::UnknownUser(username.to_owned()));
+        }
+        self.revoke(GrantHolder::Subject(username.to_owned())).await
+    }
+
+    /// Revokes every grant of a user or client: their access and refresh tokens stop
+    /// validating, and their codes not yet exchanged are discarded. Works whether or not the
+    /// user or client still exists. Durable when it returns.
+    pub async fn revoke(&self, holder: GrantHolder) -> Result<Revoked, AdminError> {
+        let codes = DiscardCodesOf {
+            holder: holder.clone(),
+        };
+        let codes = self.ask(&self.services.codes, codes).await?.wait().await?;
+        let grants = RevokeGrantsOf { holder };
+        let grants = self
+            .ask(&self.services.ledger, grants)
+            .await?
+            .wait()
+            .await?;
+        Ok(Revoked { grants, codes })
+    }
+
+    /// Stops the actors and flushes the database; the directory is free again when this
+    /// returns.
+    pub async fn close(self) -> Result<(), AdminError> {
+        let Self { services, db } = self;
+        services.shutdown().await;
+        drop(services);
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| AdminError::Internal(e.to_string()))?
+            .map_err(StorageError::from)?;
+        Ok(())
+    }
+}
+
+impl ClientSpec {
+    /// The RFC 7591 metadata document this describes, for the registration rules.
+    fn to_metadata(&self) -> Vec<u8> {
+        let mut doc = serde_json::Map::new();
+        doc.insert("redirect_uris".into(), self.redirect_uris.clone().into());
+        if let Some(name) = &self.name {
+            doc.insert("client_name".into(), name.clone().into());
+        }
+        let method = match (self.public, self.secret_post) {
+            (true, _) => "none",
+            (false, true) => "client_secret_post",
+            (false, false) => "client_secret_basic",
+        };
+        doc.insert("token_endpoint_auth_method".into(), method.into());
+        if !self.scopes.is_empty() {
+            doc.insert("scope".into(), self.scopes.join(" ").into());
+        }
+        if !self.grant_types.is_empty() {
+            doc.insert("grant_types".into(), self.grant_types.clone().into());
+        }
+        serde_json::Value::Object(doc).to_string().into_bytes()
+    }
+}
+
+/// Usernames are typed into the login form and become token subjects: printable, no
+/// whitespace, bounded.
+fn check_username(name: &str) -> Result<(), AdminError> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(AdminError::Invalid(format!(
+            "a username has 1 to {MAX_NAME_BYTES} bytes"
+        )));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(AdminError::Invalid(
+            "a username has no spaces or control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Argon2id on the blocking pool, as for the demo user.
+async fn hash(password: &Password) -> Result<String, AdminError> {
+    let secret = password.secret();
+    if secret.is_empty() || secret.len() > MAX_PASSWORD_BYTES {
+        return Err(AdminError::Invalid(format!(
+            "a password has 1 to {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    let password = password.clone();
+    tokio::task::spawn_blocking(move || hash_password(password.secret()))
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))?
+        .map_err(AdminError::from)
+}
