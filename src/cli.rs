@@ -76,13 +76,23 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct AdminArgs {
     /// sled data directory of the (stopped) server; must exist.
-    #[arg(long, env = "OAUTH_MCP_DATA_DIR", default_value = "./data")]
+    #[arg(
+        long,
+        global = true,
+        env = "OAUTH_MCP_DATA_DIR",
+        default_value = "./data"
+    )]
     pub data_dir: PathBuf,
     /// The server's supported scopes (as its --scopes), to check a new client's scopes.
-    #[arg(long, env = "OAUTH_MCP_SCOPES", default_value = "mcp:read mcp:write")]
+    #[arg(
+        long,
+        global = true,
+        env = "OAUTH_MCP_SCOPES",
+        default_value = "mcp:read mcp:write"
+    )]
     pub scopes: String,
     /// The server's default scopes (as its --default-scopes), for a client added without --scope.
-    #[arg(long, env = "OAUTH_MCP_DEFAULT_SCOPES")]
+    #[arg(long, global = true, env = "OAUTH_MCP_DEFAULT_SCOPES")]
     pub default_scopes: Option<String>,
     /// What to do.
     #[command(subcommand)]
@@ -123,7 +133,7 @@ pub struct ClientAddArgs {
     /// Name shown on the consent page.
     #[arg(long)]
     pub name: Option<String>,
-    /// Redirect URI (https, or http on localhost/127.0.0.1/[::1]); repeat for several.
+    /// Redirect URI (https, or http on a loopback host); repeat for several.
     #[arg(long = "redirect-uri", required = true)]
     pub redirect_uris: Vec<String>,
     /// A public client (no secret; PKCE only), e.g. a native or browser app.

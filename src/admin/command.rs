@@ -292,3 +292,30 @@ fn stty(arg: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_line_ending_is_cut_from_a_piped_password() {
+        assert_eq!(without_newline(" pw \n".into()), " pw ");
+        assert_eq!(without_newline("pw\r\n".into()), "pw");
+        assert_eq!(without_newline("pw".into()), "pw");
+        assert_eq!(without_newline("\n".into()), "");
+    }
+
+    #[test]
+    fn revocation_reports_grants_and_codes() {
+        let none = revocation(&Revoked::default());
+        assert!(none.starts_with("no grant"), "{none}");
+        let some = revocation(&Revoked {
+            grants: 1,
+            codes: 2,
+        });
+        assert!(
+            some.starts_with("revoked 1 grant:") && some.contains("2 authorization codes"),
+            "{some}"
+        );
+    }
+}
