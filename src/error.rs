@@ -297,7 +297,7 @@ impl Error {
 
 impl From<actix::MailboxError> for Error {
     fn from(e: actix::MailboxError) -> Self {
-        tracing::warn!(error = %e, "actor did not answer in time");
+        tracing::warn!(request_id = %crate::http::request_id(), error = %e, "actor did not answer in time");
         Self::oauth(
             ErrorCode::TemporarilyUnavailable,
             "the server is busy, retry later",
@@ -307,7 +307,7 @@ impl From<actix::MailboxError> for Error {
 
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
-        tracing::error!(error = %e, "storage failure");
+        tracing::error!(request_id = %crate::http::request_id(), error = %e, "storage failure");
         Self::oauth(ErrorCode::ServerError, "storage failure")
     }
 }
@@ -337,7 +337,7 @@ impl From<RegistryError> for Error {
             }),
             RegistryError::Storage(s) => s.into(),
             RegistryError::Internal(m) => {
-                tracing::error!(error = %m, "registry failure");
+                tracing::error!(request_id = %crate::http::request_id(), error = %m, "registry failure");
                 Self::oauth(ErrorCode::ServerError, "internal error")
             }
         }
@@ -364,9 +364,6 @@ impl From<LedgerError> for Error {
                 ErrorCode::InvalidGrant,
                 "refresh token is invalid, expired or revoked",
             ),
-            LedgerError::GrantRevoked => {
-                Self::oauth(ErrorCode::InvalidGrant, "the grant has been revoked")
-            }
             LedgerError::InvalidScope => Self::oauth(
                 ErrorCode::InvalidScope,
                 "requested scope exceeds the scope originally granted",

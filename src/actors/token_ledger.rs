@@ -35,9 +35,6 @@ pub enum LedgerError {
     /// Unknown, expired, rotated-out or foreign refresh token.
     #[error("invalid refresh token")]
     InvalidGrant,
-    /// The grant was revoked (code replay, refresh-token reuse, revocation).
-    #[error("grant revoked")]
-    GrantRevoked,
     /// The requested scope is wider than the grant.
     #[error("scope exceeds grant")]
     InvalidScope,
@@ -82,7 +79,8 @@ pub struct TokenInfo {
 #[derive(Debug, Message)]
 #[rtype(result = "Durable<Result<IssuedTokens, LedgerError>>")]
 pub struct IssueTokens {
-    /// The grant; refused if it has been revoked meanwhile (code replay race).
+    /// The grant; if it has been revoked meanwhile (code replay race), the tokens are
+    /// minted inactive.
     pub grant_id: GrantId,
     /// The client.
     pub client_id: String,
@@ -339,11 +337,14 @@ impl Handler<CountTokens> for TokenLedger {
 impl Handler<IssueTokens> for TokenLedger {
     type Result = MessageResult<IssueTokens>;
     fn handle(&mut self, msg: IssueTokens, _: &mut Self::Context) -> Self::Result {
-        let result = if self.revoked.contains_key(&msg.grant_id) {
-            Err(LedgerError::GrantRevoked)
-        } else {
-            let grant_scopes = msg.with_refresh.then_some(&msg.scopes);
-            self.mint(
+        // A grant revoked already (a replay of the same code overtook this exchange) still
+        // gets its tokens minted: they are inactive from birth, since every validation checks
+        // the revoked grants. So the race between an exchange and a replay of its code ends
+        // the same whichever message arrives first: exactly one exchange answered 200, and
+        // the grant revoked (OAuth 2.1 §4.1.3).
+        let grant_scopes = msg.with_refresh.then_some(&msg.scopes);
+        let result = self
+            .mint(
                 msg.grant_id,
                 &msg.client_id,
                 msg.subject.as_deref(),
@@ -351,8 +352,7 @@ impl Handler<IssueTokens> for TokenLedger {
                 grant_scopes,
                 &msg.resource,
             )
-            .map_err(LedgerError::from)
-        };
+            .map_err(LedgerError::from);
         MessageResult(after_persist(&*self.store, result))
     }
 }
@@ -639,7 +639,7 @@ mod tests {
     }
 
     #[actix::test]
-    async fn revoked_grant_refuses_issuance_and_revocation_is_per_client() {
+    async fn tokens_of_a_revoked_grant_are_born_inactive_and_revocation_is_per_client() {
         let (addr, _) = start();
         let grant = GrantId::generate();
         addr.send(RevokeGrant { grant_id: grant })
@@ -648,8 +648,9 @@ mod tests {
             .wait()
             .await
             .unwrap();
-        let r = addr.send(issue(grant)).await.unwrap().wait().await;
-        assert!(matches!(r, Err(LedgerError::GrantRevoked)));
+        let dead = addr.send(issue(grant)).await.unwrap().wait().await.unwrap();
+        assert!(!active(&addr, dead.access_token.secret()).await);
+        assert!(!active(&addr, dead.refresh_token.unwrap().secret()).await);
 
         let t = addr
             .send(issue(GrantId::generate()))

@@ -21,16 +21,29 @@ async fn a_code_is_redeemed_exactly_once_under_concurrency() {
     let responses =
         join_all((0..PARALLEL).map(|_| app.token_request(&form, Some(DEMO_BASIC)))).await;
 
-    let mut successes = 0;
+    let mut winners = Vec::new();
     for response in responses {
         let reply = Reply::read(response).await;
         match reply.status {
-            200 => successes += 1,
+            200 => winners.push(reply.json()),
             400 => assert_eq!(reply.json()["error"], "invalid_grant", "{}", reply.body),
             other => panic!("unexpected status {other}: {}", reply.body),
         }
     }
-    assert_eq!(successes, 1, "the code was redeemed {successes} times");
+    assert_eq!(
+        winners.len(),
+        1,
+        "the code was redeemed {} times",
+        winners.len()
+    );
+    // The replays revoked the grant, whether they reached the ledger before or after the
+    // winner's tokens were minted.
+    for kind in ["access_token", "refresh_token"] {
+        assert!(
+            !app.is_active(&str_field(&winners[0], kind)).await,
+            "{kind}"
+        );
+    }
 }
 
 #[actix_web::test]
