@@ -189,7 +189,10 @@ pub async fn token(
 
 /// OAuth 2.1 §4.1.3: a replayed code revokes every token issued from it.
 async fn revoke_replayed(services: &Services, grant_id: GrantId) -> Result<(), Error> {
-    tracing::warn!("authorization code replay detected, grant revoked");
+    tracing::warn!(
+        request_id = %crate::http::request_id(),
+        "authorization code replay detected, grant revoked"
+    );
     services
         .ask(&services.ledger, RevokeGrant { grant_id })
         .await?

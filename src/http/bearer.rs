@@ -167,7 +167,7 @@ impl Guard {
                     client_info,
                 };
                 if let Err(e) = self.ask(&self.sessions, msg).await {
-                    tracing::warn!(error = %e, "could not record the MCP session owner");
+                    tracing::warn!(request_id = %crate::http::request_id(), error = %e, "could not record the MCP session owner");
                 }
             }
         }

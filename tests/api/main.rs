@@ -15,6 +15,7 @@ mod authorize;
 mod concurrency;
 mod embed_example;
 mod embedding;
+mod logs;
 mod mcp;
 mod metadata;
 mod metrics;

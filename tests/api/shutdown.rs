@@ -4,6 +4,7 @@
 use std::{
     io::{BufRead as _, BufReader},
     process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -11,20 +12,32 @@ use crate::helpers::{DEMO_BASIC, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 
 /// The binary serving `data_dir` on an ephemeral port, with the port it reported.
 fn start_binary(data_dir: &std::path::Path) -> (Child, u16) {
+    let (child, port, _) = start_binary_logging(data_dir, "info");
+    (child, port)
+}
+
+/// Log lines a running binary has written so far.
+pub type Log = Arc<Mutex<Vec<String>>>;
+
+/// Like [`start_binary`], with `RUST_LOG=rust_log`, collecting its JSON log lines.
+pub fn start_binary_logging(data_dir: &std::path::Path, rust_log: &str) -> (Child, u16, Log) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_oauth-mcp"))
         .args(["--bind", "127.0.0.1:0", "--log-json", "--data-dir"])
         .arg(data_dir)
+        .env("RUST_LOG", rust_log)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start the binary");
     let stdout = child.stdout.take().expect("stdout");
+    let log: Log = Arc::default();
     let mut lines = BufReader::new(stdout).lines();
     let port = loop {
         let line = lines
             .next()
             .expect("the server logs before it exits")
             .expect("log line");
+        log.lock().unwrap().push(line.clone());
         let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
@@ -37,11 +50,16 @@ fn start_binary(data_dir: &std::path::Path) -> (Child, u16) {
         }
     };
     // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, port)
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, port, log)
 }
 
-fn signal(child: &Child, name: &str) {
+pub fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
         .status()
@@ -50,7 +68,7 @@ fn signal(child: &Child, name: &str) {
 }
 
 /// Waits for the process to exit, at most `limit`.
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
