@@ -18,7 +18,7 @@ pub struct Cli {
     /// Address to listen on.
     #[arg(long, env = "OAUTH_MCP_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
-    /// Public base URL (the issuer); default http://localhost:<port>.
+    /// Public base URL (the issuer); default http://localhost:PORT.
     #[arg(long, env = "OAUTH_MCP_PUBLIC_URL")]
     pub public_url: Option<Url>,
     /// sled data directory.
