@@ -495,12 +495,21 @@ mod tests {
     };
 
     fn start() -> (Addr<TokenLedger>, Arc<ManualClock>) {
+        start_with(Config::default())
+    }
+
+    fn start_with(config: Config) -> (Addr<TokenLedger>, Arc<ManualClock>) {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
-        let settings = Arc::new(Config::default().settings(8000).unwrap());
+        let settings = Arc::new(config.settings(8000).unwrap());
         let clock = ManualClock::new(1_000);
         let ledger = TokenLedger::new(Box::new(store), settings, clock.clone()).unwrap();
         (ledger.start(), clock)
+    }
+
+    /// A fresh pair in `grant`, once durable.
+    async fn pair(addr: &Addr<TokenLedger>, grant: GrantId) -> IssuedTokens {
+        addr.send(issue(grant)).await.unwrap().wait().await.unwrap()
     }
 
     fn issue(grant_id: GrantId) -> IssueTokens {
@@ -532,13 +541,7 @@ mod tests {
     #[actix::test]
     async fn rotation_narrowing_and_reuse_detection() {
         let (addr, clock) = start();
-        let first = addr
-            .send(issue(GrantId::generate()))
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        let first = pair(&addr, GrantId::generate()).await;
         let rt1 = first.refresh_token.unwrap();
         let second = addr
             .send(refresh(&rt1, Some("mcp:read")))
@@ -581,22 +584,10 @@ mod tests {
 
     #[actix::test]
     async fn zero_grace_refuses_any_reuse() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
         let mut config = Config::default();
         config.refresh_grace = Duration::ZERO;
-        let settings = Arc::new(config.settings(8000).unwrap());
-        let clock = ManualClock::new(1_000);
-        let addr = TokenLedger::new(Box::new(store), settings, clock)
-            .unwrap()
-            .start();
-        let first = addr
-            .send(issue(GrantId::generate()))
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        let (addr, _) = start_with(config);
+        let first = pair(&addr, GrantId::generate()).await;
         let rt = first.refresh_token.unwrap();
         addr.send(refresh(&rt, None))
             .await
@@ -612,13 +603,7 @@ mod tests {
     #[actix::test]
     async fn grace_window_allows_parallel_refresh() {
         let (addr, _) = start();
-        let first = addr
-            .send(issue(GrantId::generate()))
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        let first = pair(&addr, GrantId::generate()).await;
         let rt = first.refresh_token.unwrap();
         let a = addr
             .send(refresh(&rt, None))
@@ -648,17 +633,11 @@ mod tests {
             .wait()
             .await
             .unwrap();
-        let dead = addr.send(issue(grant)).await.unwrap().wait().await.unwrap();
+        let dead = pair(&addr, grant).await;
         assert!(!active(&addr, dead.access_token.secret()).await);
         assert!(!active(&addr, dead.refresh_token.unwrap().secret()).await);
 
-        let t = addr
-            .send(issue(GrantId::generate()))
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        let t = pair(&addr, GrantId::generate()).await;
         let token = PresentedToken::new(t.access_token.secret().to_owned());
         addr.send(RevokeToken {
             token: token.clone(),
@@ -692,13 +671,7 @@ mod tests {
     #[actix::test]
     async fn sweep_removes_expired_tokens() {
         let (addr, clock) = start();
-        let t = addr
-            .send(issue(GrantId::generate()))
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        let t = pair(&addr, GrantId::generate()).await;
         assert_eq!(addr.send(CountTokens).await.unwrap(), 2);
         clock.advance(Duration::from_secs(3601));
         assert!(!active(&addr, t.access_token.secret()).await);

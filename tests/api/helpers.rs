@@ -405,6 +405,22 @@ impl TestApp {
         request.send().await.expect("POST /introspect")
     }
 
+    /// An MCP `initialize` at `/mcp` with `token` as the bearer; the raw response.
+    pub async fn mcp_initialize(&self, token: &str) -> Response {
+        self.client
+            .post(self.url("/mcp"))
+            .bearer_auth(token)
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .json(&serde_json::json!({
+                "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                           "clientInfo": {"name": "oauth-mcp-tests", "version": "1"}}
+            }))
+            .send()
+            .await
+            .expect("POST /mcp")
+    }
+
     /// RFC 7662 introspection as demo_client; asserts 200 and returns the JSON.
     pub async fn introspect(&self, token: &str) -> Value {
         let reply = Reply::read(

@@ -42,20 +42,7 @@ async fn logs_carry_request_ids_and_never_secrets() {
         str_field(&rotated, "access_token"),
         str_field(&rotated, "refresh_token"),
     ]);
-    let mcp = app
-        .client
-        .post(app.url("/mcp"))
-        .bearer_auth(&access)
-        .header("accept", "application/json, text/event-stream")
-        .json(&serde_json::json!({
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                       "clientInfo": {"name": "log-test", "version": "1"}}
-        }))
-        .send()
-        .await
-        .expect("POST /mcp");
-    assert_eq!(mcp.status(), 200);
+    assert_eq!(app.mcp_initialize(&access).await.status(), 200);
     let revoked = Reply::read(app.revoke(&access, None, Some(DEMO_BASIC)).await).await;
     assert_eq!(revoked.status, 200, "{}", revoked.body);
 

@@ -335,19 +335,7 @@ async fn public_client_completes_the_whole_flow() {
     let access_token = str_field(&tokens, "access_token");
     assert_eq!(tokens["token_type"], "Bearer");
     // The token opens an MCP session (a public client cannot introspect).
-    let init = app
-        .client
-        .post(app.url("/mcp"))
-        .bearer_auth(&access_token)
-        .header("accept", "application/json, text/event-stream")
-        .json(&serde_json::json!({
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                       "clientInfo": {"name": "public-client-test", "version": "1"}}
-        }))
-        .send()
-        .await
-        .expect("POST /mcp");
+    let init = app.mcp_initialize(&access_token).await;
     assert_eq!(init.status(), 200);
     assert!(init.headers().contains_key("mcp-session-id"));
 
