@@ -88,6 +88,8 @@
 //!   directory.
 //! - `cli`, `loadtest` — the binary's flags and its load generator.
 
+#![warn(missing_docs)]
+
 pub mod actors;
 pub mod admin;
 pub mod app;
