@@ -59,15 +59,18 @@ pub const DEMO_USERNAME: &str = "demo_user";
 /// The demo user's password.
 pub const DEMO_PASSWORD: &str = "demo_password";
 
-/// Opens the sled database in `config.data_dir` with an explicit, small cache.
+/// Opens the sled database in `config.data_dir` with an explicit, small cache, and checks
+/// (or, on a new directory, records) its storage format version.
 pub fn open_db(config: &Config) -> Result<sled::Db, StorageError> {
-    Ok(sled::Config::new()
+    let db = sled::Config::new()
         .path(&config.data_dir)
         .cache_capacity(config.cache_capacity)
         // Durability comes from our group commit; sled's own timer only bounds how much an
         // un-acknowledged write can lag.
         .flush_every_ms(Some(1000))
-        .open()?)
+        .open()?;
+    crate::storage::sled_store::check_format(&db)?;
+    Ok(db)
 }
 
 /// Addresses of the actors plus the shared settings: what handlers need. Cheap to clone.

@@ -46,6 +46,18 @@ pub enum StorageError {
     /// server, or an administration command.
     #[error("the database is in use by another process ({0})")]
     InUse(String),
+    /// The data directory was written in a format this build does not know (a newer
+    /// oauth-mcp, or something else entirely): refused rather than misread.
+    #[error(
+        "the data directory has storage format {found}, but this oauth-mcp reads format \
+         {supported} only; use the oauth-mcp version that wrote it (or a newer one)"
+    )]
+    UnsupportedFormat {
+        /// The format recorded in the directory (or a description of what was found).
+        found: String,
+        /// The format this build reads and writes.
+        supported: u32,
+    },
 }
 
 impl From<sled::Error> for StorageError {

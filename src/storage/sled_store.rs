@@ -27,6 +27,43 @@ pub const CODES_TREE: &str = "oauth.codes.v2";
 const OLD_CODE_TREES: [&str; 2] = ["oauth.codes.v1", "oauth.used_codes.v1"];
 /// Tokens, keyed by [`TokenKey`]: the token's time prefix, then its SHA-256.
 pub const TOKENS_TREE: &str = "oauth.tokens.v1";
+/// Facts about the data directory itself: [`FORMAT_KEY`] → format version (u32 BE).
+pub const META_TREE: &str = "oauth.meta";
+/// Key of the storage format version in [`META_TREE`].
+pub const FORMAT_KEY: &[u8] = b"format_version";
+/// The storage format this build reads and writes: the trees and record layouts of
+/// `docs/storage.md`. A layout change bumps it, and `check_format` then either migrates an
+/// older directory explicitly or refuses it.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Checks, and on a new directory records, the storage format version.
+///
+/// A directory written by an oauth-mcp from before versioning (no record, but our trees) is
+/// format 1 already, and gets the record. A recorded version other than [`FORMAT_VERSION`]
+/// is refused with [`StorageError::UnsupportedFormat`] before anything else is read, so a
+/// newer layout is never misread (there are no older versioned formats to migrate yet).
+pub fn check_format(db: &sled::Db) -> Result<(), StorageError> {
+    let meta = db.open_tree(META_TREE)?;
+    match meta.get(FORMAT_KEY)? {
+        None => {
+            meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes()[..])?;
+            db.flush()?;
+            Ok(())
+        }
+        Some(v) => match <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes) {
+            Ok(FORMAT_VERSION) => Ok(()),
+            Ok(other) => Err(StorageError::UnsupportedFormat {
+                found: other.to_string(),
+                supported: FORMAT_VERSION,
+            }),
+            Err(_) => Err(StorageError::UnsupportedFormat {
+                found: format!("an unreadable record ({} bytes)", v.len()),
+                supported: FORMAT_VERSION,
+            }),
+        },
+    }
+}
+
 /// Revoked grants: grant id → `forget_at` (i64 BE).
 pub const REVOKED_GRANTS_TREE: &str = "oauth.revoked_grants.v1";
 
@@ -388,6 +425,45 @@ mod tests {
         domain::{scope::Scopes, secrets::AccessToken},
         storage::TokenKind,
     };
+
+    #[test]
+    fn the_format_version_is_recorded_checked_and_unknown_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::Config::default();
+        config.data_dir = dir.path().to_owned();
+        // A new directory gets the record; reopening it is fine.
+        let db = crate::open_db(&config).unwrap();
+        let meta = db.open_tree(META_TREE).unwrap();
+        assert_eq!(
+            meta.get(FORMAT_KEY).unwrap().unwrap().as_ref(),
+            &FORMAT_VERSION.to_be_bytes()[..]
+        );
+        // A directory from before versioning (our trees, no record) is format 1.
+        meta.remove(FORMAT_KEY).unwrap();
+        check_format(&db).unwrap();
+        assert!(meta.get(FORMAT_KEY).unwrap().is_some());
+        // A newer (or garbled) format is refused with a message that says what to do.
+        meta.insert(FORMAT_KEY, &99u32.to_be_bytes()[..]).unwrap();
+        drop((meta, db));
+        let err = crate::open_db(&config).unwrap_err();
+        assert!(
+            matches!(&err, StorageError::UnsupportedFormat { found, supported: 1 } if found == "99"),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("storage format 99"), "{message}");
+        assert!(message.contains("reads format 1"), "{message}");
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        db.open_tree(META_TREE)
+            .unwrap()
+            .insert(FORMAT_KEY, &b"x"[..])
+            .unwrap();
+        drop(db);
+        assert!(matches!(
+            crate::open_db(&config),
+            Err(StorageError::UnsupportedFormat { .. })
+        ));
+    }
 
     #[test]
     fn a_second_open_of_a_held_directory_is_reported_as_in_use() {
