@@ -13,6 +13,7 @@ mod helpers;
 mod admin;
 mod authorize;
 mod concurrency;
+mod crash;
 mod embed_example;
 mod embedding;
 mod logs;

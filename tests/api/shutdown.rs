@@ -4,7 +4,7 @@
 use std::{
     io::{BufRead as _, BufReader},
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::{mpsc, Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -21,42 +21,69 @@ pub type Log = Arc<Mutex<Vec<String>>>;
 
 /// Like [`start_binary`], with `RUST_LOG=rust_log`, collecting its JSON log lines.
 pub fn start_binary_logging(data_dir: &std::path::Path, rust_log: &str) -> (Child, u16, Log) {
+    start_binary_with(data_dir, rust_log, "127.0.0.1:0", &[])
+        .unwrap_or_else(|error| panic!("the binary did not start: {error}"))
+}
+
+/// Starts the binary on `data_dir` listening on `bind`, with `RUST_LOG=rust_log` and the
+/// extra command-line `args`; returns it with the port it reported and its JSON log lines
+/// (stdout; standard error lines are added to the log prefixed with `stderr: `).
+/// `Err(everything it wrote)` if it exits, or stays silent for 20 s, before it reports its
+/// address; the process is then gone.
+pub fn start_binary_with(
+    data_dir: &std::path::Path,
+    rust_log: &str,
+    bind: &str,
+    args: &[&str],
+) -> Result<(Child, u16, Log), String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_oauth-mcp"))
-        .args(["--bind", "127.0.0.1:0", "--log-json", "--data-dir"])
+        .args(["--bind", bind, "--log-json", "--data-dir"])
         .arg(data_dir)
+        .args(args)
         .env("RUST_LOG", rust_log)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start the binary");
     let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
     let log: Log = Arc::default();
-    let mut lines = BufReader::new(stdout).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("the server logs before it exits")
-            .expect("log line");
-        log.lock().unwrap().push(line.clone());
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if let Some(addr) = event["fields"]["local_addr"].as_str() {
-            break addr
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .expect("port");
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
+    let (port_tx, port_rx) = mpsc::channel();
+    // Keep draining both streams so the server never blocks on a full pipe.
     let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
+    let stdout_reader = std::thread::spawn(move || {
+        let mut port_tx = Some(port_tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let port = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|event| {
+                    let addr = event["fields"]["local_addr"].as_str()?.to_owned();
+                    addr.rsplit(':').next()?.parse::<u16>().ok()
+                });
             sink.lock().unwrap().push(line);
+            if let (Some(port), Some(tx)) = (port, port_tx.as_ref()) {
+                let _ = tx.send(port);
+                port_tx = None;
+            }
         }
     });
-    (child, port, log)
+    let sink = Arc::clone(&log);
+    let stderr_reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(format!("stderr: {line}"));
+        }
+    });
+    match port_rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(port) => Ok((child, port, log)),
+        Err(error) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = stdout_reader.join();
+            let _ = stderr_reader.join();
+            let lines = log.lock().unwrap().join("\n");
+            Err(format!("no address reported ({error}); output:\n{lines}"))
+        }
+    }
 }
 
 pub fn signal(child: &Child, name: &str) {
