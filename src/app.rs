@@ -300,6 +300,9 @@ pub async fn start(
             .configure(move |cfg| crate::http::configure(cfg, &services))
     })
     .workers(2)
+    .client_request_timeout(config.request_timeout)
+    .keep_alive(config.keep_alive)
+    .max_connections(config.max_connections_per_worker)
     // actix-web leaves Nagle on; SSE responses go out in two writes, and the second would
     // wait for the client's delayed ACK (~40 ms per MCP response).
     .tcp_nodelay(true)

@@ -46,6 +46,15 @@ pub struct Config {
     pub actor_timeout: Duration,
     /// Mailbox capacity of each actor.
     pub mailbox_capacity: usize,
+    /// How long a client has to send a request's head (request line and headers) once it
+    /// has connected or started a request; a slower one gets `408` and is disconnected, so
+    /// slow clients cannot pin connections.
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection is kept open between requests.
+    pub keep_alive: Duration,
+    /// Open connections at most per worker (two workers); beyond it, new connections wait
+    /// in the listen backlog.
+    pub max_connections_per_worker: usize,
     /// Failed logins per user before further attempts are refused for `login_lockout`.
     pub login_max_failures_per_user: u32,
     /// Failed logins per client address before further attempts are refused.
@@ -99,6 +108,9 @@ impl Default for Config {
             cache_capacity: 32 * 1024 * 1024,
             actor_timeout: Duration::from_secs(5),
             mailbox_capacity: 4096,
+            request_timeout: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(30),
+            max_connections_per_worker: 10_000,
             login_max_failures_per_user: 5,
             login_max_failures_per_address: 20,
             login_lockout: Duration::from_secs(15 * 60),
@@ -191,6 +203,7 @@ impl Config {
             ("access token TTL", self.access_token_ttl),
             ("refresh token TTL", self.refresh_token_ttl),
             ("actor timeout", self.actor_timeout),
+            ("request timeout", self.request_timeout),
             ("sweep interval", self.sweep_interval),
             ("login lockout", self.login_lockout),
         ] {
