@@ -16,6 +16,7 @@ mod concurrency;
 mod crash;
 mod embed_example;
 mod embedding;
+mod limits;
 mod logs;
 mod mcp;
 mod metadata;
