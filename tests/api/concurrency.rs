@@ -4,7 +4,7 @@
 
 use futures_util::future::join_all;
 
-use crate::helpers::{spawn_app, str_field, Reply, DEMO_BASIC};
+use crate::helpers::{spawn_app, spawn_app_with, str_field, Reply, DEMO_BASIC};
 
 const PARALLEL: usize = 16;
 
@@ -72,4 +72,85 @@ async fn parallel_refreshes_within_the_grace_window_all_succeed() {
         alive |= app.is_active(token).await;
     }
     assert!(alive, "parallel refreshes revoked the grant");
+}
+
+#[actix_web::test]
+async fn parallel_reuse_outside_the_grace_window_has_one_winner_and_revokes_the_grant() {
+    // With no grace window, only the first rotation counts; every other use of the same
+    // refresh token is reuse (OAuth 2.1 §4.3.1), which revokes the whole grant.
+    let app = spawn_app_with(|c| c.refresh_grace = std::time::Duration::ZERO).await;
+    let tokens = app.exchange_code_demo().await;
+    let refresh_token = str_field(&tokens, "refresh_token");
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token.as_str()),
+    ];
+
+    let responses =
+        join_all((0..PARALLEL).map(|_| app.token_request(&form, Some(DEMO_BASIC)))).await;
+
+    let mut winners = Vec::new();
+    for response in responses {
+        let reply = Reply::read(response).await;
+        match reply.status {
+            200 => winners.push(reply.json()),
+            400 => assert_eq!(reply.json()["error"], "invalid_grant", "{}", reply.body),
+            other => panic!("unexpected status {other}: {}", reply.body),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{} rotations of one token", winners.len());
+    for kind in ["access_token", "refresh_token"] {
+        assert!(
+            !app.is_active(&str_field(&winners[0], kind)).await,
+            "the reuse did not revoke the winner's {kind}"
+        );
+    }
+    assert!(!app.is_active(&str_field(&tokens, "access_token")).await);
+}
+
+#[actix_web::test]
+async fn registrations_and_revocations_racing_issuance_lose_nothing() {
+    let app = spawn_app_with(|c| c.registrations_per_hour = 1_000).await;
+    let cc = [("grant_type", "client_credentials")];
+    // Tokens to revoke, issued up front.
+    let mut doomed = Vec::new();
+    for _ in 0..PARALLEL {
+        let reply = Reply::read(app.token_request(&cc, Some(DEMO_BASIC)).await).await;
+        doomed.push(str_field(&reply.json(), "access_token"));
+    }
+
+    let issue = join_all((0..PARALLEL).map(|_| app.token_request(&cc, Some(DEMO_BASIC))));
+    let revoke = join_all(doomed.iter().map(|t| app.revoke(t, None, Some(DEMO_BASIC))));
+    let app = &app;
+    let register = join_all((0..PARALLEL).map(|i| async move {
+        let body = serde_json::json!({
+            "redirect_uris": ["https://app.example/cb"],
+            "client_name": format!("racer {i}"),
+        });
+        app.register(&body).await
+    }));
+    let (issued, revoked, registered) = futures_util::join!(issue, revoke, register);
+
+    let mut fresh = Vec::new();
+    for response in issued {
+        let reply = Reply::read(response).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        fresh.push(str_field(&reply.json(), "access_token"));
+    }
+    for response in revoked {
+        assert_eq!(response.status(), 200);
+    }
+    let mut client_ids = std::collections::HashSet::new();
+    for response in registered {
+        let reply = Reply::read(response).await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        assert!(client_ids.insert(str_field(&reply.json(), "client_id")));
+    }
+    // Every acknowledged revocation holds, every new token is live.
+    for token in &doomed {
+        assert!(!app.is_active(token).await, "a revoked token is active");
+    }
+    for token in &fresh {
+        assert!(app.is_active(token).await, "an issued token was lost");
+    }
 }
