@@ -820,3 +820,49 @@ async fn end_to_end_discovery_registration_login_and_tool_calls() {
         .unwrap()
         .contains("Ada"));
 }
+
+#[actix_web::test]
+async fn sse_streams_per_session_are_bounded() {
+    // One standalone GET stream per session carries notifications; further GETs get idle
+    // "shadow" streams, at most 32 (rmcp): opening more closes the oldest, so one session
+    // cannot hold an unbounded number of connections open.
+    let app = spawn_app().await;
+    let token = user_token(&app, ALL_SCOPES).await;
+    let mut mcp = Mcp::new(&app, &token);
+    mcp.initialize("2025-11-25").await;
+    let session = mcp.session.clone().unwrap();
+    let open = || {
+        app.client
+            .get(app.url("/mcp"))
+            .bearer_auth(&token)
+            .header(header::ACCEPT, "text/event-stream")
+            .header("mcp-session-id", session.as_str())
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+    };
+    let primary = open().await.unwrap();
+    assert_eq!(primary.status(), 200);
+    let mut oldest_shadow = open().await.unwrap();
+    assert_eq!(oldest_shadow.status(), 200);
+    let mut others = Vec::new();
+    for _ in 0..32 {
+        let res = open().await.unwrap();
+        assert_eq!(res.status(), 200);
+        others.push(res);
+    }
+    // The 33rd shadow stream pushed the oldest one out: its body ends.
+    // (Its priming event or keep-alives may come first.)
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(_)) = oldest_shadow.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the oldest shadow stream is still open");
+    // ... while the newest stays open.
+    let newest = others.last_mut().unwrap();
+    let newest_ended = tokio::time::timeout(std::time::Duration::from_millis(800), async {
+        while let Ok(Some(_)) = newest.chunk().await {}
+    })
+    .await;
+    assert!(newest_ended.is_err(), "the newest shadow stream ended too");
+    drop((primary, others));
+}
