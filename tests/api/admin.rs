@@ -9,8 +9,8 @@ use oauth_mcp::{
     admin::{Admin, AdminError, ClientSpec},
     clock::{Clock, ManualClock},
     domain::secrets::Password,
-    storage::GrantHolder,
-    Config, RunningServer,
+    storage::{GrantHolder, StorageError},
+    Config, RunningServer, StartError,
 };
 use reqwest::header;
 use serde_json::{json, Value};
@@ -66,16 +66,27 @@ impl Offline {
 
     /// Starts the server (seeding the demo client and user) and answers an HTTP client.
     async fn start(&mut self) -> TestApp {
-        let listener = match self.listener.take() {
-            Some(l) => l,
-            None => rebind(self.port).await,
-        };
-        let clock: Arc<dyn Clock> = self.clock.clone();
-        let server = oauth_mcp::start(self.config(), listener, clock)
-            .await
-            .unwrap();
-        self.server = Some(server);
-        attach(&self.address(), self.port)
+        // sled releases its lock on the directory when the last handle of the closed admin
+        // session is gone, which background threads can delay by a moment in this process
+        // (a separate admin process releases it when it exits): retry while it is held.
+        for attempt in 0..50 {
+            let listener = match self.listener.take() {
+                Some(l) => l,
+                None => rebind(self.port).await,
+            };
+            let clock: Arc<dyn Clock> = self.clock.clone();
+            match oauth_mcp::start(self.config(), listener, clock).await {
+                Ok(server) => {
+                    self.server = Some(server);
+                    return attach(&self.address(), self.port);
+                }
+                Err(StartError::Storage(StorageError::InUse(_))) if attempt < 49 => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("the server did not start: {e}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
     }
 
     async fn stop(&mut self) {
