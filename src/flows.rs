@@ -362,6 +362,24 @@ pub enum Decision {
     Deny,
 }
 
+impl Decision {
+    /// The decision of a submitted consent form (`action`, `username`, `password`) and the
+    /// browser's sign-in session cookie, if any; `None` when `action` is neither `approve`
+    /// nor `deny`. Approving without a password uses the sign-in session when there is one.
+    pub fn from_form(params: &Params, session: Option<String>) -> Option<Self> {
+        match (params.get("action"), params.get("password"), session) {
+            (Some("deny"), _, _) => Some(Self::Deny),
+            // No password typed, and the page offered consent as the signed-in user.
+            (Some("approve"), None, Some(session)) => Some(Self::ApproveSignedIn { session }),
+            (Some("approve"), password, _) => Some(Self::Approve {
+                username: params.get("username").unwrap_or_default().to_owned(),
+                password: Password::new(password.unwrap_or_default().to_owned()),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Outcome of a consent form submission.
 #[derive(Debug)]
 pub enum DecisionOutcome {
@@ -479,4 +497,37 @@ async fn issue_code(
     authorize::redirect_url(&request.redirect_uri, &pairs)
         .map(|url| DecisionOutcome::Redirect { url, new_session })
         .ok_or_else(invalid_redirect_uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decide(form: &[u8], session: Option<&str>) -> Option<Decision> {
+        Decision::from_form(&Params::parse(form), session.map(str::to_owned))
+    }
+
+    #[test]
+    fn decision_form_parsing() {
+        assert!(matches!(
+            decide(b"action=deny&password=x", Some("s")),
+            Some(Decision::Deny)
+        ));
+        assert!(matches!(
+            decide(b"action=approve", Some("s")),
+            Some(Decision::ApproveSignedIn { session }) if session == "s"
+        ));
+        let Some(Decision::Approve { username, password }) =
+            decide(b"action=approve&username=alice&password=p+w", Some("s"))
+        else {
+            panic!("expected a password approval");
+        };
+        assert_eq!((username.as_str(), password.secret()), ("alice", "p w"));
+        assert!(matches!(
+            decide(b"action=approve", None),
+            Some(Decision::Approve { username, .. }) if username.is_empty()
+        ));
+        assert!(decide(b"action=maybe", None).is_none());
+        assert!(decide(b"password=x", Some("s")).is_none());
+    }
 }

@@ -210,10 +210,9 @@ impl Guard {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim().to_owned());
-        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            .and_then(parse_bearer)
+            .map(str::to_owned);
+        let Some(token) = token else {
             return Err(self.challenge(
                 &issuer,
                 StatusCode::UNAUTHORIZED,
@@ -331,6 +330,17 @@ impl Guard {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header value (RFC 6750 §2.1): the scheme
+/// is matched case-insensitively and the token is trimmed; `None` for another scheme, no
+/// space after the scheme, or an empty token.
+pub fn parse_bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(token.trim()).filter(|t| !t.is_empty())
+}
+
 fn transport(status: StatusCode, message: &'static str) -> Error {
     Error::Transport {
         status,
@@ -365,4 +375,20 @@ async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<Bytes, Erro
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bearer;
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(parse_bearer("Bearer abc"), Some("abc"));
+        assert_eq!(parse_bearer("bEaReR   abc  "), Some("abc"));
+        assert_eq!(parse_bearer("Bearer  "), None);
+        assert_eq!(parse_bearer("Bearer"), None);
+        assert_eq!(parse_bearer("Basic abc"), None);
+        assert_eq!(parse_bearer(" Bearer abc"), None);
+        assert_eq!(parse_bearer(""), None);
+    }
 }

@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq as _;
 use crate::{
     actors::client_registry::ResolveLoginSession,
     app::Services,
-    domain::secrets::{random_token, Password},
+    domain::secrets::random_token,
     error::Error,
     flows::{self, Decision, DecisionOutcome},
     oauth::{metadata, params::Params},
@@ -197,15 +197,8 @@ pub async fn decision(
     let session = req
         .cookie(session_cookie_name(&services))
         .map(|c| c.value().to_owned());
-    let decision = match (params.get("action"), params.get("password"), session) {
-        (Some("deny"), _, _) => Decision::Deny,
-        // No password typed, and the page offered consent as the signed-in user.
-        (Some("approve"), None, Some(session)) => Decision::ApproveSignedIn { session },
-        (Some("approve"), password, _) => Decision::Approve {
-            username: params.get("username").unwrap_or_default().to_owned(),
-            password: Password::new(password.unwrap_or_default().to_owned()),
-        },
-        _ => return Err(bad_form()),
+    let Some(decision) = Decision::from_form(&params, session) else {
+        return Err(bad_form());
     };
     let issuer = issuer(&req, &services);
     let address = req.peer_addr().map(|a| a.ip());

@@ -1,0 +1,38 @@
+//! `POST /authorize/decision`: the login and consent form body, through the decision
+//! (`Decision::from_form`), the request re-validation, and the re-rendered login page that
+//! echoes the form's values.
+#![no_main]
+
+use actix_web::{cookie::Cookie, http::StatusCode};
+use libfuzzer_sys::fuzz_target;
+use oauth_mcp::{
+    flows::Decision,
+    http::pages::login_page,
+    oauth::{authorize, params::Params},
+};
+
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    let params = Params::parse(data);
+    let _ = params.is_duplicated("csrf") || params.is_duplicated("action");
+    let _ = format!("{:?}", Decision::from_form(&params, None));
+    let _ = format!("{:?}", Decision::from_form(&params, Some("session".into())));
+    if let Ok(request) = authorize::validate(&params, Some(common::client()), common::settings()) {
+        let csrf = params.get("csrf").unwrap_or("csrf");
+        let username = params.get("username");
+        for error in [None, Some("The username or password is incorrect.")] {
+            let page = login_page(
+                StatusCode::BAD_REQUEST,
+                &request,
+                &params,
+                csrf,
+                Cookie::new("csrf", csrf.to_owned()),
+                username,
+                error,
+            );
+            assert_eq!(page.status(), StatusCode::BAD_REQUEST);
+        }
+    }
+});

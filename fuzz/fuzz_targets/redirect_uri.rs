@@ -1,0 +1,34 @@
+//! Redirect URI rules: registration validation and matching at `/authorize`. The input is
+//! `registered\nrequested`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use oauth_mcp::domain::redirect;
+
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    let (a, b) = common::split2(data);
+    let (Ok(registered), Ok(requested)) = (std::str::from_utf8(a), std::str::from_utf8(b)) else {
+        return;
+    };
+    let _ = redirect::validate_for_registration(registered);
+    let _ = redirect::validate_for_registration(requested);
+    assert!(redirect::matches(registered, registered));
+    let Ok(reg) = redirect::validate_for_registration(registered) else {
+        return;
+    };
+    if redirect::matches(registered, requested) && registered != requested {
+        // Only a loopback http URI may match another string, and only on another port: the
+        // requested URI must be registrable itself, with the same host, path and query.
+        let req = redirect::validate_for_registration(requested)
+            .unwrap_or_else(|e| panic!("{registered:?} matched {requested:?} ({e})"));
+        assert_eq!(reg.scheme(), "http");
+        assert_eq!(
+            (reg.host(), reg.path(), reg.query()),
+            (req.host(), req.path(), req.query()),
+            "{registered:?} matched {requested:?}"
+        );
+    }
+});
