@@ -18,9 +18,7 @@
 //! hook hands it to tool handlers. After an `initialize`, the new session's owner is
 //! recorded with the session actor.
 
-use std::{borrow::Cow, sync::Arc};
-
-use actix::Addr;
+use std::borrow::Cow;
 
 use actix_web::{
     body::{EitherBody, MessageBody},
@@ -34,18 +32,14 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 
 use crate::{
-    actors::{ask, token_ledger::IntrospectToken, TokenLedger},
+    actors::token_ledger::IntrospectToken,
     app::Services,
-    config::Settings,
     domain::{scope::Scopes, secrets::PresentedToken},
     error::{Challenge, Error},
     mcp::{
-        sessions::{
-            Admission, AdmitRequest, AdmittedSession, McpSessions, Owner, RecordInitialize,
-        },
+        sessions::{Admission, AdmitRequest, AdmittedSession, Owner, RecordInitialize},
         Caller, ToolScopes,
     },
-    metrics::{Metered, Metrics},
     storage::TokenKind,
 };
 use rmcp::transport::streamable_http_server::session::SessionId;
@@ -80,36 +74,19 @@ type Admitted = (Option<(PeekParams, Owner)>, Option<AdmittedSession>);
 
 /// The state the guard needs; one per mounted endpoint.
 pub struct Guard {
-    settings: Arc<Settings>,
-    ledger: Addr<TokenLedger>,
-    sessions: Addr<McpSessions>,
+    /// The ledger and the session actor are asked through [`Services::ask`] (timeout and
+    /// metrics included).
+    services: Services,
     tool_scopes: ToolScopes,
-    metrics: Arc<Metrics>,
 }
 
 impl Guard {
     /// A guard using `services`' ledger, session actor and settings.
     pub fn new(services: &Services, tool_scopes: ToolScopes) -> Self {
         Self {
-            settings: Arc::clone(&services.settings),
-            ledger: services.ledger.clone(),
-            sessions: services.sessions.clone(),
+            services: services.clone(),
             tool_scopes,
-            metrics: Arc::clone(&services.metrics),
         }
-    }
-
-    async fn ask<A, M>(&self, addr: &Addr<A>, msg: M) -> Result<M::Result, Error>
-    where
-        A: actix::Actor + actix::Handler<M> + Metered,
-        A::Context: actix::dev::ToEnvelope<A, M>,
-        M: actix::Message + Send + 'static,
-        M::Result: Send,
-    {
-        let started = std::time::Instant::now();
-        let answer = ask(addr, msg, self.settings.config.actor_timeout).await;
-        self.metrics.actor_wait(A::KIND, started.elapsed());
-        Ok(answer?)
     }
 
     fn challenge(
@@ -166,7 +143,7 @@ impl Guard {
                     protocol_version: params.protocol_version,
                     client_info,
                 };
-                if let Err(e) = self.ask(&self.sessions, msg).await {
+                if let Err(e) = self.services.ask(&self.services.sessions, msg).await {
                     tracing::warn!(request_id = %crate::http::request_id(), error = %e, "could not record the MCP session owner");
                 }
             }
@@ -178,7 +155,7 @@ impl Guard {
     /// the parameters and owner to record come back, and for a request naming a session,
     /// the session actor's answer about it.
     async fn admit(&self, req: &mut ServiceRequest) -> Result<Admitted, Error> {
-        let settings = &self.settings;
+        let settings = &self.services.settings;
         let host = req
             .headers()
             .get(header::HOST)
@@ -222,8 +199,9 @@ impl Guard {
             ));
         };
         let info = self
+            .services
             .ask(
-                &self.ledger,
+                &self.services.ledger,
                 IntrospectToken {
                     token: PresentedToken::new(token),
                 },
@@ -279,7 +257,7 @@ impl Guard {
                 id: id.clone(),
                 owner: owner.clone(),
             };
-            let handle = match self.ask(&self.sessions, msg).await? {
+            let handle = match self.services.ask(&self.services.sessions, msg).await? {
                 Admission::Admitted(handle) => Some(handle),
                 Admission::Unknown => None,
                 // Do not confirm that the session exists (security best practices,
