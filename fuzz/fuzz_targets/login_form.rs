@@ -7,7 +7,7 @@ use actix_web::{cookie::Cookie, http::StatusCode};
 use libfuzzer_sys::fuzz_target;
 use oauth_mcp::{
     flows::Decision,
-    http::pages::login_page,
+    http::pages::{is_csrf_token, login_page},
     oauth::{authorize, params::Params},
 };
 
@@ -20,7 +20,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = format!("{:?}", Decision::from_form(&params, None));
     let _ = format!("{:?}", Decision::from_form(&params, Some("session".into())));
     if let Ok(request) = authorize::validate(&params, Some(common::client()), common::settings()) {
-        let csrf = params.get("csrf").unwrap_or("csrf");
+        // The handler only ever echoes a well-formed CSRF token (it refuses the form
+        // otherwise), so the page is built with one.
+        let csrf = params
+            .get("csrf")
+            .filter(|c| is_csrf_token(c))
+            .unwrap_or("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG");
         let username = params.get("username");
         for error in [None, Some("The username or password is incorrect.")] {
             let page = login_page(

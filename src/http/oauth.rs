@@ -97,7 +97,7 @@ async fn show_login(
     let csrf = req
         .cookie(name)
         .map(|c| c.value().to_owned())
-        .filter(|v| v.len() == 43)
+        .filter(|v| super::pages::is_csrf_token(v))
         .unwrap_or_else(random_token);
     let cookie = csrf_cookie(services, name, csrf.clone());
     // A browser that signed in recently only confirms consent, unless the client asked for
@@ -190,7 +190,8 @@ pub async fn decision(
         .map(|c| c.value().to_owned())
         .unwrap_or_default();
     let field = params.get("csrf").unwrap_or_default();
-    let csrf_ok = !cookie.is_empty() && bool::from(cookie.as_bytes().ct_eq(field.as_bytes()));
+    let csrf_ok = super::pages::is_csrf_token(&cookie)
+        && bool::from(cookie.as_bytes().ct_eq(field.as_bytes()));
     if !csrf_ok || params.is_duplicated("csrf") || params.is_duplicated("action") {
         return Err(bad_form());
     }

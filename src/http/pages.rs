@@ -100,6 +100,16 @@ pub fn error_page(status: StatusCode, message: &str) -> HttpResponse {
         .body(document("Authorization failed", &body))
 }
 
+/// Whether `v` has the shape of the CSRF tokens this server issues (256 random bits,
+/// base64url: 43 characters of `[A-Za-z0-9_-]`). Anything else is never echoed into a page
+/// or a `Set-Cookie` header: a control character there made the response unbuildable (a
+/// 500; found by the `login_form` fuzz target).
+pub fn is_csrf_token(v: &str) -> bool {
+    v.len() == 43
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The login and consent page for a validated request.
 pub fn login_page(
     status: StatusCode,
@@ -221,6 +231,23 @@ required{password_focus}{invalid}>",
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_well_formed_csrf_tokens_are_accepted() {
+        assert!(is_csrf_token(&crate::domain::secrets::random_token()));
+        // The fuzz finding: a control character in the echoed CSRF value.
+        let mut bad = "a".repeat(42);
+        bad.push('\u{1d}');
+        for v in [
+            bad.as_str(),
+            "",
+            "short",
+            &"a".repeat(44),
+            &format!("{}=", "a".repeat(42)),
+        ] {
+            assert!(!is_csrf_token(v), "{v:?}");
+        }
+    }
 
     fn form_action(redirect_uri: &str) -> Option<String> {
         login_csp(redirect_uri)
