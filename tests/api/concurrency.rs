@@ -4,9 +4,26 @@
 
 use futures_util::future::join_all;
 
-use crate::helpers::{spawn_app, spawn_app_with, str_field, Reply, DEMO_BASIC};
+use crate::helpers::{spawn_app, spawn_app_with, str_field, Reply, TestApp, DEMO_BASIC};
 
 const PARALLEL: usize = 16;
+
+/// Sends the same token request `PARALLEL` times at once; answers the successful replies and
+/// asserts every other one is `invalid_grant`.
+async fn race(app: &TestApp, form: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let responses =
+        join_all((0..PARALLEL).map(|_| app.token_request(form, Some(DEMO_BASIC)))).await;
+    let mut winners = Vec::new();
+    for response in responses {
+        let reply = Reply::read(response).await;
+        match reply.status {
+            200 => winners.push(reply.json()),
+            400 => assert_eq!(reply.json()["error"], "invalid_grant", "{}", reply.body),
+            other => panic!("unexpected status {other}: {}", reply.body),
+        }
+    }
+    winners
+}
 
 #[actix_web::test]
 async fn a_code_is_redeemed_exactly_once_under_concurrency() {
@@ -18,18 +35,7 @@ async fn a_code_is_redeemed_exactly_once_under_concurrency() {
         ("code_verifier", verifier.as_str()),
     ];
 
-    let responses =
-        join_all((0..PARALLEL).map(|_| app.token_request(&form, Some(DEMO_BASIC)))).await;
-
-    let mut winners = Vec::new();
-    for response in responses {
-        let reply = Reply::read(response).await;
-        match reply.status {
-            200 => winners.push(reply.json()),
-            400 => assert_eq!(reply.json()["error"], "invalid_grant", "{}", reply.body),
-            other => panic!("unexpected status {other}: {}", reply.body),
-        }
-    }
+    let winners = race(&app, &form).await;
     assert_eq!(
         winners.len(),
         1,
@@ -86,18 +92,7 @@ async fn parallel_reuse_outside_the_grace_window_has_one_winner_and_revokes_the_
         ("refresh_token", refresh_token.as_str()),
     ];
 
-    let responses =
-        join_all((0..PARALLEL).map(|_| app.token_request(&form, Some(DEMO_BASIC)))).await;
-
-    let mut winners = Vec::new();
-    for response in responses {
-        let reply = Reply::read(response).await;
-        match reply.status {
-            200 => winners.push(reply.json()),
-            400 => assert_eq!(reply.json()["error"], "invalid_grant", "{}", reply.body),
-            other => panic!("unexpected status {other}: {}", reply.body),
-        }
-    }
+    let winners = race(&app, &form).await;
     assert_eq!(winners.len(), 1, "{} rotations of one token", winners.len());
     for kind in ["access_token", "refresh_token"] {
         assert!(
