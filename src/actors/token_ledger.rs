@@ -507,6 +507,14 @@ mod tests {
         (ledger.start(), clock)
     }
 
+    /// The answer to a rotation, once durable.
+    async fn rotated(
+        addr: &Addr<TokenLedger>,
+        msg: RefreshTokens,
+    ) -> Result<IssuedTokens, LedgerError> {
+        addr.send(msg).await.unwrap().wait().await
+    }
+
     /// A fresh pair in `grant`, once durable.
     async fn pair(addr: &Addr<TokenLedger>, grant: GrantId) -> IssuedTokens {
         addr.send(issue(grant)).await.unwrap().wait().await.unwrap()
@@ -543,11 +551,7 @@ mod tests {
         let (addr, clock) = start();
         let first = pair(&addr, GrantId::generate()).await;
         let rt1 = first.refresh_token.unwrap();
-        let second = addr
-            .send(refresh(&rt1, Some("mcp:read")))
-            .await
-            .unwrap()
-            .wait()
+        let second = rotated(&addr, refresh(&rt1, Some("mcp:read")))
             .await
             .unwrap();
         assert_eq!(second.scopes.to_string(), "mcp:read");
@@ -557,26 +561,15 @@ mod tests {
             "rotated token is no longer active"
         );
         // The new refresh token kept the full grant scope.
-        let third = addr
-            .send(refresh(&rt2, None))
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        let third = rotated(&addr, refresh(&rt2, None)).await.unwrap();
         assert_eq!(third.scopes.to_string(), "mcp:read mcp:write");
         // Widening is refused.
         let rt3 = third.refresh_token.unwrap();
-        let wide = addr
-            .send(refresh(&rt3, Some("mcp:admin")))
-            .await
-            .unwrap()
-            .wait()
-            .await;
+        let wide = rotated(&addr, refresh(&rt3, Some("mcp:admin"))).await;
         assert!(matches!(wide, Err(LedgerError::InvalidScope)));
         // Reuse of rt1 after the grace window revokes everything in the grant.
         clock.advance(Duration::from_secs(11));
-        let reuse = addr.send(refresh(&rt1, None)).await.unwrap().wait().await;
+        let reuse = rotated(&addr, refresh(&rt1, None)).await;
         assert!(matches!(reuse, Err(LedgerError::InvalidGrant)));
         assert!(!active(&addr, rt3.secret()).await);
         assert!(!active(&addr, third.access_token.secret()).await);
@@ -589,14 +582,9 @@ mod tests {
         let (addr, _) = start_with(config);
         let first = pair(&addr, GrantId::generate()).await;
         let rt = first.refresh_token.unwrap();
-        addr.send(refresh(&rt, None))
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        rotated(&addr, refresh(&rt, None)).await.unwrap();
         // Same second, no window: reuse revokes the grant.
-        let again = addr.send(refresh(&rt, None)).await.unwrap().wait().await;
+        let again = rotated(&addr, refresh(&rt, None)).await;
         assert!(matches!(again, Err(LedgerError::InvalidGrant)), "{again:?}");
     }
 
@@ -605,20 +593,8 @@ mod tests {
         let (addr, _) = start();
         let first = pair(&addr, GrantId::generate()).await;
         let rt = first.refresh_token.unwrap();
-        let a = addr
-            .send(refresh(&rt, None))
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-        let b = addr
-            .send(refresh(&rt, None))
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        let a = rotated(&addr, refresh(&rt, None)).await.unwrap();
+        let b = rotated(&addr, refresh(&rt, None)).await.unwrap();
         assert!(active(&addr, a.access_token.secret()).await);
         assert!(active(&addr, b.refresh_token.unwrap().secret()).await);
     }
@@ -728,7 +704,7 @@ mod tests {
         assert_eq!(still, [false, true, false, true]);
         let rt = issued[0].refresh_token.clone().unwrap();
         assert!(!active(&addr, rt.secret()).await);
-        let again = addr.send(refresh(&rt, None)).await.unwrap().wait().await;
+        let again = rotated(&addr, refresh(&rt, None)).await;
         assert!(matches!(again, Err(LedgerError::InvalidGrant)), "{again:?}");
         assert_eq!(revoke_of(&addr, user()).await, 0, "already revoked");
 
