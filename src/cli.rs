@@ -57,6 +57,16 @@ pub struct Cli {
     /// Do not serve `GET /metrics`.
     #[arg(long, env = "OAUTH_MCP_NO_METRICS")]
     pub no_metrics: bool,
+    /// Do not accept client ID metadata documents (URL client ids).
+    #[arg(long, env = "OAUTH_MCP_NO_CLIENT_METADATA_DOCUMENTS")]
+    pub no_client_metadata_documents: bool,
+    /// Development only: also fetch client metadata documents over plain http.
+    #[arg(long, env = "OAUTH_MCP_CLIENT_METADATA_ALLOW_HTTP")]
+    pub client_metadata_allow_http: bool,
+    /// Fetch client metadata documents from loopback, private and other non-public
+    /// addresses too (development, or a network you trust).
+    #[arg(long, env = "OAUTH_MCP_CLIENT_METADATA_ALLOW_PRIVATE")]
+    pub client_metadata_allow_private: bool,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "OAUTH_MCP_LOG_JSON")]
     pub log_json: bool,
@@ -279,6 +289,9 @@ impl Cli {
             registrations_per_hour: self.registrations_per_hour,
             registered_client_credentials: self.registered_client_credentials,
             metrics: !self.no_metrics,
+            client_metadata_documents: !self.no_client_metadata_documents,
+            client_metadata_allow_http: self.client_metadata_allow_http,
+            client_metadata_allow_private: self.client_metadata_allow_private,
             ..Config::default()
         }
     }

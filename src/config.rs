@@ -87,6 +87,22 @@ pub struct Config {
     /// Extra browser origins accepted at `/mcp` (`scheme://host[:port]`), in addition to the
     /// public URL's origin (and, on a loopback server, loopback origins on any port).
     pub allowed_origins: Vec<String>,
+    /// Accept client ID metadata documents: a `client_id` that is an https URL names a
+    /// JSON document the server fetches and uses as the client's registration (MCP
+    /// 2025-11-25; advertised as `client_id_metadata_document_supported`).
+    pub client_metadata_documents: bool,
+    /// Development setting: also accept and fetch `http://` document URLs.
+    pub client_metadata_allow_http: bool,
+    /// Fetch documents from loopback, private, link-local and other non-public addresses
+    /// too (development, or an internal deployment that trusts its network). Off by
+    /// default: the URL is chosen by whoever sends the request.
+    pub client_metadata_allow_private: bool,
+    /// Largest document accepted (the draft recommends 5 KB).
+    pub client_metadata_max_bytes: usize,
+    /// How long one fetch may take in all (connect, TLS, response).
+    pub client_metadata_timeout: Duration,
+    /// Longest time a fetched document is cached, whatever its headers allow.
+    pub client_metadata_max_cache: Duration,
 }
 
 impl Default for Config {
@@ -124,6 +140,12 @@ impl Default for Config {
             mcp_max_body_bytes: 1024 * 1024,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            client_metadata_documents: true,
+            client_metadata_allow_http: false,
+            client_metadata_allow_private: false,
+            client_metadata_max_bytes: 5 * 1024,
+            client_metadata_timeout: Duration::from_secs(5),
+            client_metadata_max_cache: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -206,6 +228,7 @@ impl Config {
             ("request timeout", self.request_timeout),
             ("sweep interval", self.sweep_interval),
             ("login lockout", self.login_lockout),
+            ("client metadata timeout", self.client_metadata_timeout),
         ] {
             if d.is_zero() {
                 return Err(ConfigError(format!("{name} must be greater than zero")));
@@ -237,6 +260,11 @@ impl Config {
                     "allowed origin {origin} must look like https://host[:port]"
                 )));
             }
+        }
+        if !(256..=256 * 1024).contains(&self.client_metadata_max_bytes) {
+            return Err(ConfigError(
+                "client metadata document size limit must be between 256 bytes and 256 KiB".into(),
+            ));
         }
         if self.mailbox_capacity == 0 {
             return Err(ConfigError(

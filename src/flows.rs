@@ -4,13 +4,14 @@
 
 use std::net::IpAddr;
 
+use actix_web::http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::{
     actors::{
         client_registry::{
             AuthenticateClient, AuthenticateUser, GetClient, RegisterClient, RegistryError,
-            ResolveLoginSession, StartLoginSession,
+            ResolveClientDocument, ResolveLoginSession, StartLoginSession,
         },
         code_issuer::{CodeError, IssueCode, RedeemCode},
         token_ledger::{
@@ -28,12 +29,30 @@ use crate::{
     oauth::{
         authorize::{self, AuthorizationRequest, AuthorizeError},
         client_auth::presented_client,
+        client_document::{self, ClientDocumentError},
         params::Params,
         registration,
         token::TokenRequest,
     },
     storage::{GrantId, TokenKind},
 };
+
+/// Whether `client_id` names a client ID metadata document this server accepts.
+fn names_document(services: &Services, client_id: &str) -> bool {
+    services.settings.config.client_metadata_documents
+        && client_document::is_document_url(client_id)
+}
+
+/// The client a metadata document URL describes (cached or fetched by the registry).
+async fn resolve_document(
+    services: &Services,
+    url: &str,
+) -> Result<Result<Client, ClientDocumentError>, Error> {
+    let msg = ResolveClientDocument {
+        url: url.to_owned(),
+    };
+    services.ask(&services.registry, msg).await
+}
 
 /// Authenticates the client of a token, revocation or introspection request.
 async fn authenticate_client(
@@ -43,6 +62,25 @@ async fn authenticate_client(
 ) -> Result<Client, Error> {
     let presented = presented_client(authorization, params)?;
     let basic = presented.basic;
+    if names_document(services, &presented.client_id) {
+        // Document clients are public clients: nothing to check but that the document is
+        // still valid. A secret means the caller is confused or guessing.
+        if presented.secret.is_some() {
+            return Err(Error::oauth(
+                ErrorCode::InvalidClient,
+                "a client identified by a metadata document has no client secret",
+            )
+            .with_basic_challenge(basic));
+        }
+        return match resolve_document(services, &presented.client_id).await? {
+            Ok(client) => Ok(client),
+            Err(ClientDocumentError::Busy) => Err(Error::oauth(
+                ErrorCode::TemporarilyUnavailable,
+                ClientDocumentError::Busy.to_string(),
+            )),
+            Err(e) => Err(Error::oauth(ErrorCode::InvalidClient, e.to_string())),
+        };
+    }
     let msg = AuthenticateClient {
         client_id: presented.client_id,
         secret: presented.secret,
@@ -294,7 +332,7 @@ pub async fn register(
 /// The page shown when a redirect back to the client cannot be built (never a redirect).
 fn invalid_redirect_uri() -> Error {
     Error::page(
-        actix_web::http::StatusCode::BAD_REQUEST,
+        StatusCode::BAD_REQUEST,
         "The redirect_uri is not a valid URI.",
     )
 }
@@ -302,9 +340,7 @@ fn invalid_redirect_uri() -> Error {
 /// Maps an authorization error to the crate error: a page, or a redirect to the client.
 fn authorize_error(e: AuthorizeError, issuer: &str) -> Error {
     match e {
-        AuthorizeError::Page(message) => {
-            Error::page(actix_web::http::StatusCode::BAD_REQUEST, message)
-        }
+        AuthorizeError::Page(message) => Error::page(StatusCode::BAD_REQUEST, message),
         AuthorizeError::Redirect {
             redirect_uri,
             code,
@@ -332,14 +368,28 @@ pub async fn authorize(
     issuer: &str,
 ) -> Result<AuthorizationRequest, Error> {
     let client_id = authorize::client_id(params).map_err(|e| authorize_error(e, issuer))?;
-    let client = services
-        .ask(
-            &services.registry,
-            GetClient {
-                client_id: client_id.to_owned(),
-            },
-        )
-        .await?;
+    let client = if names_document(services, client_id) {
+        // Without a valid document there is no trusted redirect URI: an error page, never a
+        // redirect (draft §4.3 aborts the request; RFC 6749 §4.1.2.1).
+        match resolve_document(services, client_id).await? {
+            Ok(client) => Some(client),
+            Err(e) => {
+                let status = match e {
+                    ClientDocumentError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                return Err(Error::page(
+                    status,
+                    format!("This application cannot be used: {e}."),
+                ));
+            }
+        }
+    } else {
+        let msg = GetClient {
+            client_id: client_id.to_owned(),
+        };
+        services.ask(&services.registry, msg).await?
+    };
     authorize::validate(params, client, &services.settings).map_err(|e| authorize_error(e, issuer))
 }
 

@@ -76,7 +76,9 @@
 //! - `domain` — secrets, PKCE, scopes, redirect URI rules, clients, the clock.
 //! - `storage` — store traits, sled implementations, binary record codecs, group commit.
 //! - `actors` — the state owners of the authorization server and their messages.
-//! - `oauth` — protocol parsing and documents (no actix, no storage).
+//! - `oauth` — protocol parsing and documents (no actix, no storage), including the rules
+//!   for client ID metadata documents.
+//! - `fetch` — outbound HTTP: fetching client ID metadata documents with SSRF defences.
 //! - `flows` — the multi-actor orchestration of each endpoint.
 //! - `http` — routes, handlers, the bearer guard for `/mcp`, HTML pages, request ids.
 //! - `mcp` — the MCP layer on rmcp: the session actor and its bridge, the endpoint, the
@@ -97,6 +99,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod fetch;
 pub mod flows;
 pub mod http;
 pub mod loadtest;

@@ -6,13 +6,15 @@
 //! Implements client authentication (OAuth 2.1 §2.4), dynamic registration (RFC 7591) and
 //! resource-owner login with throttling (OAuth 2.1 §7, RFC 9700 §4.x brute force).
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use argon2::{
     password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
     Argon2,
 };
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use super::{Stop, Sweep};
 use crate::{
@@ -23,6 +25,8 @@ use crate::{
         scope::Scopes,
         secrets::{random_bytes, ClientSecret, Digest, Password},
     },
+    fetch::DocumentFetcher,
+    oauth::client_document::{self, ClientDocumentError},
     storage::{ClientStore, StorageError},
 };
 
@@ -204,6 +208,78 @@ pub struct RemoveUser {
     pub username: String,
 }
 
+/// The client a client ID metadata document URL describes: from the registry's cache while
+/// the document is fresh, otherwise fetched, validated and cached for as long as its HTTP
+/// cache headers allow. Concurrent requests for one URL share a single fetch.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Client, ClientDocumentError>")]
+pub struct ResolveClientDocument {
+    /// The `client_id`, a URL.
+    pub url: String,
+}
+
+/// Most client metadata documents cached at once; beyond this, expired ones are dropped
+/// and, if none are, a new document is used without being cached.
+const MAX_CACHED_DOCUMENTS: usize = 10_000;
+
+/// A fetch in flight: the validated client and how long it may be cached.
+type PendingDocument =
+    Shared<BoxFuture<'static, Result<(Client, Option<Duration>), ClientDocumentError>>>;
+
+/// Clients described by metadata documents: not stored, only cached (a restart fetches
+/// them again), and never mixed with registered clients.
+#[derive(Default)]
+struct DocumentCache {
+    /// URL → (client, expiry in Unix seconds).
+    fresh: HashMap<String, (Client, i64)>,
+    in_flight: HashMap<String, PendingDocument>,
+}
+
+impl DocumentCache {
+    fn insert(&mut self, url: String, client: Client, expires: i64, now: i64) {
+        if self.fresh.len() >= MAX_CACHED_DOCUMENTS {
+            self.fresh.retain(|_, (_, exp)| *exp > now);
+        }
+        if self.fresh.len() < MAX_CACHED_DOCUMENTS {
+            self.fresh.insert(url, (client, expires));
+        }
+    }
+}
+
+/// Fetches and validates one document (draft-ietf-oauth-client-id-metadata-document §4).
+async fn fetch_document(
+    fetcher: Arc<DocumentFetcher>,
+    settings: Arc<Settings>,
+    url: String,
+    now: i64,
+) -> Result<(Client, Option<Duration>), ClientDocumentError> {
+    let result = async {
+        let parsed = client_document::document_url(&url, fetcher.allows_http())?;
+        let fetched = fetcher.fetch(&parsed).await?;
+        let client = client_document::parse_document(&url, &fetched.body, &settings, now)?;
+        let cache_control: Vec<&str> = fetched.cache_control.iter().map(String::as_str).collect();
+        let lifetime = client_document::cache_lifetime(
+            &cache_control,
+            fetched.expires.as_deref(),
+            fetched.date.as_deref(),
+            fetched.age.as_deref(),
+            chrono::DateTime::from_timestamp(now, 0).unwrap_or_default(),
+            settings.config.client_metadata_max_cache,
+        );
+        Ok((client, lifetime))
+    }
+    .await;
+    match &result {
+        Ok((_, lifetime)) => tracing::debug!(
+            client_id = %url,
+            cached_for_secs = lifetime.map_or(0, |l| l.as_secs()),
+            "client metadata document fetched"
+        ),
+        Err(e) => tracing::info!(client_id = %url, error = %e, "client metadata document refused"),
+    }
+    result
+}
+
 /// Most browser sign-in sessions kept at once; the oldest are dropped beyond this.
 const MAX_LOGIN_SESSIONS: usize = 100_000;
 
@@ -262,6 +338,9 @@ pub struct ClientRegistry {
     /// Browser sign-in sessions: digest of the cookie → (user, expiry). In memory: a restart
     /// signs everyone out, which is the safe direction.
     login_sessions: HashMap<Digest, (String, i64)>,
+    /// Clients named by metadata document URLs.
+    documents: DocumentCache,
+    fetcher: Arc<DocumentFetcher>,
 }
 
 impl ClientRegistry {
@@ -274,7 +353,9 @@ impl ClientRegistry {
         dummy_hash: String,
     ) -> Result<Self, StorageError> {
         let (clients, users) = store.load()?;
+        let fetcher = Arc::new(DocumentFetcher::new(&settings.config));
         Ok(Self {
+            fetcher,
             store,
             clients: clients
                 .into_iter()
@@ -288,6 +369,7 @@ impl ClientRegistry {
             address_failures: HashMap::new(),
             registrations: HashMap::new(),
             login_sessions: HashMap::new(),
+            documents: DocumentCache::default(),
         })
     }
 
@@ -355,6 +437,7 @@ impl ClientRegistry {
         self.address_failures.retain(|_, w| now - w.started < len);
         self.registrations.retain(|_, w| now - w.started < 3600);
         self.login_sessions.retain(|_, (_, exp)| *exp > now);
+        self.documents.fresh.retain(|_, (_, exp)| *exp > now);
     }
 }
 
@@ -388,6 +471,54 @@ impl Handler<GetClient> for ClientRegistry {
     type Result = Option<Client>;
     fn handle(&mut self, msg: GetClient, _: &mut Self::Context) -> Self::Result {
         self.clients.get(&msg.client_id).cloned()
+    }
+}
+
+impl Handler<ResolveClientDocument> for ClientRegistry {
+    type Result = ResponseActFuture<Self, Result<Client, ClientDocumentError>>;
+    fn handle(&mut self, msg: ResolveClientDocument, _: &mut Self::Context) -> Self::Result {
+        let now = self.clock.now();
+        let url = msg.url;
+        if let Some((client, expires)) = self.documents.fresh.get(&url) {
+            if *expires > now {
+                return Box::pin(fut::ready(Ok(client.clone())));
+            }
+        }
+        let pending = match self.documents.in_flight.get(&url) {
+            Some(p) => p.clone(),
+            None => {
+                let p = fetch_document(
+                    self.fetcher.clone(),
+                    self.settings.clone(),
+                    url.clone(),
+                    now,
+                )
+                .boxed()
+                .shared();
+                self.documents.in_flight.insert(url.clone(), p.clone());
+                p
+            }
+        };
+        let this = pending.clone();
+        // The fetch runs beside the actor (a spawned actor future), so the registry keeps
+        // answering other messages meanwhile; only the first waiter to finish records the
+        // outcome. Failures are not cached (draft §4.4).
+        Box::pin(pending.into_actor(self).map(move |result, act, _| {
+            if act
+                .documents
+                .in_flight
+                .get(&url)
+                .is_some_and(|p| p.ptr_eq(&this))
+            {
+                act.documents.in_flight.remove(&url);
+                if let Ok((client, Some(lifetime))) = &result {
+                    let secs = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+                    act.documents
+                        .insert(url, client.clone(), now.saturating_add(secs), now);
+                }
+            }
+            result.map(|(client, _)| client)
+        }))
     }
 }
 

@@ -13,7 +13,10 @@ use actix_web::{
 };
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
-use crate::oauth::{authorize::AuthorizationRequest, params::Params};
+use crate::{
+    domain::redirect::is_loopback_host,
+    oauth::{authorize::AuthorizationRequest, client_document, params::Params},
+};
 
 /// The authorization parameters carried from the page to the decision endpoint.
 pub const CARRIED_PARAMS: &[&str] = &[
@@ -38,6 +41,7 @@ input:focus,button:focus,a:focus{outline:3px solid #1d4ed8;outline-offset:2px}\
 .actions{display:flex;gap:.75rem;margin-top:1.25rem}button{flex:1;padding:.7rem;font-size:1rem;border-radius:.4rem;border:1px solid #2c5cc5;cursor:pointer}\
 button.approve{background:#2c5cc5;color:#fff}button.deny{background:#fff;color:#2c5cc5}\
 .error{background:#fdecea;color:#8a1c12;padding:.6rem .8rem;border-radius:.4rem}\
+.notice{background:#fff7e0;color:#5c4300;padding:.6rem .8rem;border-radius:.4rem}\
 @media (max-width:30rem){main{margin:0;border-radius:0;min-height:100vh;box-sizing:border-box;padding:1.25rem 1rem}}";
 
 /// The CSP of pages without a form.
@@ -125,10 +129,29 @@ pub fn login_page(
         .client_name
         .as_deref()
         .unwrap_or(&request.client.client_id);
-    let redirect_host = url::Url::parse(&request.redirect_uri)
-        .ok()
+    let redirect = url::Url::parse(&request.redirect_uri).ok();
+    let redirect_host = redirect
+        .as_ref()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_default();
+    // A client known only by its metadata document: say where that document lives (draft
+    // §6.4), and when the code goes to this computer, that any local program could have
+    // started the request in its name (MCP 2025-11-25, "Localhost Redirect URI Risks").
+    let identity = match client_document::document_host(&request.client) {
+        None => String::new(),
+        Some(host) => {
+            let mut html = format!(
+                "<p class=\"muted\">This application is identified by a document published at <strong>{}</strong>; this server has no other registration for it.</p>",
+                text(&host)
+            );
+            if is_loopback_host(redirect.as_ref().and_then(|u| u.host())) {
+                html.push_str(
+                    "<p class=\"notice\">The approval goes to a program on this computer (localhost), which any program here could claim to be. Approve only if you started this sign-in yourself, from this application.</p>",
+                );
+            }
+            html
+        }
+    };
     let scopes: String = request
         .scopes
         .iter()
@@ -211,7 +234,7 @@ required{password_focus}{invalid}>",
     let body = format!(
         "<h1>{heading} <span>{name}</span></h1>{error_html}\
 <p><strong>{name}</strong> wants access to your account with these scopes:</p><ul>{scopes}</ul>\
-<p class=\"muted\">After you approve, you will be sent to <strong>{host}</strong>.</p>\
+<p class=\"muted\">After you approve, you will be sent to <strong>{host}</strong>.</p>{identity}\
 <form method=\"post\" action=\"/authorize/decision\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{hidden}{credentials}\
 <div class=\"actions\"><button class=\"approve\" type=\"submit\" name=\"action\" value=\"approve\">Approve</button>\

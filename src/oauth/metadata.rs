@@ -24,5 +24,6 @@ pub fn authorization_server(issuer: &str, settings: &Settings) -> Value {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": scopes,
         "authorization_response_iss_parameter_supported": true,
+        "client_id_metadata_document_supported": settings.config.client_metadata_documents,
     })
 }

@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod client_auth;
+pub mod client_document;
 pub mod metadata;
 pub mod params;
 pub mod registration;

@@ -6,6 +6,8 @@
 //! `client_secret_basic` as the RFC says, and grants are limited to the authorization code
 //! flow, refresh, and (confidential clients only) client credentials.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::{
@@ -30,11 +32,49 @@ const ECHOED_STRINGS: &[&str] = &[
     "application_type",
 ];
 
-fn meta(description: impl Into<std::borrow::Cow<'static, str>>) -> Error {
-    Error::oauth(ErrorCode::InvalidClientMetadata, description)
+/// Where client metadata comes from; the rules differ in a few places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataSource {
+    /// An RFC 7591 registration request: `token_endpoint_auth_method` defaults to
+    /// `client_secret_basic` and the server mints the secret.
+    Registration,
+    /// A client ID metadata document (see [`super::client_document`]): always a public
+    /// client, since a document cannot carry a shared secret (draft §4.1); `client_name`
+    /// is required (MCP 2025-11-25).
+    Document,
 }
 
-fn string_array(v: &Value, field: &'static str) -> Result<Vec<String>, Error> {
+/// Metadata that cannot be accepted: the OAuth error code (`invalid_client_metadata` or
+/// `invalid_redirect_uri`, RFC 7591 §3.2.2) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataError {
+    /// The RFC 7591 error code.
+    pub code: ErrorCode,
+    /// What is wrong.
+    pub description: Cow<'static, str>,
+}
+
+impl From<MetadataError> for Error {
+    fn from(e: MetadataError) -> Self {
+        Error::oauth(e.code, e.description)
+    }
+}
+
+fn meta(description: impl Into<Cow<'static, str>>) -> MetadataError {
+    MetadataError {
+        code: ErrorCode::InvalidClientMetadata,
+        description: description.into(),
+    }
+}
+
+fn bad_redirect(description: &'static str) -> MetadataError {
+    MetadataError {
+        code: ErrorCode::InvalidRedirectUri,
+        description: description.into(),
+    }
+}
+
+fn string_array(v: &Value, field: &'static str) -> Result<Vec<String>, MetadataError> {
     let Value::Array(items) = v else {
         return Err(meta(format!("{field} must be an array of strings")));
     };
@@ -51,31 +91,31 @@ fn string_array(v: &Value, field: &'static str) -> Result<Vec<String>, Error> {
 /// Validates a registration request body.
 pub fn parse(body: &[u8], settings: &Settings) -> Result<NewClient, Error> {
     let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
-        return Err(meta("the body must be a JSON object"));
+        return Err(meta("the body must be a JSON object").into());
     };
+    validate(&doc, settings, MetadataSource::Registration).map_err(Error::from)
+}
 
+/// Validates client metadata (RFC 7591 §2) from a registration request or a metadata
+/// document.
+pub fn validate(
+    doc: &Map<String, Value>,
+    settings: &Settings,
+    source: MetadataSource,
+) -> Result<NewClient, MetadataError> {
     let redirect_uris = match doc.get("redirect_uris") {
         Some(v) => string_array(v, "redirect_uris")?,
         None => Vec::new(),
     };
     if redirect_uris.is_empty() {
-        return Err(Error::oauth(
-            ErrorCode::InvalidRedirectUri,
-            "redirect_uris is required",
-        ));
+        return Err(bad_redirect("redirect_uris is required"));
     }
     if redirect_uris.len() > 20 {
-        return Err(Error::oauth(
-            ErrorCode::InvalidRedirectUri,
-            "at most 20 redirect URIs",
-        ));
+        return Err(bad_redirect("at most 20 redirect URIs"));
     }
     for uri in &redirect_uris {
         if uri.len() > 2000 {
-            return Err(Error::oauth(
-                ErrorCode::InvalidRedirectUri,
-                "redirect URI too long",
-            ));
+            return Err(bad_redirect("redirect URI too long"));
         }
         validate_for_registration(uri).map_err(|e| {
             let d = match e {
@@ -83,17 +123,32 @@ pub fn parse(body: &[u8], settings: &Settings) -> Result<NewClient, Error> {
                 RedirectUriError::Fragment => "redirect URI must not contain a fragment",
                 _ => "redirect URI must use https, or http on localhost, 127.0.0.1 or [::1]",
             };
-            Error::oauth(ErrorCode::InvalidRedirectUri, d)
+            bad_redirect(d)
         })?;
     }
 
-    let auth_method = match doc.get("token_endpoint_auth_method") {
-        None => AuthMethod::ClientSecretBasic,
-        Some(Value::String(s)) => AuthMethod::parse(s).ok_or_else(|| {
-            meta("token_endpoint_auth_method must be client_secret_basic, client_secret_post or none")
-        })?,
-        Some(_) => return Err(meta("token_endpoint_auth_method must be a string")),
+    let auth_method = match (source, doc.get("token_endpoint_auth_method")) {
+        (MetadataSource::Registration, None) => AuthMethod::ClientSecretBasic,
+        (MetadataSource::Registration, Some(Value::String(s))) => AuthMethod::parse(s)
+            .ok_or_else(|| {
+                meta("token_endpoint_auth_method must be client_secret_basic, client_secret_post or none")
+            })?,
+        (MetadataSource::Document, None) => AuthMethod::None,
+        (MetadataSource::Document, Some(Value::String(s))) if s == "none" => AuthMethod::None,
+        (MetadataSource::Document, Some(_)) => {
+            return Err(meta(
+                "token_endpoint_auth_method must be none (a document cannot carry a shared secret, and private_key_jwt is not supported)",
+            ))
+        }
+        (_, Some(_)) => return Err(meta("token_endpoint_auth_method must be a string")),
     };
+    if source == MetadataSource::Document
+        && (doc.contains_key("client_secret") || doc.contains_key("client_secret_expires_at"))
+    {
+        return Err(meta(
+            "client_secret and client_secret_expires_at must not appear in a document",
+        ));
+    }
 
     let grant_types = match doc.get("grant_types") {
         None => vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
@@ -131,6 +186,9 @@ pub fn parse(body: &[u8], settings: &Settings) -> Result<NewClient, Error> {
     }
 
     let client_name = match doc.get("client_name") {
+        None | Some(Value::Null) if source == MetadataSource::Document => {
+            return Err(meta("client_name is required"))
+        }
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.chars().count() <= 200 => Some(s.clone()),
         Some(_) => {

@@ -1,0 +1,402 @@
+//! Client ID metadata documents (draft-ietf-oauth-client-id-metadata-document-00/-01; MCP
+//! 2025-11-25 authorization, "Client ID Metadata Documents"): the rules for a `client_id`
+//! that is a URL (§3), for the JSON document found there (§4.1), and for how long a fetched
+//! document may be cached (§4.4, following RFC 9111 freshness). Pure functions: the fetch
+//! itself, with its address checks and limits, is in [`crate::fetch`]; the cache is kept by
+//! the client registry actor.
+//!
+//! A document client is always a public client: the draft forbids shared secrets in a
+//! document (§4.1) and we do not support `private_key_jwt`, so `token_endpoint_auth_method`
+//! must be absent or `none`.
+
+use std::{borrow::Cow, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use url::Url;
+
+use crate::{
+    config::Settings,
+    domain::client::Client,
+    oauth::registration::{self, MetadataSource},
+};
+
+/// Longest `client_id` URL accepted (the draft recommends short URLs; every stored record
+/// carries the client id).
+pub const MAX_URL_LEN: usize = 1024;
+
+/// Why a document client cannot be used. The text is shown on the authorization error
+/// page and in `error_description` at the token endpoint; it names the rule, never an
+/// internal address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientDocumentError {
+    /// The `client_id` is not an acceptable document URL (draft §3).
+    #[error("the client_id URL {0}")]
+    Url(Cow<'static, str>),
+    /// The URL's host is, or resolves to, an address this server does not fetch from
+    /// (loopback, private, link-local and other special-use ranges; draft-01 §6.5).
+    #[error("the client_id URL's host is not a public address, so it is not fetched")]
+    Blocked,
+    /// The fetch failed: connection, timeout, status, redirect, size.
+    #[error("the client metadata document could not be fetched: {0}")]
+    Fetch(Cow<'static, str>),
+    /// The document was fetched but is not acceptable.
+    #[error("the client metadata document is not acceptable: {0}")]
+    Invalid(Cow<'static, str>),
+    /// Too many documents are being fetched at once.
+    #[error("too many client metadata documents are being fetched; try again shortly")]
+    Busy,
+}
+
+/// Whether `client_id` is URL-shaped, i.e. names a metadata document rather than a
+/// registered client. Registered client ids never start like this (every id we mint is
+/// base64url, and the only fixed one is `demo_client`), so the two cannot collide
+/// (draft-01 §6.9).
+pub fn is_document_url(client_id: &str) -> bool {
+    let lower = |n: usize| client_id.get(..n).map(str::to_ascii_lowercase);
+    lower(8).as_deref() == Some("https://") || lower(7).as_deref() == Some("http://")
+}
+
+/// Checks a `client_id` against the URL rules of draft §3: https (http only when
+/// `allow_http`, a development setting), a path, no dot segments, no fragment, no
+/// username or password. The URL must also be in the normalized form we would fetch, so
+/// that the `client_id` string, the URL fetched and the document's `client_id` are the
+/// same string.
+pub fn document_url(client_id: &str, allow_http: bool) -> Result<Url, ClientDocumentError> {
+    let bad = |m: &'static str| Err(ClientDocumentError::Url(Cow::Borrowed(m)));
+    if client_id.len() > MAX_URL_LEN {
+        return bad("is too long");
+    }
+    let Ok(url) = Url::parse(client_id) else {
+        return bad("is not a valid URL");
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        _ => return bad("must use https"),
+    }
+    if url.fragment().is_some() {
+        return bad("must not contain a fragment");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return bad("must not contain a username or password");
+    }
+    // The parsed URL has its dot segments resolved already, so look at the string as sent.
+    if raw_path(client_id).split('/').any(is_dot_segment) {
+        return bad("must not contain . or .. path segments");
+    }
+    if url.path() == "/" {
+        return bad("must contain a path (e.g. https://app.example/client.json)");
+    }
+    if url.as_str() != client_id {
+        return bad("must be in normalized form (lowercase scheme and host, no default port, percent-encoding as needed)");
+    }
+    Ok(url)
+}
+
+/// The path part of an absolute URL string as written (after the authority, before any
+/// query or fragment).
+fn raw_path(s: &str) -> &str {
+    let s = s.split(['?', '#']).next().unwrap_or_default();
+    let after_scheme = s.split_once("://").map_or(s, |(_, rest)| rest);
+    after_scheme
+        .find('/')
+        .and_then(|i| after_scheme.get(i..))
+        .unwrap_or_default()
+}
+
+fn is_dot_segment(segment: &str) -> bool {
+    let s = segment.to_ascii_lowercase().replace("%2e", ".");
+    s == "." || s == ".."
+}
+
+/// Validates a fetched document for `url` (draft §4.1, MCP's required fields) into the
+/// client it describes, issued at `now` (Unix seconds). Redirect URIs, grant types, scope
+/// and the other RFC 7591 fields follow the same rules as dynamic registration.
+pub fn parse_document(
+    url: &str,
+    body: &[u8],
+    settings: &Settings,
+    now: i64,
+) -> Result<Client, ClientDocumentError> {
+    let invalid = |m: Cow<'static, str>| ClientDocumentError::Invalid(m);
+    let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
+        return Err(invalid("it is not a JSON object".into()));
+    };
+    // Simple string comparison (RFC 3986 §6.2.1), as the draft requires.
+    match doc.get("client_id") {
+        Some(Value::String(id)) if id == url => {}
+        Some(Value::String(_)) => {
+            return Err(invalid(
+                "its client_id does not equal the URL it was fetched from".into(),
+            ))
+        }
+        _ => return Err(invalid("it has no client_id".into())),
+    }
+    let new = registration::validate(&doc, settings, MetadataSource::Document)
+        .map_err(|e| invalid(e.description))?;
+    Ok(Client {
+        client_id: url.to_owned(),
+        secret_digest: None,
+        auth_method: new.auth_method,
+        client_name: new.client_name,
+        redirect_uris: new.redirect_uris,
+        grant_types: new.grant_types,
+        scopes: new
+            .scopes
+            .unwrap_or_else(|| settings.default_scopes.clone()),
+        issued_at: now,
+        extra: new.extra,
+    })
+}
+
+/// The hostname a document client's `client_id` names, shown on the consent page (draft
+/// §6.4: the authorization interface should display it); `None` for registered clients.
+pub fn document_host(client: &Client) -> Option<String> {
+    if !is_document_url(&client.client_id) {
+        return None;
+    }
+    Url::parse(&client.client_id)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+}
+
+/// Cache lifetime used when a response carries no freshness information (RFC 9111 §4.2.2
+/// lets a cache pick a heuristic lifetime for a 200 response).
+pub const DEFAULT_CACHE_LIFETIME: Duration = Duration::from_secs(300);
+
+/// How long a document fetched at `now` may be served from the cache (RFC 9111 §4.2):
+/// `None` with `no-store` or `no-cache` (fetch again each time) or when already stale,
+/// otherwise `s-maxage`, else `max-age`, else `Expires` minus `Date`, else
+/// [`DEFAULT_CACHE_LIFETIME`]; less `Age`; at most `max`. An unparseable `max-age` or
+/// `Expires` counts as already stale, as RFC 9111 says.
+pub fn cache_lifetime(
+    cache_control: &[&str],
+    expires: Option<&str>,
+    date: Option<&str>,
+    age: Option<&str>,
+    now: DateTime<Utc>,
+    max: Duration,
+) -> Option<Duration> {
+    let mut max_age = None;
+    let mut s_maxage = None;
+    for directive in cache_control.iter().flat_map(|v| v.split(',')) {
+        let (name, value) = match directive.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+            None => (directive.trim(), None),
+        };
+        let seconds = || value.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        match name.to_ascii_lowercase().as_str() {
+            "no-store" | "no-cache" => return None,
+            "max-age" => max_age = Some(seconds()),
+            "s-maxage" => s_maxage = Some(seconds()),
+            _ => {}
+        }
+    }
+    let http_date = |v: &str| {
+        DateTime::parse_from_rfc2822(v)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    };
+    let lifetime = match (s_maxage.or(max_age), expires) {
+        (Some(secs), _) => secs,
+        (None, Some(expires)) => {
+            let base = date.and_then(http_date).unwrap_or(now);
+            http_date(expires)
+                .and_then(|e| u64::try_from((e - base).num_seconds()).ok())
+                .unwrap_or(0)
+        }
+        (None, None) => DEFAULT_CACHE_LIFETIME.as_secs(),
+    };
+    let age = age.and_then(|a| a.trim().parse::<u64>().ok()).unwrap_or(0);
+    let fresh = Duration::from_secs(lifetime.saturating_sub(age)).min(max);
+    (!fresh.is_zero()).then_some(fresh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::Config, domain::client::AuthMethod};
+
+    fn settings() -> Settings {
+        Config::default().settings(8000).unwrap()
+    }
+
+    #[test]
+    fn url_shape_is_recognised_case_insensitively() {
+        assert!(is_document_url("https://app.example/c.json"));
+        assert!(is_document_url("HTTPS://app.example/c.json"));
+        assert!(is_document_url("http://127.0.0.1:9/c.json"));
+        assert!(!is_document_url("demo_client"));
+        assert!(!is_document_url("https:/x"));
+        assert!(!is_document_url(""));
+    }
+
+    #[test]
+    fn document_url_rules() {
+        let ok = "https://app.example/oauth/client.json";
+        assert_eq!(document_url(ok, false).unwrap().as_str(), ok);
+        assert!(document_url("https://app.example/c.json?v=2", false).is_ok());
+        assert!(document_url("https://app.example:8443/c.json", false).is_ok());
+        for (bad, why) in [
+            ("http://app.example/c.json", "https"),
+            ("https://app.example", "path"),
+            ("https://app.example/", "path"),
+            ("https://app.example/c.json#x", "fragment"),
+            ("https://u:p@app.example/c.json", "username"),
+            ("https://u@app.example/c.json", "username"),
+            ("https://app.example/a/../c.json", ". or .."),
+            ("https://app.example/./c.json", ". or .."),
+            ("https://app.example/a/%2E%2e/c.json", ". or .."),
+            ("https://App.Example/c.json", "normalized"),
+            ("https://app.example:443/c.json", "normalized"),
+            ("https://app.example/a b", "normalized"),
+            ("https://", "valid URL"),
+        ] {
+            let err = document_url(bad, false).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        let long = format!("https://app.example/{}", "a".repeat(MAX_URL_LEN));
+        assert!(document_url(&long, false)
+            .unwrap_err()
+            .to_string()
+            .contains("too long"));
+        assert!(document_url("http://127.0.0.1:9/c.json", true).is_ok());
+    }
+
+    const URL: &str = "https://app.example/client.json";
+
+    fn doc(extra: &str) -> String {
+        format!(
+            r#"{{"client_id":"{URL}","client_name":"Example","redirect_uris":["http://127.0.0.1:3000/cb"]{extra}}}"#
+        )
+    }
+
+    fn parse(body: &str) -> Result<Client, ClientDocumentError> {
+        parse_document(URL, body.as_bytes(), &settings(), 7)
+    }
+
+    #[test]
+    fn a_minimal_document_is_a_public_client() {
+        let c = parse(&doc("")).unwrap();
+        assert_eq!(c.client_id, URL);
+        assert_eq!(c.client_name.as_deref(), Some("Example"));
+        assert_eq!(c.auth_method, AuthMethod::None);
+        assert!(!c.is_confidential());
+        assert_eq!(c.redirect_uris, ["http://127.0.0.1:3000/cb"]);
+        assert_eq!(c.scopes, settings().default_scopes);
+        assert_eq!(c.issued_at, 7);
+        assert!(parse(&doc(r#","token_endpoint_auth_method":"none""#)).is_ok());
+    }
+
+    #[test]
+    fn documents_are_refused_for_each_rule() {
+        for (body, why) in [
+            ("[]".to_owned(), "JSON object"),
+            ("not json".to_owned(), "JSON object"),
+            (
+                r#"{"client_name":"x","redirect_uris":["https://a.example/cb"]}"#.to_owned(),
+                "no client_id",
+            ),
+            (
+                doc("").replace(URL, "https://app.example/other.json"),
+                "does not equal",
+            ),
+            (
+                doc("").replace(URL, "https://APP.example/client.json"),
+                "does not equal",
+            ),
+            (doc(r#","client_secret":"s""#), "client_secret"),
+            (doc(r#","client_secret_expires_at":0"#), "client_secret"),
+            (
+                doc(r#","token_endpoint_auth_method":"client_secret_basic""#),
+                "token_endpoint_auth_method",
+            ),
+            (
+                doc(r#","token_endpoint_auth_method":"private_key_jwt""#),
+                "token_endpoint_auth_method",
+            ),
+            (
+                doc(r#","grant_types":["client_credentials"]"#),
+                "client_credentials",
+            ),
+            (
+                doc("").replace(r#""client_name":"Example","#, ""),
+                "client_name",
+            ),
+            (
+                doc("").replace("http://127.0.0.1:3000/cb", "http://evil.example/cb"),
+                "redirect URI",
+            ),
+            (doc(r#","scope":"admin""#), "scope"),
+        ] {
+            let err = parse(&body).unwrap_err();
+            assert!(
+                matches!(&err, ClientDocumentError::Invalid(m) if m.contains(why)),
+                "{body}: {err}"
+            );
+        }
+    }
+
+    fn lifetime(
+        cc: &[&str],
+        expires: Option<&str>,
+        date: Option<&str>,
+        age: Option<&str>,
+    ) -> Option<u64> {
+        let now = DateTime::parse_from_rfc2822("Fri, 27 Nov 2026 10:00:00 GMT")
+            .unwrap()
+            .with_timezone(&Utc);
+        cache_lifetime(cc, expires, date, age, now, Duration::from_secs(86_400))
+            .map(|d| d.as_secs())
+    }
+
+    #[test]
+    fn cache_lifetime_follows_the_headers() {
+        assert_eq!(lifetime(&["max-age=600"], None, None, None), Some(600));
+        assert_eq!(
+            lifetime(&["public, Max-Age=\"60\""], None, None, None),
+            Some(60)
+        );
+        assert_eq!(
+            lifetime(&["max-age=600, s-maxage=30"], None, None, None),
+            Some(30)
+        );
+        assert_eq!(
+            lifetime(&["max-age=600"], None, None, Some("100")),
+            Some(500)
+        );
+        assert_eq!(lifetime(&["max-age=600"], None, None, Some("900")), None);
+        assert_eq!(lifetime(&["max-age=0"], None, None, None), None);
+        assert_eq!(lifetime(&["max-age=soon"], None, None, None), None);
+        assert_eq!(lifetime(&["no-store"], None, None, None), None);
+        assert_eq!(
+            lifetime(&["max-age=600", "no-cache"], None, None, None),
+            None
+        );
+        assert_eq!(
+            lifetime(&["max-age=9999999"], None, None, None),
+            Some(86_400)
+        );
+        // Expires counts from Date when given, from now otherwise; max-age wins over it.
+        let date = Some("Fri, 27 Nov 2026 09:00:00 GMT");
+        let expires = Some("Fri, 27 Nov 2026 09:10:00 GMT");
+        assert_eq!(lifetime(&[], expires, date, None), Some(600));
+        assert_eq!(lifetime(&[], expires, None, None), None);
+        assert_eq!(lifetime(&[], Some("0"), date, None), None);
+        assert_eq!(lifetime(&["max-age=5"], expires, date, None), Some(5));
+        // Nothing said: the heuristic default.
+        assert_eq!(lifetime(&[], None, None, None), Some(300));
+        assert_eq!(lifetime(&["public"], None, None, None), Some(300));
+    }
+
+    #[test]
+    fn document_host_only_for_document_clients() {
+        let c = parse(&doc("")).unwrap();
+        assert_eq!(document_host(&c).as_deref(), Some("app.example"));
+        let mut registered = c.clone();
+        registered.client_id = "demo_client".into();
+        assert_eq!(document_host(&registered), None);
+    }
+}
