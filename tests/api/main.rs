@@ -12,6 +12,7 @@ mod helpers;
 
 mod admin;
 mod authorize;
+mod client_metadata;
 mod concurrency;
 mod crash;
 mod embed_example;

@@ -1,0 +1,568 @@
+//! Client ID metadata documents (MCP 2025-11-25; draft-ietf-oauth-client-id-metadata-
+//! document): a URL as `client_id`, fetched from a local document host. The servers under
+//! test run with the development settings (`client_metadata_allow_http`,
+//! `client_metadata_allow_private`) unless a test checks what those settings guard.
+
+use std::{
+    collections::HashMap,
+    net::TcpListener,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use actix_web::{
+    dev::ServerHandle,
+    http::StatusCode,
+    web::{self, Bytes},
+    App, HttpRequest, HttpResponse, HttpServer,
+};
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const NAME: &str = "Document Client";
+const REDIRECT: &str = "http://127.0.0.1:3000/callback";
+
+/// What the document host answers on one path.
+#[derive(Clone)]
+struct Route {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    delay: Duration,
+    /// Send the body without `Content-Length` (chunked), so only counting can stop it.
+    chunked: bool,
+}
+
+impl Route {
+    fn json(doc: &Value) -> Self {
+        Route {
+            status: 200,
+            headers: vec![("content-type", "application/json".into())],
+            body: doc.to_string().into_bytes(),
+            delay: Duration::ZERO,
+            chunked: false,
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+}
+
+#[derive(Default)]
+struct HostState {
+    routes: HashMap<String, Route>,
+    hits: HashMap<String, usize>,
+}
+
+/// A local HTTP server standing in for the client's web site.
+struct DocumentHost {
+    port: u16,
+    state: Arc<Mutex<HostState>>,
+    handle: ServerHandle,
+}
+
+async fn serve(req: HttpRequest, state: web::Data<Arc<Mutex<HostState>>>) -> HttpResponse {
+    let route = {
+        let mut state = state.lock().unwrap();
+        *state.hits.entry(req.path().to_owned()).or_default() += 1;
+        state.routes.get(req.path()).cloned()
+    };
+    let Some(route) = route else {
+        return HttpResponse::NotFound().finish();
+    };
+    actix_web::rt::time::sleep(route.delay).await;
+    let mut response = HttpResponse::build(StatusCode::from_u16(route.status).unwrap());
+    for (name, value) in &route.headers {
+        response.append_header((*name, value.as_str()));
+    }
+    if route.chunked {
+        let body = Bytes::from(route.body);
+        response.streaming(futures_util::stream::once(async move {
+            Ok::<_, actix_web::Error>(body)
+        }))
+    } else {
+        response.body(route.body)
+    }
+}
+
+impl DocumentHost {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(HostState::default()));
+        let data = web::Data::new(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .default_service(web::to(serve))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        DocumentHost {
+            port,
+            state,
+            handle,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn route(&self, path: &str, route: Route) {
+        self.state
+            .lock()
+            .unwrap()
+            .routes
+            .insert(path.to_owned(), route);
+    }
+
+    /// A valid document for `path` (its `client_id` is its own URL) with `extra` fields.
+    fn document(&self, path: &str, extra: Value) -> Value {
+        let mut doc = json!({
+            "client_id": self.url(path),
+            "client_name": NAME,
+            "redirect_uris": [REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token"],
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        doc
+    }
+
+    /// Serves a valid document at `path`; returns its URL, the `client_id`.
+    fn publish(&self, path: &str, headers: &[(&'static str, &str)]) -> String {
+        let mut route = Route::json(&self.document(path, json!({})));
+        for (name, value) in headers {
+            route = route.header(name, value);
+        }
+        self.route(path, route);
+        self.url(path)
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .hits
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for DocumentHost {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+/// A server that may fetch from the document host (plain http on loopback).
+async fn dev_app() -> TestApp {
+    spawn_app_with(|c| {
+        c.client_metadata_allow_http = true;
+        c.client_metadata_allow_private = true;
+        c.client_metadata_timeout = Duration::from_secs(1);
+    })
+    .await
+}
+
+fn authorize_params<'a>(client_id: &'a str, challenge: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+        ("scope", ALL_SCOPES),
+        ("state", FLOW_STATE),
+    ]
+}
+
+/// GET /authorize for `client_id`, read to the end.
+async fn authorize(app: &TestApp, client_id: &str) -> Reply {
+    let (_, challenge) = pkce_pair();
+    Reply::read(
+        app.get_authorize(&authorize_params(client_id, &challenge))
+            .await,
+    )
+    .await
+}
+
+/// The error page for `client_id`, which must mention `why`.
+async fn assert_refused(app: &TestApp, client_id: &str, why: &str) {
+    let reply = authorize(app, client_id).await;
+    assert_error_page(&reply);
+    assert!(
+        reply.body.contains(why),
+        "{client_id}: the page should say {why:?}: {}",
+        reply.body
+    );
+}
+
+async fn token(app: &TestApp, form: &[(&str, &str)]) -> Reply {
+    Reply::read(app.token_request(form, None).await).await
+}
+
+#[actix_web::test]
+async fn metadata_advertises_documents_unless_turned_off() {
+    let app = spawn_app().await;
+    let meta = Reply::read(
+        app.client
+            .get(app.url("/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .json();
+    assert_eq!(meta["client_id_metadata_document_supported"], true);
+
+    let host = DocumentHost::start().await;
+    let client_id = host.publish("/client.json", &[]);
+    let off = spawn_app_with(|c| {
+        c.client_metadata_documents = false;
+        c.client_metadata_allow_http = true;
+        c.client_metadata_allow_private = true;
+    })
+    .await;
+    let meta = Reply::read(
+        off.client
+            .get(off.url("/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .json();
+    assert_eq!(meta["client_id_metadata_document_supported"], false);
+    // Turned off, a URL is just an unknown client id: nothing is fetched.
+    assert_refused(&off, &client_id, "not registered").await;
+    assert_eq!(host.hits("/client.json"), 0);
+}
+
+#[actix_web::test]
+async fn a_document_client_signs_in_exchanges_refreshes_and_calls_mcp() {
+    let app = dev_app().await;
+    let host = DocumentHost::start().await;
+    let client_id = host.publish("/oauth/client.json", &[]);
+
+    // The consent page names the client, the document's host, and warns that the code
+    // goes to this computer.
+    let (_, challenge) = pkce_pair();
+    let page = app
+        .consent_page(&authorize_params(&client_id, &challenge))
+        .await;
+    assert_eq!(page.reply.status, 200, "{}", page.reply.body);
+    assert!(page.reply.body.contains(NAME), "{}", page.reply.body);
+    assert!(
+        page.reply
+            .body
+            .contains("published at <strong>127.0.0.1</strong>"),
+        "{}",
+        page.reply.body
+    );
+    assert!(
+        page.reply.body.contains("class=\"notice\""),
+        "{}",
+        page.reply.body
+    );
+
+    let (code, verifier) = app.obtain_code_for(&client_id, REDIRECT, ALL_SCOPES).await;
+    let reply = token(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let tokens = reply.json();
+    let access = str_field(&tokens, "access_token");
+    let refresh = str_field(&tokens, "refresh_token");
+
+    let mcp = app.mcp_initialize(&access).await;
+    assert_eq!(mcp.status(), 200);
+
+    let reply = token(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &client_id),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let rotated = str_field(&reply.json(), "refresh_token");
+
+    // Document clients are public: a secret is refused, not ignored.
+    let reply = Reply::read(
+        app.token_request(
+            &[("grant_type", "refresh_token"), ("refresh_token", &rotated)],
+            Some((&client_id, "guess")),
+        )
+        .await,
+    )
+    .await;
+    assert_basic_challenge(&reply);
+
+    // And they may revoke their own tokens.
+    let revoked = app
+        .client
+        .post(app.url("/revoke"))
+        .form(&[("token", rotated.as_str()), ("client_id", &client_id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let reply = token(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rotated),
+            ("client_id", &client_id),
+        ],
+    )
+    .await;
+    assert_token_error(&reply, 400, "invalid_grant");
+    // Everything after the first fetch came from the cache (no cache headers: 5 minutes).
+    assert_eq!(host.hits("/oauth/client.json"), 1);
+}
+
+#[actix_web::test]
+async fn the_redirect_uri_must_be_one_the_document_lists() {
+    let app = dev_app().await;
+    let host = DocumentHost::start().await;
+    let client_id = host.publish("/client.json", &[]);
+    let (_, challenge) = pkce_pair();
+    let mut params = authorize_params(&client_id, &challenge);
+    set_param(&mut params, "redirect_uri", "https://attacker.example/cb");
+    let reply = Reply::read(app.get_authorize(&params).await).await;
+    assert_error_page(&reply);
+    assert!(reply.body.contains("not registered for this application"));
+}
+
+#[actix_web::test]
+async fn unusable_documents_get_an_error_page_never_a_redirect() {
+    let app = dev_app().await;
+    let host = DocumentHost::start().await;
+    let big = json!({ "client_uri": "x".repeat(6 * 1024) });
+    let cases: Vec<(&str, Route, &str)> = vec![
+        (
+            "/mismatch.json",
+            Route::json(&host.document("/other.json", json!({}))),
+            "does not equal the URL",
+        ),
+        (
+            "/not-json.json",
+            Route {
+                body: b"<html>hello</html>".to_vec(),
+                ..Route::json(&json!({}))
+            },
+            "not a JSON object",
+        ),
+        (
+            "/secret.json",
+            Route::json(&host.document("/secret.json", json!({ "client_secret": "s" }))),
+            "client_secret",
+        ),
+        (
+            "/basic.json",
+            Route::json(&host.document(
+                "/basic.json",
+                json!({ "token_endpoint_auth_method": "client_secret_basic" }),
+            )),
+            "token_endpoint_auth_method must be none",
+        ),
+        (
+            "/nameless.json",
+            Route::json(&host.document("/nameless.json", json!({ "client_name": null }))),
+            "client_name is required",
+        ),
+        (
+            "/large.json",
+            Route::json(&host.document("/large.json", big.clone())),
+            "larger than 5120 bytes",
+        ),
+        (
+            "/large-chunked.json",
+            Route {
+                chunked: true,
+                ..Route::json(&host.document("/large-chunked.json", big))
+            },
+            "larger than 5120 bytes",
+        ),
+        (
+            "/gone.json",
+            Route {
+                status: 404,
+                ..Route::json(&json!({}))
+            },
+            "answered 404",
+        ),
+        (
+            "/moved.json",
+            Route {
+                status: 302,
+                ..Route::json(&json!({}))
+            }
+            .header("location", &host.url("/target.json")),
+            "redirects are not followed",
+        ),
+        (
+            "/slow.json",
+            Route {
+                delay: Duration::from_secs(10),
+                ..Route::json(&host.document("/slow.json", json!({})))
+            },
+            "no answer within 1 s",
+        ),
+    ];
+    for (path, route, why) in cases {
+        host.route(path, route);
+        let started = Instant::now();
+        assert_refused(&app, &host.url(path), why).await;
+        // The slow document is given up on at the time limit, not waited for.
+        assert!(started.elapsed() < Duration::from_secs(5), "{path}");
+    }
+    host.publish("/target.json", &[]);
+    assert_eq!(host.hits("/target.json"), 0, "a redirect was followed");
+    // Bad URLs are refused before anything is fetched.
+    assert_refused(
+        &app,
+        &host.url("/client.json#f"),
+        "must not contain a fragment",
+    )
+    .await;
+    assert_refused(&app, &host.url("/a/../client.json"), "path segments").await;
+    assert_refused(&app, &host.url(""), "must contain a path").await;
+    assert_eq!(host.hits("/client.json"), 0);
+}
+
+#[actix_web::test]
+async fn plain_http_and_private_addresses_are_refused_unless_allowed() {
+    let host = DocumentHost::start().await;
+    host.publish("/client.json", &[]);
+    let local_name = format!("http://localhost:{}/client.json", host.port);
+    let local_ip = host.url("/client.json");
+
+    let strict = spawn_app().await;
+    assert_refused(&strict, &local_ip, "must use https").await;
+
+    // http allowed, private addresses not: neither the IP literal nor a name that resolves
+    // to loopback is contacted.
+    let http_only = spawn_app_with(|c| c.client_metadata_allow_http = true).await;
+    assert_refused(&http_only, &local_ip, "not a public address").await;
+    assert_refused(&http_only, &local_name, "not a public address").await;
+    assert_eq!(host.hits("/client.json"), 0);
+
+    // With both development settings the same document is usable.
+    let dev = dev_app().await;
+    let reply = authorize(&dev, &local_ip).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(host.hits("/client.json"), 1);
+}
+
+#[actix_web::test]
+async fn documents_are_cached_as_their_headers_say() {
+    let app = dev_app().await;
+    let host = DocumentHost::start().await;
+    let cached = host.publish("/cached.json", &[("cache-control", "public, max-age=60")]);
+    let uncached = host.publish("/uncached.json", &[("cache-control", "no-store")]);
+    let default = host.publish("/default.json", &[]);
+
+    for client_id in [&cached, &uncached, &default, &cached, &uncached, &default] {
+        assert_eq!(authorize(&app, client_id).await.status, 200);
+    }
+    assert_eq!(host.hits("/cached.json"), 1);
+    assert_eq!(host.hits("/uncached.json"), 2);
+    assert_eq!(host.hits("/default.json"), 1);
+
+    // max-age=60 is over after a minute; the five-minute default is not.
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(authorize(&app, &cached).await.status, 200);
+    assert_eq!(authorize(&app, &default).await.status, 200);
+    assert_eq!(host.hits("/cached.json"), 2);
+    assert_eq!(host.hits("/default.json"), 1);
+    app.clock.advance(Duration::from_secs(300));
+    assert_eq!(authorize(&app, &default).await.status, 200);
+    assert_eq!(host.hits("/default.json"), 2);
+}
+
+#[actix_web::test]
+async fn concurrent_requests_share_one_fetch_and_failures_are_not_cached() {
+    let app = dev_app().await;
+    let host = DocumentHost::start().await;
+    let path = "/popular.json";
+    let client_id = host.url(path);
+    host.route(
+        path,
+        Route {
+            delay: Duration::from_millis(300),
+            ..Route::json(&host.document(path, json!({})))
+        }
+        .header("cache-control", "no-store"),
+    );
+    let replies = join_all((0..8).map(|_| authorize(&app, &client_id))).await;
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert_eq!(host.hits(path), 1);
+
+    // A broken document is fetched again next time: once fixed, it works at once.
+    host.route(
+        path,
+        Route::json(&host.document("/elsewhere.json", json!({}))),
+    );
+    assert_refused(&app, &client_id, "does not equal the URL").await;
+    host.publish(path, &[]);
+    assert_eq!(authorize(&app, &client_id).await.status, 200);
+    assert_eq!(host.hits(path), 3);
+}
+
+#[actix_web::test]
+async fn a_document_gone_bad_stops_the_client_at_the_token_endpoint() {
+    let app = dev_app().await;
+    let host = DocumentHost::start().await;
+    let client_id = host.publish("/client.json", &[("cache-control", "max-age=30")]);
+    let (code, verifier) = app.obtain_code_for(&client_id, REDIRECT, ALL_SCOPES).await;
+
+    // The client's site now serves something else; once the cached copy is stale the
+    // client can no longer authenticate.
+    host.route(
+        "/client.json",
+        Route::json(&host.document("/other.json", json!({}))),
+    );
+    app.clock.advance(Duration::from_secs(31));
+    let reply = token(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("client_id", &client_id),
+        ],
+    )
+    .await;
+    assert_token_error(&reply, 401, "invalid_client");
+    assert!(
+        reply.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("does not equal the URL"),
+        "{}",
+        reply.body
+    );
+}
