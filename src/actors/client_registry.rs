@@ -787,6 +787,36 @@ mod tests {
         storage::sled_store::{Durability, SledClientStore},
     };
 
+    #[test]
+    fn the_document_cache_is_bounded_and_makes_room_from_expired_entries() {
+        let client = Client {
+            client_id: "https://app.example/c.json".into(),
+            secret_digest: None,
+            auth_method: AuthMethod::None,
+            client_name: None,
+            redirect_uris: Vec::new(),
+            grant_types: Vec::new(),
+            scopes: Scopes::default(),
+            issued_at: 0,
+            extra: serde_json::Map::new(),
+        };
+        let mut cache = DocumentCache::default();
+        for i in 0..MAX_CACHED_DOCUMENTS {
+            // Half of them expire at 100, half at 1000.
+            let expires = if i % 2 == 0 { 100 } else { 1_000 };
+            cache.insert(format!("u{i}"), client.clone(), expires, 0);
+        }
+        assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS);
+        // Full and nothing expired: used but not cached.
+        cache.insert("late".into(), client.clone(), 1_000, 50);
+        assert!(!cache.fresh.contains_key("late"));
+        assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS);
+        // Once some have expired they make room.
+        cache.insert("later".into(), client, 1_000, 200);
+        assert!(cache.fresh.contains_key("later"));
+        assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS / 2 + 1);
+    }
+
     async fn start(cfg: Config) -> (Addr<ClientRegistry>, Arc<ManualClock>) {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let store = SledClientStore::open(&db, Durability::relaxed()).unwrap();

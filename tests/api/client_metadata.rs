@@ -566,3 +566,32 @@ async fn a_document_gone_bad_stops_the_client_at_the_token_endpoint() {
         reply.body
     );
 }
+
+#[actix_web::test]
+async fn too_many_fetches_at_once_are_answered_busy_not_queued() {
+    let app = spawn_app_with(|c| {
+        c.client_metadata_allow_http = true;
+        c.client_metadata_allow_private = true;
+    })
+    .await;
+    let host = DocumentHost::start().await;
+    let paths: Vec<String> = (0..24).map(|i| format!("/slow-{i}.json")).collect();
+    for path in &paths {
+        host.route(
+            path,
+            Route {
+                delay: Duration::from_secs(1),
+                ..Route::json(&host.document(path, json!({})))
+            },
+        );
+    }
+    let urls: Vec<String> = paths.iter().map(|p| host.url(p)).collect();
+    let replies = join_all(urls.iter().map(|url| authorize(&app, url))).await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let busy: Vec<&Reply> = replies.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(ok + busy.len(), urls.len(), "only 200 or 503");
+    // 16 fetch slots: the rest are refused at once rather than waiting.
+    assert!(ok <= 16, "{ok} fetches ran at once");
+    assert!(!busy.is_empty());
+    assert!(busy.iter().all(|r| r.body.contains("try again shortly")));
+}
