@@ -51,7 +51,12 @@ async fn resolve_document(
     let msg = ResolveClientDocument {
         url: url.to_owned(),
     };
-    services.ask(&services.registry, msg).await
+    // The answer may wait for a fetch, which has its own time limit: allow for it, so a
+    // slow document host gets its own clear message rather than the actor timeout's. Not
+    // through `Services::ask`, whose histogram measures actor waits, not remote servers.
+    let config = &services.settings.config;
+    let timeout = config.actor_timeout + config.client_metadata_timeout;
+    Ok(crate::actors::ask(&services.registry, msg, timeout).await?)
 }
 
 /// Authenticates the client of a token, revocation or introspection request.

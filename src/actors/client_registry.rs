@@ -270,12 +270,13 @@ async fn fetch_document(
     }
     .await;
     match &result {
+        // `?url`: the client_id is whatever the request said, so it is logged escaped.
         Ok((_, lifetime)) => tracing::debug!(
-            client_id = %url,
+            client_id = ?url,
             cached_for_secs = lifetime.map_or(0, |l| l.as_secs()),
             "client metadata document fetched"
         ),
-        Err(e) => tracing::info!(client_id = %url, error = %e, "client metadata document refused"),
+        Err(e) => tracing::info!(client_id = ?url, error = %e, "client metadata document refused"),
     }
     result
 }
