@@ -5,6 +5,9 @@
 //! "Communication Security"), `token_endpoint_auth_method` defaults to
 //! `client_secret_basic` as the RFC says, and grants are limited to the authorization code
 //! flow, refresh, and (confidential clients only) client credentials.
+//!
+//! Client ID metadata documents carry the same metadata and go through the same
+//! [`validate`], with the few rules of their own that [`MetadataSource::Document`] names.
 
 use std::borrow::Cow;
 
