@@ -83,6 +83,30 @@ pub struct NewClient {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl NewClient {
+    /// The client this metadata describes, under `client_id`, issued at `now`; without
+    /// `scope` it gets `default_scopes`.
+    pub fn into_client(
+        self,
+        client_id: String,
+        secret_digest: Option<Digest>,
+        default_scopes: &Scopes,
+        now: i64,
+    ) -> Client {
+        Client {
+            client_id,
+            secret_digest,
+            auth_method: self.auth_method,
+            client_name: self.client_name,
+            redirect_uris: self.redirect_uris,
+            grant_types: self.grant_types,
+            scopes: self.scopes.unwrap_or_else(|| default_scopes.clone()),
+            issued_at: now,
+            extra: self.extra,
+        }
+    }
+}
+
 /// A freshly registered client with its secret, shown exactly once.
 #[derive(Debug)]
 pub struct RegisteredClient {
@@ -573,19 +597,12 @@ impl Handler<RegisterClient> for ClientRegistry {
         while self.clients.contains_key(&client_id) {
             client_id = crate::domain::secrets::random_token();
         }
-        let client = Client {
-            client_id: client_id.clone(),
-            secret_digest: secret.as_ref().map(ClientSecret::digest),
-            auth_method: new.auth_method,
-            client_name: new.client_name,
-            redirect_uris: new.redirect_uris,
-            grant_types: new.grant_types,
-            scopes: new
-                .scopes
-                .unwrap_or_else(|| self.settings.default_scopes.clone()),
-            issued_at: now,
-            extra: new.extra,
-        };
+        let client = new.into_client(
+            client_id.clone(),
+            secret.as_ref().map(ClientSecret::digest),
+            &self.settings.default_scopes,
+            now,
+        );
         if let Err(e) = self.store.put_client(&client) {
             return Box::pin(async move { Err(e.into()) });
         }

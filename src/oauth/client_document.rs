@@ -136,19 +136,7 @@ pub fn parse_document(
     }
     let new = registration::validate(&doc, settings, MetadataSource::Document)
         .map_err(|e| invalid(e.description))?;
-    Ok(Client {
-        client_id: url.to_owned(),
-        secret_digest: None,
-        auth_method: new.auth_method,
-        client_name: new.client_name,
-        redirect_uris: new.redirect_uris,
-        grant_types: new.grant_types,
-        scopes: new
-            .scopes
-            .unwrap_or_else(|| settings.default_scopes.clone()),
-        issued_at: now,
-        extra: new.extra,
-    })
+    Ok(new.into_client(url.to_owned(), None, &settings.default_scopes, now))
 }
 
 /// The hostname a document client's `client_id` names, shown on the consent page (draft

@@ -213,18 +213,22 @@ async fn token(app: &TestApp, form: &[(&str, &str)]) -> Reply {
     Reply::read(app.token_request(form, None).await).await
 }
 
+/// A refresh by the public client `client_id`.
+async fn refresh_as(app: &TestApp, client_id: &str, refresh_token: &str) -> Reply {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", client_id),
+    ];
+    token(app, &form).await
+}
+
 #[actix_web::test]
 async fn metadata_advertises_documents_unless_turned_off() {
     let app = spawn_app().await;
-    let meta = Reply::read(
-        app.client
-            .get(app.url("/.well-known/oauth-authorization-server"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .json();
+    let meta = app
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
     assert_eq!(meta["client_id_metadata_document_supported"], true);
 
     let host = DocumentHost::start().await;
@@ -235,15 +239,9 @@ async fn metadata_advertises_documents_unless_turned_off() {
         c.client_metadata_allow_private = true;
     })
     .await;
-    let meta = Reply::read(
-        off.client
-            .get(off.url("/.well-known/oauth-authorization-server"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .json();
+    let meta = off
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
     assert_eq!(meta["client_id_metadata_document_supported"], false);
     // Turned off, a URL is just an unknown client id: nothing is fetched.
     assert_refused(&off, &client_id, "not registered").await;
@@ -297,15 +295,7 @@ async fn a_document_client_signs_in_exchanges_refreshes_and_calls_mcp() {
     let mcp = app.mcp_initialize(&access).await;
     assert_eq!(mcp.status(), 200);
 
-    let reply = token(
-        &app,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &client_id),
-        ],
-    )
-    .await;
+    let reply = refresh_as(&app, &client_id, &refresh).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let rotated = str_field(&reply.json(), "refresh_token");
 
@@ -329,15 +319,7 @@ async fn a_document_client_signs_in_exchanges_refreshes_and_calls_mcp() {
         .await
         .unwrap();
     assert_eq!(revoked.status(), 200);
-    let reply = token(
-        &app,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &rotated),
-            ("client_id", &client_id),
-        ],
-    )
-    .await;
+    let reply = refresh_as(&app, &client_id, &rotated).await;
     assert_token_error(&reply, 400, "invalid_grant");
     // Everything after the first fetch came from the cache (no cache headers: 5 minutes).
     assert_eq!(host.hits("/oauth/client.json"), 1);

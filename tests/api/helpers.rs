@@ -182,6 +182,20 @@ impl TestApp {
         url.to_string()
     }
 
+    /// GET `path`, asserting 200, and its JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let reply = Reply::read(
+            self.client
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("GET request"),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+        reply.json()
+    }
+
     // ----- /authorize and the consent page ------------------------------------------------
 
     pub async fn get_authorize(&self, params: &[(&str, &str)]) -> Response {
