@@ -35,19 +35,8 @@ for cmd in curl openssl base64; do
 done
 
 rm -rf "$OUT" && mkdir -p "$OUT"
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=.ci/lib.sh
+source "$REPO/.ci/lib.sh"
 
 # --- 1. build and start the server -------------------------------------------------------
 log "building examples/conformance_server.rs"
@@ -56,14 +45,7 @@ BIN="$REPO/target/debug/examples/conformance_server"
 
 "$BIN" --port 0 >"$WORK/server.out" 2>"$OUT/server.log" &
 SERVER_PID=$!
-MCP_URL=""
-for _ in $(seq 1 300); do   # up to 30 s
-  MCP_URL="$(sed -n 's#^conformance server: \(http://[^ ]*/mcp\) .*#\1#p' "$WORK/server.out" | head -n1)"
-  [ -n "$MCP_URL" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$OUT/server.log" >&2; die "the server exited"; }
-  sleep 0.1
-done
-[ -n "$MCP_URL" ] || die "the server did not report its URL within 30 s"
+MCP_URL="$(await_server "$WORK/server.out" 's#^conformance server: \(http://[^ ]*/mcp\) .*#\1#p' "$OUT/server.log")"
 BASE="${MCP_URL%/mcp}"
 log "server up: $MCP_URL (pid $SERVER_PID)"
 

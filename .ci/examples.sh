@@ -24,19 +24,8 @@ log() { printf '[examples] %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
 rm -rf "$OUT" && mkdir -p "$OUT"
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=.ci/lib.sh
+source "$REPO/.ci/lib.sh"
 
 # --- 1. build -------------------------------------------------------------------------------
 start_s=$SECONDS
@@ -48,14 +37,7 @@ BIN="$REPO/target/debug"
 "$BIN/oauth-mcp" --bind 127.0.0.1:0 --data-dir "$WORK/data" --refresh-grace 0 --log-json \
   >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
-PORT=""
-for _ in $(seq 1 300); do   # up to 30 s
-  PORT="$(sed -n 's/.*"local_addr":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$OUT/server.log" | head -n1)"
-  [ -n "$PORT" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$OUT/server.log" >&2; die "the server exited"; }
-  sleep 0.1
-done
-[ -n "$PORT" ] || { cat "$OUT/server.log" >&2; die "the server did not report its port within 30 s"; }
+PORT="$(await_server "$OUT/server.log" 's/.*"local_addr":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$OUT/server.log")"
 URL="http://127.0.0.1:$PORT"
 log "server up: $URL (pid $SERVER_PID)"
 
