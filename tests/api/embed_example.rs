@@ -9,25 +9,13 @@ use std::net::TcpListener;
 use reqwest::header;
 use serde_json::{json, Value};
 
-use crate::helpers::{attach, str_field, Reply};
+use crate::helpers::{attach, rpc_result, str_field, Reply};
 
 #[allow(dead_code, reason = "the example's main and flags are not used here")]
 #[path = "../../examples/embed_in_host_app.rs"]
 mod host_app;
 
 const ACCEPT_MCP: &str = "application/json, text/event-stream";
-
-/// The JSON-RPC response in a JSON or SSE body.
-fn rpc_response(body: &str) -> Value {
-    if let Ok(value) = serde_json::from_str::<Value>(body) {
-        return value;
-    }
-    body.lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-        .find(|v| v.get("result").is_some() || v.get("error").is_some())
-        .unwrap_or_else(|| panic!("no JSON-RPC response in: {body}"))
-}
 
 /// One MCP POST with `token`, in `session` once there is one.
 async fn mcp_post(
@@ -90,14 +78,7 @@ async fn the_embedding_example_serves_its_own_routes_and_tools_behind_our_oauth(
             && challenge.contains(&format!("resource_metadata=\"{metadata_url}\"")),
         "{challenge}"
     );
-    let metadata: Value = client
-        .get(&metadata_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata = app.get_json(&metadata_url).await;
     assert_eq!(metadata["resource"], format!("{url}/mcp"));
     assert_eq!(metadata["authorization_servers"], json!([url]));
 
@@ -113,7 +94,7 @@ async fn the_embedding_example_serves_its_own_routes_and_tools_behind_our_oauth(
         .expect("a session id")
         .to_owned();
     assert_eq!(
-        rpc_response(&opened.body)["result"]["serverInfo"]["name"],
+        rpc_result(&opened.body)["result"]["serverInfo"]["name"],
         "host-app"
     );
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
@@ -124,7 +105,7 @@ async fn the_embedding_example_serves_its_own_routes_and_tools_behind_our_oauth(
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
     let listed = mcp_post(client, &url, &access, Some(&session), list).await;
     assert_eq!(listed.status, 200, "{}", listed.body);
-    let mut names: Vec<String> = rpc_response(&listed.body)["result"]["tools"]
+    let mut names: Vec<String> = rpc_result(&listed.body)["result"]["tools"]
         .as_array()
         .unwrap()
         .iter()
@@ -137,20 +118,13 @@ async fn the_embedding_example_serves_its_own_routes_and_tools_behind_our_oauth(
     let restock = call(3, "restock", json!({"item": "apples", "count": 3}));
     let restocked = mcp_post(client, &url, &access, Some(&session), restock).await;
     assert_eq!(restocked.status, 200, "{}", restocked.body);
-    let result = rpc_response(&restocked.body)["result"].clone();
+    let result = rpc_result(&restocked.body)["result"].clone();
     assert_eq!(result["isError"], false, "{result}");
     assert_eq!(
         result["content"][0]["text"],
         "demo_user added 3 apples: 15 in stock"
     );
-    let stock: Value = client
-        .get(format!("{url}/stock"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stock = app.get_json(&format!("{url}/stock")).await;
     assert_eq!(stock, json!({"apples": 15, "pears": 5}));
     let read = mcp_post(
         client,
@@ -160,7 +134,7 @@ async fn the_embedding_example_serves_its_own_routes_and_tools_behind_our_oauth(
         call(4, "stock", json!({})),
     )
     .await;
-    let text = rpc_response(&read.body)["result"]["content"][0]["text"]
+    let text = rpc_result(&read.body)["result"]["content"][0]["text"]
         .as_str()
         .unwrap()
         .to_owned();

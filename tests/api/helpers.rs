@@ -182,16 +182,14 @@ impl TestApp {
         url.to_string()
     }
 
-    /// GET `path`, asserting 200, and its JSON body.
+    /// GET `path` (or an absolute URL), asserting 200, and its JSON body.
     pub async fn get_json(&self, path: &str) -> Value {
-        let reply = Reply::read(
-            self.client
-                .get(self.url(path))
-                .send()
-                .await
-                .expect("GET request"),
-        )
-        .await;
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            self.url(path)
+        };
+        let reply = Reply::read(self.client.get(url).send().await.expect("GET request")).await;
         assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
         reply.json()
     }
@@ -718,6 +716,19 @@ pub fn set_param<'a>(params: &mut Vec<(&'a str, &'a str)>, key: &'a str, value: 
 
 pub fn remove_param(params: &mut Vec<(&str, &str)>, key: &str) {
     params.retain(|(name, _)| *name != key);
+}
+
+/// The JSON-RPC message carrying a result or error in an MCP response body: the body
+/// itself when it is JSON, else the first such message among its SSE `data:` lines.
+pub fn rpc_result(body: &str) -> Value {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        return v;
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|v| v.get("result").is_some() || v.get("error").is_some())
+        .unwrap_or_else(|| panic!("no JSON-RPC response in body: {body}"))
 }
 
 /// A string field of a JSON object, or a panic naming what was missing.

@@ -37,18 +37,6 @@ async fn client_token(app: &TestApp) -> String {
     str_field(&reply.json(), "access_token")
 }
 
-/// The JSON-RPC message carrying a result or error in a JSON or SSE body.
-fn rpc_result(body: &str) -> Value {
-    if let Ok(v) = serde_json::from_str::<Value>(body) {
-        return v;
-    }
-    body.lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-        .find(|v| v.get("result").is_some() || v.get("error").is_some())
-        .unwrap_or_else(|| panic!("no JSON-RPC response in body: {body}"))
-}
-
 fn initialize_body(version: &str) -> Value {
     json!({
         "jsonrpc": "2.0", "id": 1, "method": "initialize",
@@ -693,26 +681,12 @@ async fn end_to_end_discovery_registration_login_and_tool_calls() {
         .to_owned();
 
     // 2. Protected-resource metadata → authorization server metadata.
-    let prm: Value = app
-        .client
-        .get(&prm_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let prm = app.get_json(&prm_url).await;
     assert_eq!(prm["resource"], mcp_url);
     let issuer = prm["authorization_servers"][0].as_str().unwrap().to_owned();
-    let asm: Value = app
-        .client
-        .get(format!("{issuer}/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let asm = app
+        .get_json(&format!("{issuer}/.well-known/oauth-authorization-server"))
+        .await;
     assert_eq!(asm["issuer"], issuer);
     assert!(asm["code_challenge_methods_supported"]
         .as_array()
