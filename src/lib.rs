@@ -9,7 +9,8 @@
 //! verb-named messages with the actors:
 //!
 //! - [`actors::ClientRegistry`] — registered clients and user accounts, client
-//!   authentication, login throttling, registration rate limits, browser sign-in sessions.
+//!   authentication, login throttling, registration rate limits, browser sign-in sessions,
+//!   and clients named by client ID metadata documents (fetched through [`fetch`], cached).
 //!   Users live here rather than in an actor of their own: both are principals that
 //!   authenticate, both change rarely, and one small in-memory index serves every lookup.
 //! - [`actors::CodeIssuer`] — authorization codes: issue, single-use redemption, replay
