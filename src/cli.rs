@@ -315,3 +315,38 @@ impl AdminArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        let argv = std::iter::once("oauth-mcp").chain(args.iter().copied());
+        Cli::try_parse_from(argv).unwrap().config()
+    }
+
+    #[test]
+    fn switches_reach_the_config() {
+        let c = config(&[]);
+        assert!(c.client_metadata_documents);
+        assert!(!c.client_metadata_allow_http && !c.client_metadata_allow_private);
+        assert!(c.metrics && c.demo && !c.registered_client_credentials);
+        let c = config(&[
+            "--no-client-metadata-documents",
+            "--client-metadata-allow-http",
+            "--client-metadata-allow-private",
+            "--no-metrics",
+            "--no-demo",
+            "--registered-client-credentials",
+            "--scopes",
+            "a,b c",
+        ]);
+        assert!(!c.client_metadata_documents);
+        assert!(c.client_metadata_allow_http && c.client_metadata_allow_private);
+        assert!(!c.metrics && !c.demo && c.registered_client_credentials);
+        assert_eq!(c.scopes, ["a", "b", "c"]);
+        assert_eq!(c.default_scopes, c.scopes);
+    }
+}
