@@ -134,6 +134,7 @@ impl Services {
             Arc::clone(&clock),
             dummy_hash,
         )?
+        .with_metrics(Arc::clone(&metrics))
         .start();
         let codes = CodeIssuer::new(
             Box::new(SledCodeStore::open(db, durability.clone())?),

@@ -2,7 +2,8 @@
 //! (version 0.0.4).
 //!
 //! What is counted: requests and errors per endpoint (errors by HTTP status and OAuth error
-//! code), tokens issued per grant type and revoked, failed logins, active MCP sessions, how
+//! code), tokens issued per grant type and revoked, failed logins, active MCP sessions,
+//! client ID metadata document fetches by outcome, how
 //! long requests wait for each actor (mailbox wait plus handling), and how long each
 //! group-commit flush takes. No label ever carries a client id, user name, token or
 //! address: nothing per user is exposed.
@@ -149,6 +150,42 @@ impl Grant {
     }
 }
 
+/// Outcomes of fetching a client ID metadata document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DocumentFetch {
+    /// Fetched and valid.
+    Accepted,
+    /// Fetched, but not an acceptable document.
+    Invalid,
+    /// Not fetched: the host is, or resolves to, a non-public address.
+    Blocked,
+    /// The fetch failed (connection, timeout, status, redirect, size).
+    Failed,
+    /// Not fetched: every fetch slot was taken.
+    Busy,
+}
+
+impl DocumentFetch {
+    const ALL: [Self; 5] = [
+        Self::Accepted,
+        Self::Invalid,
+        Self::Blocked,
+        Self::Failed,
+        Self::Busy,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Invalid => "invalid",
+            Self::Blocked => "blocked",
+            Self::Failed => "failed",
+            Self::Busy => "busy",
+        }
+    }
+}
+
 /// Upper bounds of the latency buckets, in microseconds.
 const BOUNDS_US: [u64; 14] = [
     25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
@@ -201,6 +238,7 @@ pub struct Metrics {
     tokens_issued: [AtomicU64; Grant::ALL.len()],
     tokens_revoked: AtomicU64,
     login_failures: AtomicU64,
+    document_fetches: [AtomicU64; DocumentFetch::ALL.len()],
     actor_wait: [Histogram; ActorKind::ALL.len()],
     flush: Histogram,
 }
@@ -235,6 +273,13 @@ impl Metrics {
     /// Counts a failed password login.
     pub fn login_failed(&self) {
         self.login_failures.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one client ID metadata document fetch attempt by its outcome.
+    pub fn document_fetched(&self, outcome: DocumentFetch) {
+        if let Some(c) = self.document_fetches.get(outcome as usize) {
+            c.fetch_add(1, Relaxed);
+        }
     }
 
     /// Records how long a request waited for an actor's answer.
@@ -308,6 +353,18 @@ impl Metrics {
             self.login_failures.load(Relaxed),
         );
         out.push_str(
+            "# HELP oauth_mcp_client_metadata_fetches_total Client ID metadata document fetches, per outcome (cache hits are not fetches).\n\
+             # TYPE oauth_mcp_client_metadata_fetches_total counter\n",
+        );
+        for (o, c) in DocumentFetch::ALL.iter().zip(&self.document_fetches) {
+            let _ = writeln!(
+                out,
+                "oauth_mcp_client_metadata_fetches_total{{result=\"{}\"}} {}",
+                o.label(),
+                c.load(Relaxed)
+            );
+        }
+        out.push_str(
             "# HELP oauth_mcp_actor_wait_seconds Time from sending a message to an actor to its answer (mailbox wait and handling).\n\
              # TYPE oauth_mcp_actor_wait_seconds histogram\n",
         );
@@ -344,6 +401,7 @@ mod tests {
         m.actor_wait(ActorKind::Ledger, Duration::from_micros(30));
         m.actor_wait(ActorKind::Ledger, Duration::from_secs(5));
         m.flush(Duration::from_micros(300));
+        m.document_fetched(DocumentFetch::Blocked);
         let text = m.render(3);
         for line in [
             "oauth_mcp_http_requests_total{endpoint=\"token\"} 2",
@@ -351,6 +409,8 @@ mod tests {
             "oauth_mcp_http_errors_total{endpoint=\"token\",status=\"400\",error=\"invalid_grant\"} 1",
             "oauth_mcp_http_errors_total{endpoint=\"mcp\",status=\"401\",error=\"invalid_token\"} 1",
             "oauth_mcp_tokens_issued_total{grant_type=\"refresh_token\"} 2",
+            "oauth_mcp_client_metadata_fetches_total{result=\"blocked\"} 1",
+            "oauth_mcp_client_metadata_fetches_total{result=\"accepted\"} 0",
             "oauth_mcp_token_revocations_total 1",
             "oauth_mcp_login_failures_total 1",
             "oauth_mcp_mcp_sessions 3",

@@ -26,6 +26,7 @@ use crate::{
         secrets::{random_bytes, ClientSecret, Digest, Password},
     },
     fetch::DocumentFetcher,
+    metrics::{DocumentFetch, Metrics},
     oauth::client_document::{self, ClientDocumentError},
     storage::{ClientStore, StorageError},
 };
@@ -274,6 +275,7 @@ impl DocumentCache {
 async fn fetch_document(
     fetcher: Arc<DocumentFetcher>,
     settings: Arc<Settings>,
+    metrics: Option<Arc<Metrics>>,
     url: String,
     now: i64,
 ) -> Result<(Client, Option<Duration>), ClientDocumentError> {
@@ -293,6 +295,18 @@ async fn fetch_document(
         Ok((client, lifetime))
     }
     .await;
+    let outcome = match &result {
+        Ok(_) => Some(DocumentFetch::Accepted),
+        Err(ClientDocumentError::Invalid(_)) => Some(DocumentFetch::Invalid),
+        Err(ClientDocumentError::Blocked) => Some(DocumentFetch::Blocked),
+        Err(ClientDocumentError::Fetch(_)) => Some(DocumentFetch::Failed),
+        Err(ClientDocumentError::Busy) => Some(DocumentFetch::Busy),
+        // A URL that breaks the rules is never fetched.
+        Err(_) => None,
+    };
+    if let (Some(metrics), Some(outcome)) = (&metrics, outcome) {
+        metrics.document_fetched(outcome);
+    }
     match &result {
         // `?url`: the client_id is whatever the request said, so it is logged escaped.
         Ok((_, lifetime)) => tracing::debug!(
@@ -366,6 +380,8 @@ pub struct ClientRegistry {
     /// Clients named by metadata document URLs.
     documents: DocumentCache,
     fetcher: Arc<DocumentFetcher>,
+    /// Where document fetches are counted, when the server keeps metrics.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl ClientRegistry {
@@ -395,7 +411,14 @@ impl ClientRegistry {
             registrations: HashMap::new(),
             login_sessions: HashMap::new(),
             documents: DocumentCache::default(),
+            metrics: None,
         })
+    }
+
+    /// Counts document fetches in `metrics` (served at `GET /metrics`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn lockout_secs(&self) -> i64 {
@@ -515,6 +538,7 @@ impl Handler<ResolveClientDocument> for ClientRegistry {
                 let p = fetch_document(
                     self.fetcher.clone(),
                     self.settings.clone(),
+                    self.metrics.clone(),
                     url.clone(),
                     now,
                 )

@@ -451,6 +451,11 @@ async fn plain_http_and_private_addresses_are_refused_unless_allowed() {
     assert_refused(&http_only, &local_ip, "not a public address").await;
     assert_refused(&http_only, &local_name, "not a public address").await;
     assert_eq!(host.hits("/client.json"), 0);
+    let blocked = sample(
+        &scrape(&http_only).await,
+        "oauth_mcp_client_metadata_fetches_total{result=\"blocked\"}",
+    );
+    assert_eq!(blocked, 2.0);
 
     // With both development settings the same document is usable.
     let dev = dev_app().await;
@@ -473,6 +478,18 @@ async fn documents_are_cached_as_their_headers_say() {
     assert_eq!(host.hits("/cached.json"), 1);
     assert_eq!(host.hits("/uncached.json"), 2);
     assert_eq!(host.hits("/default.json"), 1);
+    let metrics = scrape(&app).await;
+    let fetches = |result: &str| {
+        sample(
+            &metrics,
+            &format!("oauth_mcp_client_metadata_fetches_total{{result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!(fetches("accepted"), 4.0, "cache hits are not fetches");
+    assert_eq!(
+        fetches("failed") + fetches("invalid") + fetches("blocked"),
+        0.0
+    );
 
     // max-age=60 is over after a minute; the five-minute default is not.
     app.clock.advance(Duration::from_secs(61));

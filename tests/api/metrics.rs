@@ -1,29 +1,9 @@
 //! `GET /metrics` (Prometheus text format) and request ids.
 
 use crate::helpers::{
-    demo_authorize_params, pkce_pair, spawn_app, spawn_app_with, Reply, TestApp, DEMO_BASIC,
+    demo_authorize_params, pkce_pair, sample, scrape, spawn_app, spawn_app_with, Reply, DEMO_BASIC,
     DEMO_CLIENT_ID, DEMO_PASSWORD, DEMO_USER,
 };
-
-async fn scrape(app: &TestApp) -> String {
-    let reply = Reply::read(
-        app.client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics"),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.body
-}
-
-/// The value of the sample line `name{labels}`, or 0 when absent.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.parse().expect("numeric sample"))
-}
 
 #[actix_web::test]
 async fn metrics_count_requests_errors_tokens_and_logins() {
