@@ -90,6 +90,21 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     }
 }
 
+/// Whether a connect-time I/O error is a refused TLS handshake (untrusted or mismatched
+/// certificate, protocol error): tokio-rustls reports those as an `InvalidData` I/O error,
+/// which the connector wraps in another I/O error. `source()` skips a wrapped I/O error
+/// itself, so the wrapping is followed with `get_ref`.
+fn is_tls_failure(error: &std::io::Error) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            return true;
+        }
+        current = e.get_ref().and_then(|inner| inner.downcast_ref());
+    }
+    false
+}
+
 /// A document fetched with status 200, within the limits, and its response headers'
 /// freshness information (read by `client_document::cache_lifetime`).
 #[derive(Debug, Clone)]
@@ -280,16 +295,22 @@ impl DocumentFetcher {
     /// A coarse reason: enough for a client developer, nothing about our network.
     fn request_error(&self, e: &reqwest::Error) -> ClientDocumentError {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        let mut tls = false;
         while let Some(s) = source {
             if s.is::<BlockedAddress>() {
                 return ClientDocumentError::Blocked;
             }
+            tls |= s
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(is_tls_failure);
             source = s.source();
         }
         if e.is_timeout() {
             return self.timed_out();
         }
-        let what = if e.is_connect() {
+        let what = if e.is_connect() && tls {
+            "the TLS handshake failed (the certificate must be valid for the host and issued by a public CA)"
+        } else if e.is_connect() {
             "could not connect"
         } else if e.is_body() || e.is_decode() {
             "the response body could not be read"

@@ -594,3 +594,23 @@ async fn too_many_fetches_at_once_are_answered_busy_not_queued() {
     assert!(!busy.is_empty());
     assert!(busy.iter().all(|r| r.body.contains("try again shortly")));
 }
+
+#[actix_web::test]
+async fn https_documents_need_a_tls_handshake_that_succeeds() {
+    // https only (no development http setting), loopback allowed so the test can listen.
+    let app = spawn_app_with(|c| c.client_metadata_allow_private = true).await;
+    // A peer that answers the TLS ClientHello with plain HTTP, as a misconfigured port would.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let peer = actix_web::rt::spawn(async move {
+        use tokio::io::AsyncWriteExt as _;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let client_id = format!("https://127.0.0.1:{port}/client.json");
+    assert_refused(&app, &client_id, "the TLS handshake failed").await;
+    peer.abort();
+}
