@@ -7,6 +7,11 @@
 //! cargo run --example oauth_client                       # opens a callback listener, you log in
 //! cargo run --example oauth_client -- --headless         # logs in as demo_user by itself
 //! cargo run --example oauth_client -- --url http://127.0.0.1:9000 --refresh-grace 0
+//!
+//! # as a client ID metadata document instead of the demo client; the server must fetch
+//! # from plain http on loopback, which only its development settings allow:
+//! cargo run --release -- --client-metadata-allow-http --client-metadata-allow-private
+//! cargo run --example oauth_client -- --headless --client-metadata-document
 //! ```
 //!
 //! The OAuth client side is the `oauth2` crate (oauth2-rs), so this example is also an
@@ -14,7 +19,9 @@
 //! is plain Streamable HTTP: JSON-RPC in a POST, the answer in an SSE `data:` line.
 //!
 //! It uses the seeded demo client (`demo_client` / `demo_secret`, redirect URI
-//! `http://127.0.0.1:8765/callback`) and, with `--headless`, the demo user
+//! `http://127.0.0.1:8765/callback`), or with `--client-metadata-document` no registration
+//! at all: it serves its own metadata document on a loopback port and uses that URL as its
+//! `client_id` (a public client, MCP 2025-11-25). With `--headless` it uses the demo user
 //! (`demo_user` / `demo_password`). Without `--headless` it listens on that redirect URI and
 //! prints the authorization URL for you to open in a browser.
 //!
@@ -72,6 +79,80 @@ struct Args {
     /// accepted); the example waits that long before showing that the old token is refused.
     #[arg(long, default_value_t = 10)]
     refresh_grace: u64,
+    /// Identify with a client ID metadata document served by this program (on a loopback
+    /// port, over http) instead of the demo client. The server must run with
+    /// --client-metadata-allow-http --client-metadata-allow-private.
+    #[arg(long)]
+    client_metadata_document: bool,
+}
+
+/// Who this program is to the server.
+enum Identity {
+    /// The seeded confidential demo client (`client_secret_basic`).
+    Demo,
+    /// A public client whose `client_id` is the URL of the metadata document it serves.
+    Document { url: String },
+}
+
+impl Identity {
+    fn client_id(&self) -> &str {
+        match self {
+            Self::Demo => CLIENT_ID,
+            Self::Document { url } => url,
+        }
+    }
+
+    fn secret(&self) -> Option<&str> {
+        match self {
+            Self::Demo => Some(CLIENT_SECRET),
+            Self::Document { .. } => None,
+        }
+    }
+
+    /// The client authentication used at the token and revocation endpoints.
+    fn auth_method(&self) -> &'static str {
+        match self {
+            Self::Demo => "client_secret_basic",
+            Self::Document { .. } => "none: client_id only",
+        }
+    }
+}
+
+/// Serves a client ID metadata document for this program on a loopback port, and returns
+/// its URL, which is then the `client_id`. The document lists the callback as the only
+/// redirect URI; the server fetches it when it first sees the `client_id`.
+async fn serve_metadata_document() -> Result<Identity, BoxError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!(
+        "http://127.0.0.1:{}/oauth-client.json",
+        listener.local_addr()?.port()
+    );
+    let document = json!({
+        "client_id": url,
+        "client_name": "oauth_client example",
+        "redirect_uris": [REDIRECT_URI],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    });
+    println!("{}", indent(&pretty(&document)));
+    let body = document.to_string();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                // One read holds a GET's head; whatever it asked for gets the document.
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: max-age=300\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    Ok(Identity::Document { url })
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -114,7 +195,19 @@ async fn run(args: &Args) -> Result<(), BoxError> {
 
     step("1. Discovery (RFC 9728, RFC 8414)");
     let found = common::discover(&http, &mcp_url).await?;
-    let client = oauth_client(&found)?;
+    let identity = if args.client_metadata_document {
+        step("1b. Client ID metadata document (instead of registration)");
+        if at(&found.metadata, "/client_id_metadata_document_supported") != true {
+            return Err(
+                "the server does not advertise client_id_metadata_document_supported".into(),
+            );
+        }
+        serve_metadata_document().await?
+    } else {
+        Identity::Demo
+    };
+    println!("client_id = {}", identity.client_id());
+    let client = oauth_client(&found, &identity)?;
     // MCP authorization, "Scope Selection Strategy": the challenge's scope first.
     let scope = found
         .challenge_scope
@@ -161,7 +254,10 @@ async fn run(args: &Args) -> Result<(), BoxError> {
     println!("callback: {callback}");
     let code = check_callback(&callback, state.secret(), &found)?;
 
-    step("5. Code exchange (POST token_endpoint, client_secret_basic + code_verifier)");
+    step(&format!(
+        "5. Code exchange (POST token_endpoint, {} + code_verifier)",
+        identity.auth_method()
+    ));
     let tokens = client
         .exchange_code(AuthorizationCode::new(code))
         .set_pkce_verifier(verifier)
@@ -203,7 +299,7 @@ async fn run(args: &Args) -> Result<(), BoxError> {
         .map_err(|e| format!("tools/call whoami: {e}"))?;
     println!("tools/call whoami -> {whoami}");
     let me: Value = serde_json::from_str(&whoami).unwrap_or(Value::Null);
-    if at(&me, "/client_id") != CLIENT_ID {
+    if at(&me, "/client_id") != identity.client_id() {
         return Err(format!("whoami names another client: {whoami}").into());
     }
     if args.headless && at(&me, "/subject") != USERNAME {
@@ -239,7 +335,7 @@ async fn run(args: &Args) -> Result<(), BoxError> {
     mcp.close(&access2).await?;
 
     step("8. Revocation (RFC 7009)");
-    revoke_access_token(&http, &client, &access2).await?;
+    revoke_access_token(&http, &client, &identity, &access2).await?;
     // The same token called `add` a moment ago.
     let (status, challenge) = mcp.probe(&access2).await?;
     println!("POST /mcp with the revoked access token -> {status}");
@@ -281,14 +377,18 @@ async fn run(args: &Args) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// oauth2-rs's client for the demo client and the discovered endpoints.
-fn oauth_client(found: &Discovery) -> Result<OAuthClient, BoxError> {
-    Ok(BasicClient::new(ClientId::new(CLIENT_ID.to_owned()))
-        .set_client_secret(ClientSecret::new(CLIENT_SECRET.to_owned()))
+/// oauth2-rs's client for `identity` and the discovered endpoints. Without a secret,
+/// oauth2-rs sends `client_id` in the request body (a public client).
+fn oauth_client(found: &Discovery, identity: &Identity) -> Result<OAuthClient, BoxError> {
+    let client = BasicClient::new(ClientId::new(identity.client_id().to_owned()))
         .set_auth_uri(AuthUrl::new(found.endpoint("authorization_endpoint")?)?)
         .set_token_uri(TokenUrl::new(found.endpoint("token_endpoint")?)?)
         .set_revocation_url(RevocationUrl::new(found.endpoint("revocation_endpoint")?)?)
-        .set_redirect_uri(RedirectUrl::new(REDIRECT_URI.to_owned())?))
+        .set_redirect_uri(RedirectUrl::new(REDIRECT_URI.to_owned())?);
+    Ok(match identity.secret() {
+        Some(secret) => client.set_client_secret(ClientSecret::new(secret.to_owned())),
+        None => client,
+    })
 }
 
 fn show_tokens(tokens: &BasicTokenResponse) {
@@ -559,6 +659,7 @@ fn check_callback(callback: &Url, state: &str, found: &Discovery) -> Result<Stri
 async fn revoke_access_token(
     http: &Client,
     client: &OAuthClient,
+    identity: &Identity,
     token: &AccessToken,
 ) -> Result<(), BoxError> {
     let revocable = StandardRevocableToken::AccessToken(token.clone());
@@ -573,16 +674,24 @@ async fn revoke_access_token(
         Err(ConfigurationError::InsecureUrl(_)) => {
             let url = client.revocation_url().url().clone();
             println!("oauth2-rs refuses a non-https revocation URL (RFC 7009 §2); the same request by hand:");
-            println!("POST {url}  token=…&token_type_hint=access_token  (client_secret_basic)");
-            let reply = http
-                .post(url)
-                .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-                .form(&[
-                    ("token", token.secret().as_str()),
-                    ("token_type_hint", "access_token"),
-                ])
-                .send()
-                .await?;
+            println!(
+                "POST {url}  token=…&token_type_hint=access_token  ({})",
+                identity.auth_method()
+            );
+            let mut form = vec![
+                ("token", token.secret().as_str()),
+                ("token_type_hint", "access_token"),
+            ];
+            let request = match identity.secret() {
+                Some(secret) => http
+                    .post(url)
+                    .basic_auth(identity.client_id(), Some(secret)),
+                None => {
+                    form.push(("client_id", identity.client_id()));
+                    http.post(url)
+                }
+            };
+            let reply = request.form(&form).send().await?;
             let status = reply.status();
             println!("  <- {status}");
             if status != StatusCode::OK {
