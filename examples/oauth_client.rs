@@ -68,7 +68,7 @@ type OAuthClient =
 /// uses, refreshes and revokes the tokens.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Base URL of the running server (http only).
+    /// Base URL of the running server.
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     url: String,
     /// Log in as demo_user through the login and consent form instead of waiting for a

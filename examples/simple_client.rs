@@ -20,7 +20,7 @@ use common::BoxError;
 /// Discovers how to authorize against an oauth-mcp server, without a token.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Base URL of the running server (http only).
+    /// Base URL of the running server.
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     url: String,
 }

@@ -67,11 +67,8 @@ pub fn initialize_request(id: u64, client_name: &str) -> Value {
 /// TLS stack), without a trailing slash.
 pub fn base_url(url: &str) -> Result<String, BoxError> {
     let parsed = Url::parse(url).map_err(|e| format!("--url {url:?} is not a URL: {e}"))?;
-    if parsed.scheme() != "http" {
-        return Err(format!(
-            "--url {url}: the examples speak plain http only (they are built without TLS)"
-        )
-        .into());
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("--url {url}: must be an http or https URL").into());
     }
     Ok(url.trim_end_matches('/').to_owned())
 }
