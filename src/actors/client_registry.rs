@@ -5,6 +5,12 @@
 //! authenticate, and both change rarely: one small in-memory index serves every lookup.
 //! Implements client authentication (OAuth 2.1 §2.4), dynamic registration (RFC 7591) and
 //! resource-owner login with throttling (OAuth 2.1 §7, RFC 9700 §4.x brute force).
+//!
+//! It also owns the clients named by client ID metadata documents (MCP 2025-11-25,
+//! draft-ietf-oauth-client-id-metadata-document): never stored, cached in memory for as long
+//! as each document's HTTP cache headers allow, fetched through [`crate::fetch`] by a
+//! future spawned beside the actor so that a slow document host never holds up the
+//! registry's other messages.
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
@@ -302,7 +308,7 @@ async fn fetch_document(
         Err(ClientDocumentError::Fetch(_)) => Some(DocumentFetch::Failed),
         Err(ClientDocumentError::Busy) => Some(DocumentFetch::Busy),
         // A URL that breaks the rules is never fetched.
-        Err(_) => None,
+        Err(ClientDocumentError::Url(_)) => None,
     };
     if let (Some(metrics), Some(outcome)) = (&metrics, outcome) {
         metrics.document_fetched(outcome);
