@@ -67,6 +67,10 @@ pub struct Cli {
     /// addresses too (development, or a network you trust).
     #[arg(long, env = "OAUTH_MCP_CLIENT_METADATA_ALLOW_PRIVATE")]
     pub client_metadata_allow_private: bool,
+    /// Accept client metadata documents only from these hosts (`app.example` or
+    /// `*.example.com`), space- or comma-separated; default: any public host.
+    #[arg(long, env = "OAUTH_MCP_CLIENT_METADATA_TRUSTED_HOSTS")]
+    pub client_metadata_trusted_hosts: Option<String>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "OAUTH_MCP_LOG_JSON")]
     pub log_json: bool,
@@ -292,6 +296,11 @@ impl Cli {
             client_metadata_documents: !self.no_client_metadata_documents,
             client_metadata_allow_http: self.client_metadata_allow_http,
             client_metadata_allow_private: self.client_metadata_allow_private,
+            client_metadata_trusted_hosts: self
+                .client_metadata_trusted_hosts
+                .as_deref()
+                .map(split_scopes)
+                .unwrap_or_default(),
             ..Config::default()
         }
     }
@@ -342,11 +351,17 @@ mod tests {
             "--registered-client-credentials",
             "--scopes",
             "a,b c",
+            "--client-metadata-trusted-hosts",
+            "app.example, *.vendor.example",
         ]);
         assert!(!c.client_metadata_documents);
         assert!(c.client_metadata_allow_http && c.client_metadata_allow_private);
         assert!(!c.metrics && !c.demo && c.registered_client_credentials);
         assert_eq!(c.scopes, ["a", "b", "c"]);
         assert_eq!(c.default_scopes, c.scopes);
+        assert_eq!(
+            c.client_metadata_trusted_hosts,
+            ["app.example", "*.vendor.example"]
+        );
     }
 }

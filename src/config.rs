@@ -103,6 +103,10 @@ pub struct Config {
     pub client_metadata_timeout: Duration,
     /// Longest time a fetched document is cached, whatever its headers allow.
     pub client_metadata_max_cache: Duration,
+    /// Hosts whose documents are accepted: `app.example`, or `*.example.com` for any name
+    /// under `example.com`. Empty accepts any public host (an open server); a list makes
+    /// it a protected one (MCP 2025-11-25, "Trust Policies").
+    pub client_metadata_trusted_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -146,6 +150,7 @@ impl Default for Config {
             client_metadata_max_bytes: 5 * 1024,
             client_metadata_timeout: Duration::from_secs(5),
             client_metadata_max_cache: Duration::from_secs(24 * 3600),
+            client_metadata_trusted_hosts: Vec::new(),
         }
     }
 }
@@ -265,6 +270,18 @@ impl Config {
             return Err(ConfigError(
                 "client metadata document size limit must be between 256 bytes and 256 KiB".into(),
             ));
+        }
+        for host in &self.client_metadata_trusted_hosts {
+            let name = host.strip_prefix("*.").unwrap_or(host);
+            let ok = !name.is_empty()
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                });
+            if !ok {
+                return Err(ConfigError(format!(
+                    "trusted client metadata host {host:?} must be a lowercase host name, optionally starting with *."
+                )));
+            }
         }
         if self.mailbox_capacity == 0 {
             return Err(ConfigError(
@@ -457,5 +474,13 @@ mod tests {
         let mut c = Config::default();
         c.code_ttl = Duration::ZERO;
         assert!(c.settings(1).is_err());
+        for bad in ["", "*.", "App.example", "https://app.example", "a b"] {
+            let mut c = Config::default();
+            c.client_metadata_trusted_hosts = vec![bad.into()];
+            assert!(c.settings(1).is_err(), "{bad:?}");
+        }
+        let mut c = Config::default();
+        c.client_metadata_trusted_hosts = vec!["app.example".into(), "*.vendor.example".into()];
+        assert!(c.settings(1).is_ok());
     }
 }

@@ -287,6 +287,9 @@ async fn fetch_document(
 ) -> Result<(Client, Option<Duration>), ClientDocumentError> {
     let result = async {
         let parsed = client_document::document_url(&url, fetcher.allows_http())?;
+        if !client_document::host_trusted(&parsed, &settings.config.client_metadata_trusted_hosts) {
+            return Err(ClientDocumentError::Untrusted);
+        }
         let fetched = fetcher.fetch(&parsed).await?;
         let client = client_document::parse_document(&url, &fetched.body, &settings, now)?;
         let cache_control: Vec<&str> = fetched.cache_control.iter().map(String::as_str).collect();
@@ -308,7 +311,7 @@ async fn fetch_document(
         Err(ClientDocumentError::Fetch(_)) => Some(DocumentFetch::Failed),
         Err(ClientDocumentError::Busy) => Some(DocumentFetch::Busy),
         // A URL that breaks the rules is never fetched.
-        Err(ClientDocumentError::Url(_)) => None,
+        Err(ClientDocumentError::Url(_) | ClientDocumentError::Untrusted) => None,
     };
     if let (Some(metrics), Some(outcome)) = (&metrics, outcome) {
         metrics.document_fetched(outcome);

@@ -34,6 +34,9 @@ pub enum ClientDocumentError {
     /// The `client_id` is not an acceptable document URL (draft §3).
     #[error("the client_id URL {0}")]
     Url(Cow<'static, str>),
+    /// The URL's host is not one this server trusts (`client_metadata_trusted_hosts`).
+    #[error("this server does not accept client metadata documents from the client_id URL's host")]
+    Untrusted,
     /// The URL's host is, or resolves to, an address this server does not fetch from
     /// (loopback, private, link-local and other special-use ranges; draft-01 §6.5).
     #[error("the client_id URL's host is not a public address, so it is not fetched")]
@@ -93,6 +96,21 @@ pub fn document_url(client_id: &str, allow_http: bool) -> Result<Url, ClientDocu
         return bad("must be in normalized form (lowercase scheme and host, no default port, percent-encoding as needed)");
     }
     Ok(url)
+}
+
+/// Whether `url`'s host is on the trust list (`app.example`, or `*.example.com` for names
+/// under it; the apex itself is listed separately); an empty list trusts every host.
+pub fn host_trusted(url: &Url, trusted: &[String]) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    trusted.is_empty()
+        || trusted.iter().any(|t| match t.strip_prefix("*.") {
+            Some(suffix) => host
+                .strip_suffix(suffix)
+                .is_some_and(|label| label.ends_with('.') && label.len() > 1),
+            None => host == t,
+        })
 }
 
 /// The path part of an absolute URL string as written (after the authority, before any
@@ -377,6 +395,29 @@ mod tests {
         // Nothing said: the heuristic default.
         assert_eq!(lifetime(&[], None, None, None), Some(300));
         assert_eq!(lifetime(&["public"], None, None, None), Some(300));
+    }
+
+    #[test]
+    fn trusted_hosts() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let list = ["app.example".to_owned(), "*.vendor.example".to_owned()];
+        assert!(host_trusted(&url("https://anything.example/c.json"), &[]));
+        assert!(host_trusted(&url("https://app.example/c.json"), &list));
+        assert!(host_trusted(&url("https://a.vendor.example/c.json"), &list));
+        assert!(host_trusted(
+            &url("https://a.b.vendor.example/c.json"),
+            &list
+        ));
+        assert!(!host_trusted(&url("https://vendor.example/c.json"), &list));
+        assert!(!host_trusted(
+            &url("https://evilvendor.example/c.json"),
+            &list
+        ));
+        assert!(!host_trusted(
+            &url("https://app.example.evil/c.json"),
+            &list
+        ));
+        assert!(!host_trusted(&url("https://sub.app.example/c.json"), &list));
     }
 
     #[test]

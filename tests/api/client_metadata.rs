@@ -614,3 +614,31 @@ async fn https_documents_need_a_tls_handshake_that_succeeds() {
     assert_refused(&app, &client_id, "the TLS handshake failed").await;
     peer.abort();
 }
+
+#[actix_web::test]
+async fn a_trust_list_limits_the_hosts_documents_come_from() {
+    let host = DocumentHost::start().await;
+    let client_id = host.publish("/client.json", &[]);
+    let trusting = |hosts: &'static [&'static str]| {
+        spawn_app_with(move |c| {
+            c.client_metadata_allow_http = true;
+            c.client_metadata_allow_private = true;
+            c.client_metadata_trusted_hosts = hosts.iter().map(|h| (*h).to_owned()).collect();
+        })
+    };
+    let protected = trusting(&["app.example", "*.vendor.example"]).await;
+    assert_refused(
+        &protected,
+        &client_id,
+        "does not accept client metadata documents from",
+    )
+    .await;
+    assert_eq!(
+        host.hits("/client.json"),
+        0,
+        "an untrusted host is not even fetched"
+    );
+    let listed = trusting(&["127.0.0.1"]).await;
+    assert_eq!(authorize(&listed, &client_id).await.status, 200);
+    assert_eq!(host.hits("/client.json"), 1);
+}
