@@ -579,7 +579,8 @@ async fn too_many_fetches_at_once_are_answered_busy_not_queued() {
         host.route(
             path,
             Route {
-                delay: Duration::from_secs(1),
+                // Long enough that all 24 requests arrive while the first 16 still wait.
+                delay: Duration::from_secs(3),
                 ..Route::json(&host.document(path, json!({})))
             },
         );
