@@ -511,7 +511,8 @@ async fn concurrent_requests_share_one_fetch_and_failures_are_not_cached() {
     host.route(
         path,
         Route {
-            delay: Duration::from_millis(300),
+            // Long enough that all eight requests arrive while the one fetch is running.
+            delay: Duration::from_secs(1),
             ..Route::json(&host.document(path, json!({})))
         }
         .header("cache-control", "no-store"),
