@@ -171,7 +171,7 @@ async fn dev_app() -> TestApp {
     spawn_app_with(|c| {
         c.client_metadata_allow_http = true;
         c.client_metadata_allow_private = true;
-        c.client_metadata_timeout = Duration::from_secs(1);
+        c.client_metadata_timeout = Duration::from_secs(2);
     })
     .await
 }
@@ -411,7 +411,7 @@ async fn unusable_documents_get_an_error_page_never_a_redirect() {
                 delay: Duration::from_secs(10),
                 ..Route::json(&host.document("/slow.json", json!({})))
             },
-            "no answer within 1 s",
+            "no answer within 2 s",
         ),
     ];
     for (path, route, why) in cases {
