@@ -12,7 +12,7 @@
 //! - **scheme**: https only, unless `client_metadata_allow_http` (development).
 //! - **no redirects** (draft-01 §4): a 3xx is an error, its target never fetched; only
 //!   `200` is a document.
-//! - **limits**: the whole fetch, including waiting for a fetch slot, within
+//! - **limits**: the whole fetch (resolution, connection, TLS, response) within
 //!   `client_metadata_timeout`; the body at most `client_metadata_max_bytes` (declared
 //!   length checked first, then counted while reading); at most [`MAX_CONCURRENT_FETCHES`]
 //!   fetches at once, beyond which requests are answered "busy" rather than queued.
