@@ -12,6 +12,7 @@ use actix_web::{
 
 use crate::{
     actors::{client_registry::RegistryError, code_issuer::CodeError, token_ledger::LedgerError},
+    oauth::client_document::ClientDocumentError,
     storage::StorageError,
 };
 
@@ -309,6 +310,33 @@ impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
         tracing::error!(request_id = %crate::http::request_id(), error = %e, "storage failure");
         Self::oauth(ErrorCode::ServerError, "storage failure")
+    }
+}
+
+/// A client ID metadata document that cannot be used, at the token, revocation and
+/// introspection endpoints: the client cannot be authenticated (`invalid_client`, the
+/// reason as the description), or every fetch slot is taken (`temporarily_unavailable`).
+impl From<ClientDocumentError> for Error {
+    fn from(e: ClientDocumentError) -> Self {
+        match e {
+            ClientDocumentError::Busy => {
+                Self::oauth(ErrorCode::TemporarilyUnavailable, e.to_string())
+            }
+            _ => Self::oauth(ErrorCode::InvalidClient, e.to_string()),
+        }
+    }
+}
+
+impl Error {
+    /// A client ID metadata document that cannot be used, at `/authorize`: there is no
+    /// trusted redirect URI, so a page and never a redirect (draft §4.3; RFC 6749
+    /// §4.1.2.1); 503 when every fetch slot is taken, else 400.
+    pub fn client_document_page(e: ClientDocumentError) -> Self {
+        let status = match e {
+            ClientDocumentError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::page(status, format!("This application cannot be used: {e}."))
     }
 }
 

@@ -77,14 +77,7 @@ async fn authenticate_client(
             )
             .with_basic_challenge(basic));
         }
-        return match resolve_document(services, &presented.client_id).await? {
-            Ok(client) => Ok(client),
-            Err(ClientDocumentError::Busy) => Err(Error::oauth(
-                ErrorCode::TemporarilyUnavailable,
-                ClientDocumentError::Busy.to_string(),
-            )),
-            Err(e) => Err(Error::oauth(ErrorCode::InvalidClient, e.to_string())),
-        };
+        return Ok(resolve_document(services, &presented.client_id).await??);
     }
     let msg = AuthenticateClient {
         client_id: presented.client_id,
@@ -376,19 +369,11 @@ pub async fn authorize(
     let client = if names_document(services, client_id) {
         // Without a valid document there is no trusted redirect URI: an error page, never a
         // redirect (draft §4.3 aborts the request; RFC 6749 §4.1.2.1).
-        match resolve_document(services, client_id).await? {
-            Ok(client) => Some(client),
-            Err(e) => {
-                let status = match e {
-                    ClientDocumentError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                return Err(Error::page(
-                    status,
-                    format!("This application cannot be used: {e}."),
-                ));
-            }
-        }
+        Some(
+            resolve_document(services, client_id)
+                .await?
+                .map_err(Error::client_document_page)?,
+        )
     } else {
         let msg = GetClient {
             client_id: client_id.to_owned(),
