@@ -262,22 +262,28 @@ pub struct LoadtestArgs {
     pub json: Option<PathBuf>,
 }
 
-fn split_scopes(s: &str) -> Vec<String> {
+/// A space- or comma-separated list.
+fn split_list(s: &str) -> Vec<String> {
     s.split([' ', ','])
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
         .collect()
 }
 
+/// The supported and default scopes from `--scopes` and `--default-scopes` (default: all
+/// supported), shared by the server's and the administration command's flags.
+fn scope_lists(scopes: &str, default_scopes: Option<&str>) -> (Vec<String>, Vec<String>) {
+    let scopes = split_list(scopes);
+    let default_scopes = default_scopes
+        .map(split_list)
+        .unwrap_or_else(|| scopes.clone());
+    (scopes, default_scopes)
+}
+
 impl Cli {
     /// The configuration these flags describe (validated later by [`Config::settings`]).
     pub fn config(&self) -> Config {
-        let scopes = split_scopes(&self.scopes);
-        let default_scopes = self
-            .default_scopes
-            .as_deref()
-            .map(split_scopes)
-            .unwrap_or_else(|| scopes.clone());
+        let (scopes, default_scopes) = scope_lists(&self.scopes, self.default_scopes.as_deref());
         Config {
             bind: self.bind,
             public_url: self.public_url.clone(),
@@ -299,7 +305,7 @@ impl Cli {
             client_metadata_trusted_hosts: self
                 .client_metadata_trusted_hosts
                 .as_deref()
-                .map(split_scopes)
+                .map(split_list)
                 .unwrap_or_default(),
             ..Config::default()
         }
@@ -310,12 +316,7 @@ impl AdminArgs {
     /// The configuration the administration actors run with: the data directory and the
     /// server's scopes; everything else at its default.
     pub fn config(&self) -> Config {
-        let scopes = split_scopes(&self.scopes);
-        let default_scopes = self
-            .default_scopes
-            .as_deref()
-            .map(split_scopes)
-            .unwrap_or_else(|| scopes.clone());
+        let (scopes, default_scopes) = scope_lists(&self.scopes, self.default_scopes.as_deref());
         Config {
             data_dir: self.data_dir.clone(),
             scopes,

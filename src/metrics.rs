@@ -229,6 +229,21 @@ impl Histogram {
     }
 }
 
+/// One counter family with a single label: its HELP and TYPE lines, then one sample per
+/// label value.
+fn counter_family<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: impl Iterator<Item = (&'static str, &'a AtomicU64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (value, count) in samples {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {}", count.load(Relaxed));
+    }
+}
+
 /// The counters of one server.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -298,18 +313,13 @@ impl Metrics {
     /// actor by the caller.
     pub fn render(&self, active_sessions: usize) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        out.push_str(
-            "# HELP oauth_mcp_http_requests_total Requests received, per endpoint.\n\
-             # TYPE oauth_mcp_http_requests_total counter\n",
+        counter_family(
+            &mut out,
+            "oauth_mcp_http_requests_total",
+            "Requests received, per endpoint.",
+            "endpoint",
+            Endpoint::ALL.iter().map(|e| e.label()).zip(&self.requests),
         );
-        for (e, c) in Endpoint::ALL.iter().zip(&self.requests) {
-            let _ = writeln!(
-                out,
-                "oauth_mcp_http_requests_total{{endpoint=\"{}\"}} {}",
-                e.label(),
-                c.load(Relaxed)
-            );
-        }
         out.push_str(
             "# HELP oauth_mcp_http_errors_total Error responses, per endpoint, HTTP status and OAuth error code.\n\
              # TYPE oauth_mcp_http_errors_total counter\n",
@@ -326,18 +336,16 @@ impl Metrics {
                 e.label()
             );
         }
-        out.push_str(
-            "# HELP oauth_mcp_tokens_issued_total Access and refresh tokens issued, per grant type.\n\
-             # TYPE oauth_mcp_tokens_issued_total counter\n",
+        counter_family(
+            &mut out,
+            "oauth_mcp_tokens_issued_total",
+            "Access and refresh tokens issued, per grant type.",
+            "grant_type",
+            Grant::ALL
+                .iter()
+                .map(|g| g.label())
+                .zip(&self.tokens_issued),
         );
-        for (g, c) in Grant::ALL.iter().zip(&self.tokens_issued) {
-            let _ = writeln!(
-                out,
-                "oauth_mcp_tokens_issued_total{{grant_type=\"{}\"}} {}",
-                g.label(),
-                c.load(Relaxed)
-            );
-        }
         let _ = write!(
             out,
             "# HELP oauth_mcp_token_revocations_total Revocation requests honoured (RFC 7009).\n\
@@ -352,18 +360,16 @@ impl Metrics {
             self.tokens_revoked.load(Relaxed),
             self.login_failures.load(Relaxed),
         );
-        out.push_str(
-            "# HELP oauth_mcp_client_metadata_fetches_total Client ID metadata document fetches, per outcome (cache hits are not fetches).\n\
-             # TYPE oauth_mcp_client_metadata_fetches_total counter\n",
+        counter_family(
+            &mut out,
+            "oauth_mcp_client_metadata_fetches_total",
+            "Client ID metadata document fetches, per outcome (cache hits are not fetches).",
+            "result",
+            DocumentFetch::ALL
+                .iter()
+                .map(|o| o.label())
+                .zip(&self.document_fetches),
         );
-        for (o, c) in DocumentFetch::ALL.iter().zip(&self.document_fetches) {
-            let _ = writeln!(
-                out,
-                "oauth_mcp_client_metadata_fetches_total{{result=\"{}\"}} {}",
-                o.label(),
-                c.load(Relaxed)
-            );
-        }
         out.push_str(
             "# HELP oauth_mcp_actor_wait_seconds Time from sending a message to an actor to its answer (mailbox wait and handling).\n\
              # TYPE oauth_mcp_actor_wait_seconds histogram\n",

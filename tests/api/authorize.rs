@@ -879,22 +879,8 @@ async fn username_is_prefilled_only_after_an_attempt_and_escaped() {
         ""
     );
 
-    let page = app
-        .consent_page(&demo_authorize_params(&challenge, STATE))
-        .await;
-    let reply = Reply::read(
-        app.submit_consent(
-            &page,
-            page.cookie.as_deref(),
-            &[
-                ("username", hostile),
-                ("password", "x"),
-                ("action", "approve"),
-            ],
-        )
-        .await,
-    )
-    .await;
+    let params = demo_authorize_params(&challenge, STATE);
+    let reply = Reply::read(app.login_and_consent(&params, hostile, "x", true).await).await;
 
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(

@@ -29,8 +29,8 @@ use url::Url;
 
 use crate::{
     helpers::{
-        demo_authorize_params, hidden_inputs, pkce_pair, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET,
-        DEMO_PASSWORD, DEMO_REDIRECT_URI, DEMO_USER,
+        cookie_pairs, demo_authorize_params, hidden_inputs, pkce_pair, DEMO_CLIENT_ID,
+        DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_REDIRECT_URI, DEMO_USER,
     },
     shutdown::{start_binary_with, wait_exit, Log},
 };
@@ -165,14 +165,7 @@ impl Http {
             .get(header::LOCATION)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let cookies: Vec<String> = response
-            .headers()
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .filter_map(|value| value.split(';').next())
-            .map(|pair| pair.trim().to_owned())
-            .collect();
+        let cookies = cookie_pairs(response.headers());
         let body = response
             .text()
             .await

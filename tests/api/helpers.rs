@@ -216,14 +216,7 @@ impl TestApp {
     /// GET /authorize and scrape what a browser would keep: cookies, form action, hidden fields.
     pub async fn consent_page(&self, params: &[(&str, &str)]) -> ConsentPage {
         let resp = self.get_authorize(params).await;
-        let cookies: Vec<String> = resp
-            .headers()
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .filter_map(|value| value.split(';').next())
-            .map(|pair| pair.trim().to_owned())
-            .collect();
+        let cookies = cookie_pairs(resp.headers());
         let reply = Reply::read(resp).await;
         let action = find_tags(&reply.body, "form")
             .first()
@@ -750,6 +743,17 @@ pub fn sample(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0.0, |v| v.parse().expect("numeric sample"))
+}
+
+/// The `name=value` pair of every `Set-Cookie` header, as a browser would send them back.
+pub fn cookie_pairs(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| value.split(';').next())
+        .map(|pair| pair.trim().to_owned())
+        .collect()
 }
 
 /// A string field of a JSON object, or a panic naming what was missing.
