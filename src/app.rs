@@ -18,6 +18,7 @@ use crate::{
         client::{AuthMethod, Client, GrantType, User},
         clock::Clock,
         secrets::ClientSecret,
+        server_key::{KeyError, ServerKey},
     },
     error::Error,
     mcp::{
@@ -45,6 +46,9 @@ pub enum StartError {
     /// Seeding or hashing failed.
     #[error("registry: {0}")]
     Registry(#[from] RegistryError),
+    /// The server key could not be read or created.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// A socket or thread could not be set up.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -90,6 +94,8 @@ pub struct Services {
     pub default_mcp: Option<McpEndpoint<DemoServer>>,
     /// Operational counters ([`crate::metrics`]).
     pub metrics: Arc<Metrics>,
+    /// The server key ([`ServerKey`]): CSRF values and grace-window derivations.
+    pub key: Arc<ServerKey>,
     commit: Option<GroupCommit>,
 }
 
@@ -117,6 +123,10 @@ impl Services {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let settings = Arc::new(settings);
+        let key = Arc::new(ServerKey::load_or_create(
+            settings.config.key_file.as_deref(),
+            &settings.config.data_dir,
+        )?);
         let metrics = Arc::new(Metrics::default());
         let commit = if settings.config.durable {
             Some(GroupCommit::start(db.clone(), Some(Arc::clone(&metrics)))?)
@@ -157,6 +167,7 @@ impl Services {
             settings,
             default_mcp: None,
             metrics,
+            key,
             commit,
         };
         let guestbook = Guestbook::default();

@@ -24,6 +24,11 @@ pub struct Cli {
     /// sled data directory.
     #[arg(long, env = "OAUTH_MCP_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Server key file (at least 32 random bytes; keys the form CSRF values and the refresh
+    /// grace derivation). Default: `server.key` in the data directory, generated at first
+    /// start. Give every instance sharing a database the same file.
+    #[arg(long, env = "OAUTH_MCP_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
     /// Do not seed the demo client and user.
     #[arg(long, env = "OAUTH_MCP_NO_DEMO")]
     pub no_demo: bool,
@@ -288,6 +293,7 @@ impl Cli {
             bind: self.bind,
             public_url: self.public_url.clone(),
             data_dir: self.data_dir.clone(),
+            key_file: self.key_file.clone(),
             demo: !self.no_demo,
             scopes,
             default_scopes,
@@ -350,6 +356,8 @@ mod tests {
             "--no-metrics",
             "--no-demo",
             "--registered-client-credentials",
+            "--key-file",
+            "/etc/oauth-mcp/key",
             "--scopes",
             "a,b c",
             "--client-metadata-trusted-hosts",
@@ -359,6 +367,10 @@ mod tests {
         assert!(c.client_metadata_allow_http && c.client_metadata_allow_private);
         assert!(!c.metrics && !c.demo && c.registered_client_credentials);
         assert_eq!(c.scopes, ["a", "b", "c"]);
+        assert_eq!(
+            c.key_file.as_deref(),
+            Some(std::path::Path::new("/etc/oauth-mcp/key"))
+        );
         assert_eq!(c.default_scopes, c.scopes);
         assert_eq!(
             c.client_metadata_trusted_hosts,

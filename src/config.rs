@@ -19,6 +19,11 @@ pub struct Config {
     pub public_url: Option<Url>,
     /// sled data directory.
     pub data_dir: PathBuf,
+    /// File holding the server key (at least 32 random bytes): it keys the CSRF values of
+    /// the forms and the refresh grace-window derivation. `None` means `server.key` in the
+    /// data directory, generated at first start (mode 0600). Instances sharing a database
+    /// must be given the same key.
+    pub key_file: Option<PathBuf>,
     /// Seed the demo client and user (once; later changes are kept).
     pub demo: bool,
     /// Scopes this server knows (`scopes_supported`).
@@ -115,6 +120,7 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             public_url: None,
             data_dir: PathBuf::from("./data"),
+            key_file: None,
             demo: true,
             scopes: vec!["mcp:read".into(), "mcp:write".into()],
             default_scopes: vec!["mcp:read".into(), "mcp:write".into()],

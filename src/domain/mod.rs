@@ -1,5 +1,5 @@
 //! Domain vocabulary shared by the actors and the protocol modules: identifiers, secrets,
-//! PKCE, scopes, redirect URIs and the clock. Nothing here knows about actix or sled.
+//! PKCE, scopes, redirect URIs, the server key and the clock. Nothing here knows about actix or sled.
 
 pub mod client;
 pub mod clock;
@@ -7,3 +7,4 @@ pub mod pkce;
 pub mod redirect;
 pub mod scope;
 pub mod secrets;
+pub mod server_key;
