@@ -61,14 +61,54 @@ function authorizationRequest(redirectUri, clientId = CLIENT_ID, extra = {}) {
   return { url: url.toString(), verifier, state };
 }
 
+/// Pages the loopback server below serves besides the callback: path -> { cookies, html }.
+/// A page there plays the attacker of issue 11: another port on the same host is the same
+/// site, and cookies are not port-isolated.
+const attackPages = new Map();
+
 /// A loopback "client" that only records where the browser was sent (RFC 8252 §7.3: any port).
 async function startCallbackServer() {
   const server = createServer((req, res) => {
+    const attack = attackPages.get(new URL(req.url, 'http://x').pathname);
+    if (attack) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'set-cookie': attack.cookies });
+      res.end(attack.html);
+      return;
+    }
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
     res.end('<!doctype html><html lang="en"><title>callback</title><p>callback reached</p></html>');
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, redirectUri: `http://127.0.0.1:${server.address().port}/callback` };
+}
+
+const escapeHtml = (v) => String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/// A signed-in browser visits a page on another localhost port that overwrites the CSRF
+/// cookie with a value of its choosing and posts the consent form with that value (one click
+/// on an innocent-looking button). The server must refuse it: no code reaches the redirect URI.
+async function checkForgedConsent(page, context, redirectUri, where) {
+  const request = authorizationRequest(redirectUri);
+  await page.goto(request.url);
+  // What the attacker can know: the form's parameters are those of his own request; only the
+  // CSRF value is secret, and he substitutes his own.
+  const fields = await page.evaluate(() => [...document.forms[0].querySelectorAll('input[type=hidden]')]
+    .map((i) => [i.name, i.value]));
+  const forged = b64url(randomBytes(32));
+  const csrfCookies = (await context.cookies(BASE)).filter((c) => /csrf/i.test(c.name));
+  const inputs = fields
+    .map(([n, v]) => `<input type="hidden" name="${escapeHtml(n)}" value="${escapeHtml(/csrf/i.test(n) ? forged : v)}">`)
+    .join('');
+  attackPages.set('/prize', {
+    cookies: csrfCookies.map((c) => `${c.name}=${forged}; Path=/`),
+    html: `<!doctype html><html lang="en"><title>prize</title><form method="post" action="${BASE}/authorize/decision">${inputs}<button id="go" name="action" value="approve">Claim your prize</button></form></html>`,
+  });
+  await page.goto(`${new URL(redirectUri).origin}/prize`);
+  const [response] = await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('#go')]);
+  const landed = new URL(page.url());
+  check(!(`${landed.origin}${landed.pathname}` === redirectUri && landed.searchParams.has('code')),
+    `${where}: no code for a consent posted from another localhost port`, page.url());
+  check(response.status() === 403, `${where}: refused with 403`, response.status());
 }
 
 /// Presses Tab until `selector` has focus; answers the ids/values focused on the way.
@@ -319,6 +359,9 @@ async function runViewport(browser, vp, redirectUri, issuer) {
   response = await pressAndNavigate(page, 'Enter');
   code = checkCallback(page, request, redirectUri, issuer, `${vp.name} keyboard approve`);
   if (code) await exchange(code, request.verifier, redirectUri, `${vp.name} keyboard approve`);
+
+  // 2b. Signed in: a forged consent from another origin on the same site is refused.
+  await checkForgedConsent(page, context, redirectUri, `${vp.name} cross-origin consent`);
 
   // 3. Signed in: Deny with Space.
   request = authorizationRequest(redirectUri);

@@ -2,7 +2,8 @@
 # Checks the login and consent page in a real browser: builds and starts oauth-mcp on a
 # temporary data directory, then runs tools/browser-check.mjs (playwright-core driving the
 # system Chromium) through the keyboard-only login, consent and denial flows at 1280px and
-# 360px. Exits non-zero if any check fails. Not part of CI; see docs/testing.md.
+# 360px, and a forged consent posted from another loopback port. Exits non-zero if any
+# check fails. CI runs it through .ci/browser.sh; see docs/testing.md.
 #
 # Needs: chromium (Debian: apt-get install chromium), Node.js >= 20 with npm, curl, cargo.
 # Environment (all optional):
