@@ -392,6 +392,10 @@ impl From<LedgerError> for Error {
                 ErrorCode::InvalidGrant,
                 "refresh token is invalid, expired or revoked",
             ),
+            LedgerError::GrantRevoked => Self::oauth(
+                ErrorCode::InvalidGrant,
+                "authorization code is invalid, expired or already used",
+            ),
             LedgerError::InvalidScope => Self::oauth(
                 ErrorCode::InvalidScope,
                 "requested scope exceeds the scope originally granted",
