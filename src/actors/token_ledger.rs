@@ -548,7 +548,7 @@ impl TokenLedger {
         let access_record = self.store.get(&access.key())?.filter(same_grant);
         let refresh_record = self.store.get(&refresh.key())?.filter(same_grant);
         match (access_record, refresh_record) {
-            (Some(a), Some(_)) if a.expires_at > now => {
+            (Some(a), Some(r)) if a.expires_at > now && r.expires_at > now => {
                 tracing::debug!(client_id = %old.client_id, "refresh token presented again within the grace window; earlier answer repeated");
                 Ok(IssuedTokens {
                     access_token: access,
