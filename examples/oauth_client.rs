@@ -345,8 +345,9 @@ async fn run(args: &Args) -> Result<(), BoxError> {
     }
 
     step("9. The rotated-out refresh token");
-    // Within the grace window the server still honours the old token (parallel refreshes
-    // of one client); after it, any use of it counts as theft.
+    // Within the grace window the server still answers the old token, with the same pair
+    // it answered first (so parallel refreshes of one client converge); after it, any use
+    // of it counts as theft.
     let wait = Duration::from_secs(args.refresh_grace.saturating_add(1))
         .saturating_sub(rotated_at.elapsed());
     if !wait.is_zero() {

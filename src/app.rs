@@ -151,12 +151,15 @@ impl Services {
             Arc::clone(&settings),
             Arc::clone(&clock),
         )
+        .with_metrics(Arc::clone(&metrics))
         .start();
         let ledger = TokenLedger::new(
             Box::new(SledTokenStore::open(db, durability)?),
             Arc::clone(&settings),
             Arc::clone(&clock),
+            Arc::clone(&key),
         )?
+        .with_metrics(Arc::clone(&metrics))
         .start();
         let sessions = McpSessions::new(SessionLimits::from_config(&settings.config)).start();
         let mut services = Self {

@@ -392,6 +392,9 @@ impl From<LedgerError> for Error {
                 ErrorCode::InvalidGrant,
                 "refresh token is invalid, expired or revoked",
             ),
+            LedgerError::GrantRevoked => {
+                Self::oauth(ErrorCode::InvalidGrant, "the grant has been revoked")
+            }
             LedgerError::InvalidScope => Self::oauth(
                 ErrorCode::InvalidScope,
                 "requested scope exceeds the scope originally granted",

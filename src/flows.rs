@@ -217,9 +217,11 @@ pub async fn token(
             services.ask(&services.ledger, msg).await?.wait().await?
         }
     };
-    services
-        .metrics
-        .tokens_issued(grant, 1 + u64::from(issued.refresh_token.is_some()));
+    if !issued.repeated {
+        services
+            .metrics
+            .tokens_issued(grant, 1 + u64::from(issued.refresh_token.is_some()));
+    }
     Ok(token_response(issued))
 }
 

@@ -253,6 +253,7 @@ pub struct Metrics {
     tokens_issued: [AtomicU64; Grant::ALL.len()],
     tokens_revoked: AtomicU64,
     login_failures: AtomicU64,
+    undecodable_revocations: AtomicU64,
     document_fetches: [AtomicU64; DocumentFetch::ALL.len()],
     actor_wait: [Histogram; ActorKind::ALL.len()],
     flush: Histogram,
@@ -283,6 +284,14 @@ impl Metrics {
     /// Counts a revocation request that was honoured.
     pub fn token_revoked(&self) {
         self.tokens_revoked.fetch_add(1, Relaxed);
+    }
+
+    /// Counts revocation records (revoked grants, possibly redeemed codes) that could not
+    /// be decoded, each time a load or a sweep meets one: they are kept and refused, never
+    /// dropped, and need an operator.
+    pub fn undecodable_revocations(&self, records: usize) {
+        let records = u64::try_from(records).unwrap_or(u64::MAX);
+        self.undecodable_revocations.fetch_add(records, Relaxed);
     }
 
     /// Counts a failed password login.
@@ -356,9 +365,13 @@ impl Metrics {
              oauth_mcp_login_failures_total {}\n\
              # HELP oauth_mcp_mcp_sessions Live MCP sessions.\n\
              # TYPE oauth_mcp_mcp_sessions gauge\n\
-             oauth_mcp_mcp_sessions {active_sessions}\n",
+             oauth_mcp_mcp_sessions {active_sessions}\n\
+             # HELP oauth_mcp_undecodable_revocations_total Revocation records that could not be decoded, counted each time a load or sweep met one (kept and refused, never dropped).\n\
+             # TYPE oauth_mcp_undecodable_revocations_total counter\n\
+             oauth_mcp_undecodable_revocations_total {}\n",
             self.tokens_revoked.load(Relaxed),
             self.login_failures.load(Relaxed),
+            self.undecodable_revocations.load(Relaxed),
         );
         counter_family(
             &mut out,

@@ -22,6 +22,7 @@ use crate::{
         scope::Scopes,
         secrets::AuthorizationCode,
     },
+    metrics::Metrics,
     storage::{
         CodeRecord, CodeStore, Durable, GrantHolder, GrantId, StorageError, StoredCode,
         UsedCodeRecord,
@@ -96,6 +97,7 @@ pub struct CodeIssuer {
     store: Box<dyn CodeStore>,
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl CodeIssuer {
@@ -105,13 +107,25 @@ impl CodeIssuer {
             store,
             settings,
             clock,
+            metrics: None,
         }
+    }
+
+    /// Counts code records the sweep cannot decode (kept, as they may mark redeemed codes)
+    /// in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn sweep(&self) -> Result<usize, StorageError> {
         // Bounded like the ledger's sweep: redeemed codes are kept a day, so the tree can be
         // large under load.
-        self.store.sweep(self.clock.now(), SWEEP_BATCH)
+        let swept = self.store.sweep(self.clock.now(), SWEEP_BATCH)?;
+        if let Some(metrics) = &self.metrics {
+            metrics.undecodable_revocations(swept.undecodable_revocations);
+        }
+        Ok(swept.removed)
     }
 }
 

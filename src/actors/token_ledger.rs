@@ -1,11 +1,29 @@
 //! The token ledger: owns tokens (`oauth.tokens.v1`, keyed by the token's issue-time prefix
-//! and SHA-256) and the set of revoked grants (kept in memory too, so validating an access
-//! token is one store lookup plus a hash-set check). Expired tokens are removed by a
-//! bounded incremental sweep.
+//! and SHA-256), the latest expiry of each grant (`oauth.grants.v1`) and the set of revoked
+//! grants (`oauth.revoked_grants.v1`, kept in memory too, so validating an access token is
+//! one store lookup plus a hash-set check). Expired entries are removed by a bounded
+//! incremental sweep.
 //!
 //! Implements issuance (OAuth 2.1 §3.2.3), refresh with rotation and reuse detection
 //! (§4.3.1, RFC 9700 §4.14.2), revocation (RFC 7009 §2.1: revoking a refresh token revokes
 //! its grant) and introspection (RFC 7662).
+//!
+//! # The grace window
+//! Rotation is strict except for `refresh_grace` seconds after a token's first rotation:
+//! real clients refresh in parallel (several processes sharing one credential store), and
+//! refusing the slower request would log their user out. Within the window, presenting the
+//! rotated token again answers the very pair its first rotation answered, so parallel
+//! refreshes converge on one branch of the grant, and a thief replaying a leaked request
+//! gets nothing the client does not hold too (and loses it when the client rotates on).
+//! Only digests are stored, so the successors are derived from the presented token with
+//! the server key ([`successors`](TokenLedger::successors)): the ledger recomputes them
+//! instead of remembering them. Past the window, reuse revokes the grant.
+//!
+//! # Revoked grants
+//! No token is minted into a revoked grant ([`LedgerError::GrantRevoked`]), and a
+//! revocation is remembered until the grant's last token has expired: the ledger records
+//! each grant's latest expiry as it issues, because the lifetimes configured when a grant
+//! is revoked may be shorter than those its tokens were issued with.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -17,16 +35,21 @@ use crate::{
     domain::{
         clock::{expiry, Clock},
         scope::Scopes,
-        secrets::{AccessToken, PresentedToken, RefreshToken},
+        secrets::{ordered_token_with, AccessToken, PresentedToken, RefreshToken},
+        server_key::ServerKey,
     },
+    metrics::Metrics,
     storage::{Durable, GrantHolder, GrantId, StorageError, TokenKind, TokenRecord, TokenStore},
 };
 
-/// Token records examined per sweep tick (one tick per `sweep_interval`, default a minute):
-/// a million live tokens are covered in ten minutes, for a few tens of milliseconds of work
-/// per tick. Scanning more often kept cold pages flowing through sled's small cache and
-/// slowed every request down.
+/// Records examined per tree and sweep tick (one tick per `sweep_interval`, default a
+/// minute): a million live tokens are covered in ten minutes, for a few tens of
+/// milliseconds of work per tick. Scanning more often kept cold pages flowing through
+/// sled's small cache and slowed every request down.
 const SWEEP_BATCH: usize = 100_000;
+
+/// [`ServerKey::mac`] label of the grace-window successors: a MAC made for nothing else.
+const SUCCESSOR_LABEL: &str = "oauth-mcp refresh successor v1";
 
 /// Ledger failures.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +58,10 @@ pub enum LedgerError {
     /// Unknown, expired, rotated-out or foreign refresh token.
     #[error("invalid refresh token")]
     InvalidGrant,
+    /// The grant was revoked before its first tokens were minted (a replay of its
+    /// authorization code overtook the exchange): none are (OAuth 2.1 §4.1.3).
+    #[error("grant revoked")]
+    GrantRevoked,
     /// The requested scope is wider than the grant.
     #[error("scope exceeds grant")]
     InvalidScope,
@@ -43,7 +70,7 @@ pub enum LedgerError {
     Storage(#[from] StorageError),
 }
 
-/// A freshly issued token response.
+/// A token response's credentials.
 #[derive(Debug)]
 pub struct IssuedTokens {
     /// The access token.
@@ -52,8 +79,11 @@ pub struct IssuedTokens {
     pub refresh_token: Option<RefreshToken>,
     /// Scope of the access token.
     pub scopes: Scopes,
-    /// Access token lifetime in seconds.
+    /// Access token lifetime in seconds (what is left of it, for a repeated answer).
     pub expires_in: u64,
+    /// Whether this repeats an earlier rotation's answer (grace window): nothing new was
+    /// minted.
+    pub repeated: bool,
 }
 
 /// What a valid token stands for.
@@ -79,8 +109,8 @@ pub struct TokenInfo {
 #[derive(Debug, Message)]
 #[rtype(result = "Durable<Result<IssuedTokens, LedgerError>>")]
 pub struct IssueTokens {
-    /// The grant; if it has been revoked meanwhile (code replay race), the tokens are
-    /// minted inactive.
+    /// The grant; if it has been revoked meanwhile (code replay race), nothing is minted
+    /// and the answer is [`LedgerError::GrantRevoked`].
     pub grant_id: GrantId,
     /// The client.
     pub client_id: String,
@@ -94,7 +124,8 @@ pub struct IssueTokens {
     pub with_refresh: bool,
 }
 
-/// Rotates a refresh token: a new pair, the old refresh token rotated out.
+/// Rotates a refresh token: a new pair, the old refresh token rotated out. Within the
+/// grace window after its rotation, the same token answers the same pair again.
 #[derive(Debug, Message)]
 #[rtype(result = "Durable<Result<IssuedTokens, LedgerError>>")]
 pub struct RefreshTokens {
@@ -161,41 +192,88 @@ pub struct TokenLedger {
     revoked: HashMap<GrantId, i64>,
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
+    /// Keys the derivation of grace-window successors.
+    key: Arc<ServerKey>,
+    metrics: Option<Arc<Metrics>>,
+    /// Undecodable revocation records found when loading, counted once metrics are given.
+    undecodable_at_load: usize,
 }
 
 impl TokenLedger {
-    /// Opens the ledger, loading the revoked grants.
+    /// Opens the ledger, loading the revoked grants. A revocation record that does not
+    /// decode is kept and logged; if it still names its grant, that grant stays revoked
+    /// for good (fail closed), and it is counted in the metrics given by
+    /// [`with_metrics`](Self::with_metrics).
     pub fn new(
         store: Box<dyn TokenStore>,
         settings: Arc<Settings>,
         clock: Arc<dyn Clock>,
+        key: Arc<ServerKey>,
     ) -> Result<Self, StorageError> {
-        let revoked = store.revoked_grants()?.into_iter().collect();
+        let loaded = store.revoked_grants()?;
         Ok(Self {
             store,
-            revoked,
+            revoked: loaded.grants.into_iter().collect(),
             settings,
             clock,
+            key,
+            metrics: None,
+            undecodable_at_load: loaded.undecodable,
         })
     }
 
-    fn access_ttl_secs(&self) -> u64 {
-        self.settings.config.access_token_ttl.as_secs()
+    /// Counts undecodable revocation records (at load and in sweeps) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        metrics.undecodable_revocations(self.undecodable_at_load);
+        self.metrics = Some(metrics);
+        self
     }
 
-    /// Mints a pair (or an access token alone) and stores it; no flush.
+    /// The successor pair of `presented` when it is rotated at `rotated_at`: HMAC-SHA256
+    /// under the server key of the grant and the presented token, so that the same token
+    /// always has the same successors, which nobody without the key can compute (the
+    /// database holds only digests). The time prefix is the rotation time, so the keys of
+    /// successors sort like those of random tokens issued then.
+    fn successors(
+        &self,
+        presented: &RefreshToken,
+        grant: &GrantId,
+        rotated_at: i64,
+    ) -> (AccessToken, RefreshToken) {
+        let micros = u64::try_from(rotated_at)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000);
+        let derive = |kind: &[u8]| {
+            let body = self.key.mac(
+                SUCCESSOR_LABEL,
+                &[&grant.0, presented.secret().as_bytes(), kind],
+            );
+            ordered_token_with(micros, &body)
+        };
+        (
+            AccessToken::new(derive(b"access")),
+            RefreshToken::new(derive(b"refresh")),
+        )
+    }
+
+    /// Stores a new access token, and a refresh token with the grant's scope if given, and
+    /// raises the grant's recorded latest expiry; no flush.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the claims of a token record, spelt out once for both callers"
+    )]
     fn mint(
         &mut self,
+        access_token: AccessToken,
+        refresh: Option<(RefreshToken, &Scopes)>,
         grant_id: GrantId,
         client_id: &str,
         subject: Option<&str>,
         access_scopes: Scopes,
-        grant_scopes: Option<&Scopes>,
         resource: &str,
     ) -> Result<IssuedTokens, StorageError> {
         let now = self.clock.now();
         let cfg = &self.settings.config;
-        let access_token = AccessToken::generate();
         let mut record = TokenRecord {
             kind: TokenKind::Access,
             grant_id,
@@ -208,32 +286,42 @@ impl TokenLedger {
             rotated_at: None,
         };
         self.store.put(&access_token.key(), &record)?;
-        let refresh_token = match grant_scopes {
-            Some(scopes) => {
-                let token = RefreshToken::generate();
+        let mut latest = record.expires_at;
+        let refresh_token = match refresh {
+            Some((token, scopes)) => {
                 record.kind = TokenKind::Refresh;
                 record.scopes = scopes.clone();
                 record.expires_at = expiry(now, cfg.refresh_token_ttl);
                 self.store.put(&token.key(), &record)?;
+                latest = latest.max(record.expires_at);
                 Some(token)
             }
             None => None,
         };
+        self.store.extend_grant(&grant_id, latest)?;
         Ok(IssuedTokens {
             access_token,
             refresh_token,
             scopes: access_scopes,
-            expires_in: self.access_ttl_secs(),
+            expires_in: cfg.access_token_ttl.as_secs(),
+            repeated: false,
         })
     }
 
     /// Marks a grant revoked, remembered for as long as any of its tokens could live.
     fn revoke_grant(&mut self, grant_id: GrantId) -> Result<(), StorageError> {
-        self.revoke_grant_until(grant_id, self.default_forget_at())
+        let recorded = self.store.grant_expiry(&grant_id)?.unwrap_or(i64::MIN);
+        let forget_at = self.default_forget_at().max(recorded);
+        if self.revoked.get(&grant_id).is_some_and(|f| *f >= forget_at) {
+            return Ok(());
+        }
+        self.revoke_grant_until(grant_id, forget_at)
     }
 
-    /// When a grant revoked now may be forgotten: once a token issued now would have
-    /// expired.
+    /// The shortest memory of a grant revoked now: until a token issued now would have
+    /// expired. The grant's recorded latest expiry extends it when its tokens were issued
+    /// with longer lifetimes; for grants without that record (issued by an older build)
+    /// this is all there is.
     fn default_forget_at(&self) -> i64 {
         let cfg = &self.settings.config;
         expiry(
@@ -265,7 +353,8 @@ impl TokenLedger {
             // later than a token issued now would live (the ledger may have run with a
             // longer TTL than this process was given). No new token can join a revoked
             // grant, so none outlives this.
-            let forget_at = default_forget_at.max(latest_expiry);
+            let recorded = self.store.grant_expiry(&grant_id)?.unwrap_or(i64::MIN);
+            let forget_at = default_forget_at.max(latest_expiry).max(recorded);
             if self.revoked.get(&grant_id).is_some_and(|f| *f >= forget_at) {
                 continue;
             }
@@ -282,12 +371,30 @@ impl TokenLedger {
             && !self.revoked.contains_key(&record.grant_id)
     }
 
+    /// One bounded slice per tree (see `SWEEP_BATCH`): the in-memory set loses exactly the
+    /// grants the store forgot, so pruning it is bounded too (a grant past its forget time
+    /// but not yet reached only stays refused a little longer).
     fn sweep(&mut self) -> Result<usize, StorageError> {
-        let now = self.clock.now();
-        self.revoked.retain(|_, forget_at| *forget_at > now);
-        // Bounded so one sweep never holds the actor for long; the next tick continues where
-        // this one stopped.
-        self.store.sweep(now, SWEEP_BATCH)
+        let swept = self.store.sweep(self.clock.now(), SWEEP_BATCH)?;
+        for grant in &swept.forgotten_grants {
+            self.revoked.remove(grant);
+        }
+        // Fail closed: a revocation whose end cannot be read never ends.
+        for grant in swept.undecodable_grants {
+            self.revoked.insert(grant, i64::MAX);
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.undecodable_revocations(swept.undecodable_revocations);
+        }
+        Ok(swept.removed)
+    }
+
+    /// Whether a token rotated at `rotated_at` is still within the grace window at `now`.
+    fn in_grace(&self, now: i64, rotated_at: i64) -> bool {
+        let grace = i64::try_from(self.settings.config.refresh_grace.as_secs()).unwrap_or(0);
+        // Times are whole seconds, so a grace of N lets reuse through for N to N + 1
+        // seconds; zero turns the window off entirely.
+        grace > 0 && now - rotated_at <= grace
     }
 }
 
@@ -337,19 +444,25 @@ impl Handler<CountTokens> for TokenLedger {
 impl Handler<IssueTokens> for TokenLedger {
     type Result = MessageResult<IssueTokens>;
     fn handle(&mut self, msg: IssueTokens, _: &mut Self::Context) -> Self::Result {
-        // A grant revoked already (a replay of the same code overtook this exchange) still
-        // gets its tokens minted: they are inactive from birth, since every validation checks
-        // the revoked grants. So the race between an exchange and a replay of its code ends
-        // the same whichever message arrives first: exactly one exchange answered 200, and
-        // the grant revoked (OAuth 2.1 §4.1.3).
-        let grant_scopes = msg.with_refresh.then_some(&msg.scopes);
+        // A replay of the grant's code may have overtaken this exchange and revoked the
+        // grant. Checked here, by the owner of the revoked set, in the same message that
+        // mints: either the tokens exist before the revocation (which then kills them) or
+        // none are minted. So of an exchange racing replays of its code, at most one gets
+        // 200, and never with tokens that are dead from birth (OAuth 2.1 §4.1.3).
+        if self.revoked.contains_key(&msg.grant_id) {
+            return MessageResult(after_persist(&*self.store, Err(LedgerError::GrantRevoked)));
+        }
+        let refresh = msg
+            .with_refresh
+            .then(|| (RefreshToken::generate(), &msg.scopes));
         let result = self
             .mint(
+                AccessToken::generate(),
+                refresh,
                 msg.grant_id,
                 &msg.client_id,
                 msg.subject.as_deref(),
                 msg.scopes.clone(),
-                grant_scopes,
                 &msg.resource,
             )
             .map_err(LedgerError::from);
@@ -380,39 +493,73 @@ impl TokenLedger {
             return Err(LedgerError::InvalidGrant);
         }
         if let Some(rotated_at) = old.rotated_at {
-            let grace = i64::try_from(self.settings.config.refresh_grace.as_secs()).unwrap_or(0);
-            // Times are whole seconds, so a grace of N lets reuse through for N to N + 1
-            // seconds; zero turns the window off entirely.
-            if grace == 0 || now - rotated_at > grace {
+            if !self.in_grace(now, rotated_at) {
                 // Reuse of a rotated-out token: either the client or an attacker holds a
                 // stolen copy. Revoke the whole grant (OAuth 2.1 §4.3.1).
                 tracing::warn!(client_id = %old.client_id, "refresh token reuse detected, grant revoked");
                 self.revoke_grant(old.grant_id)?;
                 return Err(LedgerError::InvalidGrant);
             }
-            // Within the grace window: the same client refreshing from parallel requests.
-            // It gets its own new pair; the grant stays alive.
         }
         let access_scopes = match msg.scopes {
             Some(s) if !s.is_subset(&old.scopes) => return Err(LedgerError::InvalidScope),
             Some(s) => s,
             None => old.scopes.clone(),
         };
-        if old.rotated_at.is_none() {
-            old.rotated_at = Some(now);
-            self.store.put(&digest, &old)?;
+        if let Some(rotated_at) = old.rotated_at {
+            return self.repeat_rotation(&msg.refresh_token, &old, rotated_at, now);
         }
+        let (access, refresh) = self.successors(&msg.refresh_token, &old.grant_id, now);
         // The new refresh token keeps the grant's full scope (OAuth 2.1 §4.3.3); only the
         // access token is narrowed.
         let issued = self.mint(
+            access,
+            Some((refresh, &old.scopes)),
             old.grant_id,
             &old.client_id,
             old.subject.as_deref(),
             access_scopes,
-            Some(&old.scopes),
             &old.resource,
         )?;
+        // Rotated out only after the successors are written: sled's log is ordered, so a
+        // crash before the flush leaves either both or the presented token still current
+        // (never a rotated token whose successors are missing, which the client could not
+        // recover from).
+        old.rotated_at = Some(now);
+        self.store.put(&digest, &old)?;
         Ok(issued)
+    }
+
+    /// Within the grace window: the answer of the token's first rotation, recomputed. The
+    /// successors are handed out as they are now: a successor rotated since is handed out
+    /// rotated (its holder can use it only within its own window, for the pair the client
+    /// got then), and one revoked or expired since is never minted again: the answer is
+    /// `invalid_grant` (without revoking anything; the grant's own state says whether it
+    /// is alive).
+    fn repeat_rotation(
+        &self,
+        presented: &RefreshToken,
+        old: &TokenRecord,
+        rotated_at: i64,
+        now: i64,
+    ) -> Result<IssuedTokens, LedgerError> {
+        let (access, refresh) = self.successors(presented, &old.grant_id, rotated_at);
+        let same_grant = |r: &TokenRecord| r.grant_id == old.grant_id;
+        let access_record = self.store.get(&access.key())?.filter(same_grant);
+        let refresh_record = self.store.get(&refresh.key())?.filter(same_grant);
+        match (access_record, refresh_record) {
+            (Some(a), Some(r)) if a.expires_at > now && r.expires_at > now => {
+                tracing::debug!(client_id = %old.client_id, "refresh token presented again within the grace window; earlier answer repeated");
+                Ok(IssuedTokens {
+                    access_token: access,
+                    refresh_token: Some(refresh),
+                    scopes: a.scopes,
+                    expires_in: u64::try_from(a.expires_at - now).unwrap_or(0),
+                    repeated: true,
+                })
+            }
+            _ => Err(LedgerError::InvalidGrant),
+        }
     }
 }
 
@@ -494,6 +641,10 @@ mod tests {
         storage::sled_store::{Durability, SledTokenStore},
     };
 
+    fn key() -> Arc<ServerKey> {
+        Arc::new(ServerKey::from_bytes(&[5u8; 32]).unwrap())
+    }
+
     fn start() -> (Addr<TokenLedger>, Arc<ManualClock>) {
         start_with(Config::default())
     }
@@ -503,7 +654,7 @@ mod tests {
         let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
         let settings = Arc::new(config.settings(8000).unwrap());
         let clock = ManualClock::new(1_000);
-        let ledger = TokenLedger::new(Box::new(store), settings, clock.clone()).unwrap();
+        let ledger = TokenLedger::new(Box::new(store), settings, clock.clone(), key()).unwrap();
         (ledger.start(), clock)
     }
 
@@ -589,18 +740,61 @@ mod tests {
     }
 
     #[actix::test]
-    async fn grace_window_allows_parallel_refresh() {
-        let (addr, _) = start();
+    async fn within_the_grace_window_a_rotation_is_answered_again_identically() {
+        let (addr, clock) = start();
         let first = pair(&addr, GrantId::generate()).await;
         let rt = first.refresh_token.unwrap();
         let a = rotated(&addr, refresh(&rt, None)).await.unwrap();
-        let b = rotated(&addr, refresh(&rt, None)).await.unwrap();
-        assert!(active(&addr, a.access_token.secret()).await);
-        assert!(active(&addr, b.refresh_token.unwrap().secret()).await);
+        clock.advance(Duration::from_secs(3));
+        let b = rotated(&addr, refresh(&rt, Some("mcp:read")))
+            .await
+            .unwrap();
+        assert!(!a.repeated && b.repeated);
+        assert_eq!(a.access_token.secret(), b.access_token.secret());
+        let (ra, rb) = (a.refresh_token.unwrap(), b.refresh_token.unwrap());
+        assert_eq!(ra.secret(), rb.secret());
+        assert_eq!(b.scopes.to_string(), "mcp:read mcp:write");
+        assert_eq!((a.expires_in, b.expires_in), (3600, 3597));
+        assert!(active(&addr, ra.secret()).await);
+        assert_eq!(
+            addr.send(CountTokens).await.unwrap(),
+            4,
+            "nothing new stored"
+        );
     }
 
     #[actix::test]
-    async fn tokens_of_a_revoked_grant_are_born_inactive_and_revocation_is_per_client() {
+    async fn successors_are_keyed_by_the_server_key_and_the_presented_token() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let settings = Arc::new(Config::default().settings(8000).unwrap());
+        let ledger = |key: &[u8; 32]| {
+            let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
+            let key = Arc::new(ServerKey::from_bytes(key).unwrap());
+            TokenLedger::new(
+                Box::new(store),
+                Arc::clone(&settings),
+                ManualClock::new(1),
+                key,
+            )
+            .unwrap()
+        };
+        let (one, other) = (ledger(&[1; 32]), ledger(&[2; 32]));
+        let grant = GrantId([3; 16]);
+        let rt = RefreshToken::generate();
+        let (a1, r1) = one.successors(&rt, &grant, 1_000);
+        let (a2, r2) = one.successors(&rt, &grant, 1_000);
+        assert_eq!((a1.secret(), r1.secret()), (a2.secret(), r2.secret()));
+        assert_ne!(a1.secret(), r1.secret());
+        assert_eq!(a1.secret().len(), 54, "shaped like every other token");
+        assert_eq!(&a1.key().0[..8], &1_000_000_000u64.to_be_bytes());
+        let (a3, _) = other.successors(&rt, &grant, 1_000);
+        assert_ne!(a1.secret(), a3.secret(), "another key, other successors");
+        let (a4, _) = one.successors(&RefreshToken::generate(), &grant, 1_000);
+        assert_ne!(a1.secret(), a4.secret());
+    }
+
+    #[actix::test]
+    async fn no_token_is_minted_into_a_revoked_grant_and_revocation_is_per_client() {
         let (addr, _) = start();
         let grant = GrantId::generate();
         addr.send(RevokeGrant { grant_id: grant })
@@ -609,9 +803,13 @@ mod tests {
             .wait()
             .await
             .unwrap();
-        let dead = pair(&addr, grant).await;
-        assert!(!active(&addr, dead.access_token.secret()).await);
-        assert!(!active(&addr, dead.refresh_token.unwrap().secret()).await);
+        let before = addr.send(CountTokens).await.unwrap();
+        let refused = addr.send(issue(grant)).await.unwrap().wait().await;
+        assert!(
+            matches!(refused, Err(LedgerError::GrantRevoked)),
+            "{refused:?}"
+        );
+        assert_eq!(addr.send(CountTokens).await.unwrap(), before);
 
         let t = pair(&addr, GrantId::generate()).await;
         let token = PresentedToken::new(t.access_token.secret().to_owned());
@@ -659,10 +857,100 @@ mod tests {
         );
     }
 
+    #[actix::test]
+    async fn an_undecodable_revocation_keeps_its_grant_revoked_and_is_counted() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let clock = ManualClock::new(1_000);
+        let first = ledger_on(&db, Config::default(), clock.clone());
+        let grant = GrantId::generate();
+        let t = first
+            .send(issue(grant))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        first
+            .send(RevokeGrant { grant_id: grant })
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        // The record's forget time is garbled on disk.
+        db.open_tree(crate::storage::sled_store::REVOKED_GRANTS_TREE)
+            .unwrap()
+            .insert(grant.0, &b"garbled"[..])
+            .unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
+        let settings = Arc::new(Config::default().settings(8000).unwrap());
+        let reopened = TokenLedger::new(Box::new(store), settings, clock.clone(), key())
+            .unwrap()
+            .with_metrics(Arc::clone(&metrics))
+            .start();
+        let counted = |m: &Metrics| {
+            m.render(0)
+                .lines()
+                .find_map(|l| l.strip_prefix("oauth_mcp_undecodable_revocations_total "))
+                .map(str::to_owned)
+        };
+        assert_eq!(counted(&metrics).as_deref(), Some("1"));
+        assert!(!active(&reopened, t.access_token.secret()).await);
+        // Long after any forget time it could have had, sweeping keeps it, and counts again.
+        clock.advance(Duration::from_secs(365 * 24 * 3600));
+        reopened.send(Sweep).await.unwrap().unwrap();
+        assert_eq!(counted(&metrics).as_deref(), Some("2"));
+        let refused = reopened.send(issue(grant)).await.unwrap().wait().await;
+        assert!(
+            matches!(refused, Err(LedgerError::GrantRevoked)),
+            "{refused:?}"
+        );
+    }
+
+    #[actix::test]
+    async fn a_revocation_lasts_as_long_as_the_grants_latest_token() {
+        // Issued with the default 30-day refresh tokens, revoked by a ledger configured
+        // with one-hour ones: remembered for the 30 days, not the hour.
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let clock = ManualClock::new(1_000);
+        let issuer = ledger_on(&db, Config::default(), clock.clone());
+        let grant = GrantId::generate();
+        let t = issuer
+            .send(issue(grant))
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        drop(issuer);
+        let mut short = Config::default();
+        short.access_token_ttl = Duration::from_secs(60);
+        short.refresh_token_ttl = Duration::from_secs(3600);
+        let revoker = ledger_on(&db, short, clock.clone());
+        revoker
+            .send(RevokeGrant { grant_id: grant })
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        let rt = t.refresh_token.unwrap();
+        clock.advance(Duration::from_secs(29 * 24 * 3600));
+        revoker.send(Sweep).await.unwrap().unwrap();
+        assert!(!active(&revoker, rt.secret()).await, "forgotten too early");
+        clock.advance(Duration::from_secs(24 * 3600));
+        revoker.send(Sweep).await.unwrap().unwrap();
+        let tree = db
+            .open_tree(crate::storage::sled_store::REVOKED_GRANTS_TREE)
+            .unwrap();
+        assert!(tree.is_empty(), "forgotten once the last token expired");
+    }
+
     fn ledger_on(db: &sled::Db, config: Config, clock: Arc<ManualClock>) -> Addr<TokenLedger> {
         let store = SledTokenStore::open(db, Durability::relaxed()).unwrap();
         let settings = Arc::new(config.settings(8000).unwrap());
-        TokenLedger::new(Box::new(store), settings, clock)
+        TokenLedger::new(Box::new(store), settings, clock, key())
             .unwrap()
             .start()
     }

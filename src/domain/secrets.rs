@@ -81,9 +81,16 @@ const ORDERED_LEN: usize = 40;
 /// instead of every insert landing on a random, likely uncached leaf.
 pub fn ordered_token() -> String {
     let micros = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
+    ordered_token_with(micros, &random_bytes::<32>())
+}
+
+/// A token in the [`ordered_token`] format with a given time prefix and body: for tokens
+/// that must be recomputable (the refresh successors of the grace window, whose body is a
+/// MAC under the server key, as unpredictable as random bytes to anyone without the key).
+pub fn ordered_token_with(issued_micros: u64, body: &[u8; 32]) -> String {
     let mut bytes = [0u8; ORDERED_LEN];
-    bytes[..8].copy_from_slice(&micros.to_be_bytes());
-    bytes[8..].copy_from_slice(&random_bytes::<32>());
+    bytes[..8].copy_from_slice(&issued_micros.to_be_bytes());
+    bytes[8..].copy_from_slice(body);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 

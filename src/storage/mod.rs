@@ -123,6 +123,31 @@ impl<T> std::fmt::Debug for Durable<T> {
     }
 }
 
+/// The revoked grants read at start-up.
+#[derive(Debug, Default)]
+pub struct RevokedGrants {
+    /// Each revoked grant with its `forget_at` (`i64::MAX` when that could not be read).
+    pub grants: Vec<(GrantId, i64)>,
+    /// Records that could not be decoded (logged by the store, without secrets).
+    pub undecodable: usize,
+}
+
+/// What one bounded sweep slice did.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Entries removed (expired tokens or codes, forgotten markers).
+    pub removed: usize,
+    /// Revoked grants forgotten (removed from the store): the owner drops them from its
+    /// in-memory set too.
+    pub forgotten_grants: Vec<GrantId>,
+    /// Revocation records that could not be decoded, met in this slice: kept (fail closed)
+    /// and logged by the store, counted here for the metric.
+    pub undecodable_revocations: usize,
+    /// Of those, the grants still identifiable (only the forget time was unreadable): the
+    /// owner keeps them revoked for good.
+    pub undecodable_grants: Vec<GrantId>,
+}
+
 /// What the client registry stores: clients and users.
 pub trait ClientStore: Send + 'static {
     /// Every client and user, read once at start-up into the registry's index.
@@ -155,8 +180,9 @@ pub trait CodeStore: Send + 'static {
     /// whole tree: meant for offline administration, not for request paths.
     fn remove_live_codes_of(&self, holder: &GrantHolder) -> Result<usize, StorageError>;
     /// Removes expired codes and forgotten markers, examining at most `limit` entries from
-    /// where the previous sweep stopped; returns how many were removed.
-    fn sweep(&self, now: i64, limit: usize) -> Result<usize, StorageError>;
+    /// where the previous sweep stopped. An entry whose expiry cannot be read (it may be a
+    /// redeemed marker, whose replay must still revoke) is kept and reported, not dropped.
+    fn sweep(&self, now: i64, limit: usize) -> Result<Swept, StorageError>;
     /// Resolves once earlier writes are on disk.
     fn persist(&self) -> Persist;
 }
@@ -169,18 +195,28 @@ pub trait TokenStore: Send + 'static {
     fn get(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError>;
     /// Removes a token record, returning it.
     fn remove(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError>;
+    /// Raises the latest expiry recorded for `grant` to `expires_at` (never lowers it).
+    fn extend_grant(&self, grant: &GrantId, expires_at: i64) -> Result<(), StorageError>;
+    /// The latest `expires_at` among the tokens issued in `grant`, if recorded (grants
+    /// issued by a build from before this record have none).
+    fn grant_expiry(&self, grant: &GrantId) -> Result<Option<i64>, StorageError>;
     /// Records a revoked grant, remembered until `forget_at`.
     fn put_revoked_grant(&self, grant: &GrantId, forget_at: i64) -> Result<(), StorageError>;
-    /// Every revoked grant still remembered, with its `forget_at`.
-    fn revoked_grants(&self) -> Result<Vec<(GrantId, i64)>, StorageError>;
+    /// Every revoked grant still remembered, with its `forget_at`. A record whose forget
+    /// time cannot be read answers `i64::MAX` (revoked for good: fail closed); records that
+    /// do not decode are logged and counted in [`RevokedGrants::undecodable`], never
+    /// dropped.
+    fn revoked_grants(&self) -> Result<RevokedGrants, StorageError>;
     /// Every grant with a stored token of `holder`, each with the latest `expires_at` among
     /// its tokens. Token keys are digests of the token values, so there is no index by
     /// subject or client: this walks the whole token tree, which is acceptable only for
     /// offline administration (`oauth-mcp admin`), never on a request path.
     fn grants_of(&self, holder: &GrantHolder) -> Result<Vec<(GrantId, i64)>, StorageError>;
-    /// Removes tokens expired at `now` (at most `limit`) and revoked grants past
-    /// `forget_at`; returns how many tokens were removed.
-    fn sweep(&self, now: i64, limit: usize) -> Result<usize, StorageError>;
+    /// One bounded slice of sweeping, each tree from where its previous slice stopped: at
+    /// most `limit` tokens (removing those expired at `now`), `limit` revoked grants
+    /// (removing those past `forget_at`; undecodable ones are kept and reported) and `limit`
+    /// grant records (removing those whose latest expiry has passed).
+    fn sweep(&self, now: i64, limit: usize) -> Result<Swept, StorageError>;
     /// Number of stored token records (live, rotated or expired-not-yet-swept).
     fn count(&self) -> usize;
     /// Resolves once earlier writes are on disk.

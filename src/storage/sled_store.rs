@@ -9,7 +9,7 @@ use super::{
         token_expires_at,
     },
     records::{CodeRecord, GrantHolder, GrantId, StoredCode, TokenRecord, UsedCodeRecord},
-    ClientStore, CodeStore, GroupCommit, Persist, StorageError, TokenStore,
+    ClientStore, CodeStore, GroupCommit, Persist, RevokedGrants, StorageError, Swept, TokenStore,
 };
 use crate::domain::{
     client::{Client, User},
@@ -66,6 +66,10 @@ pub fn check_format(db: &sled::Db) -> Result<(), StorageError> {
 
 /// Revoked grants: grant id → `forget_at` (i64 BE).
 pub const REVOKED_GRANTS_TREE: &str = "oauth.revoked_grants.v1";
+/// Grants: grant id → the latest `expires_at` among the tokens issued in it (i64 BE), so
+/// a revocation is remembered until the grant's last token has expired whatever lifetimes
+/// the server runs with when it is revoked.
+pub const GRANTS_TREE: &str = "oauth.grants.v1";
 
 fn encode<T: Serialize>(tree: &'static str, v: &T) -> Result<Vec<u8>, StorageError> {
     serde_json::to_vec(v).map_err(|e| StorageError::Corrupt {
@@ -245,8 +249,31 @@ impl CodeStore for SledCodeStore {
         Ok(removed)
     }
 
-    fn sweep(&self, now: i64, limit: usize) -> Result<usize, StorageError> {
-        sweep_slice(&self.codes, &self.sweep_cursor, now, limit, code_expires)
+    fn sweep(&self, now: i64, limit: usize) -> Result<Swept, StorageError> {
+        let mut swept = Swept::default();
+        walk_slice(&self.codes, &self.sweep_cursor, limit, |key, value| {
+            match code_expires(value) {
+                Some(expires) if expires <= now => {
+                    self.codes.remove(key)?;
+                    swept.removed += 1;
+                }
+                Some(_) => {}
+                // Too short to say when it expires, so too short to say what it is: it may
+                // be a redeemed code, whose replay must still revoke its grant. Kept: such
+                // a code can never be redeemed (`get` reports it corrupt), and dropping it
+                // would turn a replay into a plain unknown code.
+                None => {
+                    tracing::error!(
+                        tree = CODES_TREE,
+                        bytes = value.len(),
+                        "undecodable code record kept (it may mark a redeemed code)"
+                    );
+                    swept.undecodable_revocations += 1;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(swept)
     }
 
     fn persist(&self) -> Persist {
@@ -254,30 +281,26 @@ impl CodeStore for SledCodeStore {
     }
 }
 
-/// Examines at most `limit` entries of `tree` from `cursor` on, removing those whose
-/// expiry (read by `expires`, without decoding the rest) has passed, and undecodable ones;
-/// leaves `cursor` where the next call continues (back at the start after the end).
+/// Visits at most `limit` entries of `tree` from `cursor` on (`visit` may remove the entry
+/// it is given), and leaves `cursor` where the next call continues (back at the start after
+/// the end). If `visit` fails the cursor stays, and the next call tries the same slice.
 ///
-/// Keys start with their issue time, so this walks oldest first; bounding each call keeps
-/// the owning actor responsive however large the tree grows.
-fn sweep_slice(
+/// Bounding each call keeps the owning actor responsive however large the tree grows; the
+/// sweeps call this once per tree and tick, so a pass over a tree takes `len / limit` ticks.
+/// Token and code keys start with their issue time, so those trees are walked oldest first.
+fn walk_slice(
     tree: &sled::Tree,
     cursor: &std::cell::RefCell<Vec<u8>>,
-    now: i64,
     limit: usize,
-    expires: fn(&[u8]) -> Option<i64>,
-) -> Result<usize, StorageError> {
+    mut visit: impl FnMut(&sled::IVec, &sled::IVec) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
     let mut cursor = cursor.borrow_mut();
-    let mut removed = 0;
     let mut seen = 0;
     let mut last = None;
     for kv in tree.range(cursor.as_slice()..) {
         let (k, v) = kv?;
+        visit(&k, &v)?;
         seen += 1;
-        if expires(&v).is_none_or(|exp| exp <= now) {
-            tree.remove(&k)?;
-            removed += 1;
-        }
         last = Some(k);
         if seen >= limit {
             break;
@@ -293,7 +316,48 @@ fn sweep_slice(
         // Reached the end: start over next time.
         _ => Vec::new(),
     };
-    Ok(removed)
+    Ok(())
+}
+
+/// An `i64` stored big-endian on its own (forget times, grant expiries).
+fn read_i64(bytes: &[u8]) -> Option<i64> {
+    <[u8; 8]>::try_from(bytes).ok().map(i64::from_be_bytes)
+}
+
+/// A revoked-grant record as read.
+enum RevokedEntry {
+    /// A grant and its forget time.
+    Grant(GrantId, i64),
+    /// A record that does not decode: the grant when the key still names one.
+    Undecodable(Option<GrantId>),
+}
+
+fn decode_revoked(key: &[u8], value: &[u8]) -> RevokedEntry {
+    let Ok(id) = <[u8; 16]>::try_from(key) else {
+        return RevokedEntry::Undecodable(None);
+    };
+    match read_i64(value) {
+        Some(forget_at) => RevokedEntry::Grant(GrantId(id), forget_at),
+        None => RevokedEntry::Undecodable(Some(GrantId(id))),
+    }
+}
+
+/// Logs a revoked-grant record that does not decode. The grant id is no secret (it never
+/// leaves the server) and tells an operator which record it is.
+fn log_undecodable_revocation(grant: Option<GrantId>, value_len: usize) {
+    match grant {
+        Some(grant) => tracing::error!(
+            tree = REVOKED_GRANTS_TREE,
+            grant = ?grant,
+            bytes = value_len,
+            "revoked grant with an unreadable forget time: kept, and revoked for good"
+        ),
+        None => tracing::error!(
+            tree = REVOKED_GRANTS_TREE,
+            bytes = value_len,
+            "revoked-grant record with an unreadable key: kept, but it names no grant"
+        ),
+    }
 }
 
 /// [`TokenStore`] on sled.
@@ -305,9 +369,13 @@ fn sweep_slice(
 pub struct SledTokenStore {
     tokens: sled::Tree,
     revoked: sled::Tree,
+    grants: sled::Tree,
     durability: Durability,
-    /// Where the incremental sweep continues (the store is owned by one actor).
+    /// Where the incremental sweeps continue, one per tree (the store is owned by one
+    /// actor).
     sweep_cursor: std::cell::RefCell<Vec<u8>>,
+    revoked_cursor: std::cell::RefCell<Vec<u8>>,
+    grants_cursor: std::cell::RefCell<Vec<u8>>,
 }
 
 impl SledTokenStore {
@@ -316,8 +384,11 @@ impl SledTokenStore {
         Ok(Self {
             tokens: db.open_tree(TOKENS_TREE)?,
             revoked: db.open_tree(REVOKED_GRANTS_TREE)?,
+            grants: db.open_tree(GRANTS_TREE)?,
             durability,
             sweep_cursor: std::cell::RefCell::new(Vec::new()),
+            revoked_cursor: std::cell::RefCell::new(Vec::new()),
+            grants_cursor: std::cell::RefCell::new(Vec::new()),
         })
     }
 }
@@ -349,27 +420,39 @@ impl TokenStore for SledTokenStore {
         }
     }
 
+    fn extend_grant(&self, grant: &GrantId, expires_at: i64) -> Result<(), StorageError> {
+        let current = self.grants.get(grant.0)?.and_then(|v| read_i64(&v));
+        if current.is_none_or(|latest| latest < expires_at) {
+            self.grants.insert(grant.0, &expires_at.to_be_bytes()[..])?;
+        }
+        Ok(())
+    }
+
+    fn grant_expiry(&self, grant: &GrantId) -> Result<Option<i64>, StorageError> {
+        Ok(self.grants.get(grant.0)?.and_then(|v| read_i64(&v)))
+    }
+
     fn put_revoked_grant(&self, grant: &GrantId, forget_at: i64) -> Result<(), StorageError> {
         self.revoked.insert(grant.0, &forget_at.to_be_bytes()[..])?;
         Ok(())
     }
 
-    fn revoked_grants(&self) -> Result<Vec<(GrantId, i64)>, StorageError> {
-        self.revoked
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                let id: [u8; 16] = k.as_ref().try_into().map_err(|_| StorageError::Corrupt {
-                    tree: REVOKED_GRANTS_TREE,
-                    reason: "bad key length".into(),
-                })?;
-                let t: [u8; 8] = v.as_ref().try_into().map_err(|_| StorageError::Corrupt {
-                    tree: REVOKED_GRANTS_TREE,
-                    reason: "bad value length".into(),
-                })?;
-                Ok((GrantId(id), i64::from_be_bytes(t)))
-            })
-            .collect()
+    fn revoked_grants(&self) -> Result<RevokedGrants, StorageError> {
+        let mut out = RevokedGrants::default();
+        for kv in self.revoked.iter() {
+            let (k, v) = kv?;
+            match decode_revoked(&k, &v) {
+                RevokedEntry::Grant(grant, forget_at) => out.grants.push((grant, forget_at)),
+                RevokedEntry::Undecodable(grant) => {
+                    log_undecodable_revocation(grant, v.len());
+                    out.undecodable += 1;
+                    if let Some(grant) = grant {
+                        out.grants.push((grant, i64::MAX));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn grants_of(&self, holder: &GrantHolder) -> Result<Vec<(GrantId, i64)>, StorageError> {
@@ -388,25 +471,42 @@ impl TokenStore for SledTokenStore {
         Ok(grants.into_iter().collect())
     }
 
-    fn sweep(&self, now: i64, limit: usize) -> Result<usize, StorageError> {
-        // Undecodable records are dropped too: they can never validate.
-        let removed = sweep_slice(
-            &self.tokens,
-            &self.sweep_cursor,
-            now,
-            limit,
-            token_expires_at,
-        )?;
-        for kv in self.revoked.iter() {
-            let (k, v) = kv?;
-            let forget_at = <[u8; 8]>::try_from(v.as_ref())
-                .map(i64::from_be_bytes)
-                .unwrap_or(0);
-            if forget_at <= now {
-                self.revoked.remove(k)?;
+    fn sweep(&self, now: i64, limit: usize) -> Result<Swept, StorageError> {
+        let mut swept = Swept::default();
+        walk_slice(&self.tokens, &self.sweep_cursor, limit, |key, value| {
+            // A token record too short to hold its expiry is dropped too: it can never
+            // validate, and it is no revocation (those live in their own tree).
+            if token_expires_at(value).is_none_or(|expires| expires <= now) {
+                self.tokens.remove(key)?;
+                swept.removed += 1;
             }
-        }
-        Ok(removed)
+            Ok(())
+        })?;
+        walk_slice(&self.revoked, &self.revoked_cursor, limit, |key, value| {
+            match decode_revoked(key, value) {
+                RevokedEntry::Grant(grant, forget_at) if forget_at <= now => {
+                    self.revoked.remove(key)?;
+                    swept.forgotten_grants.push(grant);
+                }
+                RevokedEntry::Grant(..) => {}
+                // Never dropped: what cannot be read cannot be shown to be over.
+                RevokedEntry::Undecodable(grant) => {
+                    log_undecodable_revocation(grant, value.len());
+                    swept.undecodable_revocations += 1;
+                    swept.undecodable_grants.extend(grant);
+                }
+            }
+            Ok(())
+        })?;
+        walk_slice(&self.grants, &self.grants_cursor, limit, |key, value| {
+            // An unreadable grant record only loses its precision: a revocation then falls
+            // back to the configured lifetimes, as for grants from before this record.
+            if read_i64(value).is_none_or(|latest| latest <= now) {
+                self.grants.remove(key)?;
+            }
+            Ok(())
+        })?;
+        Ok(swept)
     }
 
     fn count(&self) -> usize {
@@ -567,6 +667,80 @@ mod tests {
         let app = GrantHolder::Client("app".into());
         assert_eq!(store.remove_live_codes_of(&app).unwrap(), 1);
         assert!(store.get(&keys[2]).unwrap().is_some(), "markers stay");
+    }
+
+    #[test]
+    fn revoked_grants_are_swept_a_bounded_slice_at_a_time_and_undecodable_ones_kept() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
+        let grants: Vec<GrantId> = (0..5u8).map(|i| GrantId([i; 16])).collect();
+        for g in &grants {
+            store.put_revoked_grant(g, 10).unwrap();
+        }
+        let garbled = GrantId([9; 16]);
+        store.revoked.insert(garbled.0, &b"bad"[..]).unwrap();
+        store.revoked.insert(&b"short key"[..], &b"x"[..]).unwrap();
+
+        let loaded = store.revoked_grants().unwrap();
+        assert_eq!(loaded.undecodable, 2);
+        assert!(loaded.grants.contains(&(garbled, i64::MAX)), "fail closed");
+
+        // Seven records, three per slice: the sweep takes three ticks to go round.
+        let mut forgotten = Vec::new();
+        let mut undecodable = 0;
+        for _ in 0..3 {
+            let swept = store.sweep(100, 3).unwrap();
+            assert!(swept.forgotten_grants.len() <= 3);
+            forgotten.extend(swept.forgotten_grants);
+            undecodable += swept.undecodable_revocations;
+            if let Some(g) = swept.undecodable_grants.first() {
+                assert_eq!(*g, garbled);
+            }
+        }
+        forgotten.sort_by_key(|g| g.0);
+        assert_eq!(forgotten, grants);
+        assert_eq!(undecodable, 2);
+        assert_eq!(
+            store.revoked.len(),
+            2,
+            "undecodable records are never dropped"
+        );
+    }
+
+    #[test]
+    fn grant_expiry_only_grows_and_is_swept_when_past() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
+        let g = GrantId::generate();
+        assert_eq!(store.grant_expiry(&g).unwrap(), None);
+        store.extend_grant(&g, 50).unwrap();
+        store.extend_grant(&g, 20).unwrap();
+        assert_eq!(store.grant_expiry(&g).unwrap(), Some(50));
+        store.sweep(49, 10).unwrap();
+        assert_eq!(store.grant_expiry(&g).unwrap(), Some(50));
+        store.sweep(50, 10).unwrap();
+        assert_eq!(store.grant_expiry(&g).unwrap(), None);
+    }
+
+    #[test]
+    fn the_code_sweep_keeps_what_it_cannot_read() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledCodeStore::open(&db, Durability::relaxed()).unwrap();
+        let used = AccessToken::generate().key();
+        let marker = UsedCodeRecord {
+            grant_id: GrantId::generate(),
+            forget_at: 10,
+        };
+        store.mark_used(&used, &marker).unwrap();
+        // A marker cut short: its forget time and its grant are gone.
+        store
+            .codes
+            .insert(&[1u8; 40][..], &[2u8, 0, 0][..])
+            .unwrap();
+        let swept = store.sweep(10, 100).unwrap();
+        assert_eq!((swept.removed, swept.undecodable_revocations), (1, 1));
+        assert!(store.get(&used).unwrap().is_none());
+        assert_eq!(store.codes.len(), 1, "the unreadable entry stays");
     }
 
     #[test]

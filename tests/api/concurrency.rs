@@ -1,6 +1,7 @@
 //! Races the single-owner actor design must win: one code, many simultaneous redemptions
-//! (OAuth 2.1 §4.1.3: a code is used at most once), and parallel refreshes inside the
-//! grace window.
+//! (OAuth 2.1 §4.1.3: a code is used at most once), and parallel reuse of one refresh token
+//! without a grace window. Parallel refreshes inside the window (which converge on one
+//! pair) are in `refresh.rs`.
 
 use futures_util::future::join_all;
 
@@ -26,7 +27,7 @@ async fn race(app: &TestApp, form: &[(&str, &str)]) -> Vec<serde_json::Value> {
 }
 
 #[actix_web::test]
-async fn a_code_is_redeemed_exactly_once_under_concurrency() {
+async fn a_code_is_redeemed_at_most_once_under_concurrency_and_never_into_a_revoked_grant() {
     let app = spawn_app().await;
     let (code, verifier, _) = app.obtain_code().await;
     let form = [
@@ -36,48 +37,22 @@ async fn a_code_is_redeemed_exactly_once_under_concurrency() {
     ];
 
     let winners = race(&app, &form).await;
-    assert_eq!(
-        winners.len(),
-        1,
+    // The first redemption burns the code; every other one is a replay, which revokes the
+    // grant. If a replay's revocation reaches the ledger before the first redemption's
+    // tokens are minted, that exchange is refused too (`invalid_grant`: no tokens dead from
+    // birth); otherwise it answers 200 and the revocation kills its tokens. Which of the
+    // two happens is up to the scheduler; neither may hand out a live token. (The ledger's
+    // `no_token_is_minted_into_a_revoked_grant...` test pins the first order down.)
+    assert!(
+        winners.len() <= 1,
         "the code was redeemed {} times",
         winners.len()
     );
-    // The replays revoked the grant, whether they reached the ledger before or after the
-    // winner's tokens were minted.
-    for kind in ["access_token", "refresh_token"] {
-        assert!(
-            !app.is_active(&str_field(&winners[0], kind)).await,
-            "{kind}"
-        );
+    for winner in &winners {
+        for kind in ["access_token", "refresh_token"] {
+            assert!(!app.is_active(&str_field(winner, kind)).await, "{kind}");
+        }
     }
-}
-
-#[actix_web::test]
-async fn parallel_refreshes_within_the_grace_window_all_succeed() {
-    // Several tool calls noticing an expired access token at once must not kill the grant.
-    let app = spawn_app().await;
-    let tokens = app.exchange_code_demo().await;
-    let refresh_token = str_field(&tokens, "refresh_token");
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("refresh_token", refresh_token.as_str()),
-    ];
-
-    let responses =
-        join_all((0..PARALLEL / 2).map(|_| app.token_request(&form, Some(DEMO_BASIC)))).await;
-
-    let mut refresh_tokens = Vec::new();
-    for response in responses {
-        let reply = Reply::read(response).await;
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        refresh_tokens.push(str_field(&reply.json(), "refresh_token"));
-    }
-    // Whichever refresh token the server considers current, the grant itself must be alive.
-    let mut alive = false;
-    for token in &refresh_tokens {
-        alive |= app.is_active(token).await;
-    }
-    assert!(alive, "parallel refreshes revoked the grant");
 }
 
 #[actix_web::test]

@@ -160,6 +160,16 @@ impl TestApp {
         self.start_on(listener).await;
     }
 
+    /// Runs one sweep slice of the code issuer and the token ledger now (they also sweep on
+    /// their timer), so tests of what is forgotten when do not wait for it.
+    pub async fn sweep(&self) {
+        let services = self.server.as_ref().expect("a running server").services();
+        let codes = services.codes.send(oauth_mcp::actors::Sweep).await;
+        codes.expect("code issuer answers").expect("code sweep");
+        let tokens = services.ledger.send(oauth_mcp::actors::Sweep).await;
+        tokens.expect("ledger answers").expect("token sweep");
+    }
+
     // ----- URLs ---------------------------------------------------------------------------
 
     pub fn url(&self, path: &str) -> String {

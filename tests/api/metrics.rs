@@ -76,6 +76,7 @@ async fn metrics_count_requests_errors_tokens_and_logins() {
         ("oauth_mcp_login_failures_total", 1.0),
         ("oauth_mcp_token_revocations_total", 1.0),
         ("oauth_mcp_mcp_sessions", 0.0),
+        ("oauth_mcp_undecodable_revocations_total", 0.0),
     ] {
         assert_eq!(sample(&text, series), value, "{series} in\n{text}");
     }

@@ -1,13 +1,20 @@
-//! The refresh_token grant (OAuth 2.1 §4.3): rotation with a short reuse grace window,
-//! reuse detection that revokes the whole grant, scope narrowing that does not stick,
-//! and client binding.
+//! The refresh_token grant (OAuth 2.1 §4.3): rotation with a short grace window in which
+//! presenting the rotated token again is idempotent (the same successor pair, so parallel
+//! refreshes converge and a replay gains nothing), reuse detection after it that revokes the
+//! whole grant, scope narrowing that does not stick, and client binding.
 
 use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::Value;
 
 use crate::helpers::{
     assert_inactive, assert_no_store, assert_token_error, aud_contains, scope_set, spawn_app,
     str_field, Reply, ALL_SCOPES, DEMO_BASIC, DEMO_CLIENT_ID, DEMO_REDIRECT_URI,
 };
+
+/// Concurrent refreshes in the parallel case.
+const PARALLEL: usize = 8;
 
 /// `refresh_grace` defaults to 10 s; one second more is outside it.
 const PAST_GRACE: Duration = Duration::from_secs(11);
@@ -70,24 +77,177 @@ async fn reusing_a_rotated_refresh_token_revokes_the_grant() {
     );
 }
 
+/// The parts of a token response that make up the pair a client holds.
+fn pair(body: &Value) -> (String, String, Value, String) {
+    (
+        str_field(body, "access_token"),
+        str_field(body, "refresh_token"),
+        body["expires_in"].clone(),
+        str_field(body, "scope"),
+    )
+}
+
 #[actix_web::test]
-async fn reuse_within_the_grace_window_succeeds() {
-    // Parallel tool calls often refresh with the same token at once; the loser must not
-    // kill the session.
+async fn parallel_refreshes_in_the_grace_window_converge_on_one_pair() {
+    // Several processes sharing one credential store refresh with the same token at once:
+    // every one of them must get the same successor pair, so the grant keeps a single live
+    // branch (and no answer is a branch of its own that reuse detection never sees).
     let app = spawn_app().await;
     let tokens = app.exchange_code_demo().await;
-    let old_refresh = str_field(&tokens, "refresh_token");
-    let first = app.refresh(&old_refresh, None).await;
-    assert_eq!(first.status, 200, "{}", first.body);
+    let refresh_token = str_field(&tokens, "refresh_token");
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token.as_str()),
+    ];
 
-    let again = app.refresh(&old_refresh, None).await;
+    let responses =
+        join_all((0..PARALLEL).map(|_| app.token_request(&form, Some(DEMO_BASIC)))).await;
+
+    let mut answers = Vec::new();
+    for response in responses {
+        let reply = Reply::read(response).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_no_store(&reply);
+        answers.push(pair(&reply.json()));
+    }
+    let first = answers[0].clone();
+    assert!(
+        answers.iter().all(|a| *a == first),
+        "parallel refreshes forked the grant into {} different pairs",
+        answers
+            .iter()
+            .map(|a| &a.1)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    );
+    let (access, refresh, expires_in, scope) = first;
+    assert_eq!(expires_in, 3600);
+    assert_eq!(scope_set(&scope), scope_set(ALL_SCOPES));
+    assert!(app.is_active(&access).await);
+    assert!(app.is_active(&refresh).await);
+    assert!(!app.is_active(&refresh_token).await, "rotated out");
+    // The one branch goes on normally.
+    let next = app.refresh(&refresh, None).await;
+    assert_eq!(next.status, 200, "{}", next.body);
+}
+
+#[actix_web::test]
+async fn a_replay_in_the_grace_window_gains_nothing_the_client_does_not_hold() {
+    // A thief who replays a leaked refresh request inside the window gets exactly what the
+    // legitimate client got, and keeps getting that same, meanwhile rotated, pair: no branch
+    // of his own, and his copy dies with the client's rotation.
+    let app = spawn_app().await;
+    let tokens = app.exchange_code_demo().await;
+    let leaked = str_field(&tokens, "refresh_token");
+    let client = app.refresh(&leaked, None).await;
+    assert_eq!(client.status, 200, "{}", client.body);
+    let (access1, refresh1, _, scope1) = pair(&client.json());
+
+    app.clock.advance(Duration::from_secs(4));
+    let replay = app.refresh(&leaked, None).await;
+
+    assert_eq!(replay.status, 200, "{}", replay.body);
+    let replay = replay.json();
+    assert_eq!(str_field(&replay, "access_token"), access1);
+    assert_eq!(str_field(&replay, "refresh_token"), refresh1);
+    assert_eq!(str_field(&replay, "scope"), scope1);
+    // The same expiry as the first answer, counted from now.
+    assert_eq!(replay["expires_in"], 3600 - 4);
+
+    // The client rotates on; a later replay, still inside the leaked token's window, hands
+    // out the same pair again, whose refresh token is now rotated out.
+    app.clock.advance(Duration::from_secs(2));
+    let client = app.refresh(&refresh1, None).await;
+    assert_eq!(client.status, 200, "{}", client.body);
+    let (access2, refresh2, _, _) = pair(&client.json());
+    let replay = app.refresh(&leaked, None).await;
+    assert_eq!(replay.status, 200, "{}", replay.body);
+    let (a, r, _, _) = pair(&replay.json());
+    assert_eq!((a, r), (access1.clone(), refresh1.clone()));
+    assert!(
+        !app.is_active(&refresh1).await,
+        "the thief's copy is rotated out"
+    );
+    // Inside its own window, the rotated copy only yields the client's current pair.
+    let thief = app.refresh(&refresh1, None).await;
+    assert_eq!(thief.status, 200, "{}", thief.body);
+    let (a, r, _, _) = pair(&thief.json());
+    assert_eq!((a, r), (access2.clone(), refresh2.clone()));
+    // Past that window it is reuse, which revokes the whole grant.
+    app.clock.advance(PAST_GRACE);
+    assert_token_error(&app.refresh(&refresh1, None).await, 400, "invalid_grant");
+    for token in [&access1, &access2, &refresh2] {
+        assert!(!app.is_active(token).await, "the grant survived reuse");
+    }
+}
+
+#[actix_web::test]
+async fn a_replay_gets_the_first_answer_whatever_scope_it_asks_for() {
+    // The pair is fixed by the first rotation: a replay asking for another (allowed) scope
+    // gets that pair, and its `scope` says what the access token carries (RFC 6749 §5.1).
+    let app = spawn_app().await;
+    let tokens = app.exchange_code_demo().await;
+    let old = str_field(&tokens, "refresh_token");
+    let first = app.refresh(&old, Some("mcp:read")).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let first = pair(&first.json());
+
+    let again = app.refresh(&old, None).await;
 
     assert_eq!(again.status, 200, "{}", again.body);
-    let again = again.json();
-    assert!(app.is_active(&str_field(&again, "access_token")).await);
-    // The grant is still alive: the refresh token just handed out keeps working.
-    let next = app.refresh(&str_field(&again, "refresh_token"), None).await;
-    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(pair(&again.json()), first);
+    assert_eq!(first.3, "mcp:read");
+    // Widening beyond the grant is refused as ever.
+    assert_token_error(
+        &app.refresh(&old, Some("mcp:admin")).await,
+        400,
+        "invalid_scope",
+    );
+}
+
+#[actix_web::test]
+async fn a_revoked_successor_is_not_handed_out_again() {
+    let app = spawn_app().await;
+    let tokens = app.exchange_code_demo().await;
+    let old = str_field(&tokens, "refresh_token");
+    let first = app.refresh(&old, None).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let (access1, refresh1, _, _) = pair(&first.json());
+    // The client revokes the access token it got (logout of one session, say).
+    let revoked = Reply::read(app.revoke(&access1, None, Some(DEMO_BASIC)).await).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+
+    let replay = app.refresh(&old, None).await;
+
+    assert_token_error(&replay, 400, "invalid_grant");
+    assert!(!app.is_active(&access1).await, "a revoked token came back");
+    // Nothing else changed: the client's refresh token still works.
+    assert!(app.is_active(&refresh1).await);
+    // And once the refresh token (so the grant) is revoked, a replay gets nothing either.
+    let revoked = Reply::read(app.revoke(&refresh1, None, Some(DEMO_BASIC)).await).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_token_error(&app.refresh(&old, None).await, 400, "invalid_grant");
+    assert!(!app.is_active(&refresh1).await);
+}
+
+#[actix_web::test]
+async fn reuse_after_the_window_revokes_the_grant_and_the_replayed_pair() {
+    let app = spawn_app().await;
+    let tokens = app.exchange_code_demo().await;
+    let old = str_field(&tokens, "refresh_token");
+    let first = app.refresh(&old, None).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let replay = app.refresh(&old, None).await;
+    assert_eq!(replay.status, 200, "{}", replay.body);
+    let (access, refresh, _, _) = pair(&replay.json());
+
+    app.clock.advance(PAST_GRACE);
+    let reuse = app.refresh(&old, None).await;
+
+    assert_token_error(&reuse, 400, "invalid_grant");
+    assert!(!app.is_active(&access).await);
+    assert!(!app.is_active(&refresh).await);
+    assert_token_error(&app.refresh(&refresh, None).await, 400, "invalid_grant");
 }
 
 #[actix_web::test]

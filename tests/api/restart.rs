@@ -2,9 +2,17 @@
 //! data directory must honour what the previous one issued, revoked and registered
 //! (clients cache their registration and tokens and never re-register on their own).
 
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
 use crate::helpers::{
-    assert_basic_challenge, assert_inactive, assert_token_error, spawn_app, str_field, Reply,
-    DEMO_BASIC, DEMO_CLIENT_ID,
+    assert_basic_challenge, assert_inactive, assert_token_error, spawn_app, spawn_app_with,
+    str_field, Reply, DEMO_BASIC, DEMO_CLIENT_ID,
 };
 
 #[actix_web::test]
@@ -82,4 +90,51 @@ async fn used_codes_stay_used_after_a_restart() {
     let replay = app.exchange_demo_code(&code, &verifier).await;
 
     assert_token_error(&replay, 400, "invalid_grant");
+}
+
+#[actix_web::test]
+async fn a_revoked_grant_is_remembered_as_long_as_its_tokens_whatever_the_ttl_flags_now() {
+    // Tokens issued under long lifetimes; then the server is restarted with short ones, and
+    // the grant is revoked (here by a replay of its code). The revocation must outlive the
+    // old, long-lived refresh token, not just what a token issued now would live.
+    let short = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&short);
+    let mut app = spawn_app_with(move |c| {
+        if flag.load(Ordering::SeqCst) {
+            c.access_token_ttl = Duration::from_secs(60);
+            c.refresh_token_ttl = Duration::from_secs(3600);
+        }
+    })
+    .await;
+    let (code, verifier, _) = app.obtain_code().await;
+    let tokens = app.exchange_demo_code(&code, &verifier).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    // Lives 30 days (the default refresh TTL).
+    let refresh_token = str_field(&tokens.json(), "refresh_token");
+
+    short.store(true, Ordering::SeqCst);
+    app.restart().await;
+    let replay = app.exchange_demo_code(&code, &verifier).await;
+    assert_token_error(&replay, 400, "invalid_grant");
+    assert!(!app.is_active(&refresh_token).await);
+
+    // Well past anything the short flags would keep, well within the old token's life.
+    app.clock.advance(Duration::from_secs(2 * 24 * 3600));
+    app.sweep().await;
+    assert!(
+        !app.is_active(&refresh_token).await,
+        "the revocation was forgotten"
+    );
+    assert_token_error(
+        &app.refresh(&refresh_token, None).await,
+        400,
+        "invalid_grant",
+    );
+    // Still remembered by the next process (the revocation is durable, not just cached).
+    app.restart().await;
+    app.sweep().await;
+    assert!(
+        !app.is_active(&refresh_token).await,
+        "forgotten across a restart"
+    );
 }
