@@ -15,7 +15,7 @@ use crate::{
     },
     config::{Config, ConfigError, Settings},
     domain::{
-        client::{AuthMethod, Client, GrantType, User},
+        client::{AuthMethod, Client, ClientOrigin, GrantType, User},
         clock::Clock,
         secrets::ClientSecret,
     },
@@ -191,6 +191,8 @@ impl Services {
             scopes: settings.scopes.clone(),
             issued_at: now,
             extra: Default::default(),
+            origin: ClientOrigin::Operator,
+            used: true,
         };
         let timeout = Duration::from_secs(30);
         ask(&self.registry, InsertClientIfAbsent { client }, timeout)

@@ -19,7 +19,8 @@ pub struct Config {
     pub public_url: Option<Url>,
     /// sled data directory.
     pub data_dir: PathBuf,
-    /// Seed the demo client and user (once; later changes are kept).
+    /// Seed the demo client and user (once; later changes are kept). Only honoured on a
+    /// loopback-only server (loopback public URL and bind address); see `keep_demo`.
     pub demo: bool,
     /// Scopes this server knows (`scopes_supported`).
     pub scopes: Vec<String>,
@@ -107,6 +108,27 @@ pub struct Config {
     /// under `example.com`. Empty accepts any public host (an open server); a list makes
     /// it a protected one (MCP 2025-11-25, "Trust Policies").
     pub client_metadata_trusted_hosts: Vec<String>,
+    // ----- round 2: redirects, registration, documents (issue 11 §4, demo part of §5) -----
+    /// A dynamically registered client to which no token was issued within this long of
+    /// its registration is removed (by the registry's sweep), so open registration cannot
+    /// grow storage without limit.
+    pub unused_client_ttl: Duration,
+    /// Most dynamically registered clients at once; a full registry answers `/register`
+    /// with 503 `temporarily_unavailable`. Operator-added clients do not count.
+    pub max_registered_clients: usize,
+    /// Client metadata document fetches in flight at most per host (name or address of
+    /// the document URL), within the global limit of [`crate::fetch::MAX_CONCURRENT_FETCHES`].
+    pub client_metadata_max_fetches_per_host: usize,
+    /// How long past its expiry the last good copy of a document may still be used when a
+    /// refetch fails for a transient reason or no fetch slot is free, unless its
+    /// `Cache-Control` forbids serving it stale (see [`crate::oauth::client_document`]).
+    /// Zero turns this off.
+    pub client_metadata_stale_if_error: Duration,
+    /// Keep (and seed) the demo client and user even when the server is reachable beyond
+    /// loopback. Without it such a server refuses to start while the demo records exist:
+    /// their secret and password are public, and `client_credentials` with the demo secret
+    /// would hand out tokens to anyone who can reach the server.
+    pub keep_demo: bool,
 }
 
 impl Default for Config {
@@ -151,6 +173,11 @@ impl Default for Config {
             client_metadata_timeout: Duration::from_secs(5),
             client_metadata_max_cache: Duration::from_secs(24 * 3600),
             client_metadata_trusted_hosts: Vec::new(),
+            unused_client_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_registered_clients: 10_000,
+            client_metadata_max_fetches_per_host: 4,
+            client_metadata_stale_if_error: Duration::from_secs(3600),
+            keep_demo: false,
         }
     }
 }
@@ -234,6 +261,7 @@ impl Config {
             ("sweep interval", self.sweep_interval),
             ("login lockout", self.login_lockout),
             ("client metadata timeout", self.client_metadata_timeout),
+            ("unused client TTL", self.unused_client_ttl),
         ] {
             if d.is_zero() {
                 return Err(ConfigError(format!("{name} must be greater than zero")));
@@ -282,6 +310,14 @@ impl Config {
                     "trusted client metadata host {host:?} must be a lowercase host name, optionally starting with *."
                 )));
             }
+        }
+        if !(1..=crate::fetch::MAX_CONCURRENT_FETCHES)
+            .contains(&self.client_metadata_max_fetches_per_host)
+        {
+            return Err(ConfigError(format!(
+                "client metadata fetches per host must be between 1 and {}",
+                crate::fetch::MAX_CONCURRENT_FETCHES
+            )));
         }
         if self.mailbox_capacity == 0 {
             return Err(ConfigError(

@@ -12,7 +12,12 @@
 //! future spawned beside the actor so that a slow document host never holds up the
 //! registry's other messages.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+    sync::Arc,
+    time::Duration,
+};
 
 use actix::prelude::*;
 use argon2::{
@@ -26,7 +31,7 @@ use super::{Stop, Sweep};
 use crate::{
     config::Settings,
     domain::{
-        client::{AuthMethod, Client, GrantType, User},
+        client::{AuthMethod, Client, ClientOrigin, GrantType, User},
         clock::Clock,
         scope::Scopes,
         secrets::{random_bytes, ClientSecret, Digest, Password},
@@ -50,6 +55,9 @@ pub enum RegistryError {
     /// Registration metadata is not acceptable.
     #[error("invalid client metadata: {0}")]
     InvalidMetadata(String),
+    /// `max_registered_clients` dynamically registered clients exist already.
+    #[error("the client registry is full")]
+    Full,
     /// Too many registrations from one address.
     #[error("registration rate limit reached")]
     RateLimited {
@@ -92,13 +100,14 @@ pub struct NewClient {
 
 impl NewClient {
     /// The client this metadata describes, under `client_id`, issued at `now`; without
-    /// `scope` it gets `default_scopes`.
+    /// `scope` it gets `default_scopes`. Only a dynamically registered client starts unused.
     pub fn into_client(
         self,
         client_id: String,
         secret_digest: Option<Digest>,
         default_scopes: &Scopes,
         now: i64,
+        origin: ClientOrigin,
     ) -> Client {
         Client {
             client_id,
@@ -110,6 +119,8 @@ impl NewClient {
             scopes: self.scopes.unwrap_or_else(|| default_scopes.clone()),
             issued_at: now,
             extra: self.extra,
+            origin,
+            used: origin != ClientOrigin::Dynamic,
         }
     }
 }
@@ -124,6 +135,7 @@ pub struct RegisteredClient {
 }
 
 /// Registers a client (RFC 7591). The registry mints `client_id` and secret.
+/// Dynamically registered clients count against `max_registered_clients`.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<RegisteredClient, RegistryError>")]
 pub struct RegisterClient {
@@ -131,6 +143,20 @@ pub struct RegisterClient {
     pub client: NewClient,
     /// Address of the caller, for the per-address rate limit.
     pub address: Option<IpAddr>,
+    /// [`ClientOrigin::Dynamic`] at `/register`, [`ClientOrigin::Operator`] from
+    /// `oauth-mcp admin`.
+    pub origin: ClientOrigin,
+}
+
+/// Records that a token is about to be issued to a client, so that it is never removed as
+/// unused. Sent by the token flow before the first issuance only (when the client it
+/// authenticated is not yet marked), and durable before it answers. Answers whether the
+/// client still exists: a client removed meanwhile must not be issued tokens.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, RegistryError>")]
+pub struct MarkClientUsed {
+    /// The client id.
+    pub client_id: String,
 }
 
 /// Inserts a client with a chosen id and secret unless one with that id exists (demo
@@ -328,6 +354,9 @@ async fn fetch_document(
     result
 }
 
+/// Most unused clients removed per sweep tick, so a sweep never holds the registry long.
+const MAX_REMOVALS_PER_SWEEP: usize = 256;
+
 /// Most browser sign-in sessions kept at once; the oldest are dropped beyond this.
 const MAX_LOGIN_SESSIONS: usize = 100_000;
 
@@ -386,6 +415,11 @@ pub struct ClientRegistry {
     /// Browser sign-in sessions: digest of the cookie → (user, expiry). In memory: a restart
     /// signs everyone out, which is the safe direction.
     login_sessions: HashMap<Digest, (String, i64)>,
+    /// Dynamically registered clients never issued a token, by registration time: the
+    /// expiry index of the unused-client sweep.
+    unused: BTreeSet<(i64, String)>,
+    /// How many dynamically registered clients exist (`max_registered_clients` bounds it).
+    dynamic_clients: usize,
     /// Clients named by metadata document URLs.
     documents: DocumentCache,
     fetcher: Arc<DocumentFetcher>,
@@ -404,9 +438,17 @@ impl ClientRegistry {
     ) -> Result<Self, StorageError> {
         let (clients, users) = store.load()?;
         let fetcher = Arc::new(DocumentFetcher::new(&settings.config));
+        let dynamic = clients.iter().filter(|c| c.origin == ClientOrigin::Dynamic);
+        let dynamic_clients = dynamic.clone().count();
+        let unused = dynamic
+            .filter(|c| !c.used)
+            .map(|c| (c.issued_at, c.client_id.clone()))
+            .collect();
         Ok(Self {
             fetcher,
             store,
+            unused,
+            dynamic_clients,
             clients: clients
                 .into_iter()
                 .map(|c| (c.client_id.clone(), c))
@@ -487,6 +529,48 @@ impl ClientRegistry {
         })
     }
 
+    /// Forgets `client_id` in the in-memory index and its bookkeeping (the store is the
+    /// caller's to update).
+    fn forget_client(&mut self, client_id: &str) -> Option<Client> {
+        let client = self.clients.remove(client_id)?;
+        if client.origin == ClientOrigin::Dynamic {
+            self.dynamic_clients = self.dynamic_clients.saturating_sub(1);
+            self.unused
+                .remove(&(client.issued_at, client.client_id.clone()));
+        }
+        Some(client)
+    }
+
+    /// Removes dynamically registered clients that were never issued a token within
+    /// `unused_client_ttl` of their registration, oldest first and at most
+    /// [`MAX_REMOVALS_PER_SWEEP`] per call; the rest wait for the next tick. Answers how
+    /// many were removed; the removals are made durable by the caller.
+    fn sweep_unused_clients(&mut self) -> Result<usize, StorageError> {
+        let ttl = self.settings.config.unused_client_ttl;
+        let cutoff = self
+            .clock
+            .now()
+            .saturating_sub(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        let expired: Vec<String> = self
+            .unused
+            .iter()
+            .take_while(|(issued_at, _)| *issued_at <= cutoff)
+            .take(MAX_REMOVALS_PER_SWEEP)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in &expired {
+            self.store.remove_client(id)?;
+            self.forget_client(id);
+        }
+        if !expired.is_empty() {
+            tracing::info!(
+                removed = expired.len(),
+                "removed dynamically registered clients never issued a token"
+            );
+        }
+        Ok(expired.len())
+    }
+
     fn prune_windows(&mut self) {
         let now = self.clock.now();
         let len = self.lockout_secs();
@@ -503,8 +587,23 @@ impl Actor for ClientRegistry {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.config.mailbox_capacity);
-        ctx.run_interval(self.settings.config.sweep_interval, |act, _| {
-            act.prune_windows()
+        ctx.run_interval(self.settings.config.sweep_interval, |act, ctx| {
+            act.prune_windows();
+            match act.sweep_unused_clients() {
+                Ok(0) => {}
+                Ok(_) => {
+                    let persist = act.store.persist();
+                    ctx.spawn(
+                        async move {
+                            if let Err(e) = persist.await {
+                                tracing::error!(error = %e, "could not persist the removal of unused clients");
+                            }
+                        }
+                        .into_actor(act),
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "could not remove unused clients"),
+            }
         });
     }
 }
@@ -517,10 +616,39 @@ impl Handler<Stop> for ClientRegistry {
 }
 
 impl Handler<Sweep> for ClientRegistry {
-    type Result = Result<usize, StorageError>;
+    type Result = ResponseFuture<Result<usize, StorageError>>;
     fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
         self.prune_windows();
-        Ok(0)
+        let removed = match self.sweep_unused_clients() {
+            Ok(n) => n,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let persist = self.store.persist();
+        Box::pin(async move {
+            persist.await?;
+            Ok(removed)
+        })
+    }
+}
+
+impl Handler<MarkClientUsed> for ClientRegistry {
+    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    fn handle(&mut self, msg: MarkClientUsed, _: &mut Self::Context) -> Self::Result {
+        let Some(client) = self.clients.get_mut(&msg.client_id) else {
+            return Box::pin(async { Ok(false) });
+        };
+        if client.used {
+            return Box::pin(async { Ok(true) });
+        }
+        let mut marked = client.clone();
+        marked.used = true;
+        if let Err(e) = self.store.put_client(&marked) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        self.unused
+            .remove(&(marked.issued_at, marked.client_id.clone()));
+        *client = marked;
+        self.after_persist(true)
     }
 }
 
@@ -609,6 +737,12 @@ impl Handler<RegisterClient> for ClientRegistry {
     type Result = ResponseFuture<Result<RegisteredClient, RegistryError>>;
     fn handle(&mut self, msg: RegisterClient, _: &mut Self::Context) -> Self::Result {
         let now = self.clock.now();
+        let dynamic = msg.origin == ClientOrigin::Dynamic;
+        // Checked before the rate limit counts the attempt: a full registry is not the
+        // caller's doing.
+        if dynamic && self.dynamic_clients >= self.settings.config.max_registered_clients {
+            return Box::pin(async { Err(RegistryError::Full) });
+        }
         if let Some(addr) = msg.address {
             let w = Window::current(self.registrations.get(&addr), now, 3600);
             if w.count >= self.settings.config.registrations_per_hour {
@@ -635,9 +769,14 @@ impl Handler<RegisterClient> for ClientRegistry {
             secret.as_ref().map(ClientSecret::digest),
             &self.settings.default_scopes,
             now,
+            msg.origin,
         );
         if let Err(e) = self.store.put_client(&client) {
             return Box::pin(async move { Err(e.into()) });
+        }
+        if dynamic {
+            self.dynamic_clients += 1;
+            self.unused.insert((now, client_id.clone()));
         }
         self.clients.insert(client_id, client.clone());
         let persist = self.store.persist();
@@ -656,6 +795,13 @@ impl Handler<InsertClientIfAbsent> for ClientRegistry {
         }
         if let Err(e) = self.store.put_client(&msg.client) {
             return Box::pin(async move { Err(e.into()) });
+        }
+        let c = &msg.client;
+        if c.origin == ClientOrigin::Dynamic {
+            self.dynamic_clients += 1;
+            if !c.used {
+                self.unused.insert((c.issued_at, c.client_id.clone()));
+            }
         }
         self.clients
             .insert(msg.client.client_id.clone(), msg.client);
@@ -712,7 +858,7 @@ impl Handler<RemoveClient> for ClientRegistry {
         if let Err(e) = self.store.remove_client(&msg.client_id) {
             return Box::pin(async move { Err(e.into()) });
         }
-        self.clients.remove(&msg.client_id);
+        self.forget_client(&msg.client_id);
         self.after_persist(true)
     }
 }
@@ -850,6 +996,8 @@ mod tests {
             scopes: Scopes::default(),
             issued_at: 0,
             extra: serde_json::Map::new(),
+            origin: ClientOrigin::Document,
+            used: true,
         };
         let mut cache = DocumentCache::default();
         for i in 0..MAX_CACHED_DOCUMENTS {
@@ -940,6 +1088,7 @@ mod tests {
             .send(RegisterClient {
                 client: new.clone(),
                 address: Some(ip),
+                origin: ClientOrigin::Dynamic,
             })
             .await
             .unwrap()
@@ -982,6 +1131,7 @@ mod tests {
             .send(RegisterClient {
                 client: new,
                 address: Some(ip),
+                origin: ClientOrigin::Dynamic,
             })
             .await
             .unwrap();
@@ -999,6 +1149,8 @@ mod tests {
             scopes: Scopes::parse("mcp:read").unwrap(),
             issued_at,
             extra: Default::default(),
+            origin: ClientOrigin::Operator,
+            used: true,
         }
     }
 

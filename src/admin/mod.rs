@@ -36,7 +36,7 @@ use crate::{
     clock::Clock,
     config::Config,
     domain::{
-        client::{Client, User},
+        client::{Client, ClientOrigin, User},
         secrets::Password,
     },
     oauth::registration,
@@ -186,6 +186,7 @@ impl Admin {
         let msg = RegisterClient {
             client,
             address: None,
+            origin: ClientOrigin::Operator,
         };
         Ok(self.ask(&self.services.registry, msg).await??)
     }

@@ -17,7 +17,7 @@ use url::Url;
 
 use crate::{
     config::Settings,
-    domain::client::Client,
+    domain::client::{Client, ClientOrigin},
     oauth::registration::{self, MetadataSource},
 };
 
@@ -154,7 +154,13 @@ pub fn parse_document(
     }
     let new = registration::validate(&doc, settings, MetadataSource::Document)
         .map_err(|e| invalid(e.description))?;
-    Ok(new.into_client(url.to_owned(), None, &settings.default_scopes, now))
+    Ok(new.into_client(
+        url.to_owned(),
+        None,
+        &settings.default_scopes,
+        now,
+        ClientOrigin::Document,
+    ))
 }
 
 /// The hostname a document client's `client_id` names, shown on the consent page (draft
