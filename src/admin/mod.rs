@@ -154,6 +154,8 @@ impl Admin {
             return Err(AdminError::NoDataDir(dir));
         }
         config.demo = false;
+        // Removing the demo records is one of the things `admin` is for: never refuse.
+        config.keep_demo = true;
         config.registered_client_credentials = true;
         config.durable = true;
         let settings = config
