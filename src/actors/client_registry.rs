@@ -10,7 +10,13 @@
 //! draft-ietf-oauth-client-id-metadata-document): never stored, cached in memory for as long
 //! as each document's HTTP cache headers allow, fetched through [`crate::fetch`] by a
 //! future spawned beside the actor so that a slow document host never holds up the
-//! registry's other messages.
+//! registry's other messages. Past its freshness the last good copy of a document stands in
+//! for a bounded time when a refetch fails for a transient reason or no fetch slot is free
+//! ([`client_document::cache_policy`] says how long; a deliberate answer such as an invalid
+//! document or a 410 ends it at once), and a failed fetch is remembered for
+//! [`DOCUMENT_FAILURE_TTL_SECS`] so that requests naming a broken document do not each
+//! fetch it again (the draft's §4.4 lets the server cache as it sees fit and §4.3 lets error
+//! responses inform its policies).
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -275,31 +281,112 @@ pub struct ResolveClientDocument {
     pub url: String,
 }
 
-/// Most client metadata documents cached at once; beyond this, expired ones are dropped
-/// and, if none are, a new document is used without being cached.
+/// Most client metadata documents cached at once (and, separately, most failures
+/// remembered); beyond this, unusable entries are dropped and, if none are, a new one is
+/// not cached.
 const MAX_CACHED_DOCUMENTS: usize = 10_000;
 
-/// A fetch in flight: the validated client and how long it may be cached.
-type PendingDocument =
-    Shared<BoxFuture<'static, Result<(Client, Option<Duration>), ClientDocumentError>>>;
+/// How long a failed document fetch is remembered (answered again without fetching).
+pub const DOCUMENT_FAILURE_TTL_SECS: i64 = 30;
+
+/// A fetch in flight: the validated client and how it may be cached (`None`: `no-store`).
+type PendingDocument = Shared<
+    BoxFuture<'static, Result<(Client, Option<client_document::CachePolicy>), ClientDocumentError>>,
+>;
+
+/// A document client and until when (Unix seconds) it is fresh, and usable as the last
+/// good copy when a refetch fails.
+#[derive(Debug, Clone)]
+struct CachedDocument {
+    client: Client,
+    fresh_until: i64,
+    stale_until: i64,
+}
 
 /// Clients described by metadata documents: not stored, only cached (a restart fetches
 /// them again), and never mixed with registered clients.
 #[derive(Default)]
 struct DocumentCache {
-    /// URL → (client, expiry in Unix seconds).
-    fresh: HashMap<String, (Client, i64)>,
+    /// URL → the last good document.
+    fresh: HashMap<String, CachedDocument>,
+    /// URL → the failure of its last fetch, and until when it is answered from here.
+    failures: HashMap<String, (ClientDocumentError, i64)>,
     in_flight: HashMap<String, PendingDocument>,
 }
 
 impl DocumentCache {
-    fn insert(&mut self, url: String, client: Client, expires: i64, now: i64) {
+    fn insert(&mut self, url: String, doc: CachedDocument, now: i64) {
         if self.fresh.len() >= MAX_CACHED_DOCUMENTS {
-            self.fresh.retain(|_, (_, exp)| *exp > now);
+            self.fresh.retain(|_, d| d.stale_until > now);
         }
         if self.fresh.len() < MAX_CACHED_DOCUMENTS {
-            self.fresh.insert(url, (client, expires));
+            self.fresh.insert(url, doc);
         }
+    }
+
+    fn remember_failure(&mut self, url: String, error: ClientDocumentError, now: i64) {
+        if self.failures.len() >= MAX_CACHED_DOCUMENTS {
+            self.failures.retain(|_, (_, until)| *until > now);
+        }
+        if self.failures.len() < MAX_CACHED_DOCUMENTS {
+            let until = now.saturating_add(DOCUMENT_FAILURE_TTL_SECS);
+            self.failures.insert(url, (error, until));
+        }
+    }
+
+    /// Records the outcome of the fetch of `url` started at `now`.
+    fn record(
+        &mut self,
+        url: &str,
+        result: &Result<(Client, Option<client_document::CachePolicy>), ClientDocumentError>,
+        now: i64,
+    ) {
+        match result {
+            Ok((client, policy)) => {
+                self.failures.remove(url);
+                let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+                match policy {
+                    Some(p) if !(p.fresh.is_zero() && p.stale.is_zero()) => {
+                        let fresh_until = now.saturating_add(secs(p.fresh));
+                        let doc = CachedDocument {
+                            client: client.clone(),
+                            fresh_until,
+                            stale_until: fresh_until.saturating_add(secs(p.stale)),
+                        };
+                        self.insert(url.to_owned(), doc, now);
+                    }
+                    // `no-store`, or nothing to keep: not even the previous copy is kept.
+                    _ => {
+                        self.fresh.remove(url);
+                    }
+                }
+            }
+            // Our own limits, not the document's fault: nothing to remember.
+            Err(ClientDocumentError::Busy) => {}
+            // The URL is checked before any fetch, and that is cheap: not remembered.
+            Err(ClientDocumentError::Url(_) | ClientDocumentError::Untrusted) => {}
+            // The host may recover: remember the failure, keep the last good copy.
+            Err(e @ ClientDocumentError::Unavailable(_)) => {
+                self.remember_failure(url.to_owned(), e.clone(), now);
+            }
+            // A deliberate answer (invalid document, refused status, blocked address): the
+            // last good copy is no longer the client's word.
+            Err(e) => {
+                self.fresh.remove(url);
+                self.remember_failure(url.to_owned(), e.clone(), now);
+            }
+        }
+    }
+
+    /// The last good copy of `url`, if it may stand in for a fetch that failed with
+    /// `error` at `now`.
+    fn stale(&self, url: &str, error: &ClientDocumentError, now: i64) -> Option<Client> {
+        let transient = matches!(
+            error,
+            ClientDocumentError::Unavailable(_) | ClientDocumentError::Busy
+        );
+        let doc = self.fresh.get(url).filter(|d| d.stale_until > now)?;
+        transient.then(|| doc.client.clone())
     }
 }
 
@@ -310,7 +397,7 @@ async fn fetch_document(
     metrics: Option<Arc<Metrics>>,
     url: String,
     now: i64,
-) -> Result<(Client, Option<Duration>), ClientDocumentError> {
+) -> Result<(Client, Option<client_document::CachePolicy>), ClientDocumentError> {
     let result = async {
         let parsed = client_document::document_url(&url, fetcher.allows_http())?;
         if !client_document::host_trusted(&parsed, &settings.config.client_metadata_trusted_hosts) {
@@ -319,22 +406,25 @@ async fn fetch_document(
         let fetched = fetcher.fetch(&parsed).await?;
         let client = client_document::parse_document(&url, &fetched.body, &settings, now)?;
         let cache_control: Vec<&str> = fetched.cache_control.iter().map(String::as_str).collect();
-        let lifetime = client_document::cache_lifetime(
+        let policy = client_document::cache_policy(
             &cache_control,
             fetched.expires.as_deref(),
             fetched.date.as_deref(),
             fetched.age.as_deref(),
             chrono::DateTime::from_timestamp(now, 0).unwrap_or_default(),
             settings.config.client_metadata_max_cache,
+            settings.config.client_metadata_stale_if_error,
         );
-        Ok((client, lifetime))
+        Ok((client, policy))
     }
     .await;
     let outcome = match &result {
         Ok(_) => Some(DocumentFetch::Accepted),
         Err(ClientDocumentError::Invalid(_)) => Some(DocumentFetch::Invalid),
         Err(ClientDocumentError::Blocked) => Some(DocumentFetch::Blocked),
-        Err(ClientDocumentError::Fetch(_)) => Some(DocumentFetch::Failed),
+        Err(ClientDocumentError::Fetch(_) | ClientDocumentError::Unavailable(_)) => {
+            Some(DocumentFetch::Failed)
+        }
         Err(ClientDocumentError::Busy) => Some(DocumentFetch::Busy),
         // A URL that breaks the rules is never fetched.
         Err(ClientDocumentError::Url(_) | ClientDocumentError::Untrusted) => None,
@@ -344,9 +434,9 @@ async fn fetch_document(
     }
     match &result {
         // `?url`: the client_id is whatever the request said, so it is logged escaped.
-        Ok((_, lifetime)) => tracing::debug!(
+        Ok((_, policy)) => tracing::debug!(
             client_id = ?url,
-            cached_for_secs = lifetime.map_or(0, |l| l.as_secs()),
+            cached_for_secs = policy.map_or(0, |p| p.fresh.as_secs()),
             "client metadata document fetched"
         ),
         Err(e) => tracing::info!(client_id = ?url, error = %e, "client metadata document refused"),
@@ -578,7 +668,8 @@ impl ClientRegistry {
         self.address_failures.retain(|_, w| now - w.started < len);
         self.registrations.retain(|_, w| now - w.started < 3600);
         self.login_sessions.retain(|_, (_, exp)| *exp > now);
-        self.documents.fresh.retain(|_, (_, exp)| *exp > now);
+        self.documents.fresh.retain(|_, d| d.stale_until > now);
+        self.documents.failures.retain(|_, (_, until)| *until > now);
     }
 }
 
@@ -664,9 +755,17 @@ impl Handler<ResolveClientDocument> for ClientRegistry {
     fn handle(&mut self, msg: ResolveClientDocument, _: &mut Self::Context) -> Self::Result {
         let now = self.clock.now();
         let url = msg.url;
-        if let Some((client, expires)) = self.documents.fresh.get(&url) {
-            if *expires > now {
-                return Box::pin(fut::ready(Ok(client.clone())));
+        if let Some(doc) = self.documents.fresh.get(&url) {
+            if doc.fresh_until > now {
+                return Box::pin(fut::ready(Ok(doc.client.clone())));
+            }
+        }
+        // A recent failure is answered without fetching again, by the last good copy when
+        // it may stand in.
+        if let Some((error, until)) = self.documents.failures.get(&url) {
+            if *until > now {
+                let answer = self.documents.stale(&url, error, now).ok_or(error.clone());
+                return Box::pin(fut::ready(answer));
             }
         }
         let pending = match self.documents.in_flight.get(&url) {
@@ -688,22 +787,34 @@ impl Handler<ResolveClientDocument> for ClientRegistry {
         let this = pending.clone();
         // The fetch runs beside the actor (a spawned actor future), so the registry keeps
         // answering other messages meanwhile; only the first waiter to finish records the
-        // outcome. Failures are not cached (draft §4.4).
+        // outcome, and every waiter may be answered by the last good copy.
         Box::pin(pending.into_actor(self).map(move |result, act, _| {
-            if act
+            let first = act
                 .documents
                 .in_flight
                 .get(&url)
-                .is_some_and(|p| p.ptr_eq(&this))
-            {
+                .is_some_and(|p| p.ptr_eq(&this));
+            if first {
                 act.documents.in_flight.remove(&url);
-                if let Ok((client, Some(lifetime))) = &result {
-                    let secs = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
-                    act.documents
-                        .insert(url, client.clone(), now.saturating_add(secs), now);
-                }
+                act.documents.record(&url, &result, now);
             }
-            result.map(|(client, _)| client)
+            match result {
+                Ok((client, _)) => Ok(client),
+                Err(e) => match act.documents.stale(&url, &e, now) {
+                    Some(client) => {
+                        if first {
+                            // Once per failed fetch, not per request served meanwhile.
+                            tracing::warn!(
+                                client_id = ?url,
+                                error = %e,
+                                "client metadata document not refetched, its last good copy is used"
+                            );
+                        }
+                        Ok(client)
+                    }
+                    None => Err(e),
+                },
+            }
         }))
     }
 }
@@ -1000,18 +1111,23 @@ mod tests {
             used: true,
         };
         let mut cache = DocumentCache::default();
+        let doc = |until: i64| CachedDocument {
+            client: client.clone(),
+            fresh_until: until,
+            stale_until: until,
+        };
         for i in 0..MAX_CACHED_DOCUMENTS {
             // Half of them expire at 100, half at 1000.
             let expires = if i % 2 == 0 { 100 } else { 1_000 };
-            cache.insert(format!("u{i}"), client.clone(), expires, 0);
+            cache.insert(format!("u{i}"), doc(expires), 0);
         }
         assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS);
         // Full and nothing expired: used but not cached.
-        cache.insert("late".into(), client.clone(), 1_000, 50);
+        cache.insert("late".into(), doc(1_000), 50);
         assert!(!cache.fresh.contains_key("late"));
         assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS);
         // Once some have expired they make room.
-        cache.insert("later".into(), client, 1_000, 200);
+        cache.insert("later".into(), doc(1_000), 200);
         assert!(cache.fresh.contains_key("later"));
         assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS / 2 + 1);
     }
