@@ -158,3 +158,21 @@ pub struct User {
     /// Argon2id PHC string.
     pub password_hash: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_written_before_origin_and_used_read_as_dynamic_and_used() {
+        let old = r#"{"client_id":"c","secret_digest":null,"auth_method":"none",
+            "client_name":null,"redirect_uris":["https://a.example/cb"],
+            "grant_types":["authorization_code"],"scopes":["mcp:read"],"issued_at":1}"#;
+        let c: Client = serde_json::from_str(old).unwrap();
+        assert_eq!(c.origin, ClientOrigin::Dynamic);
+        assert!(c.used, "never expired by an upgrade");
+        assert!(!c.may_receive_early_errors());
+        let back: Client = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!((back.origin, back.used), (ClientOrigin::Dynamic, true));
+    }
+}
