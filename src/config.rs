@@ -117,7 +117,8 @@ pub struct Config {
     /// with 503 `temporarily_unavailable`. Operator-added clients do not count.
     pub max_registered_clients: usize,
     /// Client metadata document fetches in flight at most per host (name or address of
-    /// the document URL), within the global limit of [`crate::fetch::MAX_CONCURRENT_FETCHES`].
+    /// the document URL), within the global limit of [`crate::fetch::MAX_CONCURRENT_FETCHES`]
+    /// (a larger value behaves as that limit). At least 1.
     pub client_metadata_max_fetches_per_host: usize,
     /// How long past its expiry the last good copy of a document may still be used when a
     /// refetch fails for a transient reason or no fetch slot is free, unless its
@@ -311,13 +312,10 @@ impl Config {
                 )));
             }
         }
-        if !(1..=crate::fetch::MAX_CONCURRENT_FETCHES)
-            .contains(&self.client_metadata_max_fetches_per_host)
-        {
-            return Err(ConfigError(format!(
-                "client metadata fetches per host must be between 1 and {}",
-                crate::fetch::MAX_CONCURRENT_FETCHES
-            )));
+        if self.client_metadata_max_fetches_per_host == 0 {
+            return Err(ConfigError(
+                "client metadata fetches per host must be at least 1".into(),
+            ));
         }
         if self.mailbox_capacity == 0 {
             return Err(ConfigError(
@@ -509,6 +507,12 @@ mod tests {
         assert!(c.settings(1).is_err());
         let mut c = Config::default();
         c.code_ttl = Duration::ZERO;
+        assert!(c.settings(1).is_err());
+        let mut c = Config::default();
+        c.unused_client_ttl = Duration::ZERO;
+        assert!(c.settings(1).is_err());
+        let mut c = Config::default();
+        c.client_metadata_max_fetches_per_host = 0;
         assert!(c.settings(1).is_err());
         for bad in ["", "*.", "App.example", "https://app.example", "a b"] {
             let mut c = Config::default();
