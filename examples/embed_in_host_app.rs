@@ -183,6 +183,8 @@ pub async fn start(listener: TcpListener, data_dir: &Path) -> Result<HostApp, Bo
     let mut config = Config::default();
     config.public_url = Some(url.parse()?);
     config.data_dir = data_dir.to_owned();
+    // Where it really listens: the demo records are seeded only on a loopback-only server.
+    config.bind = listener.local_addr()?;
     let db = oauth_mcp::open_db(&config)?;
     // The actors start once, here, outside the HttpServer factory; every worker gets clones
     // of their addresses.

@@ -1,6 +1,11 @@
 //! Starting and stopping the server: [`Services`] (the actors, started once per process,
 //! outside `HttpServer::new`), [`start`] (actors + HTTP server on a given listener) and
 //! [`RunningServer::stop`].
+//!
+//! The demo client and user have a published secret and password, so they exist only on a
+//! server reachable on loopback alone (a loopback public URL and a loopback bind address):
+//! they are seeded only there, and a server reachable beyond loopback refuses to start
+//! while they are in its data, unless `keep_demo` ([`Services::start`]).
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
@@ -10,12 +15,15 @@ use actix_web::{dev::ServerHandle, App, HttpServer};
 use crate::{
     actors::{
         ask,
-        client_registry::{hash_password, InsertClientIfAbsent, InsertUserIfAbsent, RegistryError},
+        client_registry::{
+            hash_password, GetClient, InsertClientIfAbsent, InsertUserIfAbsent, ListUsers,
+            RegistryError,
+        },
         ClientRegistry, CodeIssuer, Stop, TokenLedger,
     },
     config::{Config, ConfigError, Settings},
     domain::{
-        client::{AuthMethod, Client, GrantType, User},
+        client::{AuthMethod, Client, ClientOrigin, GrantType, User},
         clock::Clock,
         secrets::ClientSecret,
         server_key::{KeyError, ServerKey},
@@ -49,12 +57,22 @@ pub enum StartError {
     /// The server key could not be read or created.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The server is reachable beyond loopback and its data holds the demo client or user,
+    /// whose secret and password are public.
+    #[error(
+        "the data directory holds the demo client or user ({DEMO_CLIENT_ID} / {DEMO_USERNAME}, whose \
+         secret and password are public), and this server is reachable beyond loopback ({0}). \
+         Stop it and remove them with `oauth-mcp admin --data-dir <dir> client remove {DEMO_CLIENT_ID}` \
+         and `oauth-mcp admin --data-dir <dir> user remove {DEMO_USERNAME}`, or start with \
+         --keep-demo (OAUTH_MCP_KEEP_DEMO=true) to keep them knowingly"
+    )]
+    DemoReachable(String),
     /// A socket or thread could not be set up.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// The demo client id seeded unless `--no-demo`.
+/// The demo client id seeded unless `--no-demo` (on a loopback-only server).
 pub const DEMO_CLIENT_ID: &str = "demo_client";
 /// The demo client secret.
 pub const DEMO_CLIENT_SECRET: &str = "demo_secret";
@@ -179,10 +197,50 @@ impl Services {
             move || DemoServer::new(Arc::clone(&guestbook)),
             demo::tool_scopes(),
         ));
-        if services.settings.config.demo {
-            services.seed_demo(clock.now()).await?;
+        if let Err(e) = services.demo_policy(clock.now()).await {
+            // Release the database, so the operator (or a host retrying) can open it.
+            services.shutdown().await;
+            return Err(e);
         }
         Ok(services)
+    }
+
+    /// Seeds the demo records on a loopback-only server; beyond loopback, seeds them only
+    /// with `keep_demo`, and without it refuses to start if they exist. "Loopback-only"
+    /// means a loopback public URL (so the issuer and redirect targets are local) and a
+    /// loopback `bind` address (so no other machine can connect), which [`start`] sets to
+    /// the address actually bound; an embedding host must set `bind` itself.
+    async fn demo_policy(&self, now: i64) -> Result<(), StartError> {
+        let config = &self.settings.config;
+        let beyond_loopback = !self.settings.loopback || !config.bind.ip().is_loopback();
+        if !beyond_loopback || config.keep_demo {
+            if config.demo {
+                self.seed_demo(now).await?;
+            }
+            return Ok(());
+        }
+        let timeout = Duration::from_secs(30);
+        let internal = |e: actix::MailboxError| RegistryError::Internal(e.to_string());
+        let get = GetClient {
+            client_id: DEMO_CLIENT_ID.into(),
+        };
+        let client = ask(&self.registry, get, timeout).await.map_err(internal)?;
+        let users = ask(&self.registry, ListUsers, timeout)
+            .await
+            .map_err(internal)?;
+        if client.is_some() || users.iter().any(|u| u == DEMO_USERNAME) {
+            return Err(StartError::DemoReachable(format!(
+                "public URL {}, bind address {}",
+                self.settings.issuer, config.bind
+            )));
+        }
+        if config.demo {
+            tracing::info!(
+                "demo client and user not seeded: this server is reachable beyond loopback \
+                 (--keep-demo seeds them anyway)"
+            );
+        }
+        Ok(())
     }
 
     /// Inserts the demo client and user if absent; never overwrites later changes.
@@ -205,6 +263,8 @@ impl Services {
             scopes: settings.scopes.clone(),
             issued_at: now,
             extra: Default::default(),
+            origin: ClientOrigin::Operator,
+            used: true,
         };
         let timeout = Duration::from_secs(30);
         ask(&self.registry, InsertClientIfAbsent { client }, timeout)
@@ -304,6 +364,9 @@ pub async fn start(
     clock: Arc<dyn Clock>,
 ) -> Result<RunningServer, StartError> {
     let local_addr = listener.local_addr()?;
+    // What decides whether the demo records may exist is where the server really listens.
+    let mut config = config;
+    config.bind = local_addr;
     let settings = config.settings(local_addr.port())?;
     let db = open_db(&config)?;
     let services = Services::start(settings, &db, clock).await?;

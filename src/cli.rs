@@ -29,9 +29,39 @@ pub struct Cli {
     /// start. Give every instance sharing a database the same file.
     #[arg(long, env = "OAUTH_MCP_KEY_FILE")]
     pub key_file: Option<PathBuf>,
-    /// Do not seed the demo client and user.
+    /// Do not seed the demo client and user (seeded only on a loopback-only server).
     #[arg(long, env = "OAUTH_MCP_NO_DEMO")]
     pub no_demo: bool,
+    /// Seed and keep the demo client and user even when the server is reachable beyond
+    /// loopback (otherwise such a server refuses to start while they exist).
+    #[arg(long, env = "OAUTH_MCP_KEEP_DEMO")]
+    pub keep_demo: bool,
+    /// Remove a dynamically registered client to which no token was issued within this
+    /// many seconds of its registration.
+    #[arg(long, env = "OAUTH_MCP_UNUSED_CLIENT_TTL", default_value_t = 7 * 24 * 3600)]
+    pub unused_client_ttl: u64,
+    /// Most dynamically registered clients; beyond it /register answers 503.
+    #[arg(
+        long,
+        env = "OAUTH_MCP_MAX_REGISTERED_CLIENTS",
+        default_value_t = 10_000
+    )]
+    pub max_registered_clients: usize,
+    /// Client metadata document fetches in flight at most per host.
+    #[arg(
+        long,
+        env = "OAUTH_MCP_CLIENT_METADATA_FETCHES_PER_HOST",
+        default_value_t = 4
+    )]
+    pub client_metadata_fetches_per_host: usize,
+    /// Seconds past its expiry the last good client metadata document may still be used
+    /// when a refetch fails or no fetch slot is free (0: never).
+    #[arg(
+        long,
+        env = "OAUTH_MCP_CLIENT_METADATA_STALE_IF_ERROR",
+        default_value_t = 3600
+    )]
+    pub client_metadata_stale_if_error: u64,
     /// Supported scopes, space- or comma-separated.
     #[arg(long, env = "OAUTH_MCP_SCOPES", default_value = "mcp:read mcp:write")]
     pub scopes: String,
@@ -295,6 +325,13 @@ impl Cli {
             data_dir: self.data_dir.clone(),
             key_file: self.key_file.clone(),
             demo: !self.no_demo,
+            keep_demo: self.keep_demo,
+            unused_client_ttl: Duration::from_secs(self.unused_client_ttl),
+            max_registered_clients: self.max_registered_clients,
+            client_metadata_max_fetches_per_host: self.client_metadata_fetches_per_host,
+            client_metadata_stale_if_error: Duration::from_secs(
+                self.client_metadata_stale_if_error,
+            ),
             scopes,
             default_scopes,
             code_ttl: Duration::from_secs(self.code_ttl),
@@ -376,5 +413,31 @@ mod tests {
             c.client_metadata_trusted_hosts,
             ["app.example", "*.vendor.example"]
         );
+    }
+
+    #[test]
+    fn round_2_registration_and_document_flags_reach_the_config() {
+        let c = config(&[]);
+        assert!(!c.keep_demo);
+        assert_eq!(c.unused_client_ttl, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(c.max_registered_clients, 10_000);
+        assert_eq!(c.client_metadata_max_fetches_per_host, 4);
+        assert_eq!(c.client_metadata_stale_if_error, Duration::from_secs(3600));
+        let c = config(&[
+            "--keep-demo",
+            "--unused-client-ttl",
+            "60",
+            "--max-registered-clients",
+            "5",
+            "--client-metadata-fetches-per-host",
+            "2",
+            "--client-metadata-stale-if-error",
+            "0",
+        ]);
+        assert!(c.keep_demo);
+        assert_eq!(c.unused_client_ttl, Duration::from_secs(60));
+        assert_eq!(c.max_registered_clients, 5);
+        assert_eq!(c.client_metadata_max_fetches_per_host, 2);
+        assert!(c.client_metadata_stale_if_error.is_zero());
     }
 }

@@ -24,7 +24,8 @@ pub struct Config {
     /// data directory, generated at first start (mode 0600). Instances sharing a database
     /// must be given the same key.
     pub key_file: Option<PathBuf>,
-    /// Seed the demo client and user (once; later changes are kept).
+    /// Seed the demo client and user (once; later changes are kept). Only honoured on a
+    /// loopback-only server (loopback public URL and bind address); see `keep_demo`.
     pub demo: bool,
     /// Scopes this server knows (`scopes_supported`).
     pub scopes: Vec<String>,
@@ -112,6 +113,28 @@ pub struct Config {
     /// under `example.com`. Empty accepts any public host (an open server); a list makes
     /// it a protected one (MCP 2025-11-25, "Trust Policies").
     pub client_metadata_trusted_hosts: Vec<String>,
+    // ----- round 2: redirects, registration, documents (issue 11 §4, demo part of §5) -----
+    /// A dynamically registered client to which no token was issued within this long of
+    /// its registration is removed (by the registry's sweep), so open registration cannot
+    /// grow storage without limit.
+    pub unused_client_ttl: Duration,
+    /// Most dynamically registered clients at once; a full registry answers `/register`
+    /// with 503 `temporarily_unavailable`. Operator-added clients do not count.
+    pub max_registered_clients: usize,
+    /// Client metadata document fetches in flight at most per host (name or address of
+    /// the document URL), within the global limit of [`crate::fetch::MAX_CONCURRENT_FETCHES`]
+    /// (a larger value behaves as that limit). At least 1.
+    pub client_metadata_max_fetches_per_host: usize,
+    /// How long past its expiry the last good copy of a document may still be used when a
+    /// refetch fails for a transient reason or no fetch slot is free, unless its
+    /// `Cache-Control` forbids serving it stale (see [`crate::oauth::client_document`]).
+    /// Zero turns this off.
+    pub client_metadata_stale_if_error: Duration,
+    /// Keep (and seed) the demo client and user even when the server is reachable beyond
+    /// loopback. Without it such a server refuses to start while the demo records exist:
+    /// their secret and password are public, and `client_credentials` with the demo secret
+    /// would hand out tokens to anyone who can reach the server.
+    pub keep_demo: bool,
 }
 
 impl Default for Config {
@@ -157,6 +180,11 @@ impl Default for Config {
             client_metadata_timeout: Duration::from_secs(5),
             client_metadata_max_cache: Duration::from_secs(24 * 3600),
             client_metadata_trusted_hosts: Vec::new(),
+            unused_client_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_registered_clients: 10_000,
+            client_metadata_max_fetches_per_host: 4,
+            client_metadata_stale_if_error: Duration::from_secs(3600),
+            keep_demo: false,
         }
     }
 }
@@ -240,6 +268,7 @@ impl Config {
             ("sweep interval", self.sweep_interval),
             ("login lockout", self.login_lockout),
             ("client metadata timeout", self.client_metadata_timeout),
+            ("unused client TTL", self.unused_client_ttl),
         ] {
             if d.is_zero() {
                 return Err(ConfigError(format!("{name} must be greater than zero")));
@@ -288,6 +317,11 @@ impl Config {
                     "trusted client metadata host {host:?} must be a lowercase host name, optionally starting with *."
                 )));
             }
+        }
+        if self.client_metadata_max_fetches_per_host == 0 {
+            return Err(ConfigError(
+                "client metadata fetches per host must be at least 1".into(),
+            ));
         }
         if self.mailbox_capacity == 0 {
             return Err(ConfigError(
@@ -479,6 +513,12 @@ mod tests {
         assert!(c.settings(1).is_err());
         let mut c = Config::default();
         c.code_ttl = Duration::ZERO;
+        assert!(c.settings(1).is_err());
+        let mut c = Config::default();
+        c.unused_client_ttl = Duration::ZERO;
+        assert!(c.settings(1).is_err());
+        let mut c = Config::default();
+        c.client_metadata_max_fetches_per_host = 0;
         assert!(c.settings(1).is_err());
         for bad in ["", "*.", "App.example", "https://app.example", "a b"] {
             let mut c = Config::default();

@@ -348,6 +348,10 @@ impl From<RegistryError> for Error {
             }
             RegistryError::InvalidRedirectUri(m) => Self::oauth(ErrorCode::InvalidRedirectUri, m),
             RegistryError::InvalidMetadata(m) => Self::oauth(ErrorCode::InvalidClientMetadata, m),
+            RegistryError::Full => Self::oauth(
+                ErrorCode::TemporarilyUnavailable,
+                "the server accepts no more client registrations at the moment, retry later",
+            ),
             RegistryError::RateLimited { retry_after } => Self::OAuth(OAuthError {
                 code: ErrorCode::TemporarilyUnavailable,
                 description: "too many registrations from this address, retry later".into(),

@@ -15,12 +15,22 @@
 //! - **limits**: the whole fetch (resolution, connection, TLS, response) within
 //!   `client_metadata_timeout`; the body at most `client_metadata_max_bytes` (declared
 //!   length checked first, then counted while reading); at most [`MAX_CONCURRENT_FETCHES`]
-//!   fetches at once, beyond which requests are answered "busy" rather than queued.
+//!   fetches at once, and at most `client_metadata_max_fetches_per_host` to any one host
+//!   (so one slow or hostile host cannot take every slot), beyond which requests are
+//!   answered "busy" rather than queued.
+//! - **transient or not**: a failure the document's host may recover from on its own
+//!   (no connection, timeout, TLS failure, unreadable body, status 404, 408, 429 or 5xx) is
+//!   [`ClientDocumentError::Unavailable`], for which the registry may serve the last good
+//!   copy; any other answer (another status, a redirect, a document too large) is
+//!   [`ClientDocumentError::Fetch`], a deliberate answer that ends the copy's use. 404 is
+//!   counted as transient because hosted clients' sites have answered it during outages; a
+//!   client withdrawing its document should answer 410.
 //! - **no ambient configuration**: no proxy from the environment, no cookies, HTTP/1.1.
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::{Arc, OnceLock},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
     time::Duration,
 };
 
@@ -106,7 +116,7 @@ fn is_tls_failure(error: &std::io::Error) -> bool {
 }
 
 /// A document fetched with status 200, within the limits, and its response headers'
-/// freshness information (read by `client_document::cache_lifetime`).
+/// freshness information (read by `client_document::cache_policy`).
 #[derive(Debug, Clone)]
 pub struct Fetched {
     /// The body, at most the configured size.
@@ -155,6 +165,9 @@ impl Resolve for GuardedResolver {
 pub struct DocumentFetcher {
     client: OnceLock<Result<reqwest::Client, String>>,
     slots: Semaphore,
+    /// Fetches in flight per host (entries removed at zero).
+    per_host: Mutex<HashMap<String, usize>>,
+    max_per_host: usize,
     allow_http: bool,
     allow_private: bool,
     max_bytes: usize,
@@ -167,6 +180,8 @@ impl DocumentFetcher {
         Self {
             client: OnceLock::new(),
             slots: Semaphore::new(MAX_CONCURRENT_FETCHES),
+            per_host: Mutex::new(HashMap::new()),
+            max_per_host: config.client_metadata_max_fetches_per_host,
             allow_http: config.client_metadata_allow_http,
             allow_private: config.client_metadata_allow_private,
             max_bytes: config.client_metadata_max_bytes,
@@ -200,7 +215,7 @@ impl DocumentFetcher {
             .as_ref()
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot build the HTTP client for client metadata documents");
-                ClientDocumentError::Fetch("the server cannot make outbound requests".into())
+                ClientDocumentError::Unavailable("the server cannot make outbound requests".into())
             })
     }
 
@@ -219,13 +234,28 @@ impl DocumentFetcher {
         let Ok(_slot) = self.slots.try_acquire() else {
             return Err(ClientDocumentError::Busy);
         };
+        let _host_slot = self.host_slot(url.host_str().unwrap_or_default())?;
         tokio::time::timeout(self.timeout, self.fetch_within_limits(client, url))
             .await
             .unwrap_or_else(|_| Err(self.timed_out()))
     }
 
+    /// Takes one of `host`'s fetch slots, or answers busy when they are all in use.
+    fn host_slot(&self, host: &str) -> Result<HostSlot<'_>, ClientDocumentError> {
+        let mut in_flight = self.per_host.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = in_flight.entry(host.to_owned()).or_default();
+        if *count >= self.max_per_host {
+            return Err(ClientDocumentError::Busy);
+        }
+        *count += 1;
+        Ok(HostSlot {
+            fetcher: self,
+            host: host.to_owned(),
+        })
+    }
+
     fn timed_out(&self) -> ClientDocumentError {
-        ClientDocumentError::Fetch(
+        ClientDocumentError::Unavailable(
             format!("no answer within {} s", self.timeout.as_secs_f32()).into(),
         )
     }
@@ -248,9 +278,19 @@ impl DocumentFetcher {
             ));
         }
         if status != StatusCode::OK {
-            return Err(ClientDocumentError::Fetch(
-                format!("the server answered {status}").into(),
-            ));
+            let message = format!("the server answered {status}").into();
+            let transient = status.is_server_error()
+                || matches!(
+                    status,
+                    StatusCode::NOT_FOUND
+                        | StatusCode::REQUEST_TIMEOUT
+                        | StatusCode::TOO_MANY_REQUESTS
+                );
+            return Err(if transient {
+                ClientDocumentError::Unavailable(message)
+            } else {
+                ClientDocumentError::Fetch(message)
+            });
         }
         let too_large = || {
             ClientDocumentError::Fetch(
@@ -317,7 +357,29 @@ impl DocumentFetcher {
         } else {
             "the request failed"
         };
-        ClientDocumentError::Fetch(what.into())
+        ClientDocumentError::Unavailable(what.into())
+    }
+}
+
+/// One fetch slot of a host, given back when dropped (however the fetch ends).
+struct HostSlot<'a> {
+    fetcher: &'a DocumentFetcher,
+    host: String,
+}
+
+impl Drop for HostSlot<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .fetcher
+            .per_host
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = in_flight.get_mut(&self.host) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                in_flight.remove(&self.host);
+            }
+        }
     }
 }
 

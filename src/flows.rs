@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use crate::{
     actors::{
         client_registry::{
-            AuthenticateClient, AuthenticateUser, GetClient, RegisterClient, RegistryError,
-            ResolveClientDocument, ResolveLoginSession, StartLoginSession,
+            AuthenticateClient, AuthenticateUser, GetClient, MarkClientUsed, RegisterClient,
+            RegistryError, ResolveClientDocument, ResolveLoginSession, StartLoginSession,
         },
         code_issuer::{CodeError, IssueCode, RedeemCode},
         token_ledger::{
@@ -20,7 +20,7 @@ use crate::{
     },
     app::Services,
     domain::{
-        client::{Client, GrantType},
+        client::{Client, ClientOrigin, GrantType},
         pkce::CodeChallenge,
         secrets::{Password, PresentedToken},
     },
@@ -87,6 +87,24 @@ async fn authenticate_client(
         .ask(&services.registry, msg)
         .await?
         .map_err(|e| Error::from(e).with_basic_challenge(basic))
+}
+
+/// Before the first token is issued to a dynamically registered client, has the registry
+/// mark it used (durably), so the unused-client sweep never removes a client that holds
+/// tokens. Only that first time costs a message: the client we authenticated carries the
+/// flag. A client removed meanwhile gets no tokens.
+async fn mark_used(services: &Services, client: &Client) -> Result<(), Error> {
+    if client.origin != ClientOrigin::Dynamic || client.used {
+        return Ok(());
+    }
+    let msg = MarkClientUsed {
+        client_id: client.client_id.clone(),
+    };
+    if services.ask(&services.registry, msg).await?? {
+        Ok(())
+    } else {
+        Err(RegistryError::InvalidClient.into())
+    }
 }
 
 /// The JSON body of a successful token response (OAuth 2.1 §3.2.3).
@@ -167,6 +185,7 @@ pub async fn token(
                     "code_verifier does not match the code_challenge",
                 ));
             }
+            mark_used(services, &client).await?;
             let msg = IssueTokens {
                 grant_id: record.grant_id,
                 client_id: client.client_id.clone(),
@@ -206,6 +225,7 @@ pub async fn token(
                 Some(s) => s,
                 None => client.scopes.clone(),
             };
+            mark_used(services, &client).await?;
             let msg = IssueTokens {
                 grant_id: GrantId::generate(),
                 client_id: client.client_id,
@@ -323,9 +343,12 @@ pub async fn register(
     address: Option<IpAddr>,
 ) -> Result<Value, Error> {
     let client = registration::parse(body, &services.settings)?;
-    let registered = services
-        .ask(&services.registry, RegisterClient { client, address })
-        .await??;
+    let msg = RegisterClient {
+        client,
+        address,
+        origin: ClientOrigin::Dynamic,
+    };
+    let registered = services.ask(&services.registry, msg).await??;
     Ok(registration::response(&registered))
 }
 

@@ -17,6 +17,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = authorize::client_id(&params);
     let settings = common::settings();
     let _ = authorize::validate(&params, None, settings);
+    // A dynamically registered client never gets an error redirect before the user has
+    // interacted (RFC 9700 §4.11.2).
+    if let Err(AuthorizeError::Redirect { .. }) =
+        authorize::validate(&params, Some(common::dynamic_client()), settings)
+    {
+        panic!("error redirected to a dynamically registered client");
+    }
     match authorize::validate(&params, Some(common::client()), settings) {
         Ok(request) => {
             let mut pairs = vec![("code", "c0de"), ("iss", settings.issuer.as_str())];

@@ -1,5 +1,5 @@
 //! Client ID metadata documents: the fetched body through `parse_document`, the input as a
-//! `client_id` through `document_url`, and as response headers through `cache_lifetime`
+//! `client_id` through `document_url`, and as response headers through `cache_policy`
 //! (Cache-Control, Expires, Date and Age, one per line).
 #![no_main]
 
@@ -30,13 +30,23 @@ fuzz_target!(|data: &[u8]| {
     let cache_control: Vec<&str> = lines.next().into_iter().collect();
     let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
     let max = Duration::from_secs(86_400);
-    let lifetime = client_document::cache_lifetime(
+    let max_stale = Duration::from_secs(3600);
+    let policy = client_document::cache_policy(
         &cache_control,
         lines.next(),
         lines.next(),
         lines.next(),
         now,
         max,
+        max_stale,
     );
-    assert!(lifetime.is_none_or(|l| !l.is_zero() && l <= max));
+    if let Some(p) = policy {
+        assert!(p.fresh <= max && p.stale <= max_stale);
+    }
+    // `no-store` keeps nothing, whatever else the header says.
+    let no_store = cache_control
+        .iter()
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-store"));
+    assert!(!no_store || policy.is_none());
 });

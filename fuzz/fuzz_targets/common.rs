@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use oauth_mcp::{
     config::{Config, Settings},
     domain::{
-        client::{AuthMethod, Client, GrantType},
+        client::{AuthMethod, Client, ClientOrigin, GrantType},
         scope::Scopes,
     },
 };
@@ -17,7 +17,7 @@ pub fn settings() -> &'static Settings {
     SETTINGS.get_or_init(|| Config::default().settings(8000).expect("default settings"))
 }
 
-/// A public client with a loopback and an https redirect URI, like a registered MCP client.
+/// A public client with a loopback and an https redirect URI, added by the operator.
 pub fn client() -> Client {
     Client {
         client_id: "demo_client".into(),
@@ -32,6 +32,17 @@ pub fn client() -> Client {
         scopes: Scopes::parse("mcp:read mcp:write").expect("scopes"),
         issued_at: 0,
         extra: Default::default(),
+        origin: ClientOrigin::Operator,
+        used: true,
+    }
+}
+
+/// The same client registered dynamically (at `/register`).
+pub fn dynamic_client() -> Client {
+    Client {
+        origin: ClientOrigin::Dynamic,
+        used: false,
+        ..client()
     }
 }
 

@@ -13,8 +13,13 @@ fuzz_target!(|data: &[u8]| {
     let (Ok(registered), Ok(requested)) = (std::str::from_utf8(a), std::str::from_utf8(b)) else {
         return;
     };
-    let _ = redirect::validate_for_registration(registered);
+    let _ = redirect::check_syntax(requested);
     let _ = redirect::validate_for_registration(requested);
+    if redirect::validate_for_registration(registered).is_ok() {
+        // A registrable URI has no control character, whitespace or userinfo.
+        assert!(!registered.chars().any(|c| c.is_control() || c.is_whitespace()));
+        assert!(redirect::check_syntax(registered).is_ok());
+    }
     assert!(redirect::matches(registered, registered));
     let Ok(reg) = redirect::validate_for_registration(registered) else {
         return;

@@ -10,9 +10,20 @@
 //! draft-ietf-oauth-client-id-metadata-document): never stored, cached in memory for as long
 //! as each document's HTTP cache headers allow, fetched through [`crate::fetch`] by a
 //! future spawned beside the actor so that a slow document host never holds up the
-//! registry's other messages.
+//! registry's other messages. Past its freshness the last good copy of a document stands in
+//! for a bounded time when a refetch fails for a transient reason or no fetch slot is free
+//! ([`client_document::cache_policy`] says how long; a deliberate answer such as an invalid
+//! document or a 410 ends it at once), and a failed fetch is remembered for
+//! [`DOCUMENT_FAILURE_TTL_SECS`] so that requests naming a broken document do not each
+//! fetch it again (the draft's §4.4 lets the server cache as it sees fit and §4.3 lets error
+//! responses inform its policies).
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+    sync::Arc,
+    time::Duration,
+};
 
 use actix::prelude::*;
 use argon2::{
@@ -26,7 +37,7 @@ use super::{Stop, Sweep};
 use crate::{
     config::Settings,
     domain::{
-        client::{AuthMethod, Client, GrantType, User},
+        client::{AuthMethod, Client, ClientOrigin, GrantType, User},
         clock::Clock,
         scope::Scopes,
         secrets::{random_bytes, ClientSecret, Digest, Password},
@@ -50,6 +61,9 @@ pub enum RegistryError {
     /// Registration metadata is not acceptable.
     #[error("invalid client metadata: {0}")]
     InvalidMetadata(String),
+    /// `max_registered_clients` dynamically registered clients exist already.
+    #[error("the client registry is full")]
+    Full,
     /// Too many registrations from one address.
     #[error("registration rate limit reached")]
     RateLimited {
@@ -92,13 +106,14 @@ pub struct NewClient {
 
 impl NewClient {
     /// The client this metadata describes, under `client_id`, issued at `now`; without
-    /// `scope` it gets `default_scopes`.
+    /// `scope` it gets `default_scopes`. Only a dynamically registered client starts unused.
     pub fn into_client(
         self,
         client_id: String,
         secret_digest: Option<Digest>,
         default_scopes: &Scopes,
         now: i64,
+        origin: ClientOrigin,
     ) -> Client {
         Client {
             client_id,
@@ -110,6 +125,8 @@ impl NewClient {
             scopes: self.scopes.unwrap_or_else(|| default_scopes.clone()),
             issued_at: now,
             extra: self.extra,
+            origin,
+            used: origin != ClientOrigin::Dynamic,
         }
     }
 }
@@ -124,6 +141,7 @@ pub struct RegisteredClient {
 }
 
 /// Registers a client (RFC 7591). The registry mints `client_id` and secret.
+/// Dynamically registered clients count against `max_registered_clients`.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<RegisteredClient, RegistryError>")]
 pub struct RegisterClient {
@@ -131,6 +149,20 @@ pub struct RegisterClient {
     pub client: NewClient,
     /// Address of the caller, for the per-address rate limit.
     pub address: Option<IpAddr>,
+    /// [`ClientOrigin::Dynamic`] at `/register`, [`ClientOrigin::Operator`] from
+    /// `oauth-mcp admin`.
+    pub origin: ClientOrigin,
+}
+
+/// Records that a token is about to be issued to a client, so that it is never removed as
+/// unused. Sent by the token flow before the first issuance only (when the client it
+/// authenticated is not yet marked), and durable before it answers. Answers whether the
+/// client still exists: a client removed meanwhile must not be issued tokens.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, RegistryError>")]
+pub struct MarkClientUsed {
+    /// The client id.
+    pub client_id: String,
 }
 
 /// Inserts a client with a chosen id and secret unless one with that id exists (demo
@@ -249,31 +281,112 @@ pub struct ResolveClientDocument {
     pub url: String,
 }
 
-/// Most client metadata documents cached at once; beyond this, expired ones are dropped
-/// and, if none are, a new document is used without being cached.
+/// Most client metadata documents cached at once (and, separately, most failures
+/// remembered); beyond this, unusable entries are dropped and, if none are, a new one is
+/// not cached.
 const MAX_CACHED_DOCUMENTS: usize = 10_000;
 
-/// A fetch in flight: the validated client and how long it may be cached.
-type PendingDocument =
-    Shared<BoxFuture<'static, Result<(Client, Option<Duration>), ClientDocumentError>>>;
+/// How long a failed document fetch is remembered (answered again without fetching).
+pub const DOCUMENT_FAILURE_TTL_SECS: i64 = 30;
+
+/// A fetch in flight: the validated client and how it may be cached (`None`: `no-store`).
+type PendingDocument = Shared<
+    BoxFuture<'static, Result<(Client, Option<client_document::CachePolicy>), ClientDocumentError>>,
+>;
+
+/// A document client and until when (Unix seconds) it is fresh, and usable as the last
+/// good copy when a refetch fails.
+#[derive(Debug, Clone)]
+struct CachedDocument {
+    client: Client,
+    fresh_until: i64,
+    stale_until: i64,
+}
 
 /// Clients described by metadata documents: not stored, only cached (a restart fetches
 /// them again), and never mixed with registered clients.
 #[derive(Default)]
 struct DocumentCache {
-    /// URL → (client, expiry in Unix seconds).
-    fresh: HashMap<String, (Client, i64)>,
+    /// URL → the last good document.
+    fresh: HashMap<String, CachedDocument>,
+    /// URL → the failure of its last fetch, and until when it is answered from here.
+    failures: HashMap<String, (ClientDocumentError, i64)>,
     in_flight: HashMap<String, PendingDocument>,
 }
 
 impl DocumentCache {
-    fn insert(&mut self, url: String, client: Client, expires: i64, now: i64) {
+    fn insert(&mut self, url: String, doc: CachedDocument, now: i64) {
         if self.fresh.len() >= MAX_CACHED_DOCUMENTS {
-            self.fresh.retain(|_, (_, exp)| *exp > now);
+            self.fresh.retain(|_, d| d.stale_until > now);
         }
         if self.fresh.len() < MAX_CACHED_DOCUMENTS {
-            self.fresh.insert(url, (client, expires));
+            self.fresh.insert(url, doc);
         }
+    }
+
+    fn remember_failure(&mut self, url: String, error: ClientDocumentError, now: i64) {
+        if self.failures.len() >= MAX_CACHED_DOCUMENTS {
+            self.failures.retain(|_, (_, until)| *until > now);
+        }
+        if self.failures.len() < MAX_CACHED_DOCUMENTS {
+            let until = now.saturating_add(DOCUMENT_FAILURE_TTL_SECS);
+            self.failures.insert(url, (error, until));
+        }
+    }
+
+    /// Records the outcome of the fetch of `url` started at `now`.
+    fn record(
+        &mut self,
+        url: &str,
+        result: &Result<(Client, Option<client_document::CachePolicy>), ClientDocumentError>,
+        now: i64,
+    ) {
+        match result {
+            Ok((client, policy)) => {
+                self.failures.remove(url);
+                let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+                match policy {
+                    Some(p) if !(p.fresh.is_zero() && p.stale.is_zero()) => {
+                        let fresh_until = now.saturating_add(secs(p.fresh));
+                        let doc = CachedDocument {
+                            client: client.clone(),
+                            fresh_until,
+                            stale_until: fresh_until.saturating_add(secs(p.stale)),
+                        };
+                        self.insert(url.to_owned(), doc, now);
+                    }
+                    // `no-store`, or nothing to keep: not even the previous copy is kept.
+                    _ => {
+                        self.fresh.remove(url);
+                    }
+                }
+            }
+            // Our own limits, not the document's fault: nothing to remember.
+            Err(ClientDocumentError::Busy) => {}
+            // The URL is checked before any fetch, and that is cheap: not remembered.
+            Err(ClientDocumentError::Url(_) | ClientDocumentError::Untrusted) => {}
+            // The host may recover: remember the failure, keep the last good copy.
+            Err(e @ ClientDocumentError::Unavailable(_)) => {
+                self.remember_failure(url.to_owned(), e.clone(), now);
+            }
+            // A deliberate answer (invalid document, refused status, blocked address): the
+            // last good copy is no longer the client's word.
+            Err(e) => {
+                self.fresh.remove(url);
+                self.remember_failure(url.to_owned(), e.clone(), now);
+            }
+        }
+    }
+
+    /// The last good copy of `url`, if it may stand in for a fetch that failed with
+    /// `error` at `now`.
+    fn stale(&self, url: &str, error: &ClientDocumentError, now: i64) -> Option<Client> {
+        let transient = matches!(
+            error,
+            ClientDocumentError::Unavailable(_) | ClientDocumentError::Busy
+        );
+        let doc = self.fresh.get(url).filter(|d| d.stale_until > now)?;
+        transient.then(|| doc.client.clone())
     }
 }
 
@@ -284,7 +397,7 @@ async fn fetch_document(
     metrics: Option<Arc<Metrics>>,
     url: String,
     now: i64,
-) -> Result<(Client, Option<Duration>), ClientDocumentError> {
+) -> Result<(Client, Option<client_document::CachePolicy>), ClientDocumentError> {
     let result = async {
         let parsed = client_document::document_url(&url, fetcher.allows_http())?;
         if !client_document::host_trusted(&parsed, &settings.config.client_metadata_trusted_hosts) {
@@ -293,22 +406,25 @@ async fn fetch_document(
         let fetched = fetcher.fetch(&parsed).await?;
         let client = client_document::parse_document(&url, &fetched.body, &settings, now)?;
         let cache_control: Vec<&str> = fetched.cache_control.iter().map(String::as_str).collect();
-        let lifetime = client_document::cache_lifetime(
+        let policy = client_document::cache_policy(
             &cache_control,
             fetched.expires.as_deref(),
             fetched.date.as_deref(),
             fetched.age.as_deref(),
             chrono::DateTime::from_timestamp(now, 0).unwrap_or_default(),
             settings.config.client_metadata_max_cache,
+            settings.config.client_metadata_stale_if_error,
         );
-        Ok((client, lifetime))
+        Ok((client, policy))
     }
     .await;
     let outcome = match &result {
         Ok(_) => Some(DocumentFetch::Accepted),
         Err(ClientDocumentError::Invalid(_)) => Some(DocumentFetch::Invalid),
         Err(ClientDocumentError::Blocked) => Some(DocumentFetch::Blocked),
-        Err(ClientDocumentError::Fetch(_)) => Some(DocumentFetch::Failed),
+        Err(ClientDocumentError::Fetch(_) | ClientDocumentError::Unavailable(_)) => {
+            Some(DocumentFetch::Failed)
+        }
         Err(ClientDocumentError::Busy) => Some(DocumentFetch::Busy),
         // A URL that breaks the rules is never fetched.
         Err(ClientDocumentError::Url(_) | ClientDocumentError::Untrusted) => None,
@@ -318,15 +434,18 @@ async fn fetch_document(
     }
     match &result {
         // `?url`: the client_id is whatever the request said, so it is logged escaped.
-        Ok((_, lifetime)) => tracing::debug!(
+        Ok((_, policy)) => tracing::debug!(
             client_id = ?url,
-            cached_for_secs = lifetime.map_or(0, |l| l.as_secs()),
+            cached_for_secs = policy.map_or(0, |p| p.fresh.as_secs()),
             "client metadata document fetched"
         ),
         Err(e) => tracing::info!(client_id = ?url, error = %e, "client metadata document refused"),
     }
     result
 }
+
+/// Most unused clients removed per sweep tick, so a sweep never holds the registry long.
+const MAX_REMOVALS_PER_SWEEP: usize = 256;
 
 /// Most browser sign-in sessions kept at once; the oldest are dropped beyond this.
 const MAX_LOGIN_SESSIONS: usize = 100_000;
@@ -386,6 +505,11 @@ pub struct ClientRegistry {
     /// Browser sign-in sessions: digest of the cookie → (user, expiry). In memory: a restart
     /// signs everyone out, which is the safe direction.
     login_sessions: HashMap<Digest, (String, i64)>,
+    /// Dynamically registered clients never issued a token, by registration time: the
+    /// expiry index of the unused-client sweep.
+    unused: BTreeSet<(i64, String)>,
+    /// How many dynamically registered clients exist (`max_registered_clients` bounds it).
+    dynamic_clients: usize,
     /// Clients named by metadata document URLs.
     documents: DocumentCache,
     fetcher: Arc<DocumentFetcher>,
@@ -404,9 +528,17 @@ impl ClientRegistry {
     ) -> Result<Self, StorageError> {
         let (clients, users) = store.load()?;
         let fetcher = Arc::new(DocumentFetcher::new(&settings.config));
+        let dynamic = clients.iter().filter(|c| c.origin == ClientOrigin::Dynamic);
+        let dynamic_clients = dynamic.clone().count();
+        let unused = dynamic
+            .filter(|c| !c.used)
+            .map(|c| (c.issued_at, c.client_id.clone()))
+            .collect();
         Ok(Self {
             fetcher,
             store,
+            unused,
+            dynamic_clients,
             clients: clients
                 .into_iter()
                 .map(|c| (c.client_id.clone(), c))
@@ -487,6 +619,48 @@ impl ClientRegistry {
         })
     }
 
+    /// Forgets `client_id` in the in-memory index and its bookkeeping (the store is the
+    /// caller's to update).
+    fn forget_client(&mut self, client_id: &str) -> Option<Client> {
+        let client = self.clients.remove(client_id)?;
+        if client.origin == ClientOrigin::Dynamic {
+            self.dynamic_clients = self.dynamic_clients.saturating_sub(1);
+            self.unused
+                .remove(&(client.issued_at, client.client_id.clone()));
+        }
+        Some(client)
+    }
+
+    /// Removes dynamically registered clients that were never issued a token within
+    /// `unused_client_ttl` of their registration, oldest first and at most
+    /// [`MAX_REMOVALS_PER_SWEEP`] per call; the rest wait for the next tick. Answers how
+    /// many were removed; the removals are made durable by the caller.
+    fn sweep_unused_clients(&mut self) -> Result<usize, StorageError> {
+        let ttl = self.settings.config.unused_client_ttl;
+        let cutoff = self
+            .clock
+            .now()
+            .saturating_sub(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        let expired: Vec<String> = self
+            .unused
+            .iter()
+            .take_while(|(issued_at, _)| *issued_at <= cutoff)
+            .take(MAX_REMOVALS_PER_SWEEP)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in &expired {
+            self.store.remove_client(id)?;
+            self.forget_client(id);
+        }
+        if !expired.is_empty() {
+            tracing::info!(
+                removed = expired.len(),
+                "removed dynamically registered clients never issued a token"
+            );
+        }
+        Ok(expired.len())
+    }
+
     fn prune_windows(&mut self) {
         let now = self.clock.now();
         let len = self.lockout_secs();
@@ -494,7 +668,8 @@ impl ClientRegistry {
         self.address_failures.retain(|_, w| now - w.started < len);
         self.registrations.retain(|_, w| now - w.started < 3600);
         self.login_sessions.retain(|_, (_, exp)| *exp > now);
-        self.documents.fresh.retain(|_, (_, exp)| *exp > now);
+        self.documents.fresh.retain(|_, d| d.stale_until > now);
+        self.documents.failures.retain(|_, (_, until)| *until > now);
     }
 }
 
@@ -503,8 +678,23 @@ impl Actor for ClientRegistry {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.config.mailbox_capacity);
-        ctx.run_interval(self.settings.config.sweep_interval, |act, _| {
-            act.prune_windows()
+        ctx.run_interval(self.settings.config.sweep_interval, |act, ctx| {
+            act.prune_windows();
+            match act.sweep_unused_clients() {
+                Ok(0) => {}
+                Ok(_) => {
+                    let persist = act.store.persist();
+                    ctx.spawn(
+                        async move {
+                            if let Err(e) = persist.await {
+                                tracing::error!(error = %e, "could not persist the removal of unused clients");
+                            }
+                        }
+                        .into_actor(act),
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "could not remove unused clients"),
+            }
         });
     }
 }
@@ -517,10 +707,39 @@ impl Handler<Stop> for ClientRegistry {
 }
 
 impl Handler<Sweep> for ClientRegistry {
-    type Result = Result<usize, StorageError>;
+    type Result = ResponseFuture<Result<usize, StorageError>>;
     fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
         self.prune_windows();
-        Ok(0)
+        let removed = match self.sweep_unused_clients() {
+            Ok(n) => n,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let persist = self.store.persist();
+        Box::pin(async move {
+            persist.await?;
+            Ok(removed)
+        })
+    }
+}
+
+impl Handler<MarkClientUsed> for ClientRegistry {
+    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    fn handle(&mut self, msg: MarkClientUsed, _: &mut Self::Context) -> Self::Result {
+        let Some(client) = self.clients.get_mut(&msg.client_id) else {
+            return Box::pin(async { Ok(false) });
+        };
+        if client.used {
+            return Box::pin(async { Ok(true) });
+        }
+        let mut marked = client.clone();
+        marked.used = true;
+        if let Err(e) = self.store.put_client(&marked) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        self.unused
+            .remove(&(marked.issued_at, marked.client_id.clone()));
+        *client = marked;
+        self.after_persist(true)
     }
 }
 
@@ -536,9 +755,17 @@ impl Handler<ResolveClientDocument> for ClientRegistry {
     fn handle(&mut self, msg: ResolveClientDocument, _: &mut Self::Context) -> Self::Result {
         let now = self.clock.now();
         let url = msg.url;
-        if let Some((client, expires)) = self.documents.fresh.get(&url) {
-            if *expires > now {
-                return Box::pin(fut::ready(Ok(client.clone())));
+        if let Some(doc) = self.documents.fresh.get(&url) {
+            if doc.fresh_until > now {
+                return Box::pin(fut::ready(Ok(doc.client.clone())));
+            }
+        }
+        // A recent failure is answered without fetching again, by the last good copy when
+        // it may stand in.
+        if let Some((error, until)) = self.documents.failures.get(&url) {
+            if *until > now {
+                let answer = self.documents.stale(&url, error, now).ok_or(error.clone());
+                return Box::pin(fut::ready(answer));
             }
         }
         let pending = match self.documents.in_flight.get(&url) {
@@ -560,22 +787,34 @@ impl Handler<ResolveClientDocument> for ClientRegistry {
         let this = pending.clone();
         // The fetch runs beside the actor (a spawned actor future), so the registry keeps
         // answering other messages meanwhile; only the first waiter to finish records the
-        // outcome. Failures are not cached (draft §4.4).
+        // outcome, and every waiter may be answered by the last good copy.
         Box::pin(pending.into_actor(self).map(move |result, act, _| {
-            if act
+            let first = act
                 .documents
                 .in_flight
                 .get(&url)
-                .is_some_and(|p| p.ptr_eq(&this))
-            {
+                .is_some_and(|p| p.ptr_eq(&this));
+            if first {
                 act.documents.in_flight.remove(&url);
-                if let Ok((client, Some(lifetime))) = &result {
-                    let secs = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
-                    act.documents
-                        .insert(url, client.clone(), now.saturating_add(secs), now);
-                }
+                act.documents.record(&url, &result, now);
             }
-            result.map(|(client, _)| client)
+            match result {
+                Ok((client, _)) => Ok(client),
+                Err(e) => match act.documents.stale(&url, &e, now) {
+                    Some(client) => {
+                        if first {
+                            // Once per failed fetch, not per request served meanwhile.
+                            tracing::warn!(
+                                client_id = ?url,
+                                error = %e,
+                                "client metadata document not refetched, its last good copy is used"
+                            );
+                        }
+                        Ok(client)
+                    }
+                    None => Err(e),
+                },
+            }
         }))
     }
 }
@@ -609,6 +848,12 @@ impl Handler<RegisterClient> for ClientRegistry {
     type Result = ResponseFuture<Result<RegisteredClient, RegistryError>>;
     fn handle(&mut self, msg: RegisterClient, _: &mut Self::Context) -> Self::Result {
         let now = self.clock.now();
+        let dynamic = msg.origin == ClientOrigin::Dynamic;
+        // Checked before the rate limit counts the attempt: a full registry is not the
+        // caller's doing.
+        if dynamic && self.dynamic_clients >= self.settings.config.max_registered_clients {
+            return Box::pin(async { Err(RegistryError::Full) });
+        }
         if let Some(addr) = msg.address {
             let w = Window::current(self.registrations.get(&addr), now, 3600);
             if w.count >= self.settings.config.registrations_per_hour {
@@ -635,9 +880,14 @@ impl Handler<RegisterClient> for ClientRegistry {
             secret.as_ref().map(ClientSecret::digest),
             &self.settings.default_scopes,
             now,
+            msg.origin,
         );
         if let Err(e) = self.store.put_client(&client) {
             return Box::pin(async move { Err(e.into()) });
+        }
+        if dynamic {
+            self.dynamic_clients += 1;
+            self.unused.insert((now, client_id.clone()));
         }
         self.clients.insert(client_id, client.clone());
         let persist = self.store.persist();
@@ -656,6 +906,13 @@ impl Handler<InsertClientIfAbsent> for ClientRegistry {
         }
         if let Err(e) = self.store.put_client(&msg.client) {
             return Box::pin(async move { Err(e.into()) });
+        }
+        let c = &msg.client;
+        if c.origin == ClientOrigin::Dynamic {
+            self.dynamic_clients += 1;
+            if !c.used {
+                self.unused.insert((c.issued_at, c.client_id.clone()));
+            }
         }
         self.clients
             .insert(msg.client.client_id.clone(), msg.client);
@@ -712,7 +969,7 @@ impl Handler<RemoveClient> for ClientRegistry {
         if let Err(e) = self.store.remove_client(&msg.client_id) {
             return Box::pin(async move { Err(e.into()) });
         }
-        self.clients.remove(&msg.client_id);
+        self.forget_client(&msg.client_id);
         self.after_persist(true)
     }
 }
@@ -850,20 +1107,27 @@ mod tests {
             scopes: Scopes::default(),
             issued_at: 0,
             extra: serde_json::Map::new(),
+            origin: ClientOrigin::Document,
+            used: true,
         };
         let mut cache = DocumentCache::default();
+        let doc = |until: i64| CachedDocument {
+            client: client.clone(),
+            fresh_until: until,
+            stale_until: until,
+        };
         for i in 0..MAX_CACHED_DOCUMENTS {
             // Half of them expire at 100, half at 1000.
             let expires = if i % 2 == 0 { 100 } else { 1_000 };
-            cache.insert(format!("u{i}"), client.clone(), expires, 0);
+            cache.insert(format!("u{i}"), doc(expires), 0);
         }
         assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS);
         // Full and nothing expired: used but not cached.
-        cache.insert("late".into(), client.clone(), 1_000, 50);
+        cache.insert("late".into(), doc(1_000), 50);
         assert!(!cache.fresh.contains_key("late"));
         assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS);
         // Once some have expired they make room.
-        cache.insert("later".into(), client, 1_000, 200);
+        cache.insert("later".into(), doc(1_000), 200);
         assert!(cache.fresh.contains_key("later"));
         assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS / 2 + 1);
     }
@@ -940,6 +1204,7 @@ mod tests {
             .send(RegisterClient {
                 client: new.clone(),
                 address: Some(ip),
+                origin: ClientOrigin::Dynamic,
             })
             .await
             .unwrap()
@@ -982,6 +1247,7 @@ mod tests {
             .send(RegisterClient {
                 client: new,
                 address: Some(ip),
+                origin: ClientOrigin::Dynamic,
             })
             .await
             .unwrap();
@@ -999,6 +1265,8 @@ mod tests {
             scopes: Scopes::parse("mcp:read").unwrap(),
             issued_at,
             extra: Default::default(),
+            origin: ClientOrigin::Operator,
+            used: true,
         }
     }
 

@@ -17,7 +17,10 @@ use crate::{
     actors::client_registry::RegisteredClient,
     cli::{AdminArgs, AdminCommand, ClientAddArgs, ClientCommand, RevokeArgs, UserCommand},
     clock::{Clock, SystemClock},
-    domain::{client::Client, secrets::Password},
+    domain::{
+        client::{Client, ClientOrigin},
+        secrets::Password,
+    },
     storage::GrantHolder,
 };
 
@@ -188,7 +191,15 @@ fn details(c: &Client) -> Vec<String> {
     let registered = chrono::DateTime::from_timestamp(c.issued_at, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| c.issued_at.to_string());
+    // Dynamically registered clients never used are removed after `--unused-client-ttl`.
+    let origin = match (c.origin, c.used) {
+        (ClientOrigin::Operator, _) => "operator",
+        (ClientOrigin::Dynamic, true) => "dynamic registration",
+        (ClientOrigin::Dynamic, false) => "dynamic registration, no token issued yet",
+        (ClientOrigin::Document, _) => "client metadata document",
+    };
     vec![
+        format!("  added by:      {origin}"),
         format!("  auth method:   {}", c.auth_method.as_str()),
         format!("  redirect URIs: {}", c.redirect_uris.join(" ")),
         format!("  grant types:   {}", grants.join(" ")),

@@ -36,7 +36,7 @@ use crate::{
     clock::Clock,
     config::Config,
     domain::{
-        client::{Client, User},
+        client::{Client, ClientOrigin, User},
         secrets::Password,
     },
     oauth::registration,
@@ -154,6 +154,8 @@ impl Admin {
             return Err(AdminError::NoDataDir(dir));
         }
         config.demo = false;
+        // Removing the demo records is one of the things `admin` is for: never refuse.
+        config.keep_demo = true;
         config.registered_client_credentials = true;
         config.durable = true;
         let settings = config
@@ -186,6 +188,7 @@ impl Admin {
         let msg = RegisterClient {
             client,
             address: None,
+            origin: ClientOrigin::Operator,
         };
         Ok(self.ask(&self.services.registry, msg).await??)
     }

@@ -73,6 +73,31 @@ impl GrantType {
     }
 }
 
+/// How the server came to know a client. It decides whether `/authorize` may send an
+/// error back to the client's redirect URI before the user has interacted (RFC 9700
+/// §4.11.2: only for clients the operator vouched for; anyone can register a URI), and
+/// whether the client expires when it is never used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClientOrigin {
+    /// Added by the operator: `oauth-mcp admin client add`, or the demo seed.
+    Operator,
+    /// Registered by anyone at `/register` (RFC 7591). Also what a stored record written
+    /// before this field existed reads as: the cautious choice, since those may have been
+    /// registered by anyone (such records are never expired, see [`Client::used`]).
+    #[default]
+    Dynamic,
+    /// Described by a client ID metadata document; cached, never stored.
+    Document,
+}
+
+/// Records written before [`Client::used`] existed count as used, so that an upgrade never
+/// removes a client that may hold tokens.
+fn assume_used() -> bool {
+    true
+}
+
 /// A registered client.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Client {
@@ -95,9 +120,25 @@ pub struct Client {
     /// Other RFC 7591 metadata the client sent, echoed back (`client_uri`, `logo_uri`, ...).
     #[serde(default)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// How the server came to know the client.
+    #[serde(default)]
+    pub origin: ClientOrigin,
+    /// Whether a token has ever been issued to the client. A dynamically registered client
+    /// that stays unused for `unused_client_ttl` is removed.
+    #[serde(default = "assume_used")]
+    pub used: bool,
 }
 
 impl Client {
+    /// Whether `/authorize` may redirect errors it finds before the user has interacted
+    /// (bad or missing parameters) to this client: only for clients the operator added.
+    /// Anyone can register a redirect URI or publish a document, so for those clients such
+    /// errors are shown on a page instead, and the server never redirects to a URI it
+    /// cannot vouch for without a person having looked at the consent page first.
+    pub fn may_receive_early_errors(&self) -> bool {
+        self.origin == ClientOrigin::Operator
+    }
+
     /// True for confidential clients.
     pub fn is_confidential(&self) -> bool {
         self.secret_digest.is_some()
@@ -116,4 +157,22 @@ pub struct User {
     pub username: String,
     /// Argon2id PHC string.
     pub password_hash: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_written_before_origin_and_used_read_as_dynamic_and_used() {
+        let old = r#"{"client_id":"c","secret_digest":null,"auth_method":"none",
+            "client_name":null,"redirect_uris":["https://a.example/cb"],
+            "grant_types":["authorization_code"],"scopes":["mcp:read"],"issued_at":1}"#;
+        let c: Client = serde_json::from_str(old).unwrap();
+        assert_eq!(c.origin, ClientOrigin::Dynamic);
+        assert!(c.used, "never expired by an upgrade");
+        assert!(!c.may_receive_early_errors());
+        let back: Client = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!((back.origin, back.used), (ClientOrigin::Dynamic, true));
+    }
 }

@@ -1,7 +1,12 @@
 //! Redirect URI rules.
 //!
 //! Registration (MCP authorization "Communication Security", RFC 9700 §2.1, OAuth 2.1 §2.3):
-//! absolute `https` URIs, or `http` on a loopback host; no fragment; nothing else.
+//! absolute `https` URIs, or `http` on a loopback host; no fragment; no control characters
+//! or whitespace (RFC 3986 §2 has no place for them, and a NUL or line break cuts or
+//! splits the URI in whatever logs or parses it later); no userinfo
+//! (`https://trusted.example@evil.example/` reads as one host and leads to another,
+//! RFC 3986 §7.6); nothing else. The same syntax rules ([`check_syntax`]) hold for a
+//! redirect URI presented at /authorize.
 //! Matching at /authorize (OAuth 2.1 §4.1.1, RFC 8252 §7.3): exact string comparison, except
 //! that for loopback `http` URIs the port is ignored, because native clients (Claude Code,
 //! Copilot CLI, ...) listen on an ephemeral port.
@@ -21,6 +26,30 @@ pub enum RedirectUriError {
     /// Not https, and not http on a loopback host.
     #[error("redirect URI must use https, or http on a loopback host")]
     Scheme,
+    /// Contains a control character (NUL included) or whitespace.
+    #[error("redirect URI must not contain control characters or whitespace")]
+    Character,
+    /// Has a userinfo part (`user@` or `user:password@` before the host).
+    #[error("redirect URI must not contain a username or password")]
+    Userinfo,
+}
+
+/// The syntax rules that do not depend on the scheme: no control character (C0, DEL, C1;
+/// NUL included), no whitespace of any kind, and no userinfo. Checked on the string as
+/// sent, because the URL parser silently strips or percent-encodes some of these.
+pub fn check_syntax(uri: &str) -> Result<(), RedirectUriError> {
+    if uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(RedirectUriError::Character);
+    }
+    // The authority is what follows `//` up to the path, query or fragment; an `@` in it
+    // starts the host (RFC 3986 §3.2.1), whatever comes before is userinfo.
+    if let Some((_, rest)) = uri.split_once("//") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(RedirectUriError::Userinfo);
+        }
+    }
+    Ok(())
 }
 
 /// True for `localhost`, `127.0.0.0/8` and `::1`.
@@ -35,7 +64,11 @@ pub fn is_loopback_host(host: Option<Host<&str>>) -> bool {
 
 /// Validates a redirect URI offered for registration.
 pub fn validate_for_registration(uri: &str) -> Result<Url, RedirectUriError> {
+    check_syntax(uri)?;
     let url = Url::parse(uri).map_err(|_| RedirectUriError::NotAbsolute)?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(RedirectUriError::Userinfo);
+    }
     if url.fragment().is_some() || uri.contains('#') {
         return Err(RedirectUriError::Fragment);
     }
@@ -116,6 +149,36 @@ mod tests {
             validate_for_registration("/cb"),
             Err(RedirectUriError::NotAbsolute)
         );
+        for bad in [
+            "https://a.example/cb\0",
+            "https://a.example/c\u{1}b",
+            "https://a.example/cb\u{7f}",
+            "https://a.example/cb\u{85}",
+            "https://a.example/c b",
+            "https://a.example/cb\n",
+            "\thttps://a.example/cb",
+            "https://a.example/cb\u{2028}",
+        ] {
+            assert_eq!(
+                validate_for_registration(bad),
+                Err(RedirectUriError::Character),
+                "{bad:?}"
+            );
+        }
+        for bad in [
+            "https://u@a.example/cb",
+            "https://u:p@a.example/cb",
+            "https://@a.example/cb",
+            "http://localhost:1@evil.example/cb",
+        ] {
+            assert_eq!(
+                validate_for_registration(bad),
+                Err(RedirectUriError::Userinfo),
+                "{bad:?}"
+            );
+        }
+        // An `@` after the authority is just a character of the path or query.
+        assert!(validate_for_registration("https://a.example/cb?who=a@b").is_ok());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::{
     actors::client_registry::ResolveLoginSession,
     app::Services,
     domain::secrets::random_token,
-    error::Error,
+    error::{Error, ErrorCode},
     flows::{self, Decision, DecisionOutcome},
     oauth::{metadata, params::Params},
 };
@@ -266,12 +266,29 @@ pub async fn introspect(
     Ok(no_store_json(StatusCode::OK, &response))
 }
 
-/// `POST /register` (RFC 7591).
+/// Whether the request says its body is JSON (`application/json`, any parameters).
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `POST /register` (RFC 7591). The body must be declared `application/json` (RFC 7591
+/// §3.1): a browser can send a cross-site `text/plain` or form post without a CORS
+/// preflight, so a page the user merely visits could otherwise register clients.
 pub async fn register(
     req: HttpRequest,
     body: web::Bytes,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Error> {
+    if !is_json(&req) {
+        return Err(Error::oauth(
+            ErrorCode::InvalidClientMetadata,
+            "Content-Type must be application/json",
+        ));
+    }
     let address = req.peer_addr().map(|a| a.ip());
     let response = flows::register(&services, &body, address).await?;
     Ok(no_store_json(StatusCode::CREATED, &response))

@@ -3,7 +3,14 @@
 //! Validation runs in two phases. Until the client and its redirect URI are verified,
 //! every error is shown to the user as a page and never redirected (otherwise the server
 //! becomes an open redirector, OAuth 2.1 §7.13.2). After that, errors go back to the client
-//! as a redirect carrying `error`, `state` and `iss` (RFC 9207).
+//! as a redirect carrying `error`, `state` and `iss` (RFC 9207), but only for clients the
+//! operator added ([`Client::may_receive_early_errors`]). For a dynamically registered or
+//! document client those errors, found before the user has interacted, are shown as a page
+//! too: anyone can register a redirect URI, and an authorization server that redirects a
+//! bad request there at once is an open redirector for whoever registered it (RFC 9700
+//! §4.11.2). Errors after the user has interacted (denial) still go back to the client.
+
+use std::borrow::Cow;
 
 use url::Url;
 
@@ -41,8 +48,9 @@ pub struct AuthorizationRequest {
 /// Why an authorization request failed.
 #[derive(Debug, Clone)]
 pub enum AuthorizeError {
-    /// Before the client and redirect URI are verified: show a page, never redirect.
-    Page(&'static str),
+    /// Before the client and redirect URI are verified, or for a client that may not
+    /// receive early errors: show a page, never redirect.
+    Page(Cow<'static, str>),
     /// After: redirect to the client with these values.
     Redirect {
         /// The verified redirect URI.
@@ -59,11 +67,15 @@ pub enum AuthorizeError {
 /// Phase 1 input: the parameters needed to look the client up.
 pub fn client_id(params: &Params) -> Result<&str, AuthorizeError> {
     if params.is_duplicated("client_id") {
-        return Err(AuthorizeError::Page("The client_id parameter is repeated."));
+        return Err(page("The client_id parameter is repeated."));
     }
     params
         .get("client_id")
-        .ok_or(AuthorizeError::Page("The request has no client_id."))
+        .ok_or(page("The request has no client_id."))
+}
+
+fn page(message: &'static str) -> AuthorizeError {
+    AuthorizeError::Page(Cow::Borrowed(message))
 }
 
 /// Validates the whole request against the looked-up client.
@@ -73,14 +85,12 @@ pub fn validate(
     settings: &Settings,
 ) -> Result<AuthorizationRequest, AuthorizeError> {
     let Some(client) = client else {
-        return Err(AuthorizeError::Page(
+        return Err(page(
             "This application is not registered with this server (unknown client_id).",
         ));
     };
     if params.is_duplicated("redirect_uri") {
-        return Err(AuthorizeError::Page(
-            "The redirect_uri parameter is repeated.",
-        ));
+        return Err(page("The redirect_uri parameter is repeated."));
     }
     let (redirect_uri, explicit) =
         match params.get("redirect_uri") {
@@ -90,7 +100,7 @@ pub fn validate(
                     .iter()
                     .any(|r| redirect::matches(r, uri))
                 {
-                    return Err(AuthorizeError::Page(
+                    return Err(page(
                         "The redirect_uri is not registered for this application.",
                     ));
                 }
@@ -99,22 +109,34 @@ pub fn validate(
             // OAuth 2.1 §2.3.2: may be omitted only when exactly one is registered.
             None => match client.redirect_uris.as_slice() {
                 [only] => (only.clone(), false),
-                _ => return Err(AuthorizeError::Page(
+                _ => return Err(page(
                     "The request has no redirect_uri and the application has several registered.",
                 )),
             },
         };
-    if Url::parse(&redirect_uri).is_err() {
-        return Err(AuthorizeError::Page("The redirect_uri is not a valid URI."));
+    // The same syntax rules as at registration, whatever was stored before they existed.
+    if redirect::check_syntax(&redirect_uri).is_err() || Url::parse(&redirect_uri).is_err() {
+        return Err(page("The redirect_uri is not a valid URI."));
     }
 
-    // From here on the redirect URI is trusted: errors go back to the client.
+    // From here on the redirect URI is verified: errors go back to operator-added clients,
+    // and are shown here for the others (RFC 9700 §4.11.2).
     let state = params.get("state").map(str::to_owned);
-    let fail = |code, description| AuthorizeError::Redirect {
-        redirect_uri: redirect_uri.clone(),
-        code,
-        description,
-        state: state.clone(),
+    let redirects = client.may_receive_early_errors();
+    let fail = |code: ErrorCode, description| {
+        if redirects {
+            AuthorizeError::Redirect {
+                redirect_uri: redirect_uri.clone(),
+                code,
+                description,
+                state: state.clone(),
+            }
+        } else {
+            AuthorizeError::Page(Cow::Owned(format!(
+                "This application sent an invalid authorization request ({}: {description}).",
+                code.as_str()
+            )))
+        }
     };
     if params.any_duplicate().is_some() {
         return Err(fail(ErrorCode::InvalidRequest, "a parameter is repeated"));
@@ -222,7 +244,10 @@ pub fn error_redirect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::Config, domain::client::AuthMethod};
+    use crate::{
+        config::Config,
+        domain::client::{AuthMethod, ClientOrigin},
+    };
 
     fn client(uris: &[&str]) -> Client {
         Client {
@@ -235,6 +260,8 @@ mod tests {
             scopes: Scopes::parse("mcp:read mcp:write").unwrap(),
             issued_at: 0,
             extra: Default::default(),
+            origin: ClientOrigin::Operator,
+            used: true,
         }
     }
 
@@ -270,6 +297,33 @@ mod tests {
             ),
             Err(AuthorizeError::Page(_))
         ));
+    }
+
+    #[test]
+    fn a_stored_redirect_uri_that_breaks_the_syntax_rules_is_never_used() {
+        // Registered before the rules existed: the request matches it exactly, yet the
+        // page is shown, with or without redirect_uri in the request.
+        let nul = "https://a.example/cb\0";
+        let q = format!("client_id=c&redirect_uri=https%3A%2F%2Fa.example%2Fcb%00&response_type=code&code_challenge={CH}");
+        assert!(matches!(run(&q, &[nul]), Err(AuthorizeError::Page(_))));
+        let q = format!("client_id=c&response_type=code&code_challenge={CH}");
+        assert!(matches!(run(&q, &[nul]), Err(AuthorizeError::Page(_))));
+        let userinfo = "https://a.example@evil.example/cb";
+        assert!(matches!(run(&q, &[userinfo]), Err(AuthorizeError::Page(_))));
+    }
+
+    #[test]
+    fn early_errors_are_pages_for_clients_the_operator_did_not_add() {
+        let settings = Config::default().settings(8000).unwrap();
+        let q = format!("client_id=c&response_type=token&code_challenge={CH}&state=s");
+        for origin in [ClientOrigin::Dynamic, ClientOrigin::Document] {
+            let mut c = client(&["https://a.example/cb"]);
+            c.origin = origin;
+            match validate(&Params::parse(q.as_bytes()), Some(c), &settings) {
+                Err(AuthorizeError::Page(m)) => assert!(m.contains("unsupported_response_type")),
+                other => panic!("{origin:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Client ID metadata documents (draft-ietf-oauth-client-id-metadata-document-00/-01; MCP
 //! 2025-11-25 authorization, "Client ID Metadata Documents"): the rules for a `client_id`
 //! that is a URL (§3), for the JSON document found there (§4.1), and for how long a fetched
-//! document may be cached (§4.4, following RFC 9111 freshness). Pure functions: the fetch
+//! document may be cached (§4.4, following RFC 9111 freshness) or, past that, kept as the
+//! last good copy for when a refetch fails ([`cache_policy`]). Pure functions: the fetch
 //! itself, with its address checks and limits, is in [`crate::fetch`]; the cache is kept by
 //! the client registry actor.
 //!
@@ -17,7 +18,7 @@ use url::Url;
 
 use crate::{
     config::Settings,
-    domain::client::Client,
+    domain::client::{Client, ClientOrigin},
     oauth::registration::{self, MetadataSource},
 };
 
@@ -41,9 +42,14 @@ pub enum ClientDocumentError {
     /// (loopback, private, link-local and other special-use ranges; draft-01 §6.5).
     #[error("the client_id URL's host is not a public address, so it is not fetched")]
     Blocked,
-    /// The fetch failed: connection, timeout, status, redirect, size.
+    /// The fetch got a deliberate answer that is not a document: a status other than the
+    /// transient ones, a redirect, a document too large.
     #[error("the client metadata document could not be fetched: {0}")]
     Fetch(Cow<'static, str>),
+    /// The fetch failed in a way the host may recover from on its own (see
+    /// [`crate::fetch`]): the last good copy may stand in for a while.
+    #[error("the client metadata document could not be fetched: {0}")]
+    Unavailable(Cow<'static, str>),
     /// The document was fetched but is not acceptable.
     #[error("the client metadata document is not acceptable: {0}")]
     Invalid(Cow<'static, str>),
@@ -154,7 +160,13 @@ pub fn parse_document(
     }
     let new = registration::validate(&doc, settings, MetadataSource::Document)
         .map_err(|e| invalid(e.description))?;
-    Ok(new.into_client(url.to_owned(), None, &settings.default_scopes, now))
+    Ok(new.into_client(
+        url.to_owned(),
+        None,
+        &settings.default_scopes,
+        now,
+        ClientOrigin::Document,
+    ))
 }
 
 /// The hostname a document client's `client_id` names, shown on the consent page (draft
@@ -172,21 +184,45 @@ pub fn document_host(client: &Client) -> Option<String> {
 /// lets a cache pick a heuristic lifetime for a 200 response).
 pub const DEFAULT_CACHE_LIFETIME: Duration = Duration::from_secs(300);
 
-/// How long a document fetched at `now` may be served from the cache (RFC 9111 §4.2):
-/// `None` with `no-store` or `no-cache` (fetch again each time) or when already stale,
-/// otherwise `s-maxage`, else `max-age`, else `Expires` minus `Date`, else
-/// [`DEFAULT_CACHE_LIFETIME`]; less `Age`; at most `max`. An unparseable `max-age` or
-/// `Expires` counts as already stale, as RFC 9111 says.
-pub fn cache_lifetime(
+/// How a fetched document may be kept: fresh for `fresh` (served without fetching), then
+/// as the last good copy for `stale` more (served only when a refetch fails for a
+/// transient reason or no fetch slot is free, RFC 9111 §4.2.4 and RFC 5861 §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// How long the document is fresh (zero: fetch again each time).
+    pub fresh: Duration,
+    /// How long past `fresh` it may stand in when a refetch fails.
+    pub stale: Duration,
+}
+
+/// How a document fetched at `now` may be kept; `None` with `no-store` (never kept, not
+/// even as a last good copy).
+///
+/// Freshness (RFC 9111 §4.2): zero with `no-cache`, otherwise `s-maxage`, else `max-age`,
+/// else `Expires` minus `Date`, else [`DEFAULT_CACHE_LIFETIME`]; less `Age`; at most
+/// `max_fresh`. An unparseable `max-age` or `Expires` counts as already stale, as RFC 9111
+/// says.
+///
+/// Use when stale: never when the response forbids serving it stale, which is `no-cache`
+/// and `must-revalidate` (RFC 9111 §5.2.2.2, §5.2.2.4) and, since this server is a cache
+/// shared by all its users, `proxy-revalidate` and `s-maxage` (§5.2.2.8, §5.2.2.10);
+/// otherwise `stale-if-error` (RFC 5861 §4) when the response sets it, else `max_stale`
+/// (the operator's setting, the "configuration" RFC 9111 §4.2.4 allows), and never more
+/// than `max_stale`.
+pub fn cache_policy(
     cache_control: &[&str],
     expires: Option<&str>,
     date: Option<&str>,
     age: Option<&str>,
     now: DateTime<Utc>,
-    max: Duration,
-) -> Option<Duration> {
+    max_fresh: Duration,
+    max_stale: Duration,
+) -> Option<CachePolicy> {
     let mut max_age = None;
     let mut s_maxage = None;
+    let mut no_cache = false;
+    let mut revalidate = false;
+    let mut stale_if_error = None;
     for directive in cache_control.iter().flat_map(|v| v.split(',')) {
         let (name, value) = match directive.split_once('=') {
             Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
@@ -194,11 +230,25 @@ pub fn cache_lifetime(
         };
         let seconds = || value.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         match name.to_ascii_lowercase().as_str() {
-            "no-store" | "no-cache" => return None,
+            "no-store" => return None,
+            "no-cache" => no_cache = true,
+            "must-revalidate" | "proxy-revalidate" => revalidate = true,
             "max-age" => max_age = Some(seconds()),
             "s-maxage" => s_maxage = Some(seconds()),
+            "stale-if-error" => stale_if_error = Some(seconds()),
             _ => {}
         }
+    }
+    let stale = if no_cache || revalidate || s_maxage.is_some() {
+        Duration::ZERO
+    } else {
+        stale_if_error.map_or(max_stale, |s| Duration::from_secs(s).min(max_stale))
+    };
+    if no_cache {
+        return Some(CachePolicy {
+            fresh: Duration::ZERO,
+            stale,
+        });
     }
     let http_date = |v: &str| {
         DateTime::parse_from_rfc2822(v)
@@ -216,8 +266,8 @@ pub fn cache_lifetime(
         (None, None) => DEFAULT_CACHE_LIFETIME.as_secs(),
     };
     let age = age.and_then(|a| a.trim().parse::<u64>().ok()).unwrap_or(0);
-    let fresh = Duration::from_secs(lifetime.saturating_sub(age)).min(max);
-    (!fresh.is_zero()).then_some(fresh)
+    let fresh = Duration::from_secs(lifetime.saturating_sub(age)).min(max_fresh);
+    Some(CachePolicy { fresh, stale })
 }
 
 #[cfg(test)]
@@ -345,17 +395,60 @@ mod tests {
         }
     }
 
+    fn policy(
+        cc: &[&str],
+        expires: Option<&str>,
+        date: Option<&str>,
+        age: Option<&str>,
+    ) -> Option<CachePolicy> {
+        let now = DateTime::parse_from_rfc2822("Fri, 27 Nov 2026 10:00:00 GMT")
+            .unwrap()
+            .with_timezone(&Utc);
+        let (max_fresh, max_stale) = (Duration::from_secs(86_400), Duration::from_secs(3600));
+        cache_policy(cc, expires, date, age, now, max_fresh, max_stale)
+    }
+
+    /// Seconds fresh, `None` when not fresh at all.
     fn lifetime(
         cc: &[&str],
         expires: Option<&str>,
         date: Option<&str>,
         age: Option<&str>,
     ) -> Option<u64> {
-        let now = DateTime::parse_from_rfc2822("Fri, 27 Nov 2026 10:00:00 GMT")
-            .unwrap()
-            .with_timezone(&Utc);
-        cache_lifetime(cc, expires, date, age, now, Duration::from_secs(86_400))
-            .map(|d| d.as_secs())
+        policy(cc, expires, date, age)
+            .map(|p| p.fresh.as_secs())
+            .filter(|s| *s > 0)
+    }
+
+    /// Seconds usable past freshness when a refetch fails; `None` with `no-store`.
+    fn stale(cc: &[&str]) -> Option<u64> {
+        policy(cc, None, None, None).map(|p| p.stale.as_secs())
+    }
+
+    #[test]
+    fn a_last_good_copy_is_kept_only_as_long_as_the_headers_allow() {
+        assert_eq!(stale(&["no-store"]), None, "not kept at all");
+        assert_eq!(stale(&["max-age=60, no-store"]), None);
+        // Forbidden to serve stale (RFC 9111 §5.2.2): not used once expired.
+        for cc in [
+            "no-cache",
+            "max-age=60, must-revalidate",
+            "max-age=60, proxy-revalidate",
+            "s-maxage=60",
+            "max-age=60, stale-if-error=600, must-revalidate",
+        ] {
+            assert_eq!(stale(&[cc]), Some(0), "{cc}");
+        }
+        // stale-if-error (RFC 5861) says how long, within our bound.
+        assert_eq!(stale(&["max-age=60, stale-if-error=120"]), Some(120));
+        assert_eq!(stale(&["max-age=60, stale-if-error=86400"]), Some(3600));
+        assert_eq!(stale(&["stale-if-error=0"]), Some(0));
+        // Silent headers: the operator's bound.
+        assert_eq!(stale(&["max-age=60"]), Some(3600));
+        assert_eq!(stale(&[]), Some(3600));
+        // An already stale response may still be the last good copy.
+        assert_eq!(stale(&["max-age=0"]), Some(3600));
+        assert_eq!(lifetime(&["max-age=0"], None, None, None), None);
     }
 
     #[test]

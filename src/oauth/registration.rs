@@ -2,9 +2,15 @@
 //! [`NewClient`], and the registration response document (§3.2.1).
 //!
 //! Rules beyond RFC 7591: redirect URIs must be https or loopback http (MCP authorization,
-//! "Communication Security"), `token_endpoint_auth_method` defaults to
+//! "Communication Security") without control characters, whitespace or userinfo
+//! ([`crate::domain::redirect`]), `token_endpoint_auth_method` defaults to
 //! `client_secret_basic` as the RFC says, and grants are limited to the authorization code
 //! flow, refresh, and (confidential clients only) client credentials.
+//!
+//! Every field is bounded ([`MAX_REDIRECT_URIS`], [`MAX_URI_BYTES`], [`MAX_NAME_CHARS`],
+//! [`MAX_CONTACTS`], [`MAX_CONTACT_BYTES`], [`MAX_LIST_ITEMS`]) and text shown to people or
+//! stored has no control characters: registration is open to anyone who can reach the
+//! server, so what one request may make the server store and display is kept small.
 //!
 //! Client ID metadata documents carry the same metadata and go through the same
 //! [`validate`], with the few rules of their own that [`MetadataSource::Document`] names.
@@ -34,6 +40,19 @@ const ECHOED_STRINGS: &[&str] = &[
     "software_version",
     "application_type",
 ];
+
+/// Most redirect URIs per client.
+pub const MAX_REDIRECT_URIS: usize = 20;
+/// Longest redirect URI, and longest of the other URI fields (`client_uri`, `logo_uri`, ...).
+pub const MAX_URI_BYTES: usize = 2000;
+/// Longest `client_name`, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Most `contacts` entries.
+pub const MAX_CONTACTS: usize = 10;
+/// Longest `contacts` entry (an e-mail address is at most 254 bytes).
+pub const MAX_CONTACT_BYTES: usize = 320;
+/// Most entries of `grant_types` and `response_types`.
+pub const MAX_LIST_ITEMS: usize = 10;
 
 /// Where client metadata comes from; the rules differ in a few places.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +89,11 @@ fn meta(description: impl Into<Cow<'static, str>>) -> MetadataError {
     }
 }
 
+/// Text stored and shown back (names, contacts, URIs) carries no control characters.
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
 fn bad_redirect(description: &'static str) -> MetadataError {
     MetadataError {
         code: ErrorCode::InvalidRedirectUri,
@@ -77,10 +101,14 @@ fn bad_redirect(description: &'static str) -> MetadataError {
     }
 }
 
-fn string_array(v: &Value, field: &'static str) -> Result<Vec<String>, MetadataError> {
+/// An array of at most `max` strings.
+fn string_array(v: &Value, field: &'static str, max: usize) -> Result<Vec<String>, MetadataError> {
     let Value::Array(items) = v else {
         return Err(meta(format!("{field} must be an array of strings")));
     };
+    if items.len() > max {
+        return Err(meta(format!("{field} has more than {max} entries")));
+    }
     items
         .iter()
         .map(|i| {
@@ -107,23 +135,29 @@ pub fn validate(
     source: MetadataSource,
 ) -> Result<NewClient, MetadataError> {
     let redirect_uris = match doc.get("redirect_uris") {
-        Some(v) => string_array(v, "redirect_uris")?,
+        Some(Value::Array(items)) if items.len() > MAX_REDIRECT_URIS => {
+            return Err(bad_redirect("at most 20 redirect URIs"))
+        }
+        Some(v) => string_array(v, "redirect_uris", MAX_REDIRECT_URIS)?,
         None => Vec::new(),
     };
     if redirect_uris.is_empty() {
         return Err(bad_redirect("redirect_uris is required"));
     }
-    if redirect_uris.len() > 20 {
-        return Err(bad_redirect("at most 20 redirect URIs"));
-    }
     for uri in &redirect_uris {
-        if uri.len() > 2000 {
+        if uri.len() > MAX_URI_BYTES {
             return Err(bad_redirect("redirect URI too long"));
         }
         validate_for_registration(uri).map_err(|e| {
             let d = match e {
                 RedirectUriError::NotAbsolute => "redirect URI must be an absolute URI",
                 RedirectUriError::Fragment => "redirect URI must not contain a fragment",
+                RedirectUriError::Character => {
+                    "redirect URI must not contain control characters or whitespace"
+                }
+                RedirectUriError::Userinfo => {
+                    "redirect URI must not contain a username or password"
+                }
                 _ => "redirect URI must use https, or http on localhost, 127.0.0.1 or [::1]",
             };
             bad_redirect(d)
@@ -157,7 +191,7 @@ pub fn validate(
         None => vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
         Some(v) => {
             let mut out = Vec::new();
-            for g in string_array(v, "grant_types")? {
+            for g in string_array(v, "grant_types", MAX_LIST_ITEMS)? {
                 let grant = GrantType::parse(&g).ok_or_else(|| {
                     meta("grant_types may contain authorization_code, refresh_token and client_credentials only")
                 })?;
@@ -182,7 +216,7 @@ pub fn validate(
         }
     }
     if let Some(v) = doc.get("response_types") {
-        let types = string_array(v, "response_types")?;
+        let types = string_array(v, "response_types", MAX_LIST_ITEMS)?;
         if types.iter().any(|t| t != "code") {
             return Err(meta("response_types may contain code only"));
         }
@@ -193,12 +227,12 @@ pub fn validate(
             return Err(meta("client_name is required"))
         }
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.chars().count() <= 200 => Some(s.clone()),
-        Some(_) => {
-            return Err(meta(
-                "client_name must be a string of at most 200 characters",
-            ))
+        Some(Value::String(s)) if s.chars().count() <= MAX_NAME_CHARS && !has_control(s) => {
+            Some(s.clone())
         }
+        Some(_) => return Err(meta(
+            "client_name must be a string of at most 200 characters, without control characters",
+        )),
     };
     let scopes = match doc.get("scope") {
         None | Some(Value::Null) => None,
@@ -216,14 +250,26 @@ pub fn validate(
     for key in ECHOED_STRINGS {
         match doc.get(*key) {
             None | Some(Value::Null) => {}
-            Some(Value::String(s)) if s.len() <= 2000 => {
+            Some(Value::String(s)) if s.len() <= MAX_URI_BYTES && !has_control(s) => {
                 extra.insert((*key).to_owned(), Value::String(s.clone()));
             }
-            Some(_) => return Err(meta(format!("{key} must be a string"))),
+            Some(_) => {
+                return Err(meta(format!(
+                    "{key} must be a string of at most {MAX_URI_BYTES} bytes, without control characters"
+                )))
+            }
         }
     }
     if let Some(v) = doc.get("contacts") {
-        let contacts = string_array(v, "contacts")?;
+        let contacts = string_array(v, "contacts", MAX_CONTACTS)?;
+        if contacts
+            .iter()
+            .any(|c| c.len() > MAX_CONTACT_BYTES || has_control(c))
+        {
+            return Err(meta(format!(
+                "each contact must be at most {MAX_CONTACT_BYTES} bytes, without control characters"
+            )));
+        }
         extra.insert("contacts".into(), Value::from(contacts));
     }
     // Requested client_id / client_secret and unknown fields are ignored (RFC 7591 §3.1).

@@ -464,6 +464,7 @@ async fn the_binary_adds_and_lists_clients_and_shows_the_secret_once() {
         "the secret is never shown again: {list}"
     );
     assert!(list.contains("1 client"), "{list}");
+    assert!(list.contains("added by:      operator"), "{list}");
 
     // A password comes from standard input, never from an argument.
     let user = admin_cli(dir.path(), &["user", "add", "carol"], Some("carol's pw\n"));

@@ -170,6 +170,19 @@ impl TestApp {
         tokens.expect("ledger answers").expect("token sweep");
     }
 
+    /// Runs the client registry's background sweep now (expired throttle windows, unused
+    /// dynamically registered clients), as its timer would; returns the clients removed.
+    pub async fn sweep_clients(&self) -> usize {
+        let server = self.server.as_ref().expect("the server is running");
+        server
+            .services()
+            .registry
+            .send(oauth_mcp::actors::Sweep)
+            .await
+            .expect("the registry answers")
+            .expect("the sweep succeeds")
+    }
+
     // ----- URLs ---------------------------------------------------------------------------
 
     pub fn url(&self, path: &str) -> String {

@@ -15,6 +15,7 @@ mod authorize;
 mod client_metadata;
 mod concurrency;
 mod crash;
+mod demo_seeding;
 mod embed_example;
 mod embedding;
 mod limits;

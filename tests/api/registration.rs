@@ -3,9 +3,13 @@
 use reqwest::header;
 use serde_json::{json, Value};
 
+use std::time::Duration;
+
 use crate::helpers::{
-    assert_no_store, assert_oauth_error, pkce_pair, scope_set, spawn_app, spawn_app_with,
-    str_field, Reply, TestApp, ALL_SCOPES, DEMO_PASSWORD, DEMO_USER, FLOW_STATE, START_UNIX,
+    assert_error_page, assert_no_store, assert_oauth_error, assert_redirect_error,
+    demo_authorize_params, pkce_pair, remove_param, scope_set, set_param, spawn_app,
+    spawn_app_with, str_field, Reply, TestApp, ALL_SCOPES, DEMO_PASSWORD, DEMO_REDIRECT_URI,
+    DEMO_USER, FLOW_STATE, START_UNIX,
 };
 
 async fn register(app: &TestApp, body: &Value) -> Reply {
@@ -413,4 +417,293 @@ async fn confidential_client_completes_the_flow_with_its_secret() {
 
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["scope"], "mcp:read");
+}
+
+// ----- round 2: redirect URI syntax, content type, bounds, lifetime of unused clients -----
+
+#[actix_web::test]
+async fn redirect_uris_with_control_characters_whitespace_or_userinfo_are_refused() {
+    // A NUL or a line break can cut or split the URI in whatever logs or parses it later,
+    // and userinfo (`https://trusted.example@evil.example/`) makes a URI read as one host
+    // and lead to another.
+    let app = spawn_app().await;
+    for uri in [
+        "https://app.example/cb\u{0}",
+        "https://app.example/c\u{0}b",
+        "http://localhost:3000/cb\u{7f}",
+        "https://app.example/cb\r\nSet-Cookie: x=1",
+        "https://app.example/c b",
+        "https://app.example/cb\t",
+        " https://app.example/cb",
+        "https://app.example/cb\u{a0}",
+        "https://user@app.example/cb",
+        "https://user:pw@app.example/cb",
+        "https://@app.example/cb",
+        "http://localhost:3000@evil.example/cb",
+    ] {
+        let reply = register(&app, &json!({ "redirect_uris": [uri] })).await;
+        assert_oauth_error(&reply, 400, "invalid_redirect_uri");
+    }
+}
+
+#[actix_web::test]
+async fn registration_requires_a_json_content_type() {
+    // A page on any site can make the browser post `text/plain` (or a form) without a CORS
+    // preflight; only a declared JSON body registers a client.
+    let app = spawn_app().await;
+    let body = json!({ "redirect_uris": ["https://app.example/cb"] }).to_string();
+    for content_type in [
+        Some("text/plain"),
+        Some("text/plain;charset=UTF-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut request = app.client.post(app.url("/register")).body(body.clone());
+        if let Some(ct) = content_type {
+            request = request.header(header::CONTENT_TYPE, ct);
+        }
+        let reply = Reply::read(request.send().await.expect("POST /register")).await;
+        assert_oauth_error(&reply, 400, "invalid_client_metadata");
+        assert!(
+            reply.body.contains("Content-Type must be application/json"),
+            "{content_type:?}: {}",
+            reply.body
+        );
+    }
+    let reply = Reply::read(
+        app.client
+            .post(app.url("/register"))
+            .header(header::CONTENT_TYPE, "Application/JSON; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .expect("POST /register"),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+}
+
+#[actix_web::test]
+async fn metadata_fields_are_bounded() {
+    let app = spawn_app().await;
+    let base = || json!({ "redirect_uris": ["https://app.example/cb"] });
+    let with = |key: &str, value: Value| {
+        let mut body = base();
+        body[key] = value;
+        body
+    };
+    let ok = [
+        with("contacts", json!(vec!["ops@app.example"; 10])),
+        with("client_name", json!("n".repeat(200))),
+        with(
+            "client_uri",
+            json!(format!("https://app.example/{}", "a".repeat(1900))),
+        ),
+        with(
+            "redirect_uris",
+            json!((0..20)
+                .map(|i| format!("https://app.example/cb{i}"))
+                .collect::<Vec<_>>()),
+        ),
+    ];
+    for body in ok {
+        assert_eq!(register(&app, &body).await.status, 201, "{body}");
+    }
+    let refused = [
+        with("contacts", json!(vec!["ops@app.example"; 11])),
+        with("contacts", json!(["x".repeat(321)])),
+        with("contacts", json!(["ops@app.example\n"])),
+        with("contacts", json!([1])),
+        with("client_name", json!("n".repeat(201))),
+        with("client_name", json!("My\u{0}App")),
+        with(
+            "client_uri",
+            json!(format!("https://app.example/{}", "a".repeat(2000))),
+        ),
+        with("logo_uri", json!("https://app.example/\u{1b}[31m")),
+        with("grant_types", json!(vec!["authorization_code"; 11])),
+        with("response_types", json!(vec!["code"; 11])),
+    ];
+    for body in refused {
+        assert_oauth_error(&register(&app, &body).await, 400, "invalid_client_metadata");
+    }
+    let too_many = with(
+        "redirect_uris",
+        json!((0..21)
+            .map(|i| format!("https://app.example/cb{i}"))
+            .collect::<Vec<_>>()),
+    );
+    assert_oauth_error(
+        &register(&app, &too_many).await,
+        400,
+        "invalid_redirect_uri",
+    );
+    let too_long = with(
+        "redirect_uris",
+        json!([format!("https://app.example/{}", "a".repeat(2000))]),
+    );
+    assert_oauth_error(
+        &register(&app, &too_long).await,
+        400,
+        "invalid_redirect_uri",
+    );
+}
+
+/// The authorization request of the public client `client_id` for `redirect_uri`.
+fn public_params<'a>(
+    client_id: &'a str,
+    redirect_uri: &'a str,
+    challenge: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+        ("state", FLOW_STATE),
+    ]
+}
+
+#[actix_web::test]
+async fn early_errors_for_a_registered_client_are_shown_not_redirected() {
+    // RFC 9700 §4.11.2: anyone can register a redirect URI, so a bad request for such a
+    // client must not bounce the browser there before a person has seen the consent page.
+    let app = spawn_app().await;
+    let redirect_uri = "https://app.example/cb";
+    let client_id = app.register_public(&[redirect_uri]).await;
+    let (_, challenge) = pkce_pair();
+    let cases: [(&str, Option<&str>, &str); 6] = [
+        ("response_type", Some("token"), "unsupported_response_type"),
+        ("response_type", None, "response_type is required"),
+        ("code_challenge", None, "code_challenge is required"),
+        (
+            "code_challenge_method",
+            Some("plain"),
+            "transform algorithm",
+        ),
+        ("scope", Some("admin"), "invalid_scope"),
+        (
+            "resource",
+            Some("https://other.example/mcp"),
+            "invalid_target",
+        ),
+    ];
+    for (key, value, why) in cases {
+        let mut params = public_params(&client_id, redirect_uri, &challenge);
+        match value {
+            Some(v) => set_param(&mut params, key, v),
+            None => remove_param(&mut params, key),
+        }
+        let reply = Reply::read(app.get_authorize(&params).await).await;
+        assert_error_page(&reply);
+        assert!(reply.body.contains(why), "{key}: {}", reply.body);
+    }
+    // The demo client, added by the operator, keeps the redirect (OAuth 2.1 §4.1.2.1).
+    let mut params = demo_authorize_params(&challenge, FLOW_STATE);
+    set_param(&mut params, "response_type", "token");
+    let reply = Reply::read(app.get_authorize(&params).await).await;
+    assert_redirect_error(
+        &app,
+        &reply,
+        DEMO_REDIRECT_URI,
+        "unsupported_response_type",
+        FLOW_STATE,
+    );
+    // After the user has interacted, a denial still goes back to the registered client.
+    let params = public_params(&client_id, redirect_uri, &challenge);
+    let denied = app
+        .login_and_consent(&params, DEMO_USER, DEMO_PASSWORD, false)
+        .await;
+    let reply = Reply::read(denied).await;
+    assert_redirect_error(&app, &reply, redirect_uri, "access_denied", FLOW_STATE);
+}
+
+#[actix_web::test]
+async fn control_characters_and_userinfo_in_the_requested_redirect_uri_get_an_error_page() {
+    let app = spawn_app().await;
+    let (_, challenge) = pkce_pair();
+    for uri in [
+        "http://localhost:8765/callback\u{0}",
+        "http://localhost:8765/callback\r\nx",
+        "http://demo@localhost:8765/callback",
+    ] {
+        let mut params = demo_authorize_params(&challenge, FLOW_STATE);
+        set_param(&mut params, "redirect_uri", uri);
+        let reply = Reply::read(app.get_authorize(&params).await).await;
+        assert_error_page(&reply);
+    }
+}
+
+#[actix_web::test]
+async fn a_registered_client_never_issued_a_token_is_removed_after_the_ttl() {
+    let app = spawn_app_with(|c| c.unused_client_ttl = Duration::from_secs(3600)).await;
+    let redirect = "http://127.0.0.1:3000/cb";
+    let unused = app.register_public(&[redirect]).await;
+    let used = app.register_public(&[redirect]).await;
+    let (code, verifier) = app.obtain_code_for(&used, redirect, ALL_SCOPES).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", used.as_str()),
+        ("redirect_uri", redirect),
+    ];
+    let reply = Reply::read(app.token_request(&form, None).await).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let refresh_token = str_field(&reply.json(), "refresh_token");
+
+    // Within the TTL nothing goes; a sweep after it removes only the client never used.
+    app.clock.advance(Duration::from_secs(3599));
+    assert_eq!(app.sweep_clients().await, 0);
+    app.clock.advance(Duration::from_secs(2));
+    assert_eq!(app.sweep_clients().await, 1);
+    assert_eq!(app.sweep_clients().await, 0);
+    let (_, challenge) = pkce_pair();
+    let reply = Reply::read(
+        app.get_authorize(&public_params(&unused, redirect, &challenge))
+            .await,
+    )
+    .await;
+    assert_error_page(&reply);
+    assert!(reply.body.contains("unknown client_id"), "{}", reply.body);
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token.as_str()),
+        ("client_id", used.as_str()),
+    ];
+    let refreshed = Reply::read(app.token_request(&form, None).await).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+
+    // The mark survives a restart; the removal too.
+    let mut app = app;
+    app.restart().await;
+    app.clock.advance(Duration::from_secs(10 * 3600));
+    assert_eq!(app.sweep_clients().await, 0);
+    let reply = Reply::read(
+        app.get_authorize(&public_params(&used, redirect, &challenge))
+            .await,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[actix_web::test]
+async fn a_full_registry_answers_503_temporarily_unavailable() {
+    let app = spawn_app_with(|c| {
+        c.max_registered_clients = 2;
+        c.unused_client_ttl = Duration::from_secs(60);
+    })
+    .await;
+    let request = json!({ "redirect_uris": ["https://app.example/cb"] });
+    assert_eq!(register(&app, &request).await.status, 201);
+    assert_eq!(register(&app, &request).await.status, 201);
+    let full = register(&app, &request).await;
+    assert_oauth_error(&full, 503, "temporarily_unavailable");
+    // The demo client (added by the operator) does not count, and room is made again as
+    // unused registrations expire.
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(app.sweep_clients().await, 2);
+    assert_eq!(register(&app, &request).await.status, 201);
 }
