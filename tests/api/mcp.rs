@@ -840,3 +840,40 @@ async fn sse_streams_per_session_are_bounded() {
     assert!(newest_ended.is_err(), "the newest shadow stream ended too");
     drop((primary, others));
 }
+
+// ----- Round 2: fail-closed authorization (issue 11, item 1) ------------------------------
+
+impl Mcp<'_> {
+    /// Posts `body` as is (raw bytes, so duplicate keys and broken JSON reach the server).
+    async fn raw(&self, body: &str) -> Reply {
+        Reply::read(self.post().body(body.to_owned()).send().await.unwrap()).await
+    }
+}
+
+/// The guestbook as a full-scope reader sees it.
+async fn guestbook(app: &TestApp) -> String {
+    let full = user_token(app, ALL_SCOPES).await;
+    let mut mcp = Mcp::new(app, &full);
+    mcp.initialize("2025-11-25").await;
+    tool_text(&mcp.call_tool("read_guestbook", json!({})).await)
+}
+
+/// The original exploit: one member of an unexpected type in `params` made the guard's own
+/// parse fail, the guard then checked no tool scope, and rmcp (which ignores unknown
+/// members) ran the write tool for a read-only token.
+#[actix_web::test]
+async fn an_odd_member_in_params_does_not_skip_the_tool_scope_check() {
+    let app = spawn_app().await;
+    let read_only = user_token(&app, "mcp:read").await;
+    let mut mcp = Mcp::new(&app, &read_only);
+    mcp.initialize("2025-11-25").await;
+    let reply = mcp
+        .request(
+            "tools/call",
+            json!({"name": "sign_guestbook", "arguments": {"message": "pwned"}, "protocolVersion": 1}),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(challenge(&reply).contains("scope=\"mcp:read mcp:write\""));
+    assert_eq!(guestbook(&app).await, "the guestbook is empty");
+}
