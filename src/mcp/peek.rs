@@ -499,6 +499,52 @@ mod tests {
         }
     }
 
+    /// A small deterministic stand-in for the `mcp_jsonrpc` fuzz target: every one-edit
+    /// mutation of a few seeds keeps the guard's reading consistent with rmcp's.
+    #[test]
+    fn mutated_bodies_never_make_guard_and_rmcp_disagree() {
+        let seeds = [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sign","arguments":{"m":"x"},"clientInfo":"y"}}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"a://b","_meta":null}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"greet","arguments":{}}}"#,
+        ];
+        let inserts = [
+            "\"",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "null",
+            "1",
+            "\\",
+            r#""name":"z","#,
+            r#""uri":"z","#,
+            r#""method":"tools/call","#,
+            r#""params":{},"#,
+        ];
+        let mut checked = 0;
+        for seed in seeds {
+            for i in 0..=seed.len() {
+                let (head, tail) = seed.split_at(i);
+                let deleted = format!("{head}{}", tail.get(1..).unwrap_or(""));
+                let mutated = inserts
+                    .iter()
+                    .map(|ins| format!("{head}{ins}{tail}"))
+                    .chain([deleted]);
+                for body in mutated {
+                    let peeked = peek(body.as_bytes());
+                    if let (Some(dispatched), Ok(p)) = (rmcp_target(body.as_bytes()), &peeked) {
+                        assert_eq!(p.target.as_ref(), Some(&dispatched), "{body}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "{checked}");
+    }
+
     #[test]
     fn resources_prompts_and_initialize() {
         let p = peek(br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a://b","name":7}}"#)
