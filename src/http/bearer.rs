@@ -133,8 +133,8 @@ impl Guard {
     }
 
     /// The checks. On success the caller is in the request extensions; for an `initialize`
-    /// the parameters and owner to record come back, and for a request naming a session,
-    /// the session actor's answer about it.
+    /// naming no session, the permission to create one owned by the caller comes back, and
+    /// for a request naming a session, the session actor's answer about it.
     async fn admit(&self, req: &mut ServiceRequest) -> Result<Admitted, Error> {
         let settings = &self.services.settings;
         let host = req
