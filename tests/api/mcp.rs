@@ -1136,3 +1136,24 @@ async fn the_global_session_cap_refuses_new_sessions_and_keeps_existing_ones() {
     Mcp::new(&app, &client).initialize("2025-11-25").await;
     assert_eq!(second.request("tools/list", json!({})).await.status, 200);
 }
+
+#[actix_web::test]
+async fn an_owner_at_its_cap_replaces_its_own_session_even_when_the_table_is_full() {
+    let app = spawn_app_with(|c| {
+        c.mcp_max_sessions = 2;
+        c.mcp_max_sessions_per_owner = 1;
+    })
+    .await;
+    let user = user_token(&app, ALL_SCOPES).await;
+    let client = client_token(&app).await;
+    let mut old = Mcp::new(&app, &user);
+    old.initialize("2025-11-25").await;
+    let mut others = Mcp::new(&app, &client);
+    others.initialize("2025-11-25").await;
+    // The table is full, but the user's new session takes the place of its own old one.
+    let mut new = Mcp::new(&app, &user);
+    new.initialize("2025-11-25").await;
+    assert_eq!(old.request("tools/list", json!({})).await.status, 404);
+    assert_eq!(new.request("tools/list", json!({})).await.status, 200);
+    assert_eq!(others.request("tools/list", json!({})).await.status, 200);
+}
