@@ -74,7 +74,7 @@ impl<S> Scoped<S> {
         let Some(caller) = caller(ctx) else {
             tracing::warn!(
                 kind = kind.as_str(),
-                name,
+                name = ?for_log(name),
                 "MCP request without a verified caller refused at dispatch"
             );
             return Err(McpError::invalid_request(
@@ -89,7 +89,7 @@ impl<S> Scoped<S> {
                 // its reading and rmcp's differed, or it was bypassed.
                 tracing::warn!(
                     kind = kind.as_str(),
-                    name,
+                    name = ?for_log(name),
                     "MCP request lacking scopes refused at dispatch"
                 );
                 Err(McpError::invalid_request(
@@ -105,6 +105,15 @@ impl<S> Scoped<S> {
             }
         }
     }
+}
+
+/// At most 100 characters of a client-chosen name, for a log line (printed with `Debug`, so
+/// control characters are escaped).
+fn for_log(name: &str) -> &str {
+    name.char_indices()
+        .nth(100)
+        .and_then(|(i, _)| name.get(..i))
+        .unwrap_or(name)
 }
 
 impl<S: ServerHandler> ServerHandler for Scoped<S> {
