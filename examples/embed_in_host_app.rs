@@ -142,7 +142,10 @@ impl ServerHandler for HostTools {
 }
 
 /// Which scopes each host tool needs beyond the endpoint's base scope (`mcp:read`): a call
-/// without them gets `403 insufficient_scope`, so the client can step up.
+/// without them gets `403 insufficient_scope`, so the client can step up, and `McpEndpoint`
+/// checks them once more when rmcp dispatches the call (`oauth_mcp::mcp::Scoped`).
+/// Resources and prompts are listed the same way, with `require_resource(uri, ..)` and
+/// `require_prompt(name, ..)`.
 pub fn tool_scopes() -> ToolScopes {
     ToolScopes::new().require("restock", ["mcp:write"])
 }

@@ -109,6 +109,9 @@ pub struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "OAUTH_MCP_LOG_JSON")]
     pub log_json: bool,
+    /// Live MCP sessions in all; when reached, new sessions get 503 (existing ones are kept).
+    #[arg(long, env = "OAUTH_MCP_MCP_MAX_SESSIONS", default_value_t = 10_000)]
+    pub mcp_max_sessions: usize,
 }
 
 /// Subcommands.
@@ -350,6 +353,7 @@ impl Cli {
                 .as_deref()
                 .map(split_list)
                 .unwrap_or_default(),
+            mcp_max_sessions: self.mcp_max_sessions,
             ..Config::default()
         }
     }
@@ -386,6 +390,7 @@ mod tests {
         assert!(c.client_metadata_documents);
         assert!(!c.client_metadata_allow_http && !c.client_metadata_allow_private);
         assert!(c.metrics && c.demo && !c.registered_client_credentials);
+        assert_eq!(c.mcp_max_sessions, 10_000);
         let c = config(&[
             "--no-client-metadata-documents",
             "--client-metadata-allow-http",
@@ -399,6 +404,8 @@ mod tests {
             "a,b c",
             "--client-metadata-trusted-hosts",
             "app.example, *.vendor.example",
+            "--mcp-max-sessions",
+            "7",
         ]);
         assert!(!c.client_metadata_documents);
         assert!(c.client_metadata_allow_http && c.client_metadata_allow_private);
@@ -413,6 +420,7 @@ mod tests {
             c.client_metadata_trusted_hosts,
             ["app.example", "*.vendor.example"]
         );
+        assert_eq!(c.mcp_max_sessions, 7);
     }
 
     #[test]

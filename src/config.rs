@@ -85,6 +85,9 @@ pub struct Config {
     /// MCP sessions per owner (subject and client); the least recently used is closed
     /// beyond this.
     pub mcp_max_sessions_per_owner: usize,
+    /// Live MCP sessions in all, whatever their owners (each holds a worker task and its
+    /// buffers); when reached, new sessions get 503 and existing ones are kept.
+    pub mcp_max_sessions: usize,
     /// Largest request body accepted at `/mcp`.
     pub mcp_max_body_bytes: usize,
     /// Extra `Host` values accepted at `/mcp` (`name` for any port, or `name:port`), in
@@ -170,6 +173,7 @@ impl Default for Config {
             mcp_scopes: vec!["mcp:read".into()],
             mcp_session_idle: Duration::from_secs(30 * 60),
             mcp_max_sessions_per_owner: 32,
+            mcp_max_sessions: 10_000,
             mcp_max_body_bytes: 1024 * 1024,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
@@ -286,7 +290,10 @@ impl Config {
                 "MCP scopes must be a subset of the supported scopes".into(),
             ));
         }
-        if self.mcp_max_sessions_per_owner == 0 || self.mcp_session_idle.is_zero() {
+        if self.mcp_max_sessions_per_owner == 0
+            || self.mcp_max_sessions == 0
+            || self.mcp_session_idle.is_zero()
+        {
             return Err(ConfigError(
                 "MCP session limits must be greater than zero".into(),
             ));

@@ -11,12 +11,19 @@
 //! 4. Session binding: a session initialized by another principal answers 404 as if unknown.
 //!    The session actor's answer ([`AdmitRequest`]) then serves rmcp's own session lookups
 //!    for the rest of the request.
-//! 5. Per-tool scopes: the body of a `tools/call` is read (bounded) to find the tool; a
-//!    token lacking its scopes gets 403 `insufficient_scope` with the scopes to request.
+//! 5. The POST body (bounded) is read by [`peek`]: one JSON-RPC object, no duplicate keys,
+//!    bounded nesting, members other than `method` and the target ignored whatever their
+//!    types. A body it cannot read that far gets 400 (a JSON-RPC error): unparsed input is
+//!    never a reason to skip a check.
+//! 6. Per-target scopes: a `tools/call`, `prompts/get` or `resources/read` (and the other
+//!    methods naming a resource URI) whose tool, prompt or resource needs scopes the token
+//!    lacks gets 403 `insufficient_scope` with the scopes to request (MCP authorization,
+//!    "Scope Challenge Handling"). [`crate::mcp::Scoped`] checks the same again at dispatch.
+//! 7. An `initialize` naming no session may create one, owned by this caller from the start
+//!    ([`NewSession`]); when the session table is full it gets 503 with `Retry-After`.
 //!
 //! The verified [`Caller`] goes into the request extensions, from where rmcp-actix-web's
-//! hook hands it to tool handlers. After an `initialize`, the new session's owner is
-//! recorded with the session actor.
+//! hook hands it to handlers and to the dispatch-side backstop.
 
 use std::borrow::Cow;
 
@@ -26,10 +33,9 @@ use actix_web::{
     http::{header, Method, StatusCode},
     middleware::Next,
     web::{Bytes, BytesMut},
-    HttpMessage as _,
+    HttpMessage as _, HttpResponse,
 };
 use futures_util::StreamExt as _;
-use serde::Deserialize;
 
 use crate::{
     actors::token_ledger::IntrospectToken,
@@ -37,7 +43,8 @@ use crate::{
     domain::{scope::Scopes, secrets::PresentedToken},
     error::{Challenge, Error},
     mcp::{
-        sessions::{Admission, AdmitRequest, AdmittedSession, Owner, RecordInitialize},
+        peek::{peek, TargetKind},
+        sessions::{Admission, AdmitRequest, AdmittedSession, NewSession, Owner, SessionLimits},
         Caller, ToolScopes,
     },
     storage::TokenKind,
@@ -46,31 +53,9 @@ use rmcp::transport::streamable_http_server::session::SessionId;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
-/// The parts of a JSON-RPC message the guard looks at.
-#[derive(Deserialize)]
-struct Peek {
-    method: Option<String>,
-    params: Option<PeekParams>,
-}
-
-#[derive(Deserialize)]
-struct PeekParams {
-    name: Option<String>,
-    #[serde(rename = "protocolVersion")]
-    protocol_version: Option<String>,
-    #[serde(rename = "clientInfo")]
-    client_info: Option<PeekClient>,
-}
-
-#[derive(Deserialize)]
-struct PeekClient {
-    name: Option<String>,
-    version: Option<String>,
-}
-
-/// What [`Guard::admit`] lets through: the `initialize` to record, and the session
-/// admission to serve the request with.
-type Admitted = (Option<(PeekParams, Owner)>, Option<AdmittedSession>);
+/// What [`Guard::admit`] lets through: permission to create a session (an `initialize`),
+/// and the session admission to serve the request with.
+type Admitted = (Option<NewSession>, Option<AdmittedSession>);
 
 /// The state the guard needs; one per mounted endpoint.
 pub struct Guard {
@@ -114,46 +99,42 @@ impl Guard {
         mut req: ServiceRequest,
         next: Next<B>,
     ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-        let (initialize, session) = match self.admit(&mut req).await {
+        let (new_session, session) = match self.admit(&mut req).await {
             Ok(a) => a,
             Err(e) => return Ok(req.error_response(e).map_into_right_body()),
         };
-        let res = match session {
-            Some(session) => session.scope(next.call(req)).await?,
-            None => next.call(req).await?,
-        };
-        if let Some((params, owner)) = initialize {
-            let id = res
-                .headers()
-                .get(SESSION_HEADER)
-                .and_then(|h| h.to_str().ok());
-            if let Some(id) = id {
-                let client_info = params.client_info.map(|c| {
-                    format!(
-                        "{} {}",
-                        c.name.unwrap_or_default(),
-                        c.version.unwrap_or_default()
-                    )
-                    .trim()
-                    .to_owned()
-                });
-                let msg = RecordInitialize {
-                    id: id.into(),
-                    owner,
-                    protocol_version: params.protocol_version,
-                    client_info,
-                };
-                if let Err(e) = self.services.ask(&self.services.sessions, msg).await {
-                    tracing::warn!(request_id = %crate::http::request_id(), error = %e, "could not record the MCP session owner");
+        let res = match (session, new_session) {
+            (Some(session), _) => session.scope(next.call(req)).await?,
+            (None, Some(new)) => {
+                let (res, full) = new.scope(next.call(req)).await;
+                let res = res?;
+                if full {
+                    // rmcp answered 500 for the refused session; say what happened.
+                    // A slot frees when a session ends: at the latest, the next idle sweep.
+                    let limits = SessionLimits::from_config(&self.services.settings.config);
+                    let retry = limits.sweep_interval().as_secs();
+                    let refusal = HttpResponse::ServiceUnavailable()
+                        .insert_header((header::RETRY_AFTER, retry.to_string()))
+                        .json(serde_json::json!({
+                            "jsonrpc": "2.0",
+                            "id": null,
+                            "error": {
+                                "code": -32603,
+                                "message": "Service Unavailable: too many MCP sessions, retry later",
+                            },
+                        }));
+                    return Ok(res.into_response(refusal).map_into_right_body());
                 }
+                res
             }
-        }
+            (None, None) => next.call(req).await?,
+        };
         Ok(res.map_into_left_body())
     }
 
     /// The checks. On success the caller is in the request extensions; for an `initialize`
-    /// the parameters and owner to record come back, and for a request naming a session,
-    /// the session actor's answer about it.
+    /// naming no session, the permission to create one owned by the caller comes back, and
+    /// for a request naming a session, the session actor's answer about it.
     async fn admit(&self, req: &mut ServiceRequest) -> Result<Admitted, Error> {
         let settings = &self.services.settings;
         let host = req
@@ -269,42 +250,50 @@ impl Guard {
             admitted = Some(AdmittedSession::new(id, handle));
         }
 
-        let mut initialize = None;
+        let mut new_session = None;
         if req.method() == Method::POST {
             let body = read_body(req, settings.config.mcp_max_body_bytes).await?;
-            if let Ok(peek) = serde_json::from_slice::<Peek>(&body) {
-                match peek.method.as_deref() {
-                    Some("tools/call") => {
-                        let tool = peek
-                            .params
-                            .as_ref()
-                            .and_then(|p| p.name.as_deref())
-                            .unwrap_or_default();
-                        if let Some(needed) = self.tool_scopes.for_tool(tool) {
-                            if !needed.is_subset(&caller.scopes) {
-                                // Ask for everything needed at once: the base scopes, the
-                                // tool's, and what the token already has.
-                                let wanted = Scopes::from_names(
-                                    base.iter().chain(needed.iter()).chain(caller.scopes.iter()),
-                                );
-                                return Err(self.challenge(
-                                    &issuer,
-                                    StatusCode::FORBIDDEN,
-                                    Some("insufficient_scope"),
-                                    "this tool needs a scope the access token lacks",
-                                    &wanted,
-                                ));
-                            }
+            // Fail closed: a body we cannot read far enough to decide is refused, never
+            // passed on unchecked.
+            let peek = peek(&body).map_err(|e| {
+                tracing::debug!(request_id = %crate::http::request_id(), error = %e, "unreadable MCP request body");
+                transport(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request: the body must be one JSON-RPC message without duplicate keys",
+                )
+            })?;
+            if let Some(target) = &peek.target {
+                let checked =
+                    self.tool_scopes
+                        .check(base, &caller.scopes, target.kind, &target.name);
+                if let Err(wanted) = checked {
+                    let description = match target.kind {
+                        TargetKind::Tool => "this tool needs a scope the access token lacks",
+                        TargetKind::Resource => {
+                            "this resource needs a scope the access token lacks"
                         }
-                    }
-                    Some("initialize") if session.is_none() => initialize = peek.params,
-                    _ => {}
+                        TargetKind::Prompt => "this prompt needs a scope the access token lacks",
+                    };
+                    return Err(self.challenge(
+                        &issuer,
+                        StatusCode::FORBIDDEN,
+                        Some("insufficient_scope"),
+                        description,
+                        &wanted,
+                    ));
                 }
+            }
+            if peek.is_initialize() && session.is_none() {
+                new_session = Some(NewSession::new(
+                    owner,
+                    peek.protocol_version,
+                    peek.client_info,
+                ));
             }
             req.set_payload(Payload::from(body));
         }
         req.extensions_mut().insert(caller);
-        Ok((initialize.map(|p| (p, owner)), admitted))
+        Ok((new_session, admitted))
     }
 }
 

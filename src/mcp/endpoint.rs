@@ -1,6 +1,8 @@
 //! [`McpEndpoint`]: an rmcp `ServerHandler` served at `/mcp` over Streamable HTTP
 //! (rmcp-actix-web), with our session actor, bearer protection, DNS-rebinding defence and
-//! CORS, plus the RFC 9728 protected-resource metadata it points clients to.
+//! CORS, plus the RFC 9728 protected-resource metadata it points clients to. The handler is
+//! wrapped in [`Scoped`], so per-tool, per-resource and per-prompt scopes are enforced at
+//! dispatch as well as by the guard.
 
 use std::{borrow::Cow, sync::Arc};
 
@@ -11,7 +13,7 @@ use rmcp_actix_web::transport::StreamableHttpService;
 
 use super::{
     sessions::{ActorSessionManager, SessionLimits},
-    Caller, ToolScopes,
+    Caller, Scoped, ToolScopes,
 };
 use crate::{
     app::Services,
@@ -32,7 +34,7 @@ pub fn supported_protocol_versions() -> Cow<'static, [ProtocolVersion]> {
 
 /// An MCP server mounted at `/mcp`, protected by this crate's authorization server.
 pub struct McpEndpoint<S> {
-    service: StreamableHttpService<S, ActorSessionManager>,
+    service: StreamableHttpService<Scoped<S>, ActorSessionManager>,
     guard: Arc<Guard>,
     metrics: Arc<Metrics>,
 }
@@ -55,7 +57,9 @@ impl<S> std::fmt::Debug for McpEndpoint<S> {
 
 impl<S: ServerHandler + Send + 'static> McpEndpoint<S> {
     /// Serves the handlers `factory` builds (one per session, or per request on the
-    /// stateless path), requiring the per-tool scopes in `tool_scopes`. Build once, outside
+    /// stateless path), requiring the per-tool, per-resource and per-prompt scopes in
+    /// `tool_scopes`: the guard answers 403 with a step-up challenge, and each handler is
+    /// wrapped in [`Scoped`], which refuses the same calls at dispatch. Build once, outside
     /// `HttpServer::new`, and call [`McpEndpoint::configure`] in each worker.
     pub fn new<F>(services: &Services, factory: F, tool_scopes: ToolScopes) -> Self
     where
@@ -83,8 +87,11 @@ impl<S: ServerHandler + Send + 'static> McpEndpoint<S> {
         let limits = SessionLimits::from_config(cfg);
         let manager = ActorSessionManager::new(services.sessions.clone(), &limits)
             .with_stream_tracking(track);
+        let (scopes, base) = (tool_scopes.clone(), services.settings.mcp_scopes.clone());
         let service = StreamableHttpService::builder()
-            .service_factory(Arc::new(move || Ok(factory())))
+            .service_factory(Arc::new(move || {
+                Ok(Scoped::new(factory(), scopes.clone(), base.clone()))
+            }))
             .session_manager(Arc::new(manager))
             .stateful_mode(true)
             // Host and Origin are checked by our guard, against the configured lists, before

@@ -5,12 +5,17 @@
 //!   or an embedding application's own) with authentication, sessions and identity.
 //! - [`Caller`] is the verified identity of the current request; tools read it with
 //!   [`caller`].
-//! - [`ToolScopes`] declares which scopes each tool needs; the bearer middleware answers
-//!   `403 insufficient_scope` for a `tools/call` the token may not make (MCP authorization,
-//!   "Scope Challenge Handling"), so clients can step up.
+//! - [`ToolScopes`] declares which scopes each tool, resource and prompt needs; the bearer
+//!   middleware answers `403 insufficient_scope` for a `tools/call`, `resources/read` or
+//!   `prompts/get` the token may not make (MCP authorization, "Scope Challenge Handling"),
+//!   so clients can step up; [`Scoped`], which [`McpEndpoint`] wraps around every handler,
+//!   refuses the same calls again at dispatch, from rmcp's own parse of the request.
+//! - [`peek`] is the guard's reading of a JSON-RPC body.
 
 pub mod demo;
 pub mod endpoint;
+pub mod peek;
+pub mod scoped;
 pub mod sessions;
 
 use std::{collections::HashMap, sync::Arc};
@@ -18,6 +23,8 @@ use std::{collections::HashMap, sync::Arc};
 use rmcp::{service::RequestContext, RoleServer};
 
 pub use endpoint::McpEndpoint;
+pub use peek::{Target, TargetKind};
+pub use scoped::Scoped;
 
 use crate::domain::scope::Scopes;
 
@@ -90,20 +97,29 @@ pub async fn notify_log(
     ctx.peer.notify_logging_message(param).await
 }
 
-/// Scopes required per tool. Every MCP request needs the endpoint's base scopes; a tool
-/// listed here needs its own scopes in addition.
+/// Scopes required per tool, resource and prompt. Every MCP request needs the endpoint's
+/// base scopes; a tool, resource or prompt listed here needs its own scopes in addition.
+///
+/// Enforced twice, on the same map: by the bearer guard before rmcp sees the request (HTTP
+/// 403 `insufficient_scope` with the scopes to request, so the client can step up), and by
+/// [`Scoped`] around the handler when rmcp dispatches it (a JSON-RPC error). Names and URIs
+/// are compared exactly, as the JSON strings decode: a handler that matches resource URIs
+/// loosely (case, trailing slashes, templates) must check [`caller`]'s scopes itself for the
+/// variants it accepts.
 #[derive(Debug, Clone, Default)]
 pub struct ToolScopes {
     tools: Arc<HashMap<String, Scopes>>,
+    resources: Arc<HashMap<String, Scopes>>,
+    prompts: Arc<HashMap<String, Scopes>>,
 }
 
 impl ToolScopes {
-    /// No per-tool requirements.
+    /// No per-tool, per-resource or per-prompt requirements.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Requires `scopes` for calls of `tool`.
+    /// Requires `scopes` for calls of `tool` (`tools/call`).
     pub fn require<I, S>(mut self, tool: &str, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -113,8 +129,70 @@ impl ToolScopes {
         self
     }
 
+    /// Requires `scopes` to read the resource at `uri` (`resources/read`, and
+    /// `resources/subscribe`, `skills/get` and `resources/directory/read` naming it).
+    pub fn require_resource<I, S>(mut self, uri: &str, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.resources).insert(uri.to_owned(), Scopes::from_names(scopes));
+        self
+    }
+
+    /// Requires `scopes` to get the prompt `name` (`prompts/get`).
+    pub fn require_prompt<I, S>(mut self, name: &str, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.prompts).insert(name.to_owned(), Scopes::from_names(scopes));
+        self
+    }
+
     /// The scopes `tool` requires beyond the base scopes.
     pub fn for_tool(&self, tool: &str) -> Option<&Scopes> {
         self.tools.get(tool)
+    }
+
+    /// The scopes the resource at `uri` requires beyond the base scopes.
+    pub fn for_resource(&self, uri: &str) -> Option<&Scopes> {
+        self.resources.get(uri)
+    }
+
+    /// The scopes the prompt `name` requires beyond the base scopes.
+    pub fn for_prompt(&self, name: &str) -> Option<&Scopes> {
+        self.prompts.get(name)
+    }
+
+    /// The scopes `kind` `name` requires beyond the base scopes.
+    pub fn for_target(&self, kind: TargetKind, name: &str) -> Option<&Scopes> {
+        match kind {
+            TargetKind::Tool => self.for_tool(name),
+            TargetKind::Resource => self.for_resource(name),
+            TargetKind::Prompt => self.for_prompt(name),
+        }
+    }
+
+    /// May a caller holding `held` use `kind` `name` on an endpoint requiring `base`? On
+    /// refusal, the scopes to ask for: the base scopes, the target's and what the token
+    /// already has, so one step-up grants everything at once.
+    pub fn check(
+        &self,
+        base: &Scopes,
+        held: &Scopes,
+        kind: TargetKind,
+        name: &str,
+    ) -> Result<(), Scopes> {
+        let needed = self.for_target(kind, name);
+        if base.is_subset(held) && needed.is_none_or(|n| n.is_subset(held)) {
+            return Ok(());
+        }
+        let none = Scopes::default();
+        Err(Scopes::from_names(
+            base.iter()
+                .chain(needed.unwrap_or(&none).iter())
+                .chain(held.iter()),
+        ))
     }
 }

@@ -2,10 +2,17 @@
 //! as its [`SessionManager`].
 //!
 //! The actor owns the session table: each live session's rmcp handle, its owner (subject
-//! and client), the negotiated protocol version and client info, and when it was last
-//! used. It enforces idle expiry and a per-owner session cap. rmcp's per-session worker
-//! task still runs the JSON-RPC state machine (streams, caches, resumption); the actor owns
-//! the handles to those workers and decides when they end.
+//! and client), the requested protocol version and client info, and when it was last
+//! used. It enforces idle expiry, a per-owner session cap (the owner's least recently used
+//! session makes room) and a global cap (a full table refuses new sessions; nobody's
+//! session is evicted by someone else's burst). rmcp's per-session worker task still runs
+//! the JSON-RPC state machine (streams, caches, resumption); the actor owns the handles to
+//! those workers and decides when they end.
+//!
+//! A session's owner is fixed when it is created, from the authenticated request that
+//! creates it: the bearer guard runs that request inside [`NewSession::scope`], and
+//! [`ActorSessionManager::create_session`] refuses to create a session outside one. So
+//! there is no session without an owner, and none that another principal may use.
 //!
 //! Streamable HTTP "Session Management": the id is a random visible-ASCII string issued on
 //! `initialize`; a DELETE closes the session; an unknown or closed session answers 404
@@ -14,6 +21,10 @@
 
 use std::{
     collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -50,8 +61,8 @@ pub struct Owner {
 /// What the table knows about one session.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
-    /// Owner, recorded when `initialize` succeeds.
-    pub owner: Option<Owner>,
+    /// Owner: the caller whose `initialize` created the session.
+    pub owner: Owner,
     /// Negotiated protocol version, as requested by the client.
     pub protocol_version: Option<String>,
     /// `clientInfo.name` and `version` from `initialize`.
@@ -81,6 +92,8 @@ pub struct SessionLimits {
     pub idle_timeout: Duration,
     /// At most this many sessions per owner; the least recently used is closed beyond it.
     pub max_per_owner: usize,
+    /// At most this many live sessions in all; beyond it new sessions are refused.
+    pub max_sessions: usize,
     /// Mailbox capacity.
     pub mailbox_capacity: usize,
     /// How long the bridge waits for the actor.
@@ -93,6 +106,7 @@ impl SessionLimits {
         Self {
             idle_timeout: cfg.mcp_session_idle,
             max_per_owner: cfg.mcp_max_sessions_per_owner,
+            max_sessions: cfg.mcp_max_sessions,
             mailbox_capacity: cfg.mailbox_capacity,
             timeout: cfg.actor_timeout,
         }
@@ -103,6 +117,14 @@ impl SessionLimits {
 pub struct McpSessions {
     sessions: HashMap<SessionId, Entry>,
     limits: SessionLimits,
+}
+
+impl SessionLimits {
+    /// How often idle sessions are swept: a quarter of the idle timeout, between 1 s and
+    /// 60 s. Also the `Retry-After` of a refusal when the table is full.
+    pub fn sweep_interval(&self) -> Duration {
+        (self.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
 }
 
 impl McpSessions {
@@ -142,9 +164,7 @@ impl Actor for McpSessions {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.limits.mailbox_capacity);
-        let tick =
-            (self.limits.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-        ctx.run_interval(tick, |act, _| act.expire_idle());
+        ctx.run_interval(self.limits.sweep_interval(), |act, _| act.expire_idle());
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -161,28 +181,63 @@ impl Handler<Stop> for McpSessions {
     }
 }
 
-/// Adds a freshly created session (before its `initialize` completes).
+/// The live-session table is full ([`SessionLimits::max_sessions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many live MCP sessions")]
+pub struct SessionsFull;
+
+/// Adds a freshly created session (before its `initialize` completes), owned by the caller
+/// whose request created it. Refused when the table is full; when the owner is at its cap,
+/// its own least recently used sessions are closed to make room.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), SessionsFull>")]
 pub struct CreateSession {
     /// The new id.
     pub id: SessionId,
     /// rmcp's handle to the session worker.
     pub handle: LocalSessionHandle,
+    /// The authenticated caller that created it.
+    pub owner: Owner,
+    /// Requested protocol version (`params.protocolVersion` of the `initialize`).
+    pub protocol_version: Option<String>,
+    /// Client name and version (`params.clientInfo`).
+    pub client_info: Option<String>,
 }
 
 impl Handler<CreateSession> for McpSessions {
-    type Result = ();
-    fn handle(&mut self, msg: CreateSession, _: &mut Self::Context) {
+    type Result = Result<(), SessionsFull>;
+    fn handle(&mut self, msg: CreateSession, _: &mut Self::Context) -> Self::Result {
+        let mut owned: Vec<(Instant, SessionId)> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.info.owner == msg.owner)
+            .map(|(id, e)| (e.info.last_seen, id.clone()))
+            .collect();
+        // Room the owner's own eviction would make, so an owner at its cap is never refused
+        // because of its own sessions.
+        let excess = (owned.len() + 1).saturating_sub(self.limits.max_per_owner);
+        if self.sessions.len().saturating_sub(excess) >= self.limits.max_sessions {
+            tracing::warn!("MCP session table full, refusing a new session");
+            return Err(SessionsFull);
+        }
+        if excess > 0 {
+            owned.sort();
+            for (_, id) in owned.into_iter().take(excess) {
+                if let Some(entry) = self.sessions.remove(&id) {
+                    tracing::info!(session = %id, "per-owner session cap reached, closing the least recently used");
+                    Self::close_entry(&id, entry);
+                }
+            }
+        }
         let now = Instant::now();
         self.sessions.insert(
             msg.id,
             Entry {
                 handle: msg.handle,
                 info: SessionInfo {
-                    owner: None,
-                    protocol_version: None,
-                    client_info: None,
+                    owner: msg.owner,
+                    protocol_version: msg.protocol_version,
+                    client_info: msg.client_info,
                     created: now,
                     last_seen: now,
                 },
@@ -191,67 +246,20 @@ impl Handler<CreateSession> for McpSessions {
                 resume_waiters: HashMap::new(),
             },
         );
+        Ok(())
     }
 }
 
-/// Records who initialized a session, and enforces the per-owner cap by closing the
-/// owner's least recently used sessions.
+/// Answers a session's owner: `None` if the session is unknown.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct RecordInitialize {
-    /// The session.
-    pub id: SessionId,
-    /// Its owner.
-    pub owner: Owner,
-    /// Requested protocol version.
-    pub protocol_version: Option<String>,
-    /// Client name and version.
-    pub client_info: Option<String>,
-}
-
-impl Handler<RecordInitialize> for McpSessions {
-    type Result = ();
-    fn handle(&mut self, msg: RecordInitialize, _: &mut Self::Context) {
-        let Some(entry) = self.sessions.get_mut(&msg.id) else {
-            return;
-        };
-        entry.info.owner = Some(msg.owner.clone());
-        entry.info.protocol_version = msg.protocol_version;
-        entry.info.client_info = msg.client_info;
-        let mut owned: Vec<(Instant, SessionId)> = self
-            .sessions
-            .iter()
-            .filter(|(_, e)| e.info.owner.as_ref() == Some(&msg.owner))
-            .map(|(id, e)| (e.info.last_seen, id.clone()))
-            .collect();
-        if owned.len() > self.limits.max_per_owner {
-            owned.sort();
-            let excess = owned.len() - self.limits.max_per_owner;
-            for (_, id) in owned
-                .into_iter()
-                .filter(|(_, id)| *id != msg.id)
-                .take(excess)
-            {
-                if let Some(entry) = self.sessions.remove(&id) {
-                    tracing::info!(session = %id, "per-owner session cap reached, closing the least recently used");
-                    Self::close_entry(&id, entry);
-                }
-            }
-        }
-    }
-}
-
-/// Answers a session's owner: `None` if the session is unknown, `Some(None)` if it has not
-/// finished `initialize` yet.
-#[derive(Debug, Message)]
-#[rtype(result = "Option<Option<Owner>>")]
+#[rtype(result = "Option<Owner>")]
 pub struct SessionOwner {
     /// The session.
     pub id: SessionId,
 }
 
 impl Handler<SessionOwner> for McpSessions {
-    type Result = Option<Option<Owner>>;
+    type Result = Option<Owner>;
     fn handle(&mut self, msg: SessionOwner, _: &mut Self::Context) -> Self::Result {
         self.sessions.get(&msg.id).map(|e| e.info.owner.clone())
     }
@@ -264,7 +272,7 @@ pub enum Admission {
     Unknown,
     /// The session belongs to someone else.
     Foreign,
-    /// The session is the caller's (or not initialized yet); it was marked used.
+    /// The session is the caller's; it was marked used.
     Admitted(LocalSessionHandle),
 }
 
@@ -286,7 +294,7 @@ impl Handler<AdmitRequest> for McpSessions {
         let Some(entry) = self.sessions.get_mut(&msg.id) else {
             return MessageResult(Admission::Unknown);
         };
-        if entry.info.owner.as_ref().is_some_and(|o| *o != msg.owner) {
+        if entry.info.owner != msg.owner {
             return MessageResult(Admission::Foreign);
         }
         entry.info.last_seen = Instant::now();
@@ -331,6 +339,51 @@ impl AdmittedSession {
             .try_with(|a| (a.id == *id).then(|| a.handle.clone()))
             .ok()
             .flatten()
+    }
+}
+
+tokio::task_local! {
+    /// The owner of a session the request being served on this task may create.
+    static NEW_SESSION: NewSession;
+}
+
+/// Permission for the request being served to create a session, for `owner`: the bearer
+/// guard grants it to an authenticated `initialize` that names no session, and
+/// [`ActorSessionManager::create_session`] creates sessions only under it.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    owner: Owner,
+    protocol_version: Option<String>,
+    client_info: Option<String>,
+    full: Arc<AtomicBool>,
+}
+
+impl NewSession {
+    /// A session for `owner`, with the `initialize` details to record.
+    pub fn new(
+        owner: Owner,
+        protocol_version: Option<String>,
+        client_info: Option<String>,
+    ) -> Self {
+        Self {
+            owner,
+            protocol_version,
+            client_info,
+            full: Arc::default(),
+        }
+    }
+
+    /// Runs `fut` (the rest of the request) under this permission; answers whether the
+    /// session was refused because the table is full (rmcp then answered 500; the guard
+    /// turns that into 503).
+    pub async fn scope<F: std::future::Future>(self, fut: F) -> (F::Output, bool) {
+        let full = Arc::clone(&self.full);
+        let out = NEW_SESSION.scope(self, fut).await;
+        (out, full.load(Ordering::Relaxed))
+    }
+
+    fn current() -> Option<Self> {
+        NEW_SESSION.try_with(Clone::clone).ok()
     }
 }
 
@@ -504,14 +557,20 @@ impl Handler<CloseRequestStream> for McpSessions {
     }
 }
 
-/// Errors of the bridge. rmcp turns them into HTTP 500, so policy refusals never come from
-/// here (they are answered by the bearer middleware first).
+/// Errors of the bridge. rmcp turns them into HTTP 500; the bearer middleware answers the
+/// policy refusals itself (404 for a foreign session first, 503 for [`Self::Full`] after).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionManagerError {
     /// No such session.
     #[error("session not found")]
     NotFound,
+    /// A session was to be created outside [`NewSession::scope`]: it would have no owner.
+    #[error("no authenticated owner for a new session")]
+    NoOwner,
+    /// The session table is full.
+    #[error(transparent)]
+    Full(#[from] SessionsFull),
     /// The actor did not answer in time.
     #[error("session manager unavailable: {0}")]
     Unavailable(#[from] actix::MailboxError),
@@ -565,17 +624,23 @@ impl SessionManager for ActorSessionManager {
     type Transport = WorkerTransport<LocalSessionWorker>;
 
     async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        let Some(new) = NewSession::current() else {
+            tracing::warn!("refusing to create an MCP session without an authenticated owner");
+            return Err(SessionManagerError::NoOwner);
+        };
         let id = rmcp::transport::common::server_side_http::session_id();
         let (handle, worker) = create_local_session(id.clone(), self.config.clone());
-        ask(
-            &self.addr,
-            CreateSession {
-                id: id.clone(),
-                handle,
-            },
-            self.timeout,
-        )
-        .await?;
+        let msg = CreateSession {
+            id: id.clone(),
+            handle,
+            owner: new.owner,
+            protocol_version: new.protocol_version,
+            client_info: new.client_info,
+        };
+        if let Err(full) = ask(&self.addr, msg, self.timeout).await? {
+            new.full.store(true, Ordering::Relaxed);
+            return Err(full.into());
+        }
         Ok((id, WorkerTransport::spawn(worker)))
     }
 
