@@ -76,6 +76,15 @@ pub struct Cli {
     /// `*.example.com`), space- or comma-separated; default: any public host.
     #[arg(long, env = "OAUTH_MCP_CLIENT_METADATA_TRUSTED_HOSTS")]
     pub client_metadata_trusted_hosts: Option<String>,
+    /// Reverse proxies (CIDR blocks or addresses, space- or comma-separated) whose
+    /// `Forwarded` / `X-Forwarded-For` headers give the client address for per-address
+    /// limits; default: none (the headers are ignored).
+    #[arg(long, env = "OAUTH_MCP_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// Password verifications run at once (each holds about 19 MiB); more sign-ins get 503
+    /// with Retry-After. 0 means the number of CPU cores.
+    #[arg(long, env = "OAUTH_MCP_PASSWORD_HASH_CONCURRENCY", default_value_t = 0)]
+    pub password_hash_concurrency: usize,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "OAUTH_MCP_LOG_JSON")]
     pub log_json: bool,
@@ -313,6 +322,12 @@ impl Cli {
                 .as_deref()
                 .map(split_list)
                 .unwrap_or_default(),
+            trusted_proxies: self
+                .trusted_proxies
+                .as_deref()
+                .map(split_list)
+                .unwrap_or_default(),
+            password_hash_concurrency: self.password_hash_concurrency,
             ..Config::default()
         }
     }
@@ -349,6 +364,7 @@ mod tests {
         assert!(c.client_metadata_documents);
         assert!(!c.client_metadata_allow_http && !c.client_metadata_allow_private);
         assert!(c.metrics && c.demo && !c.registered_client_credentials);
+        assert!(c.trusted_proxies.is_empty() && c.password_hash_concurrency == 0);
         let c = config(&[
             "--no-client-metadata-documents",
             "--client-metadata-allow-http",
@@ -362,7 +378,13 @@ mod tests {
             "a,b c",
             "--client-metadata-trusted-hosts",
             "app.example, *.vendor.example",
+            "--trusted-proxies",
+            "10.0.0.0/8, 2001:db8::/32",
+            "--password-hash-concurrency",
+            "3",
         ]);
+        assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "2001:db8::/32"]);
+        assert_eq!(c.password_hash_concurrency, 3);
         assert!(!c.client_metadata_documents);
         assert!(c.client_metadata_allow_http && c.client_metadata_allow_private);
         assert!(!c.metrics && !c.demo && c.registered_client_credentials);

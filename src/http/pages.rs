@@ -28,6 +28,8 @@ pub const CARRIED_PARAMS: &[&str] = &[
     "scope",
     "state",
     "resource",
+    // Carried so that `prompt=login` is enforced when the form comes back, too.
+    "prompt",
 ];
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f4f5f7;margin:0;color:#1d2330}\
@@ -182,7 +184,7 @@ pub fn login_page(
             // The same request again with prompt=login shows the password form.
             let mut again = url::form_urlencoded::Serializer::new(String::new());
             for (name, value) in params.pairs() {
-                if CARRIED_PARAMS.contains(&name.as_str()) {
+                if name != "prompt" && CARRIED_PARAMS.contains(&name.as_str()) {
                     again.append_pair(name, value);
                 }
             }

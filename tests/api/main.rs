@@ -17,6 +17,7 @@ mod concurrency;
 mod crash;
 mod embed_example;
 mod embedding;
+mod forms;
 mod limits;
 mod logs;
 mod mcp;
