@@ -106,8 +106,8 @@ pub fn error_page(status: StatusCode, message: &str) -> HttpResponse {
         .body(document("Authorization failed", &body))
 }
 
-/// Whether `v` has the shape of the CSRF tokens this server issues (256 random bits,
-/// base64url: 43 characters of `[A-Za-z0-9_-]`). Anything else is never echoed into a page
+/// Whether `v` has the shape of the cookie and CSRF values this server issues (256 random
+/// bits or a 256-bit MAC, base64url: 43 characters of `[A-Za-z0-9_-]`). Anything else is never echoed into a page
 /// or a `Set-Cookie` header: a control character there made the response unbuildable (a
 /// 500; found by the `login_form` fuzz target).
 pub fn is_csrf_token(v: &str) -> bool {
