@@ -57,6 +57,23 @@ pub fn csrf_valid(key: &ServerKey, binding: CsrfBinding<'_>, field: &str) -> boo
         .is_ok_and(|mac| key.verify(CSRF_LABEL, &binding.parts(), &mac))
 }
 
+/// Whether a decision post's CSRF `field` is acceptable, given the browser's sign-in
+/// `session` and `pre_login` cookies. Approving without a password rides on the sign-in
+/// session, so only a value bound to that session will do (`without_password`); a password
+/// login or a denial needs a value this server minted for this browser, either kind.
+pub fn csrf_accepted(
+    key: &ServerKey,
+    field: &str,
+    without_password: bool,
+    session: Option<&str>,
+    pre_login: Option<&str>,
+) -> bool {
+    let for_session = session.is_some_and(|s| csrf_valid(key, CsrfBinding::SignIn(s), field));
+    let for_browser =
+        || pre_login.is_some_and(|p| csrf_valid(key, CsrfBinding::PreLogin(p), field));
+    for_session || (!without_password && for_browser())
+}
+
 /// The refusal of a form post that a browser marked as coming from another site, if it
 /// is one (see the module doc).
 pub fn cross_site_refusal(req: &HttpRequest, settings: &Settings) -> Option<Error> {
@@ -128,6 +145,22 @@ mod tests {
         assert!(!csrf_valid(&other, CsrfBinding::PreLogin("a"), &v));
         assert!(!csrf_valid(&key, CsrfBinding::PreLogin("a"), "a"));
         assert!(!csrf_valid(&key, CsrfBinding::PreLogin("a"), ""));
+    }
+
+    #[test]
+    fn consent_without_a_password_needs_the_session_bound_value() {
+        let key = ServerKey::from_bytes(&[1u8; 32]).unwrap();
+        let by_session = csrf_value(&key, CsrfBinding::SignIn("s"));
+        let by_browser = csrf_value(&key, CsrfBinding::PreLogin("p"));
+        let ok = |field: &str, without_password| {
+            csrf_accepted(&key, field, without_password, Some("s"), Some("p"))
+        };
+        assert!(ok(&by_session, true) && ok(&by_session, false));
+        assert!(!ok(&by_browser, true));
+        assert!(ok(&by_browser, false));
+        assert!(!csrf_accepted(&key, &by_session, true, None, Some("p")));
+        assert!(!csrf_accepted(&key, &by_browser, false, Some("s"), None));
+        assert!(!csrf_accepted(&key, "p", false, Some("s"), Some("p")));
     }
 
     #[test]

@@ -206,19 +206,13 @@ pub async fn decision(
     let Some(decision) = Decision::from_form(&params, session.clone()) else {
         return Err(bad_form());
     };
-    let field = params.get("csrf").unwrap_or_default();
-    let key = &services.key;
-    let for_session = session
-        .as_deref()
-        .is_some_and(|s| forms::csrf_valid(key, CsrfBinding::SignIn(s), field));
-    let for_browser = cookie_value(&req, csrf_cookie_name(&services))
-        .is_some_and(|id| forms::csrf_valid(key, CsrfBinding::PreLogin(&id), field));
-    // Approving without a password rides on the sign-in session: only a value bound to it
-    // will do. A password or a denial needs a value this server minted for this browser.
-    let csrf_ok = match decision {
-        Decision::ApproveSignedIn { .. } => for_session,
-        Decision::Approve { .. } | Decision::Deny => for_session || for_browser,
-    };
+    let csrf_ok = forms::csrf_accepted(
+        &services.key,
+        params.get("csrf").unwrap_or_default(),
+        matches!(decision, Decision::ApproveSignedIn { .. }),
+        session.as_deref(),
+        cookie_value(&req, csrf_cookie_name(&services)).as_deref(),
+    );
     if !csrf_ok {
         return Err(bad_form());
     }
