@@ -443,6 +443,26 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_input_never_panics_and_never_trusts_an_untrusted_peer() {
+        // A cheap stand-in for the `forwarded_header` fuzz target in `cargo test`.
+        use rand::RngExt as _;
+        const ALPHABET: &[u8] = b"for=;,\" []:._-0123456789abcdef:/ \\\tFORunknow";
+        let t = trusted(&["10.0.0.0/8"]);
+        let mut rng = rand::rng();
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..40);
+            let s: String = (0..len)
+                .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+                .collect();
+            let _ = s.parse::<Cidr>();
+            let client = client_address(ip("10.0.0.1"), Some(&s), Some(&s), &t);
+            let _ = address_key(client);
+            let peer = ip("192.0.2.1");
+            assert_eq!(client_address(peer, Some(&s), Some(&s), &t), peer, "{s:?}");
+        }
+    }
+
+    #[test]
     fn ipv6_clients_are_keyed_by_their_64() {
         assert_eq!(
             address_key(ip("2001:db8:1:2:aaaa::1")),
