@@ -384,6 +384,32 @@ impl Window {
     }
 }
 
+/// Makes room for `key` in a throttle map holding `cap` entries at most: when it is new and
+/// the map is full, entries that are no longer `live` go first, then one that is
+/// `evictable` (any one, if none is).
+fn make_room<K: Copy + Eq + std::hash::Hash, V>(
+    map: &mut HashMap<K, V>,
+    key: &K,
+    cap: usize,
+    live: impl Fn(&V) -> bool,
+    evictable: impl Fn(&V) -> bool,
+) {
+    if map.contains_key(key) || map.len() < cap {
+        return;
+    }
+    map.retain(|_, v| live(v));
+    if map.len() >= cap {
+        let victim = map
+            .iter()
+            .find(|(_, v)| evictable(v))
+            .or_else(|| map.iter().next())
+            .map(|(k, _)| *k);
+        if let Some(k) = victim {
+            map.remove(&k);
+        }
+    }
+}
+
 /// Hashes a password with Argon2id and a random salt. Blocking: call from a blocking task.
 pub fn hash_password(password: &str) -> Result<String, RegistryError> {
     let salt = SaltString::encode_b64(&random_bytes::<16>())
@@ -506,23 +532,14 @@ impl ClientRegistry {
     fn reserve_attempt(&mut self, name: Digest, known: bool, address: Option<IpAddr>) -> i64 {
         let now = self.clock.now();
         let len = self.lockout_secs();
-        if !self.user_failures.contains_key(&name)
-            && self.user_failures.len() >= MAX_THROTTLE_ENTRIES
-        {
-            self.user_failures
-                .retain(|_, n| now - n.window.started < len);
-            if self.user_failures.len() >= MAX_THROTTLE_ENTRIES {
-                let victim = self
-                    .user_failures
-                    .iter()
-                    .find(|(_, n)| !n.known)
-                    .or_else(|| self.user_failures.iter().next())
-                    .map(|(k, _)| *k);
-                if let Some(k) = victim {
-                    self.user_failures.remove(&k);
-                }
-            }
-        }
+        let live = |w: &Window| now - w.started < len;
+        make_room(
+            &mut self.user_failures,
+            &name,
+            MAX_THROTTLE_ENTRIES,
+            |n| live(&n.window),
+            |n| !n.known,
+        );
         let mut w = Window::current(self.user_failures.get(&name).map(|n| &n.window), now, len);
         w.count = w.count.saturating_add(1);
         self.user_failures
@@ -530,20 +547,13 @@ impl ClientRegistry {
         let Some(a) = address else {
             return now;
         };
-        if !self.address_failures.contains_key(&a)
-            && self.address_failures.len() >= MAX_THROTTLE_ENTRIES
-        {
-            self.address_failures.retain(|_, w| now - w.started < len);
-            if let Some(k) = self
-                .address_failures
-                .keys()
-                .next()
-                .copied()
-                .filter(|_| self.address_failures.len() >= MAX_THROTTLE_ENTRIES)
-            {
-                self.address_failures.remove(&k);
-            }
-        }
+        make_room(
+            &mut self.address_failures,
+            &a,
+            MAX_THROTTLE_ENTRIES,
+            live,
+            |_| true,
+        );
         let mut w = Window::current(self.address_failures.get(&a), now, len);
         w.count = w.count.saturating_add(1);
         self.address_failures.insert(a, w);
@@ -972,6 +982,28 @@ mod tests {
         cache.insert("later".into(), client, 1_000, 200);
         assert!(cache.fresh.contains_key("later"));
         assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS / 2 + 1);
+    }
+
+    #[test]
+    fn throttle_maps_make_room_from_expired_then_unknown_entries() {
+        // (live, known)
+        let mut map: HashMap<u8, (bool, bool)> =
+            HashMap::from([(1, (true, true)), (2, (false, true)), (3, (true, false))]);
+        let room = |map: &mut HashMap<u8, (bool, bool)>, key| {
+            make_room(map, &key, 3, |v| v.0, |v| !v.1);
+        };
+        room(&mut map, 1);
+        assert_eq!(map.len(), 3, "a key already present needs no room");
+        room(&mut map, 9);
+        assert!(!map.contains_key(&2), "the expired entry went first");
+        assert_eq!(map.len(), 2);
+        map.insert(4, (true, true));
+        room(&mut map, 9);
+        assert!(!map.contains_key(&3), "then the unknown name's");
+        assert!(map.contains_key(&1) && map.contains_key(&4));
+        map.insert(5, (true, true));
+        room(&mut map, 9);
+        assert_eq!(map.len(), 2, "all known and live: one goes anyway");
     }
 
     async fn start(cfg: Config) -> (Addr<ClientRegistry>, Arc<ManualClock>) {
