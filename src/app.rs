@@ -114,6 +114,11 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// The server key ([`ServerKey`]): CSRF values and grace-window derivations.
     pub key: Arc<ServerKey>,
+    /// The server-wide bound on concurrent password checks
+    /// ([`crate::config::Settings::password_hash_concurrency`] slots; the registry takes
+    /// one per check and refuses a sign-in when none is free). Shared here so a host or a
+    /// test can see how many are free.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
     commit: Option<GroupCommit>,
 }
 
@@ -156,6 +161,9 @@ impl Services {
             None => Durability::relaxed(),
         };
         let dummy_hash = blocking_hash("not-a-password").await?;
+        let password_checks = Arc::new(tokio::sync::Semaphore::new(
+            settings.password_hash_concurrency.max(1),
+        ));
         let registry = ClientRegistry::new(
             Box::new(SledClientStore::open(db, durability.clone())?),
             Arc::clone(&settings),
@@ -163,6 +171,7 @@ impl Services {
             dummy_hash,
         )?
         .with_metrics(Arc::clone(&metrics))
+        .with_password_checks(Arc::clone(&password_checks))
         .start();
         let codes = CodeIssuer::new(
             Box::new(SledCodeStore::open(db, durability.clone())?),
@@ -189,6 +198,7 @@ impl Services {
             default_mcp: None,
             metrics,
             key,
+            password_checks,
             commit,
         };
         let guestbook = Guestbook::default();

@@ -106,6 +106,15 @@ pub struct Cli {
     /// `*.example.com`), space- or comma-separated; default: any public host.
     #[arg(long, env = "OAUTH_MCP_CLIENT_METADATA_TRUSTED_HOSTS")]
     pub client_metadata_trusted_hosts: Option<String>,
+    /// Reverse proxies (CIDR blocks or addresses, space- or comma-separated) whose
+    /// `Forwarded` / `X-Forwarded-For` headers give the client address for per-address
+    /// limits; default: none (the headers are ignored).
+    #[arg(long, env = "OAUTH_MCP_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// Password verifications run at once (each holds about 19 MiB); more sign-ins get 503
+    /// with Retry-After. 0 means the number of CPU cores.
+    #[arg(long, env = "OAUTH_MCP_PASSWORD_HASH_CONCURRENCY", default_value_t = 0)]
+    pub password_hash_concurrency: usize,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "OAUTH_MCP_LOG_JSON")]
     pub log_json: bool,
@@ -354,6 +363,12 @@ impl Cli {
                 .map(split_list)
                 .unwrap_or_default(),
             mcp_max_sessions: self.mcp_max_sessions,
+            trusted_proxies: self
+                .trusted_proxies
+                .as_deref()
+                .map(split_list)
+                .unwrap_or_default(),
+            password_hash_concurrency: self.password_hash_concurrency,
             ..Config::default()
         }
     }
@@ -391,6 +406,7 @@ mod tests {
         assert!(!c.client_metadata_allow_http && !c.client_metadata_allow_private);
         assert!(c.metrics && c.demo && !c.registered_client_credentials);
         assert_eq!(c.mcp_max_sessions, 10_000);
+        assert!(c.trusted_proxies.is_empty() && c.password_hash_concurrency == 0);
         let c = config(&[
             "--no-client-metadata-documents",
             "--client-metadata-allow-http",
@@ -406,7 +422,13 @@ mod tests {
             "app.example, *.vendor.example",
             "--mcp-max-sessions",
             "7",
+            "--trusted-proxies",
+            "10.0.0.0/8, 2001:db8::/32",
+            "--password-hash-concurrency",
+            "3",
         ]);
+        assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "2001:db8::/32"]);
+        assert_eq!(c.password_hash_concurrency, 3);
         assert!(!c.client_metadata_documents);
         assert!(c.client_metadata_allow_http && c.client_metadata_allow_private);
         assert!(!c.metrics && !c.demo && c.registered_client_credentials);

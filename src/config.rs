@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use url::Url;
 
-use crate::domain::{redirect::is_loopback_host, scope::Scopes};
+use crate::domain::{client_address::TrustedProxies, redirect::is_loopback_host, scope::Scopes};
 
 /// Everything an operator can set. Start from [`Config::default`] and change fields.
 #[derive(Debug, Clone)]
@@ -138,6 +138,16 @@ pub struct Config {
     /// their secret and password are public, and `client_credentials` with the demo secret
     /// would hand out tokens to anyone who can reach the server.
     pub keep_demo: bool,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are believed
+    /// (`10.0.0.0/8`, `2001:db8::/32`, or a single address). Every per-address limit then
+    /// counts the client address those headers give (see
+    /// [`crate::domain::client_address`]). Empty (the default): the headers are ignored
+    /// and the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// Password verifications (Argon2id, about 19 MiB and tens of milliseconds each) run at
+    /// once, server-wide; a sign-in that finds them all busy gets `503` with `Retry-After`
+    /// instead of waiting. Zero (the default) means the number of CPU cores.
+    pub password_hash_concurrency: usize,
 }
 
 impl Default for Config {
@@ -189,6 +199,8 @@ impl Default for Config {
             client_metadata_max_fetches_per_host: 4,
             client_metadata_stale_if_error: Duration::from_secs(3600),
             keep_demo: false,
+            trusted_proxies: Vec::new(),
+            password_hash_concurrency: 0,
         }
     }
 }
@@ -215,6 +227,10 @@ pub struct Settings {
     pub default_scopes: Scopes,
     /// Scopes every MCP request needs.
     pub mcp_scopes: Scopes,
+    /// Parsed [`Config::trusted_proxies`].
+    pub trusted_proxies: TrustedProxies,
+    /// [`Config::password_hash_concurrency`], with zero resolved to the number of cores.
+    pub password_hash_concurrency: usize,
     /// The configuration this was derived from.
     pub config: Config,
 }
@@ -335,8 +351,16 @@ impl Config {
                 "mailbox capacity must be greater than zero".into(),
             ));
         }
+        let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| ConfigError(format!("trusted proxies: {e}")))?;
+        let password_hash_concurrency = match self.password_hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
         let issuer = public_url.as_str().trim_end_matches('/').to_owned();
         Ok(Settings {
+            trusted_proxies,
+            password_hash_concurrency,
             resource: format!("{issuer}/mcp"),
             issuer,
             public_url,
@@ -511,6 +535,31 @@ mod tests {
         assert!(s.origin_allowed("https://mcp.example.com"));
         assert!(s.origin_allowed("https://app.example"));
         assert!(!s.origin_allowed("http://localhost:3000"));
+    }
+
+    #[test]
+    fn trusted_proxies_and_hash_concurrency_are_validated() {
+        let mut c = Config::default();
+        c.trusted_proxies = vec![
+            "10.0.0.0/8".into(),
+            "2001:db8::/32".into(),
+            "192.0.2.7".into(),
+        ];
+        let s = c.settings(1).unwrap();
+        assert!(s.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(
+            s.password_hash_concurrency >= 1,
+            "zero means the number of cores"
+        );
+        for bad in ["10.0.0.1/8", "proxy.internal", "10.0.0.0/40"] {
+            let mut c = Config::default();
+            c.trusted_proxies = vec![bad.into()];
+            let e = c.settings(1).unwrap_err();
+            assert!(e.0.contains("trusted proxies"), "{bad}: {e}");
+        }
+        let mut c = Config::default();
+        c.password_hash_concurrency = 3;
+        assert_eq!(c.settings(1).unwrap().password_hash_concurrency, 3);
     }
 
     #[test]

@@ -367,6 +367,12 @@ impl From<RegistryError> for Error {
                 message: "Too many failed sign-in attempts. Wait a while and try again.".into(),
                 retry_after: Some(retry_after),
             }),
+            RegistryError::PasswordCheckBusy { retry_after } => Self::Page(PageError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "The server is busy checking other sign-ins. Try again in a moment."
+                    .into(),
+                retry_after: Some(retry_after),
+            }),
             RegistryError::Storage(s) => s.into(),
             RegistryError::Internal(m) => {
                 tracing::error!(request_id = %crate::http::request_id(), error = %m, "registry failure");

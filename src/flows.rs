@@ -408,6 +408,16 @@ pub async fn authorize(
     authorize::validate(params, client, &services.settings).map_err(|e| authorize_error(e, issuer))
 }
 
+/// Whether the authorization request asks for a fresh password login (`prompt=login`, as
+/// in OpenID Connect Core §3.1.2.1; `prompt` is a space-separated list). Any `prompt`
+/// parameter naming `login` counts, repeated or not.
+pub fn prompts_login(params: &Params) -> bool {
+    params
+        .pairs()
+        .iter()
+        .any(|(k, v)| k == "prompt" && v.split_ascii_whitespace().any(|p| p == "login"))
+}
+
 /// What the user decided on the consent page.
 #[derive(Debug)]
 pub enum Decision {
@@ -487,6 +497,14 @@ pub async fn decide(
                 .ok_or_else(invalid_redirect_uri);
         }
         Decision::Approve { username, password } => (username, password),
+        // `prompt=login` holds when the form comes back, not only when it was drawn: a
+        // consent without the password does not satisfy it, whatever session is alive.
+        Decision::ApproveSignedIn { .. } if prompts_login(params) => {
+            return Ok(DecisionOutcome::Retry(
+                Box::new(request),
+                "This application asks you to sign in again. Enter your password.",
+            ));
+        }
         Decision::ApproveSignedIn { session } => {
             let msg = ResolveLoginSession { token: session };
             return match services.ask(&services.registry, msg).await? {
@@ -593,6 +611,16 @@ mod tests {
             Some(Decision::Approve { username, .. }) if username.is_empty()
         ));
         assert!(decide(b"action=maybe", None).is_none());
+        for (form, login) in [
+            (&b"prompt=login"[..], true),
+            (b"prompt=consent+login", true),
+            (b"prompt=none&prompt=login", true),
+            (b"prompt=consent", false),
+            (b"prompt=logins", false),
+            (b"x=login", false),
+        ] {
+            assert_eq!(prompts_login(&Params::parse(form)), login, "{form:?}");
+        }
         assert!(decide(b"password=x", Some("s")).is_none());
     }
 }

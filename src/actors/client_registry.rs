@@ -6,6 +6,13 @@
 //! Implements client authentication (OAuth 2.1 §2.4), dynamic registration (RFC 7591) and
 //! resource-owner login with throttling (OAuth 2.1 §7, RFC 9700 §4.x brute force).
 //!
+//! The login throttle counts an attempt when it starts, before the password is checked,
+//! so concurrent guesses cannot all pass the check before the first failure lands; it
+//! counts every submitted name alike, known or not, so a lockout says nothing about which
+//! accounts exist; and it counts addresses by [`address_key`] (IPv6 by /64). Password
+//! checks run under one server-wide bound ([`Settings::password_hash_concurrency`]); a
+//! check that finds it full is refused at once, not queued.
+//!
 //! It also owns the clients named by client ID metadata documents (MCP 2025-11-25,
 //! draft-ietf-oauth-client-id-metadata-document): never stored, cached in memory for as long
 //! as each document's HTTP cache headers allow, fetched through [`crate::fetch`] by a
@@ -32,12 +39,14 @@ use argon2::{
 };
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
+use tokio::sync::Semaphore;
 
 use super::{Stop, Sweep};
 use crate::{
     config::Settings,
     domain::{
         client::{AuthMethod, Client, ClientOrigin, GrantType, User},
+        client_address::address_key,
         clock::Clock,
         scope::Scopes,
         secrets::{random_bytes, ClientSecret, Digest, Password},
@@ -77,6 +86,12 @@ pub enum RegistryError {
     #[error("too many failed logins")]
     LoginThrottled {
         /// Seconds until the lockout ends.
+        retry_after: u64,
+    },
+    /// Every password-check slot is taken; nothing was checked or counted.
+    #[error("too many password checks in progress")]
+    PasswordCheckBusy {
+        /// Seconds to wait before trying again.
         retry_after: u64,
     },
     /// Storage failed.
@@ -450,6 +465,24 @@ const MAX_REMOVALS_PER_SWEEP: usize = 256;
 /// Most browser sign-in sessions kept at once; the oldest are dropped beyond this.
 const MAX_LOGIN_SESSIONS: usize = 100_000;
 
+/// Most names and addresses the login throttle tracks at once (each entry is a few dozen
+/// bytes: names are kept as digests). Beyond this, expired windows are dropped first, then
+/// windows of names that are not accounts, so a flood of invented names cannot push a real
+/// account's count out.
+const MAX_THROTTLE_ENTRIES: usize = 100_000;
+
+/// `Retry-After` seconds when every password-check slot is taken: one check takes tens of
+/// milliseconds, so a second is plenty.
+const PASSWORD_CHECK_RETRY_SECS: u64 = 1;
+
+/// The login throttle's count for one submitted username.
+#[derive(Debug, Clone, Copy)]
+struct NameWindow {
+    window: Window,
+    /// The name was an account when last counted (eviction spares these).
+    known: bool,
+}
+
 /// A fixed-window counter used by the throttles.
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -466,6 +499,32 @@ impl Window {
                 started: now,
                 count: 0,
             },
+        }
+    }
+}
+
+/// Makes room for `key` in a throttle map holding `cap` entries at most: when it is new and
+/// the map is full, entries that are no longer `live` go first, then one that is
+/// `evictable` (any one, if none is).
+fn make_room<K: Copy + Eq + std::hash::Hash, V>(
+    map: &mut HashMap<K, V>,
+    key: &K,
+    cap: usize,
+    live: impl Fn(&V) -> bool,
+    evictable: impl Fn(&V) -> bool,
+) {
+    if map.contains_key(key) || map.len() < cap {
+        return;
+    }
+    map.retain(|_, v| live(v));
+    if map.len() >= cap {
+        let victim = map
+            .iter()
+            .find(|(_, v)| evictable(v))
+            .or_else(|| map.iter().next())
+            .map(|(k, _)| *k);
+        if let Some(k) = victim {
+            map.remove(&k);
         }
     }
 }
@@ -499,8 +558,13 @@ pub struct ClientRegistry {
     clock: Arc<dyn Clock>,
     /// Verified against when the user is unknown, so timing does not reveal which names exist.
     dummy_hash: Arc<str>,
-    user_failures: HashMap<String, Window>,
+    /// Login attempts (started, and not ended by a success) per submitted username, keyed
+    /// by the name's digest: unknown names are counted exactly like accounts.
+    user_failures: HashMap<Digest, NameWindow>,
+    /// Login attempts per client address key ([`address_key`]).
     address_failures: HashMap<IpAddr, Window>,
+    /// The server-wide bound on concurrent password checks.
+    password_checks: Arc<Semaphore>,
     registrations: HashMap<IpAddr, Window>,
     /// Browser sign-in sessions: digest of the cookie → (user, expiry). In memory: a restart
     /// signs everyone out, which is the safe direction.
@@ -534,8 +598,10 @@ impl ClientRegistry {
             .filter(|c| !c.used)
             .map(|c| (c.issued_at, c.client_id.clone()))
             .collect();
+        let password_checks = Arc::new(Semaphore::new(settings.password_hash_concurrency.max(1)));
         Ok(Self {
             fetcher,
+            password_checks,
             store,
             unused,
             dynamic_clients,
@@ -556,6 +622,13 @@ impl ClientRegistry {
         })
     }
 
+    /// Shares `checks` as the bound on concurrent password checks (instead of a private one
+    /// of [`Settings::password_hash_concurrency`] slots), so its owner can see or hold it.
+    pub fn with_password_checks(mut self, checks: Arc<Semaphore>) -> Self {
+        self.password_checks = checks;
+        self
+    }
+
     /// Counts document fetches in `metrics` (served at `GET /metrics`).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
@@ -566,12 +639,12 @@ impl ClientRegistry {
         i64::try_from(self.settings.config.login_lockout.as_secs()).unwrap_or(i64::MAX)
     }
 
-    /// Seconds left on a lockout, if the user or address is locked out.
-    fn throttled(&self, username: &str, address: Option<IpAddr>) -> Option<u64> {
+    /// Seconds left on a lockout, if the name or address is locked out.
+    fn throttled(&self, name: &Digest, address: Option<IpAddr>) -> Option<u64> {
         let now = self.clock.now();
         let len = self.lockout_secs();
         let cfg = &self.settings.config;
-        let user = Window::current(self.user_failures.get(username), now, len);
+        let user = Window::current(self.user_failures.get(name).map(|n| &n.window), now, len);
         let addr = address.map(|a| Window::current(self.address_failures.get(&a), now, len));
         let mut wait = None;
         if user.count >= cfg.login_max_failures_per_user {
@@ -585,19 +658,48 @@ impl ClientRegistry {
         wait.map(|w| u64::try_from(w.max(1)).unwrap_or(1))
     }
 
-    fn record_failure(&mut self, username: &str, address: Option<IpAddr>) {
+    /// Counts a login attempt that is about to check a password, before it does: the
+    /// attempt is a failure until it succeeds ([`Self::release_attempt`]). Answers the
+    /// address window's start, to release the right window.
+    fn reserve_attempt(&mut self, name: Digest, known: bool, address: Option<IpAddr>) -> i64 {
         let now = self.clock.now();
         let len = self.lockout_secs();
-        // Only remember names that exist, so a flood of random names cannot grow the map.
-        if self.users.contains_key(username) {
-            let mut w = Window::current(self.user_failures.get(username), now, len);
-            w.count = w.count.saturating_add(1);
-            self.user_failures.insert(username.to_owned(), w);
-        }
-        if let Some(a) = address {
-            let mut w = Window::current(self.address_failures.get(&a), now, len);
-            w.count = w.count.saturating_add(1);
-            self.address_failures.insert(a, w);
+        let live = |w: &Window| now - w.started < len;
+        make_room(
+            &mut self.user_failures,
+            &name,
+            MAX_THROTTLE_ENTRIES,
+            |n| live(&n.window),
+            |n| !n.known,
+        );
+        let mut w = Window::current(self.user_failures.get(&name).map(|n| &n.window), now, len);
+        w.count = w.count.saturating_add(1);
+        self.user_failures
+            .insert(name, NameWindow { window: w, known });
+        let Some(a) = address else {
+            return now;
+        };
+        make_room(
+            &mut self.address_failures,
+            &a,
+            MAX_THROTTLE_ENTRIES,
+            live,
+            |_| true,
+        );
+        let mut w = Window::current(self.address_failures.get(&a), now, len);
+        w.count = w.count.saturating_add(1);
+        self.address_failures.insert(a, w);
+        w.started
+    }
+
+    /// A reserved attempt succeeded: the name's count is cleared (as a successful login
+    /// always did) and the address gets its attempt back.
+    fn release_attempt(&mut self, name: &Digest, address: Option<IpAddr>, started: i64) {
+        self.user_failures.remove(name);
+        if let Some(w) = address.and_then(|a| self.address_failures.get_mut(&a)) {
+            if w.started == started {
+                w.count = w.count.saturating_sub(1);
+            }
         }
     }
 
@@ -664,7 +766,8 @@ impl ClientRegistry {
     fn prune_windows(&mut self) {
         let now = self.clock.now();
         let len = self.lockout_secs();
-        self.user_failures.retain(|_, w| now - w.started < len);
+        self.user_failures
+            .retain(|_, n| now - n.window.started < len);
         self.address_failures.retain(|_, w| now - w.started < len);
         self.registrations.retain(|_, w| now - w.started < 3600);
         self.login_sessions.retain(|_, (_, exp)| *exp > now);
@@ -854,7 +957,7 @@ impl Handler<RegisterClient> for ClientRegistry {
         if dynamic && self.dynamic_clients >= self.settings.config.max_registered_clients {
             return Box::pin(async { Err(RegistryError::Full) });
         }
-        if let Some(addr) = msg.address {
+        if let Some(addr) = msg.address.map(address_key) {
             let w = Window::current(self.registrations.get(&addr), now, 3600);
             if w.count >= self.settings.config.registrations_per_hour {
                 let retry_after = u64::try_from((w.started + 3600 - now).max(1)).unwrap_or(1);
@@ -991,7 +1094,8 @@ impl Handler<SetPassword> for ClientRegistry {
         // A new password is often a response to a leaked one: browsers signed in with the
         // old one sign in again, and a lockout caused by guessing it ends.
         self.end_login_sessions_of(&msg.username);
-        self.user_failures.remove(&msg.username);
+        self.user_failures
+            .remove(&Digest::of(msg.username.as_bytes()));
         self.after_persist(true)
     }
 }
@@ -1007,7 +1111,6 @@ impl Handler<RemoveUser> for ClientRegistry {
         }
         self.users.remove(&msg.username);
         self.end_login_sessions_of(&msg.username);
-        self.user_failures.remove(&msg.username);
         self.after_persist(true)
     }
 }
@@ -1051,34 +1154,47 @@ impl Handler<ResolveLoginSession> for ClientRegistry {
 impl Handler<AuthenticateUser> for ClientRegistry {
     type Result = ResponseActFuture<Self, Result<String, RegistryError>>;
     fn handle(&mut self, msg: AuthenticateUser, _: &mut Self::Context) -> Self::Result {
-        if let Some(retry_after) = self.throttled(&msg.username, msg.address) {
+        // The same steps, answers and counters for every name, account or not.
+        let name = Digest::of(msg.username.as_bytes());
+        let address = msg.address.map(address_key);
+        if let Some(retry_after) = self.throttled(&name, address) {
             return Box::pin(fut::ready(Err(RegistryError::LoginThrottled {
                 retry_after,
             })));
         }
+        // Each check holds ~19 MiB for tens of milliseconds: a bounded number at once, and
+        // a refusal rather than a queue beyond it. Nothing is counted for a refusal.
+        let Ok(permit) = Arc::clone(&self.password_checks).try_acquire_owned() else {
+            return Box::pin(fut::ready(Err(RegistryError::PasswordCheckBusy {
+                retry_after: PASSWORD_CHECK_RETRY_SECS,
+            })));
+        };
         let known = self
             .users
             .get(&msg.username)
             .map(|u| u.password_hash.clone());
         let exists = known.is_some();
+        // Counted now, before the check: a burst of guesses reaches the limit as soon as
+        // the limit's worth of them have started.
+        let started = self.reserve_attempt(name, exists, address);
         let phc: Arc<str> = known
             .map(Into::into)
             .unwrap_or_else(|| Arc::clone(&self.dummy_hash));
         let password = msg.password;
         // Argon2 takes tens of milliseconds: run it on the blocking pool, never on the
-        // actor's thread or an HTTP worker.
-        let verify = tokio::task::spawn_blocking(move || verify_password(password.secret(), &phc));
+        // actor's thread or an HTTP worker. The permit is released when it ends.
+        let verify = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            verify_password(password.secret(), &phc)
+        });
         let username = msg.username;
-        let address = msg.address;
         Box::pin(verify.into_actor(self).map(move |res, act, _| match res {
             Ok(true) if exists => {
-                act.user_failures.remove(&username);
+                act.release_attempt(&name, address, started);
                 Ok(username)
             }
-            Ok(_) => {
-                act.record_failure(&username, address);
-                Err(RegistryError::InvalidCredentials)
-            }
+            // The attempt stays counted.
+            Ok(_) => Err(RegistryError::InvalidCredentials),
             Err(e) => Err(RegistryError::Internal(e.to_string())),
         }))
     }
@@ -1130,6 +1246,28 @@ mod tests {
         cache.insert("later".into(), doc(1_000), 200);
         assert!(cache.fresh.contains_key("later"));
         assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS / 2 + 1);
+    }
+
+    #[test]
+    fn throttle_maps_make_room_from_expired_then_unknown_entries() {
+        // (live, known)
+        let mut map: HashMap<u8, (bool, bool)> =
+            HashMap::from([(1, (true, true)), (2, (false, true)), (3, (true, false))]);
+        let room = |map: &mut HashMap<u8, (bool, bool)>, key| {
+            make_room(map, &key, 3, |v| v.0, |v| !v.1);
+        };
+        room(&mut map, 1);
+        assert_eq!(map.len(), 3, "a key already present needs no room");
+        room(&mut map, 9);
+        assert!(!map.contains_key(&2), "the expired entry went first");
+        assert_eq!(map.len(), 2);
+        map.insert(4, (true, true));
+        room(&mut map, 9);
+        assert!(!map.contains_key(&3), "then the unknown name's");
+        assert!(map.contains_key(&1) && map.contains_key(&4));
+        map.insert(5, (true, true));
+        room(&mut map, 9);
+        assert_eq!(map.len(), 2, "all known and live: one goes anyway");
     }
 
     async fn start(cfg: Config) -> (Addr<ClientRegistry>, Arc<ManualClock>) {
@@ -1184,6 +1322,120 @@ mod tests {
         assert!(matches!(r, Err(RegistryError::LoginThrottled { .. })));
         clock.advance(Duration::from_secs(15 * 60));
         assert!(addr.send(login("pw", None)).await.unwrap().is_ok());
+    }
+
+    fn login_as(name: &str, password: &str, address: Option<IpAddr>) -> AuthenticateUser {
+        AuthenticateUser {
+            username: name.into(),
+            password: Password::new(password.into()),
+            address,
+        }
+    }
+
+    #[actix::test]
+    async fn concurrent_guesses_are_counted_before_any_is_checked() {
+        let mut cfg = Config::default();
+        cfg.password_hash_concurrency = 32;
+        let (addr, _) = start(cfg).await;
+        let answers =
+            futures_util::future::join_all((0..12).map(|_| addr.send(login("wrong", None)))).await;
+        let checked = answers
+            .iter()
+            .filter(|r| matches!(r, Ok(Err(RegistryError::InvalidCredentials))))
+            .count();
+        let throttled = answers
+            .iter()
+            .filter(|r| matches!(r, Ok(Err(RegistryError::LoginThrottled { .. }))))
+            .count();
+        assert_eq!((checked, throttled), (5, 7), "{answers:?}");
+        let r = addr.send(login("pw", None)).await.unwrap();
+        assert!(matches!(r, Err(RegistryError::LoginThrottled { .. })));
+    }
+
+    #[actix::test]
+    async fn unknown_names_lock_out_like_accounts() {
+        let (addr, _) = start(Config::default()).await;
+        for name in ["alice", "nobody"] {
+            for _ in 0..5 {
+                let r = addr.send(login_as(name, "wrong", None)).await.unwrap();
+                assert!(matches!(r, Err(RegistryError::InvalidCredentials)));
+            }
+            let r = addr.send(login_as(name, "pw", None)).await.unwrap();
+            assert!(
+                matches!(r, Err(RegistryError::LoginThrottled { retry_after: 900 })),
+                "{name}: {r:?}"
+            );
+        }
+    }
+
+    #[actix::test]
+    async fn ipv6_addresses_share_their_64_and_success_gives_the_attempt_back() {
+        let mut cfg = Config::default();
+        cfg.login_max_failures_per_address = 2;
+        let (addr, _) = start(cfg).await;
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // A success does not use up the address's allowance.
+        for _ in 0..3 {
+            assert!(addr
+                .send(login("pw", ip("2001:db8:1:2::1")))
+                .await
+                .unwrap()
+                .is_ok());
+        }
+        for (name, a) in [("x", "2001:db8:1:2::1"), ("y", "2001:db8:1:2:ffff::9")] {
+            let r = addr.send(login_as(name, "wrong", ip(a))).await.unwrap();
+            assert!(matches!(r, Err(RegistryError::InvalidCredentials)));
+        }
+        let r = addr
+            .send(login_as("z", "wrong", ip("2001:db8:1:2::abcd")))
+            .await
+            .unwrap();
+        assert!(
+            matches!(r, Err(RegistryError::LoginThrottled { .. })),
+            "same /64"
+        );
+        let r = addr
+            .send(login_as("z", "wrong", ip("2001:db8:1:3::1")))
+            .await
+            .unwrap();
+        assert!(
+            matches!(r, Err(RegistryError::InvalidCredentials)),
+            "another /64"
+        );
+    }
+
+    #[actix::test]
+    async fn a_full_password_check_bound_refuses_without_counting() {
+        let (addr, _) = start(Config::default()).await;
+        let checks = Arc::new(Semaphore::new(1));
+        // Rebuild the registry around a bound the test can hold.
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledClientStore::open(&db, Durability::relaxed()).unwrap();
+        let settings = Arc::new(Config::default().settings(8000).unwrap());
+        let registry = ClientRegistry::new(
+            Box::new(store),
+            settings,
+            ManualClock::new(1_000),
+            hash_password("dummy").unwrap(),
+        )
+        .unwrap()
+        .with_password_checks(Arc::clone(&checks))
+        .start();
+        drop(addr);
+        let held = checks.try_acquire().unwrap();
+        for _ in 0..10 {
+            let r = registry.send(login("wrong", None)).await.unwrap();
+            assert!(matches!(
+                r,
+                Err(RegistryError::PasswordCheckBusy { retry_after: 1 })
+            ));
+        }
+        drop(held);
+        let r = registry.send(login("wrong", None)).await.unwrap();
+        assert!(
+            matches!(r, Err(RegistryError::InvalidCredentials)),
+            "the refusals were not counted: {r:?}"
+        );
     }
 
     #[actix::test]

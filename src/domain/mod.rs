@@ -1,7 +1,8 @@
 //! Domain vocabulary shared by the actors and the protocol modules: identifiers, secrets,
-//! PKCE, scopes, redirect URIs, the server key and the clock. Nothing here knows about actix or sled.
+//! PKCE, scopes, redirect URIs, the server key, client addresses and the clock. Nothing here knows about actix or sled.
 
 pub mod client;
+pub mod client_address;
 pub mod clock;
 pub mod pkce;
 pub mod redirect;

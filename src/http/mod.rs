@@ -2,11 +2,12 @@
 //! [`configure`] is the embedding point (`App::new().configure(|c| configure(c, &services))`).
 
 pub mod bearer;
+pub mod forms;
 pub mod oauth;
 pub mod pages;
 pub mod well_known;
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use actix_cors::Cors;
 use actix_web::{
@@ -14,11 +15,13 @@ use actix_web::{
     dev::{Service, ServiceRequest, ServiceResponse, Transform},
     http::header,
     middleware::{from_fn, Next},
-    web, HttpResponse,
+    web, HttpRequest, HttpResponse,
 };
 
 use crate::{
     app::Services,
+    config::Settings,
+    domain::client_address,
     error::ErrorLabel,
     mcp::sessions::CountSessions,
     metrics::{Endpoint, Metrics},
@@ -214,6 +217,32 @@ fn is_safe_request_id(v: &str) -> bool {
     (1..=64).contains(&v.len())
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The address every per-address limit and throttle counts this request under: the TCP
+/// peer, or behind a proxy in `--trusted-proxies` the client it names in `Forwarded` /
+/// `X-Forwarded-For` ([`client_address::client_address`] has the rules).
+pub fn client_address(req: &HttpRequest, settings: &Settings) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if settings.trusted_proxies.is_empty() {
+        return Some(peer.to_canonical());
+    }
+    // Every field line of a header, in order, as one list (RFC 9110 §5.3); a value that is
+    // not visible ASCII becomes an entry that is not an address (fail closed).
+    let joined = |name: &str| {
+        let lines: Vec<&str> = req
+            .headers()
+            .get_all(name)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+            .collect();
+        (!lines.is_empty()).then(|| lines.join(","))
+    };
+    Some(client_address::client_address(
+        peer,
+        joined("forwarded").as_deref(),
+        joined("x-forwarded-for").as_deref(),
+        &settings.trusted_proxies,
+    ))
 }
 
 /// `GET /metrics`: the Prometheus text exposition ([`crate::metrics`]).

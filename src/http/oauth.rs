@@ -6,8 +6,8 @@ use actix_web::{
     http::{header, StatusCode},
     web, HttpRequest, HttpResponse,
 };
-use subtle::ConstantTimeEq as _;
 
+use super::forms::{self, CsrfBinding};
 use crate::{
     actors::client_registry::ResolveLoginSession,
     app::Services,
@@ -17,7 +17,8 @@ use crate::{
     oauth::{metadata, params::Params},
 };
 
-/// The CSRF cookie name; `__Host-` binds it to this exact origin when served over https.
+/// The pre-login cookie (a per-browser random id the CSRF values of password forms are
+/// bound to, [`forms`]); `__Host-` binds it to this exact origin when served over https.
 fn csrf_cookie_name(services: &Services) -> &'static str {
     if services.settings.public_url.scheme() == "https" {
         "__Host-oauth_mcp_csrf"
@@ -84,8 +85,23 @@ pub async fn metadata(req: HttpRequest, services: web::Data<Services>) -> HttpRe
         .json(metadata::authorization_server(&issuer, &services.settings))
 }
 
-/// Renders the login page for a valid request, reusing the browser's CSRF cookie if it
-/// already has one so that two open tabs both work.
+/// A cookie's value, when it has the shape of the random values this server sets.
+fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
+    req.cookie(name)
+        .map(|c| c.value().to_owned())
+        .filter(|v| super::pages::is_csrf_token(v))
+}
+
+/// The browser's pre-login id (reused so that two open tabs both work, or a fresh one)
+/// and the cookie that keeps it.
+fn pre_login(req: &HttpRequest, services: &Services) -> (String, Cookie<'static>) {
+    let name = csrf_cookie_name(services);
+    let id = cookie_value(req, name).unwrap_or_else(random_token);
+    let cookie = csrf_cookie(services, name, id.clone());
+    (id, cookie)
+}
+
+/// Renders the login page for a valid request.
 async fn show_login(
     req: &HttpRequest,
     services: &Services,
@@ -93,25 +109,21 @@ async fn show_login(
 ) -> Result<HttpResponse, Error> {
     let issuer = issuer(req, services);
     let request = flows::authorize(services, &params, &issuer).await?;
-    let name = csrf_cookie_name(services);
-    let csrf = req
-        .cookie(name)
-        .map(|c| c.value().to_owned())
-        .filter(|v| super::pages::is_csrf_token(v))
-        .unwrap_or_else(random_token);
-    let cookie = csrf_cookie(services, name, csrf.clone());
+    let (browser, cookie) = pre_login(req, services);
     // A browser that signed in recently only confirms consent, unless the client asked for
     // a fresh login (`prompt=login`, as in OpenID Connect) or the user chose another account.
-    let session = req
-        .cookie(session_cookie_name(services))
-        .map(|c| c.value().to_owned());
-    let signed_in = match session {
-        Some(token) if params.get("prompt") != Some("login") => {
-            services
-                .ask(&services.registry, ResolveLoginSession { token })
-                .await?
-        }
+    let session = cookie_value(req, session_cookie_name(services));
+    let signed_in = match session.clone() {
+        Some(token) if !flows::prompts_login(&params) => services
+            .ask(&services.registry, ResolveLoginSession { token })
+            .await?
+            .zip(session),
         _ => None,
+    };
+    // Consent as the signed-in user carries a value only that session's holder can have.
+    let csrf = match &signed_in {
+        Some((_, session)) => forms::csrf_value(&services.key, CsrfBinding::SignIn(session)),
+        None => forms::csrf_value(&services.key, CsrfBinding::PreLogin(&browser)),
     };
     Ok(super::pages::login_page(
         StatusCode::OK,
@@ -119,7 +131,7 @@ async fn show_login(
         &params,
         &csrf,
         cookie,
-        signed_in.as_deref(),
+        signed_in.as_ref().map(|(user, _)| user.as_str()),
         None,
     ))
 }
@@ -182,27 +194,30 @@ pub async fn decision(
             "This sign-in form has expired or is invalid. Start again from the application.",
         )
     };
+    if let Some(refusal) = forms::cross_site_refusal(&req, &services.settings) {
+        return Err(refusal);
+    }
     let body = form_body(&req, &body).map_err(|_| bad_form())?;
     let params = Params::parse(body);
-    let name = csrf_cookie_name(&services);
-    let cookie = req
-        .cookie(name)
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default();
-    let field = params.get("csrf").unwrap_or_default();
-    let csrf_ok = super::pages::is_csrf_token(&cookie)
-        && bool::from(cookie.as_bytes().ct_eq(field.as_bytes()));
-    if !csrf_ok || params.is_duplicated("csrf") || params.is_duplicated("action") {
+    if params.is_duplicated("csrf") || params.is_duplicated("action") {
         return Err(bad_form());
     }
-    let session = req
-        .cookie(session_cookie_name(&services))
-        .map(|c| c.value().to_owned());
-    let Some(decision) = Decision::from_form(&params, session) else {
+    let session = cookie_value(&req, session_cookie_name(&services));
+    let Some(decision) = Decision::from_form(&params, session.clone()) else {
         return Err(bad_form());
     };
+    let csrf_ok = forms::csrf_accepted(
+        &services.key,
+        params.get("csrf").unwrap_or_default(),
+        matches!(decision, Decision::ApproveSignedIn { .. }),
+        session.as_deref(),
+        cookie_value(&req, csrf_cookie_name(&services)).as_deref(),
+    );
+    if !csrf_ok {
+        return Err(bad_form());
+    }
     let issuer = issuer(&req, &services);
-    let address = req.peer_addr().map(|a| a.ip());
+    let address = super::client_address(&req, &services.settings);
     match flows::decide(&services, &params, decision, &issuer, address).await? {
         // 303 so the browser follows with GET and never re-posts the credentials
         // (RFC 9700 §4.12).
@@ -215,14 +230,16 @@ pub async fn decision(
             }
             Ok(resp.finish())
         }
+        // The password form again, so its value is bound to the pre-login id.
         DecisionOutcome::Retry(request, message) => {
-            let cookie_value = csrf_cookie(&services, name, cookie.clone());
+            let (browser, cookie) = pre_login(&req, &services);
+            let csrf = forms::csrf_value(&services.key, CsrfBinding::PreLogin(&browser));
             Ok(super::pages::login_page(
                 StatusCode::BAD_REQUEST,
                 &request,
                 &params,
-                &cookie,
-                cookie_value,
+                &csrf,
+                cookie,
                 None,
                 Some(message),
             ))
@@ -289,7 +306,7 @@ pub async fn register(
             "Content-Type must be application/json",
         ));
     }
-    let address = req.peer_addr().map(|a| a.ip());
+    let address = super::client_address(&req, &services.settings);
     let response = flows::register(&services, &body, address).await?;
     Ok(no_store_json(StatusCode::CREATED, &response))
 }

@@ -28,6 +28,8 @@ pub const CARRIED_PARAMS: &[&str] = &[
     "scope",
     "state",
     "resource",
+    // Carried so that `prompt=login` is enforced when the form comes back, too.
+    "prompt",
 ];
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f4f5f7;margin:0;color:#1d2330}\
@@ -104,8 +106,8 @@ pub fn error_page(status: StatusCode, message: &str) -> HttpResponse {
         .body(document("Authorization failed", &body))
 }
 
-/// Whether `v` has the shape of the CSRF tokens this server issues (256 random bits,
-/// base64url: 43 characters of `[A-Za-z0-9_-]`). Anything else is never echoed into a page
+/// Whether `v` has the shape of the cookie and CSRF values this server issues (256 random
+/// bits or a 256-bit MAC, base64url: 43 characters of `[A-Za-z0-9_-]`). Anything else is never echoed into a page
 /// or a `Set-Cookie` header: a control character there made the response unbuildable (a
 /// 500; found by the `login_form` fuzz target).
 pub fn is_csrf_token(v: &str) -> bool {
@@ -182,7 +184,7 @@ pub fn login_page(
             // The same request again with prompt=login shows the password form.
             let mut again = url::form_urlencoded::Serializer::new(String::new());
             for (name, value) in params.pairs() {
-                if CARRIED_PARAMS.contains(&name.as_str()) {
+                if name != "prompt" && CARRIED_PARAMS.contains(&name.as_str()) {
                     again.append_pair(name, value);
                 }
             }

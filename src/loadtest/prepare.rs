@@ -271,18 +271,33 @@ impl Target {
             }
             form.finish()
         };
-        let r = conn
-            .request(
-                "POST",
-                &format!("{}/decision", self.authorize_path),
-                &[
-                    ("content-type", "application/x-www-form-urlencoded"),
-                    ("cookie", &cookie),
-                ],
-                form.as_bytes(),
-            )
-            .await
-            .map_err(|e| err(format!("login: {e}")))?;
+        // A password login may find every password-check slot busy (the server answers 503
+        // with Retry-After, e.g. when the lanes all sign in at once): wait and post again.
+        let mut busy = 0;
+        let r = loop {
+            let r = conn
+                .request(
+                    "POST",
+                    &format!("{}/decision", self.authorize_path),
+                    &[
+                        ("content-type", "application/x-www-form-urlencoded"),
+                        ("cookie", &cookie),
+                    ],
+                    form.as_bytes(),
+                )
+                .await
+                .map_err(|e| err(format!("login: {e}")))?;
+            if r.status != 503 || busy >= 30 {
+                break r;
+            }
+            busy += 1;
+            let wait = r
+                .header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1)
+                .min(5);
+            tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        };
         if let Some(c) = r
             .cookies()
             .into_iter()

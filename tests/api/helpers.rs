@@ -183,6 +183,14 @@ impl TestApp {
             .expect("the sweep succeeds")
     }
 
+    /// The running server's actors and shared state (to hold a password-check slot, say).
+    pub fn services(&self) -> &oauth_mcp::Services {
+        self.server
+            .as_ref()
+            .expect("the server is running")
+            .services()
+    }
+
     // ----- URLs ---------------------------------------------------------------------------
 
     pub fn url(&self, path: &str) -> String {

@@ -18,6 +18,7 @@ mod crash;
 mod demo_seeding;
 mod embed_example;
 mod embedding;
+mod forms;
 mod limits;
 mod logs;
 mod mcp;
