@@ -226,14 +226,24 @@ impl Http {
         ] {
             form.push((name.to_owned(), value.to_owned()));
         }
-        let mut request = self
-            .client
-            .post(format!("{}/authorize/decision", self.base))
-            .form(&form);
-        if !page.cookies.is_empty() {
-            request = request.header(header::COOKIE, page.cookies.join("; "));
-        }
-        let decision = self.send("/authorize/decision", request).await?;
+        // The password check is bounded server-wide (one per core); a busy answer (503,
+        // Retry-After) is retried with the same form, as a browser user would.
+        let mut tries = 0;
+        let decision = loop {
+            let mut request = self
+                .client
+                .post(format!("{}/authorize/decision", self.base))
+                .form(&form);
+            if !page.cookies.is_empty() {
+                request = request.header(header::COOKIE, page.cookies.join("; "));
+            }
+            let decision = self.send("/authorize/decision", request).await?;
+            tries += 1;
+            if decision.status != 503 || tries == 50 {
+                break decision;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         let code = decision
             .location
             .as_deref()
