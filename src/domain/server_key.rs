@@ -34,8 +34,10 @@ const MAX_KEY_BYTES: usize = 4096;
 pub const KEY_FILE_NAME: &str = "server.key";
 
 /// The server key. `Debug` is redacted; there is no accessor for the bytes, only MACs.
+/// The HMAC state is keyed once, when the key is made, so computing a MAC cannot fail
+/// later (a failure there would have to produce *some* value, which could verify).
 #[derive(Clone)]
-pub struct ServerKey(Vec<u8>);
+pub struct ServerKey(Hmac<Sha256>);
 
 /// Why the key could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
@@ -62,16 +64,22 @@ pub enum KeyError {
 impl ServerKey {
     /// A key from given bytes (tests, embedders with their own key store).
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        (MIN_KEY_BYTES..=MAX_KEY_BYTES)
-            .contains(&bytes.len())
-            .then(|| Self(bytes.to_vec()))
+        if !(MIN_KEY_BYTES..=MAX_KEY_BYTES).contains(&bytes.len()) {
+            return None;
+        }
+        Hmac::<Sha256>::new_from_slice(bytes).ok().map(Self)
+    }
+
+    /// Fresh random key bytes (for a new key file).
+    fn random_bytes() -> [u8; MIN_KEY_BYTES] {
+        let mut bytes = [0u8; MIN_KEY_BYTES];
+        rand::rng().fill_bytes(&mut bytes);
+        bytes
     }
 
     /// A fresh random key (never written anywhere).
-    pub fn generate() -> Self {
-        let mut bytes = vec![0u8; MIN_KEY_BYTES];
-        rand::rng().fill_bytes(&mut bytes);
-        Self(bytes)
+    pub fn generate() -> Option<Self> {
+        Self::from_bytes(&Self::random_bytes())
     }
 
     /// Reads `key_file` if given (it must exist); otherwise reads `server.key` in
@@ -104,17 +112,27 @@ impl ServerKey {
         })
     }
 
-    /// Writes a new key with `create_new`, so two processes starting on one fresh directory
-    /// cannot both write one: the loser reads the winner's key.
+    /// Writes a new key where no process can see it half-written: the bytes go to a
+    /// private temporary file in the same directory, are synced, and the file is then
+    /// hard-linked to `path`, which fails if `path` exists. Two processes starting on one
+    /// fresh directory therefore agree (the loser reads the winner's complete key), and a
+    /// crash leaves either no key file or a whole one, never an empty one.
     fn create(path: &Path) -> Result<Self, KeyError> {
         let io_err = |source| KeyError::Io {
             path: path.to_owned(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io_err)?;
-        }
-        let key = Self::generate();
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+        let bytes = Self::random_bytes();
+        let temp = dir.join(format!(
+            ".{KEY_FILE_NAME}.{}.{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -122,11 +140,20 @@ impl ServerKey {
             use std::os::unix::fs::OpenOptionsExt as _;
             options.mode(0o600);
         }
-        match options.open(path) {
-            Ok(mut file) => {
-                file.write_all(&key.0).map_err(io_err)?;
-                file.sync_all().map_err(io_err)?;
-                Ok(key)
+        let written = options.open(&temp).and_then(|mut file| {
+            file.write_all(&bytes)?;
+            file.sync_all()
+        });
+        let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
+        // The temporary name is removed whatever happened; `path`, if linked, keeps the data.
+        let _ = std::fs::remove_file(&temp);
+        match linked {
+            Ok(()) => {
+                // Make the new directory entry itself durable.
+                if let Ok(d) = std::fs::File::open(dir) {
+                    let _ = d.sync_all();
+                }
+                Self::read(path)
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Self::read(path),
             Err(e) => Err(io_err(e)),
@@ -136,11 +163,7 @@ impl ServerKey {
     /// HMAC-SHA256 over `label` and `parts`. Each part is length-prefixed, so
     /// `["ab", "c"]` and `["a", "bc"]` give different MACs.
     pub fn mac(&self, label: &str, parts: &[&[u8]]) -> [u8; 32] {
-        // `new_from_slice` accepts any key length for HMAC; the error arm cannot happen,
-        // and a zero MAC would only ever fail verification, never pass it.
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
-            return [0u8; 32];
-        };
+        let mut mac = self.0.clone();
         for part in std::iter::once(label.as_bytes()).chain(parts.iter().copied()) {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);
@@ -201,6 +224,27 @@ mod tests {
         assert!(!dir.path().join(KEY_FILE_NAME).exists());
         let same = ServerKey::from_bytes(&[7u8; 32]).unwrap();
         assert_eq!(key.mac("t", &[]), same.mac("t", &[]));
+    }
+
+    #[test]
+    fn racing_creators_agree_and_leave_no_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.path().to_owned();
+                std::thread::spawn(move || ServerKey::load_or_create(None, &dir).unwrap())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap().mac("t", &[]))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] == w[1]));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [KEY_FILE_NAME]);
+        assert!(ServerKey::generate().is_some());
     }
 
     #[test]
