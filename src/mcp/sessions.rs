@@ -23,7 +23,7 @@ use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, OnceLock,
     },
     time::{Duration, Instant},
 };
@@ -356,6 +356,9 @@ pub struct NewSession {
     protocol_version: Option<String>,
     client_info: Option<String>,
     full: Arc<AtomicBool>,
+    /// The id of the session created under this permission: the one session a request
+    /// without an admission may be served (rmcp initializes it right after creating it).
+    created: Arc<OnceLock<SessionId>>,
 }
 
 impl NewSession {
@@ -370,6 +373,7 @@ impl NewSession {
             protocol_version,
             client_info,
             full: Arc::default(),
+            created: Arc::default(),
         }
     }
 
@@ -384,6 +388,13 @@ impl NewSession {
 
     fn current() -> Option<Self> {
         NEW_SESSION.try_with(Clone::clone).ok()
+    }
+
+    /// Whether `id` is the session this request created.
+    fn created_here(id: &SessionId) -> bool {
+        NEW_SESSION
+            .try_with(|new| new.created.get() == Some(id))
+            .unwrap_or(false)
     }
 }
 
@@ -609,9 +620,17 @@ impl ActorSessionManager {
         self
     }
 
+    /// The handle of session `id` for the request being served: the one the guard admitted
+    /// (owner checked), or the session this very request created. Any other id is served
+    /// to nobody, so a route or a parser difference that skipped the guard's owner check
+    /// cannot reach someone else's session (fail closed).
     async fn handle(&self, id: &SessionId) -> Result<LocalSessionHandle, SessionManagerError> {
         if let Some(admitted) = AdmittedSession::current(id) {
             return admitted.ok_or(SessionManagerError::NotFound);
+        }
+        if !NewSession::created_here(id) {
+            tracing::warn!("MCP session named by a request the guard did not admit; refused");
+            return Err(SessionManagerError::NotFound);
         }
         ask(&self.addr, TouchSession { id: id.clone() }, self.timeout)
             .await?
@@ -641,6 +660,9 @@ impl SessionManager for ActorSessionManager {
             new.full.store(true, Ordering::Relaxed);
             return Err(full.into());
         }
+        // One session per permission: a second create_session in the same request would
+        // find `created` set and keep serving only the first.
+        let _ = new.created.set(id.clone());
         Ok((id, WorkerTransport::spawn(worker)))
     }
 
@@ -655,6 +677,10 @@ impl SessionManager for ActorSessionManager {
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
         if let Some(admitted) = AdmittedSession::current(id) {
             return Ok(admitted.is_some());
+        }
+        // Only the session this request created exists for it (see `handle`).
+        if !NewSession::created_here(id) {
+            return Ok(false);
         }
         Ok(
             ask(&self.addr, SessionOwner { id: id.clone() }, self.timeout)
@@ -776,4 +802,49 @@ where
     stream::select_with_strategy(side.map(Some), primary, |_: &mut ()| PollNext::Left)
         .take_while(|m| std::future::ready(m.is_some()))
         .filter_map(std::future::ready)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix::test]
+    async fn a_session_is_served_only_to_an_admitted_request_or_the_one_that_created_it() {
+        let limits = SessionLimits::from_config(&crate::Config::default());
+        let manager = ActorSessionManager::new(McpSessions::new(limits.clone()).start(), &limits);
+        let owner = Owner {
+            subject: Some("alice".into()),
+            client_id: "c".into(),
+        };
+        let new = NewSession::new(owner, None, None);
+        let (created, _) = new
+            .scope(async {
+                let (id, _transport) = manager.create_session().await.unwrap();
+                // The creating request may use it (rmcp initializes it next).
+                assert!(manager.has_session(&id).await.unwrap());
+                id
+            })
+            .await;
+        let ping: ClientJsonRpcMessage = serde_json::from_value(
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+        )
+        .unwrap();
+        // Any other request that the guard did not admit finds nothing, though it exists.
+        assert!(!manager.has_session(&created).await.unwrap());
+        assert!(matches!(
+            manager.create_stream(&created, ping).await,
+            Err(SessionManagerError::NotFound)
+        ));
+        // A second creating request does not inherit the first one's session.
+        let other = NewSession::new(
+            Owner {
+                subject: Some("mallory".into()),
+                client_id: "c".into(),
+            },
+            None,
+            None,
+        );
+        let (seen, _) = other.scope(manager.has_session(&created)).await;
+        assert!(!seen.unwrap());
+    }
 }
