@@ -254,11 +254,21 @@ impl<S: ServerHandler> ServerHandler for Scoped<S> {
         self.inner.accepted_subscription_filter(requested)
     }
 
+    /// `subscriptions/listen` (2026-07-28) names resources in its filter: each accepted
+    /// resource subscription needs the scopes `resources/read` of that URI needs, or the
+    /// subscription ends with the same error before any notification is sent (the SDK has
+    /// already acknowledged it by then; `accepted_subscription_filter` sees no caller).
     fn listen(
         &self,
         context: SubscriptionContext,
     ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        self.inner.listen(context)
+        async move {
+            let uris = context.accepted().resource_subscriptions.clone();
+            for uri in uris.iter().flatten() {
+                self.authorize(context.request_context(), TargetKind::Resource, uri)?;
+            }
+            self.inner.listen(context).await
+        }
     }
 
     fn unsubscribe(
