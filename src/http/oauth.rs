@@ -293,8 +293,11 @@ fn is_json(req: &HttpRequest) -> bool {
 }
 
 /// `POST /register` (RFC 7591). The body must be declared `application/json` (RFC 7591
-/// §3.1): a browser can send a cross-site `text/plain` or form post without a CORS
-/// preflight, so a page the user merely visits could otherwise register clients.
+/// §3.1): a browser sends a cross-site `text/plain` or form post without a CORS preflight,
+/// so a page the user merely visits could otherwise register clients behind the browser's
+/// back. A JSON post needs the preflight, which `/register` answers for any origin on
+/// purpose (browser-based MCP clients register from web pages); the per-address rate limit
+/// and the registry's bound are what limit those (docs/security.md).
 pub async fn register(
     req: HttpRequest,
     body: web::Bytes,
