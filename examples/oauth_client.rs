@@ -29,6 +29,9 @@
 //! message and exit code 1.
 
 mod common;
+// The HTML scraper the tests use too (tests/api/helpers), kept once.
+#[path = "common/html.rs"]
+mod html;
 
 use std::{
     process::ExitCode,
@@ -474,14 +477,10 @@ async fn headless_login(http: &Client, auth_url: &Url) -> Result<Url, BoxError> 
     if status != StatusCode::OK {
         return Err(format!("the authorization request answered {status}: {html}").into());
     }
-    let forms = tags(&html, "form");
+    let forms = html::find_tags(&html, "form");
     let form = forms.first().ok_or("the login page has no form")?;
-    let action = auth_url.join(&attribute(form, "action").unwrap_or_default())?;
-    let mut fields: Vec<(String, String)> = tags(&html, "input")
-        .into_iter()
-        .filter(|tag| attribute(tag, "type").as_deref() == Some("hidden"))
-        .filter_map(|tag| Some((attribute(tag, "name")?, attribute(tag, "value")?)))
-        .collect();
+    let action = auth_url.join(html::attr(form, "action").unwrap_or_default())?;
+    let mut fields = html::hidden_inputs(&html);
     let csrf = fields
         .iter()
         .find(|(name, _)| name == "csrf")
@@ -528,28 +527,6 @@ async fn headless_login(http: &Client, auth_url: &Url) -> Result<Url, BoxError> 
         )
         .into()),
     }
-}
-
-/// The start tags `<name ...>` of `html`, without the brackets.
-fn tags<'a>(html: &'a str, name: &str) -> Vec<&'a str> {
-    let open = format!("<{name} ");
-    html.match_indices(&open)
-        .filter_map(|(at, _)| {
-            let rest = html.get(at + open.len()..)?;
-            rest.find('>').and_then(|end| rest.get(..end))
-        })
-        .collect()
-}
-
-/// The value of `name="…"` in a start tag, HTML entities decoded.
-fn attribute(tag: &str, name: &str) -> Option<String> {
-    let key = format!("{name}=\"");
-    let start = tag
-        .match_indices(&key)
-        .find(|(at, _)| *at == 0 || tag.get(..*at).is_some_and(|before| before.ends_with(' ')))
-        .map(|(at, _)| at + key.len())?;
-    let value = tag.get(start..)?.split('"').next()?;
-    Some(html_escape::decode_html_entities(value).into_owned())
 }
 
 /// Without `--headless`: listen on the redirect URI, ask the user to open the authorization
