@@ -25,18 +25,10 @@ async fn post(
     fields: &[(&str, &str)],
     headers: &[(&str, &str)],
 ) -> Reply {
-    let mut body: Vec<(String, String)> = page
-        .hidden
-        .iter()
-        .filter(|(name, _)| !fields.iter().any(|(field, _)| field == name))
-        .cloned()
-        .collect();
-    body.extend(
-        fields
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    let mut request = app.client.post(&page.action_url).form(&body);
+    let mut request = app
+        .client
+        .post(&page.action_url)
+        .form(&page.form_body(fields));
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);
     }

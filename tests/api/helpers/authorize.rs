@@ -64,18 +64,10 @@ impl TestApp {
         cookie: Option<&str>,
         fields: &[(&str, &str)],
     ) -> Response {
-        let mut body: Vec<(String, String)> = page
-            .hidden
-            .iter()
-            .filter(|(name, _)| !fields.iter().any(|(field, _)| field == name))
-            .cloned()
-            .collect();
-        body.extend(
-            fields
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
-        );
-        let mut request = self.client.post(&page.action_url).form(&body);
+        let mut request = self
+            .client
+            .post(&page.action_url)
+            .form(&page.form_body(fields));
         if let Some(cookie) = cookie {
             request = request.header(header::COOKIE, cookie);
         }
@@ -163,6 +155,25 @@ pub struct ConsentPage {
     pub action_url: String,
     /// Every `<input type="hidden">` as `(name, decoded value)`.
     pub hidden: Vec<(String, String)>,
+}
+
+impl ConsentPage {
+    /// The body a browser posts: every hidden field, with `fields` added (replacing hidden
+    /// fields of the same name).
+    pub fn form_body(&self, fields: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut body: Vec<(String, String)> = self
+            .hidden
+            .iter()
+            .filter(|(name, _)| !fields.iter().any(|(field, _)| field == name))
+            .cloned()
+            .collect();
+        body.extend(
+            fields
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
+        );
+        body
+    }
 }
 
 /// PKCE pair: 32 random bytes as base64url verifier, S256 challenge.
