@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI stage: the official MCP conformance suite against examples/conformance_server.rs,
+# CI stage: the official MCP conformance suite against examples/conformance_server/,
 # behind the real bearer protection.
 #
 #  1. builds and starts the example on a free loopback port (it prints its URL);
@@ -39,7 +39,7 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 source "$REPO/.ci/lib.sh"
 
 # --- 1. build and start the server -------------------------------------------------------
-log "building examples/conformance_server.rs"
+log "building examples/conformance_server/"
 cargo build --example conformance_server
 BIN="$REPO/target/debug/examples/conformance_server"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI stage: the client examples against a live server, so they cannot rot.
 #
-#  1. builds the server and examples/simple_client.rs and examples/oauth_client.rs in the dev
+#  1. builds the server and examples/simple_client.rs and examples/oauth_client/ in the dev
 #     profile: `cargo test` (run before this by .ci/run) has already built exactly these
 #     artefacts, so this step links nothing new; a release build would recompile every
 #     dependency (minutes on CI's two cores) for a handful of requests;

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Exits non-zero, with a message, if any step is not what the specifications require. The
-//! next step, getting a token, is `examples/oauth_client.rs`.
+//! next step, getting a token, is `examples/oauth_client/`.
 
 mod common;
 
@@ -56,6 +56,6 @@ async fn run(args: &Args) -> Result<(), BoxError> {
         found.challenge_scope.as_deref().unwrap_or("(none given)"),
         found.resource
     );
-    println!("simple_client: OK (examples/oauth_client.rs goes on from here)");
+    println!("simple_client: OK (examples/oauth_client/ goes on from here)");
     Ok(())
 }

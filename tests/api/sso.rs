@@ -55,11 +55,13 @@ async fn page_with_cookie(app: &TestApp, params: &[(&str, &str)], cookie: &str) 
     (Reply::read(resp).await, csrf_cookie)
 }
 
+/// The value of the page's hidden input `name`.
 fn hidden(body: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = body.find(&marker).unwrap() + marker.len();
-    let end = start + body[start..].find('"').unwrap();
-    html_escape::decode_html_entities(&body[start..end]).into_owned()
+    hidden_inputs(body)
+        .into_iter()
+        .find(|(field, _)| field == name)
+        .map(|(_, value)| value)
+        .unwrap_or_else(|| panic!("no hidden input {name:?} in {body}"))
 }
 
 #[actix_web::test]

@@ -1,0 +1,38 @@
+//! The MCP endpoint: an authenticated `initialize`, and the JSON-RPC answer read from a JSON or
+//! SSE (Streamable HTTP) response body.
+
+use reqwest::{header, Response};
+use serde_json::Value;
+
+use super::TestApp;
+
+impl TestApp {
+    /// An MCP `initialize` at `/mcp` with `token` as the bearer; the raw response.
+    pub async fn mcp_initialize(&self, token: &str) -> Response {
+        self.client
+            .post(self.url("/mcp"))
+            .bearer_auth(token)
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .json(&serde_json::json!({
+                "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                           "clientInfo": {"name": "oauth-mcp-tests", "version": "1"}}
+            }))
+            .send()
+            .await
+            .expect("POST /mcp")
+    }
+}
+
+/// The JSON-RPC message carrying a result or error in an MCP response body: the body
+/// itself when it is JSON, else the first such message among its SSE `data:` lines.
+pub fn rpc_result(body: &str) -> Value {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        return v;
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|v| v.get("result").is_some() || v.get("error").is_some())
+        .unwrap_or_else(|| panic!("no JSON-RPC response in body: {body}"))
+}
