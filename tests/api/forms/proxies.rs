@@ -91,3 +91,25 @@ async fn the_registration_limit_uses_the_forwarded_client_only_from_trusted_prox
     assert_eq!(register_via(&untrusted, "198.51.100.1").await, 201);
     assert_eq!(register_via(&untrusted, "198.51.100.2").await, 429);
 }
+
+#[actix_web::test]
+async fn ipv6_clients_are_counted_by_their_64() {
+    let app = spawn_app_with(|c| {
+        c.login_max_failures_per_address = 2;
+        c.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let page = demo_page(&app).await;
+    // Two addresses of one /64 (an attacker rotating through its own prefix) share a count.
+    assert_eq!(guess_via(&app, &page, "u1", "2001:db8:1:2::1").await, 400);
+    assert_eq!(
+        guess_via(&app, &page, "u2", "2001:db8:1:2:ffff::9").await,
+        400
+    );
+    assert_eq!(
+        guess_via(&app, &page, "u3", "2001:db8:1:2::abcd").await,
+        429
+    );
+    // The neighbouring /64 is someone else.
+    assert_eq!(guess_via(&app, &page, "u4", "2001:db8:1:3::1").await, 400);
+}
