@@ -21,6 +21,7 @@ use crate::{
     app::Services,
     domain::{
         client::{Client, ClientOrigin, GrantType},
+        grant::{GrantId, TokenKind},
         pkce::CodeChallenge,
         secrets::{Password, PresentedToken},
     },
@@ -34,7 +35,6 @@ use crate::{
         registration,
         token::TokenRequest,
     },
-    storage::{GrantId, TokenKind},
 };
 
 /// Whether `client_id` names a client ID metadata document this server accepts.

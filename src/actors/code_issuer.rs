@@ -19,14 +19,12 @@ use crate::{
     config::Settings,
     domain::{
         clock::{expiry, Clock},
+        grant::{GrantHolder, GrantId},
         scope::Scopes,
         secrets::AuthorizationCode,
     },
     metrics::Metrics,
-    storage::{
-        CodeRecord, CodeStore, Durable, GrantHolder, GrantId, StorageError, StoredCode,
-        UsedCodeRecord,
-    },
+    storage::{CodeRecord, CodeStore, Durable, StorageError, StoredCode, UsedCodeRecord},
 };
 
 /// Code tree entries examined per sweep tick.

@@ -34,12 +34,13 @@ use crate::{
     config::Settings,
     domain::{
         clock::{expiry, Clock},
+        grant::{GrantHolder, GrantId, TokenKind},
         scope::Scopes,
         secrets::{ordered_token_with, AccessToken, PresentedToken, RefreshToken},
         server_key::ServerKey,
     },
     metrics::Metrics,
-    storage::{Durable, GrantHolder, GrantId, StorageError, TokenKind, TokenRecord, TokenStore},
+    storage::{Durable, StorageError, TokenRecord, TokenStore},
 };
 
 /// Records examined per tree and sweep tick (one tick per `sweep_interval`, default a

@@ -37,10 +37,11 @@ use crate::{
     config::Config,
     domain::{
         client::{Client, ClientOrigin, User},
+        grant::GrantHolder,
         secrets::Password,
     },
     oauth::registration,
-    storage::{GrantHolder, StorageError},
+    storage::StorageError,
 };
 
 /// How long one administrative message may take. Generous: revoking walks the whole token

@@ -40,14 +40,13 @@ use futures_util::StreamExt as _;
 use crate::{
     actors::token_ledger::IntrospectToken,
     app::Services,
-    domain::{scope::Scopes, secrets::PresentedToken},
+    domain::{grant::TokenKind, scope::Scopes, secrets::PresentedToken},
     error::{Challenge, Error},
     mcp::{
         peek::{peek, TargetKind},
         sessions::{Admission, AdmitRequest, AdmittedSession, NewSession, Owner, SessionLimits},
         Caller, ToolScopes,
     },
-    storage::TokenKind,
 };
 use rmcp::transport::streamable_http_server::session::SessionId;
 
