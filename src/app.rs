@@ -152,7 +152,10 @@ impl Services {
         )?);
         let metrics = Arc::new(Metrics::default());
         let commit = if settings.config.durable {
-            Some(GroupCommit::start(db.clone(), Some(Arc::clone(&metrics)))?)
+            Some(GroupCommit::start(
+                db.clone(),
+                Some(Arc::clone(&metrics) as _),
+            )?)
         } else {
             None
         };

@@ -52,7 +52,7 @@ use crate::{
         secrets::{random_bytes, ClientSecret, Digest, Password},
     },
     fetch::DocumentFetcher,
-    metrics::{DocumentFetch, Metrics},
+    metrics::{ActorKind, DocumentFetch, Metered, Metrics},
     oauth::client_document::{self, ClientDocumentError},
     storage::{ClientStore, StorageError},
 };
@@ -774,6 +774,10 @@ impl ClientRegistry {
         self.documents.fresh.retain(|_, d| d.stale_until > now);
         self.documents.failures.retain(|_, (_, until)| *until > now);
     }
+}
+
+impl Metered for ClientRegistry {
+    const KIND: ActorKind = ActorKind::Registry;
 }
 
 impl Actor for ClientRegistry {

@@ -23,7 +23,7 @@ use crate::{
         scope::Scopes,
         secrets::AuthorizationCode,
     },
-    metrics::Metrics,
+    metrics::{ActorKind, Metered, Metrics},
     storage::{CodeRecord, CodeStore, Durable, StorageError, StoredCode, UsedCodeRecord},
 };
 
@@ -125,6 +125,10 @@ impl CodeIssuer {
         }
         Ok(swept.removed)
     }
+}
+
+impl Metered for CodeIssuer {
+    const KIND: ActorKind = ActorKind::Codes;
 }
 
 impl Actor for CodeIssuer {

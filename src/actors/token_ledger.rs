@@ -39,7 +39,7 @@ use crate::{
         secrets::{ordered_token_with, AccessToken, PresentedToken, RefreshToken},
         server_key::ServerKey,
     },
-    metrics::Metrics,
+    metrics::{ActorKind, Metered, Metrics},
     storage::{Durable, StorageError, TokenRecord, TokenStore},
 };
 
@@ -405,6 +405,10 @@ fn after_persist<T>(
     result: Result<T, LedgerError>,
 ) -> Durable<Result<T, LedgerError>> {
     Durable::new(result, store.persist())
+}
+
+impl Metered for TokenLedger {
+    const KIND: ActorKind = ActorKind::Ledger;
 }
 
 impl Actor for TokenLedger {

@@ -46,7 +46,10 @@ use rmcp::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::actors::{ask, Stop};
+use crate::{
+    actors::{ask, Stop},
+    metrics::{ActorKind, Metered},
+};
 
 /// Who a session belongs to: the token's subject (or the client, for client_credentials)
 /// and client.
@@ -157,6 +160,10 @@ impl McpSessions {
             }
         }
     }
+}
+
+impl Metered for McpSessions {
+    const KIND: ActorKind = ActorKind::Sessions;
 }
 
 impl Actor for McpSessions {
