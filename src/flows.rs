@@ -18,7 +18,6 @@ use crate::{
             IntrospectToken, IssueTokens, IssuedTokens, RefreshTokens, RevokeGrant, RevokeToken,
         },
     },
-    app::Services,
     domain::{
         client::{Client, ClientOrigin, GrantType},
         grant::{GrantId, TokenKind},
@@ -35,6 +34,7 @@ use crate::{
         registration,
         token::TokenRequest,
     },
+    services::Services,
 };
 
 /// Whether `client_id` names a client ID metadata document this server accepts.

@@ -86,7 +86,10 @@
 //!   demo server.
 //! - `metrics` — the counters behind `GET /metrics`.
 //! - `error` — the crate error and its single mapping to HTTP.
-//! - `app` — starting and stopping everything.
+//! - `services` — starting the actors, asking them (timeout and metrics), stopping them;
+//!   nothing about HTTP.
+//! - `app` — the HTTP server over the services: `start`, `RunningServer`, and `configure`
+//!   (the authorization server plus the demo MCP server).
 //! - `admin` — `oauth-mcp admin`: clients, users and grants in a stopped server's data
 //!   directory.
 //! - `cli`, `loadtest` — the binary's flags and its load generator.
@@ -107,14 +110,17 @@ pub mod loadtest;
 pub mod mcp;
 pub mod metrics;
 pub mod oauth;
+pub mod services;
 pub mod storage;
 
-pub use app::{open_db, start, RunningServer, Services, StartError};
+pub use app::{configure, start, RunningServer};
 pub use config::Config;
 pub use domain::clock;
 pub use error::Error;
-pub use http::{configure, configure_authorization_server};
+pub use http::configure_authorization_server;
 /// The MCP SDK this crate is built on, re-exported so embedders use the same copy.
 pub use rmcp;
 /// The actix-web bridge for rmcp, re-exported for the same reason.
 pub use rmcp_actix_web;
+pub use services::{Services, StartError};
+pub use storage::sled_store::open_db;

@@ -32,7 +32,6 @@ use crate::{
         code_issuer::{CodeError, DiscardCodesOf},
         token_ledger::{LedgerError, RevokeGrantsOf},
     },
-    app::{open_db, Services, StartError},
     clock::Clock,
     config::Config,
     domain::{
@@ -41,7 +40,8 @@ use crate::{
         secrets::Password,
     },
     oauth::registration,
-    storage::StorageError,
+    services::{Services, StartError},
+    storage::{sled_store::open_db, StorageError},
 };
 
 /// How long one administrative message may take. Generous: revoking walks the whole token

@@ -39,7 +39,6 @@ use futures_util::StreamExt as _;
 
 use crate::{
     actors::token_ledger::IntrospectToken,
-    app::Services,
     domain::{grant::TokenKind, scope::Scopes, secrets::PresentedToken},
     error::{Challenge, Error},
     mcp::{
@@ -47,6 +46,7 @@ use crate::{
         sessions::{Admission, AdmitRequest, AdmittedSession, NewSession, Owner, SessionLimits},
         Caller, ToolScopes,
     },
+    services::Services,
 };
 use rmcp::transport::streamable_http_server::session::SessionId;
 

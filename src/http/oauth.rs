@@ -10,11 +10,11 @@ use actix_web::{
 use super::forms::{self, CsrfBinding};
 use crate::{
     actors::client_registry::ResolveLoginSession,
-    app::Services,
     domain::secrets::random_token,
     error::{Error, ErrorCode},
     flows::{self, Decision, DecisionOutcome},
     oauth::{metadata, params::Params},
+    services::Services,
 };
 
 /// The pre-login cookie (a per-browser random id the CSRF values of password forms are

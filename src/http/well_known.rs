@@ -8,8 +8,8 @@ use serde_json::json;
 use std::sync::Arc;
 
 use crate::{
-    app::Services,
     metrics::{Endpoint, Metrics},
+    services::Services,
 };
 
 /// Mounts both metadata locations, counting their requests in `metrics`.
