@@ -42,10 +42,9 @@ const KNOWN_VIOLATIONS: &[(&str, &str)] = &[
     ("src/http/mod.rs", "mcp"),
     ("src/services.rs", "mcp"),
     // Protocol code builds the crate `Error` (actix, HTML pages, request ids) instead of an
-    // error of its own; registration names the registry's error.
+    // error of its own.
     ("src/oauth/authorize.rs", "error"),
     ("src/oauth/client_auth.rs", "error"),
-    ("src/oauth/registration.rs", "actors"),
     ("src/oauth/registration.rs", "error"),
     ("src/oauth/token.rs", "error"),
 ];

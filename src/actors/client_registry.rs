@@ -45,10 +45,9 @@ use super::{Stop, Sweep};
 use crate::{
     config::Settings,
     domain::{
-        client::{AuthMethod, Client, ClientOrigin, GrantType, User},
+        client::{AuthMethod, Client, ClientOrigin, User},
         client_address::address_key,
         clock::Clock,
-        scope::Scopes,
         secrets::{random_bytes, ClientSecret, Digest, Password},
     },
     fetch::DocumentFetcher,
@@ -102,58 +101,7 @@ pub enum RegistryError {
     Internal(String),
 }
 
-/// A validated registration request (RFC 7591 §2), built by `oauth::registration`.
-#[derive(Debug, Clone)]
-pub struct NewClient {
-    /// Client name, if given.
-    pub client_name: Option<String>,
-    /// Validated redirect URIs.
-    pub redirect_uris: Vec<String>,
-    /// Token endpoint authentication method.
-    pub auth_method: AuthMethod,
-    /// Grant types.
-    pub grant_types: Vec<GrantType>,
-    /// Scopes; `None` means the configured default scopes.
-    pub scopes: Option<Scopes>,
-    /// Other metadata to echo back.
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-impl NewClient {
-    /// The client this metadata describes, under `client_id`, issued at `now`; without
-    /// `scope` it gets `default_scopes`. Only a dynamically registered client starts unused.
-    pub fn into_client(
-        self,
-        client_id: String,
-        secret_digest: Option<Digest>,
-        default_scopes: &Scopes,
-        now: i64,
-        origin: ClientOrigin,
-    ) -> Client {
-        Client {
-            client_id,
-            secret_digest,
-            auth_method: self.auth_method,
-            client_name: self.client_name,
-            redirect_uris: self.redirect_uris,
-            grant_types: self.grant_types,
-            scopes: self.scopes.unwrap_or_else(|| default_scopes.clone()),
-            issued_at: now,
-            extra: self.extra,
-            origin,
-            used: origin != ClientOrigin::Dynamic,
-        }
-    }
-}
-
-/// A freshly registered client with its secret, shown exactly once.
-#[derive(Debug)]
-pub struct RegisteredClient {
-    /// The stored client.
-    pub client: Client,
-    /// The plaintext secret for confidential clients.
-    pub secret: Option<ClientSecret>,
-}
+pub use crate::domain::client::{NewClient, RegisteredClient};
 
 /// Registers a client (RFC 7591). The registry mints `client_id` and secret.
 /// Dynamically registered clients count against `max_registered_clients`.
@@ -1211,7 +1159,7 @@ mod tests {
     use super::*;
     use crate::{
         config::Config,
-        domain::clock::ManualClock,
+        domain::{client::GrantType, clock::ManualClock, scope::Scopes},
         storage::sled_store::{Durability, SledClientStore},
     };
 

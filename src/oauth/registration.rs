@@ -20,10 +20,9 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use crate::{
-    actors::client_registry::{NewClient, RegisteredClient},
     config::Settings,
     domain::{
-        client::{AuthMethod, GrantType},
+        client::{AuthMethod, GrantType, NewClient, RegisteredClient},
         redirect::{validate_for_registration, RedirectUriError},
         scope::Scopes,
     },
