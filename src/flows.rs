@@ -65,7 +65,10 @@ async fn authenticate_client(
     authorization: Option<&str>,
     params: &Params,
 ) -> Result<Client, Error> {
-    let presented = presented_client(authorization, params)?;
+    // A client that sent credentials in the header attempted Basic: an `invalid_client`
+    // then answers `WWW-Authenticate: Basic` (RFC 6749 §5.2).
+    let presented = presented_client(authorization, params)
+        .map_err(|e| Error::from(e).with_basic_challenge(authorization.is_some()))?;
     let basic = presented.basic;
     if names_document(services, &presented.client_id) {
         // Document clients are public clients: nothing to check but that the document is

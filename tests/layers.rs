@@ -41,12 +41,6 @@ const KNOWN_VIOLATIONS: &[(&str, &str)] = &[
     ("src/http/bearer.rs", "mcp"),
     ("src/http/mod.rs", "mcp"),
     ("src/services.rs", "mcp"),
-    // Protocol code builds the crate `Error` (actix, HTML pages, request ids) instead of an
-    // error of its own.
-    ("src/oauth/authorize.rs", "error"),
-    ("src/oauth/client_auth.rs", "error"),
-    ("src/oauth/registration.rs", "error"),
-    ("src/oauth/token.rs", "error"),
 ];
 
 #[test]

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 use url::Url;
 
-use super::params::Params;
+use super::{error::ErrorCode, params::Params};
 use crate::{
     config::Settings,
     domain::{
@@ -23,7 +23,6 @@ use crate::{
         redirect,
         scope::Scopes,
     },
-    error::ErrorCode,
 };
 
 /// A request that passed every check; ready for the login and consent page.

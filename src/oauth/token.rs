@@ -1,13 +1,13 @@
 //! Token requests (OAuth 2.1 §3.2.2, §4.1.3, §4.2, §4.3), parsed by `grant_type`.
 
-use super::params::Params;
-use crate::{
-    domain::{
-        client::GrantType,
-        scope::Scopes,
-        secrets::{AuthorizationCode, RefreshToken},
-    },
-    error::{Error, ErrorCode},
+use super::{
+    error::{ErrorCode, ProtocolError},
+    params::Params,
+};
+use crate::domain::{
+    client::GrantType,
+    scope::Scopes,
+    secrets::{AuthorizationCode, RefreshToken},
 };
 
 /// A parsed token request.
@@ -42,18 +42,18 @@ pub enum TokenRequest {
     },
 }
 
-fn required<'a>(params: &'a Params, name: &'static str) -> Result<&'a str, Error> {
+fn required<'a>(params: &'a Params, name: &'static str) -> Result<&'a str, ProtocolError> {
     params
         .get(name)
-        .ok_or_else(|| Error::invalid_request(format!("{name} is required")))
+        .ok_or_else(|| ProtocolError::invalid_request(format!("{name} is required")))
 }
 
-fn scope(params: &Params) -> Result<Option<Scopes>, Error> {
+fn scope(params: &Params) -> Result<Option<Scopes>, ProtocolError> {
     params
         .get("scope")
         .map(|s| {
             Scopes::parse(s)
-                .map_err(|_| Error::oauth(ErrorCode::InvalidScope, "scope is malformed"))
+                .map_err(|_| ProtocolError::new(ErrorCode::InvalidScope, "scope is malformed"))
         })
         .transpose()
 }
@@ -61,9 +61,9 @@ fn scope(params: &Params) -> Result<Option<Scopes>, Error> {
 impl TokenRequest {
     /// Parses the body. Duplicated parameters, a missing `grant_type` or a missing required
     /// parameter give `invalid_request`; an unknown grant gives `unsupported_grant_type`.
-    pub fn parse(params: &Params) -> Result<Self, Error> {
+    pub fn parse(params: &Params) -> Result<Self, ProtocolError> {
         if params.any_duplicate().is_some() {
-            return Err(Error::invalid_request("a parameter is repeated"));
+            return Err(ProtocolError::invalid_request("a parameter is repeated"));
         }
         let grant = required(params, "grant_type")?;
         let resource = params.get("resource").map(str::to_owned);
@@ -83,7 +83,7 @@ impl TokenRequest {
                 scope: scope(params)?,
                 resource,
             }),
-            None => Err(Error::oauth(
+            None => Err(ProtocolError::new(
                 ErrorCode::UnsupportedGrantType,
                 "grant_type must be authorization_code, refresh_token or client_credentials",
             )),
@@ -120,6 +120,7 @@ mod tests {
                 .unwrap_err()
                 .code()
         };
+        let e = |q: &str| Some(e(q));
         assert_eq!(e(""), Some(ErrorCode::InvalidRequest));
         assert_eq!(
             e("grant_type=password"),
