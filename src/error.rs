@@ -111,6 +111,12 @@ impl Error {
         })
     }
 
+    /// A 400 HTML error page: what cannot be sent back to the client by a redirect
+    /// (OAuth 2.1 §4.1.2.1).
+    pub fn bad_request_page(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::page(StatusCode::BAD_REQUEST, message)
+    }
+
     /// Marks an `invalid_client` error as answering a Basic attempt.
     pub fn with_basic_challenge(mut self, basic: bool) -> Self {
         if let Self::OAuth(e) = &mut self {

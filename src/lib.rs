@@ -80,7 +80,8 @@
 //! - `oauth` — protocol parsing and documents (no actix, no storage), including the rules
 //!   for client ID metadata documents.
 //! - `fetch` — outbound HTTP: fetching client ID metadata documents with SSRF defences.
-//! - `flows` — the multi-actor orchestration of each endpoint.
+//! - `endpoints` — one file per endpoint: the orchestration of a request over the
+//!   services, returning protocol types.
 //! - `http` — routes, handlers, the bearer guard for `/mcp`, HTML pages, request ids.
 //! - `mcp` — the MCP layer on rmcp: the session actor and its bridge, the endpoint, the
 //!   demo server.
@@ -102,9 +103,9 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod endpoints;
 pub mod error;
 pub mod fetch;
-pub mod flows;
 pub mod http;
 pub mod loadtest;
 pub mod mcp;

@@ -1,5 +1,5 @@
-//! Handlers of the authorization server endpoints. Each extracts, calls one flow in
-//! [`crate::flows`], and renders; no state, no policy.
+//! Handlers of the authorization server endpoints. Each extracts, calls one endpoint in
+//! [`crate::endpoints`], and renders; no state, no policy.
 
 use actix_web::{
     cookie::{Cookie, SameSite},
@@ -11,9 +11,12 @@ use super::forms::{self, CsrfBinding};
 use crate::{
     actors::client_registry::ResolveLoginSession,
     domain::secrets::random_token,
+    endpoints::{
+        self,
+        authorize::{Decision, DecisionOutcome},
+    },
     error::{Error, ErrorCode},
-    flows::{self, Decision, DecisionOutcome},
-    oauth::{metadata, params::Params},
+    oauth::{authorize::prompts_login, metadata, params::Params},
     services::Services,
 };
 
@@ -108,13 +111,13 @@ async fn show_login(
     params: Params,
 ) -> Result<HttpResponse, Error> {
     let issuer = issuer(req, services);
-    let request = flows::authorize(services, &params, &issuer).await?;
+    let request = endpoints::authorize::authorize(services, &params, &issuer).await?;
     let (browser, cookie) = pre_login(req, services);
     // A browser that signed in recently only confirms consent, unless the client asked for
     // a fresh login (`prompt=login`, as in OpenID Connect) or the user chose another account.
     let session = cookie_value(req, session_cookie_name(services));
     let signed_in = match session.clone() {
-        Some(token) if !flows::prompts_login(&params) => services
+        Some(token) if !prompts_login(&params) => services
             .ask(&services.registry, ResolveLoginSession { token })
             .await?
             .zip(session),
@@ -218,7 +221,7 @@ pub async fn decision(
     }
     let issuer = issuer(&req, &services);
     let address = super::client_address(&req, &services.settings);
-    match flows::decide(&services, &params, decision, &issuer, address).await? {
+    match endpoints::authorize::decide(&services, &params, decision, &issuer, address).await? {
         // 303 so the browser follows with GET and never re-posts the credentials
         // (RFC 9700 §4.12).
         DecisionOutcome::Redirect { url, new_session } => {
@@ -254,8 +257,8 @@ pub async fn token(
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Error> {
     let body = form_body(&req, &body)?;
-    let response = flows::token(&services, authorization(&req), body).await?;
-    Ok(no_store_json(StatusCode::OK, &response))
+    let response = endpoints::token::token(&services, authorization(&req), body).await?;
+    Ok(no_store_json(StatusCode::OK, &response.body()))
 }
 
 /// `POST /revoke` (RFC 7009).
@@ -265,7 +268,7 @@ pub async fn revoke(
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Error> {
     let body = form_body(&req, &body)?;
-    flows::revoke(&services, authorization(&req), body).await?;
+    endpoints::revoke::revoke(&services, authorization(&req), body).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
@@ -279,8 +282,9 @@ pub async fn introspect(
 ) -> Result<HttpResponse, Error> {
     let body = form_body(&req, &body)?;
     let issuer = issuer(&req, &services);
-    let response = flows::introspect(&services, authorization(&req), body, &issuer).await?;
-    Ok(no_store_json(StatusCode::OK, &response))
+    let response =
+        endpoints::introspect::introspect(&services, authorization(&req), body, &issuer).await?;
+    Ok(no_store_json(StatusCode::OK, &response.body()))
 }
 
 /// Whether the request says its body is JSON (`application/json`, any parameters).
@@ -307,6 +311,6 @@ pub async fn register(
         ));
     }
     let address = super::client_address(&req, &services.settings);
-    let response = flows::register(&services, &body, address).await?;
+    let response = endpoints::register::register(&services, &body, address).await?;
     Ok(no_store_json(StatusCode::CREATED, &response))
 }

@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod client_document;
 pub mod error;
+pub mod introspection;
 pub mod metadata;
 pub mod params;
 pub mod registration;

@@ -1,4 +1,7 @@
-//! Token requests (OAuth 2.1 §3.2.2, §4.1.3, §4.2, §4.3), parsed by `grant_type`.
+//! Token requests (OAuth 2.1 §3.2.2, §4.1.3, §4.2, §4.3), parsed by `grant_type`, and the
+//! successful token response (§3.2.3).
+
+use serde_json::{json, Value};
 
 use super::{
     error::{ErrorCode, ProtocolError},
@@ -7,7 +10,7 @@ use super::{
 use crate::domain::{
     client::GrantType,
     scope::Scopes,
-    secrets::{AuthorizationCode, RefreshToken},
+    secrets::{AccessToken, AuthorizationCode, RefreshToken},
 };
 
 /// A parsed token request.
@@ -106,6 +109,35 @@ impl TokenRequest {
             | Self::RefreshToken { resource, .. }
             | Self::ClientCredentials { resource, .. } => resource.as_deref(),
         }
+    }
+}
+
+/// A successful token response (OAuth 2.1 §3.2.3): always a `Bearer` access token.
+#[derive(Debug)]
+pub struct TokenResponse {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// Access token lifetime in seconds.
+    pub expires_in: u64,
+    /// Scope of the access token.
+    pub scopes: Scopes,
+    /// The refresh token, when the grant has one.
+    pub refresh_token: Option<RefreshToken>,
+}
+
+impl TokenResponse {
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        let mut body = json!({
+            "access_token": self.access_token.secret(),
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "scope": self.scopes.to_string(),
+        });
+        if let (Some(rt), Some(obj)) = (&self.refresh_token, body.as_object_mut()) {
+            obj.insert("refresh_token".into(), rt.secret().into());
+        }
+        body
     }
 }
 
