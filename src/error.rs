@@ -299,8 +299,6 @@ impl From<RegistryError> for Error {
             RegistryError::InvalidClient => {
                 Self::oauth(ErrorCode::InvalidClient, "client authentication failed")
             }
-            RegistryError::InvalidRedirectUri(m) => Self::oauth(ErrorCode::InvalidRedirectUri, m),
-            RegistryError::InvalidMetadata(m) => Self::oauth(ErrorCode::InvalidClientMetadata, m),
             RegistryError::Full => Self::oauth(
                 ErrorCode::TemporarilyUnavailable,
                 "the server accepts no more client registrations at the moment, retry later",

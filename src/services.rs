@@ -18,7 +18,6 @@ use actix::{Actor, Addr};
 
 use crate::{
     actors::{
-        ask,
         client_registry::{
             hash_password, GetClient, InsertClientIfAbsent, InsertUserIfAbsent, ListUsers,
             RegistryError,
@@ -71,6 +70,9 @@ pub enum StartError {
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// How long start-up waits for the registry while checking and seeding the demo records.
+const SEEDING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The demo client id seeded unless `--no-demo` (on a loopback-only server).
 pub const DEMO_CLIENT_ID: &str = "demo_client";
@@ -213,13 +215,23 @@ impl Services {
             }
             return Ok(());
         }
-        let timeout = Duration::from_secs(30);
+        // Not `Services::ask`: start-up is not a request, and seeding waits for a flush on a
+        // machine that may be busy starting; a generous bound, and nothing to record.
+        let timeout = SEEDING_TIMEOUT;
         let internal = |e: actix::MailboxError| RegistryError::Internal(e.to_string());
         let get = GetClient {
             client_id: DEMO_CLIENT_ID.into(),
         };
-        let client = ask(&self.registry, get, timeout).await.map_err(internal)?;
-        let users = ask(&self.registry, ListUsers, timeout)
+        let client = self
+            .registry
+            .send(get)
+            .timeout(timeout)
+            .await
+            .map_err(internal)?;
+        let users = self
+            .registry
+            .send(ListUsers)
+            .timeout(timeout)
             .await
             .map_err(internal)?;
         if client.is_some() || users.iter().any(|u| u == DEMO_USERNAME) {
@@ -260,22 +272,30 @@ impl Services {
             origin: ClientOrigin::Operator,
             used: true,
         };
-        let timeout = Duration::from_secs(30);
-        ask(&self.registry, InsertClientIfAbsent { client }, timeout)
+        let timeout = SEEDING_TIMEOUT;
+        self.registry
+            .send(InsertClientIfAbsent { client })
+            .timeout(timeout)
             .await
             .map_err(|e| RegistryError::Internal(e.to_string()))??;
         let user = User {
             username: DEMO_USERNAME.into(),
             password_hash: blocking_hash(DEMO_PASSWORD).await?,
         };
-        ask(&self.registry, InsertUserIfAbsent { user }, timeout)
+        self.registry
+            .send(InsertUserIfAbsent { user })
+            .timeout(timeout)
             .await
             .map_err(|e| RegistryError::Internal(e.to_string()))??;
         Ok(())
     }
 
-    /// Sends `msg` with the configured actor timeout; a timeout or full mailbox becomes
-    /// `temporarily_unavailable`. The wait is recorded in [`Services::metrics`].
+    /// Sends `msg` to `addr` and waits at most the configured actor timeout: a full mailbox
+    /// or a slow actor becomes `temporarily_unavailable` (503), never a hang. The wait is
+    /// recorded in [`Services::metrics`]. The one way requests ask an actor; the few places
+    /// that need another bound (start-up seeding, a client metadata document fetch, the MCP
+    /// session bridge inside rmcp, `oauth-mcp admin`) use actix's `send(..).timeout(..)`
+    /// directly and say why.
     pub async fn ask<A, M>(&self, addr: &Addr<A>, msg: M) -> Result<M::Result, Error>
     where
         A: Actor + actix::Handler<M> + Metered,
@@ -284,7 +304,10 @@ impl Services {
         M::Result: Send,
     {
         let started = std::time::Instant::now();
-        let answer = ask(addr, msg, self.settings.config.actor_timeout).await;
+        let answer = addr
+            .send(msg)
+            .timeout(self.settings.config.actor_timeout)
+            .await;
         self.metrics.actor_wait(A::KIND, started.elapsed());
         Ok(answer?)
     }

@@ -63,12 +63,6 @@ pub enum RegistryError {
     /// Unknown client, wrong or missing secret.
     #[error("client authentication failed")]
     InvalidClient,
-    /// A redirect URI offered at registration is not acceptable.
-    #[error("invalid redirect URI: {0}")]
-    InvalidRedirectUri(String),
-    /// Registration metadata is not acceptable.
-    #[error("invalid client metadata: {0}")]
-    InvalidMetadata(String),
     /// `max_registered_clients` dynamically registered clients exist already.
     #[error("the client registry is full")]
     Full,

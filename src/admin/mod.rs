@@ -24,7 +24,6 @@ use actix::{dev::ToEnvelope, Actor, Addr, Handler, Message};
 
 use crate::{
     actors::{
-        ask,
         client_registry::{
             hash_password, InsertUserIfAbsent, ListClients, ListUsers, RegisterClient,
             RegisteredClient, RegistryError, RemoveClient, RemoveUser, SetPassword,
@@ -178,7 +177,7 @@ impl Admin {
         M: Message + Send + 'static,
         M::Result: Send,
     {
-        Ok(ask(addr, msg, TIMEOUT).await?)
+        Ok(addr.send(msg).timeout(TIMEOUT).await?)
     }
 
     /// Registers a client; the answer holds the secret of a confidential client, which

@@ -46,7 +46,7 @@ async fn resolve_document(
     // through `Services::ask`, whose histogram measures actor waits, not remote servers.
     let config = &services.settings.config;
     let timeout = config.actor_timeout + config.client_metadata_timeout;
-    Ok(crate::actors::ask(&services.registry, msg, timeout).await?)
+    Ok(services.registry.send(msg).timeout(timeout).await?)
 }
 
 /// Authenticates the client of a token, revocation or introspection request.

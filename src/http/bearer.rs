@@ -158,7 +158,7 @@ impl Guard {
                 ));
             }
         }
-        let issuer = settings.issuer_for_host(host.as_deref());
+        let issuer = super::issuer(req.request(), settings);
         let base = &settings.mcp_scopes;
 
         // Only the Authorization header carries tokens; `access_token` in the query string is

@@ -210,6 +210,18 @@ fn is_safe_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// The issuer as this request's client addressed the server: [`Settings::issuer_for_host`]
+/// over the `Host` header (a loopback alias answered with the name the client used). The one
+/// place a request's `Host` becomes an issuer: the metadata documents, the authorization
+/// responses, introspection and the bearer challenge all take it from here.
+pub fn issuer(req: &HttpRequest, settings: &Settings) -> String {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    settings.issuer_for_host(host)
+}
+
 /// The address every per-address limit and throttle counts this request under: the TCP
 /// peer, or behind a proxy in `--trusted-proxies` the client it names in `Forwarded` /
 /// `X-Forwarded-For` ([`client_address::client_address`] has the rules).

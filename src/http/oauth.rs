@@ -39,14 +39,6 @@ fn session_cookie_name(services: &Services) -> &'static str {
     }
 }
 
-fn issuer(req: &HttpRequest, services: &Services) -> String {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    services.settings.issuer_for_host(host)
-}
-
 fn authorization(req: &HttpRequest) -> Option<&str> {
     req.headers()
         .get(header::AUTHORIZATION)
@@ -82,7 +74,7 @@ fn no_store_json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
 pub async fn metadata(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
-    let issuer = issuer(&req, &services);
+    let issuer = super::issuer(&req, &services.settings);
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .json(metadata::authorization_server(&issuer, &services.settings))
@@ -110,7 +102,7 @@ async fn show_login(
     services: &Services,
     params: Params,
 ) -> Result<HttpResponse, Error> {
-    let issuer = issuer(req, services);
+    let issuer = super::issuer(req, &services.settings);
     let request = endpoints::authorize::authorize(services, &params, &issuer).await?;
     let (browser, cookie) = pre_login(req, services);
     // A browser that signed in recently only confirms consent, unless the client asked for
@@ -219,7 +211,7 @@ pub async fn decision(
     if !csrf_ok {
         return Err(bad_form());
     }
-    let issuer = issuer(&req, &services);
+    let issuer = super::issuer(&req, &services.settings);
     let address = super::client_address(&req, &services.settings);
     match endpoints::authorize::decide(&services, &params, decision, &issuer, address).await? {
         // 303 so the browser follows with GET and never re-posts the credentials
@@ -281,7 +273,7 @@ pub async fn introspect(
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Error> {
     let body = form_body(&req, &body)?;
-    let issuer = issuer(&req, &services);
+    let issuer = super::issuer(&req, &services.settings);
     let response =
         endpoints::introspect::introspect(&services, authorization(&req), body, &issuer).await?;
     Ok(no_store_json(StatusCode::OK, &response.body()))
