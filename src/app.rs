@@ -29,6 +29,10 @@ pub use crate::{
 /// [`Services::attachments`].
 pub fn configure(cfg: &mut web::ServiceConfig, services: &Services) {
     configure_authorization_server(cfg, services);
+    // Built here, in each worker, unlike a host's endpoint (built once, outside the
+    // factory): it holds only clones of the services' addresses and settings, its sessions
+    // live in the session actor, and the one thing every worker must share, the demo
+    // guestbook, comes from the attachments.
     let guestbook = services.attachments.get_or_insert_with(Guestbook::default);
     McpEndpoint::new(
         services,
