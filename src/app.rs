@@ -1,332 +1,45 @@
-//! Starting and stopping the server: [`Services`] (the actors, started once per process,
-//! outside `HttpServer::new`), [`start`] (actors + HTTP server on a given listener) and
-//! [`RunningServer::stop`].
-//!
-//! The demo client and user have a published secret and password, so they exist only on a
-//! server reachable on loopback alone (a loopback public URL and a loopback bind address):
-//! they are seeded only there, and a server reachable beyond loopback refuses to start
-//! while they are in its data, unless `keep_demo` ([`Services::start`]).
+//! Serving HTTP over the services: [`start`] (open the database, start the [`Services`],
+//! serve HTTP on a given listener), [`RunningServer::stop`], and [`configure`], which mounts
+//! everything the default server offers (the authorization server and the demo MCP server).
+//! The top of the library: it composes `http` and `mcp` over `services`.
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
+use std::{net::TcpListener, sync::Arc};
 
-use actix::{Actor, Addr};
-use actix_web::{dev::ServerHandle, App, HttpServer};
+use actix_web::{dev::ServerHandle, web, App, HttpServer};
 
 use crate::{
-    actors::{
-        ask,
-        client_registry::{
-            hash_password, GetClient, InsertClientIfAbsent, InsertUserIfAbsent, ListUsers,
-            RegistryError,
-        },
-        ClientRegistry, CodeIssuer, Stop, TokenLedger,
-    },
-    config::{Config, ConfigError, Settings},
-    domain::{
-        client::{AuthMethod, Client, ClientOrigin, GrantType, User},
-        clock::Clock,
-        secrets::ClientSecret,
-        server_key::{KeyError, ServerKey},
-    },
-    error::Error,
+    config::Config,
+    domain::clock::Clock,
+    http::configure_authorization_server,
     mcp::{
         demo::{self, DemoServer, Guestbook},
-        sessions::{McpSessions, SessionLimits},
         McpEndpoint,
     },
-    metrics::{Metered, Metrics},
-    storage::{
-        sled_store::{Durability, SledClientStore, SledCodeStore, SledTokenStore},
-        GroupCommit, StorageError,
+};
+pub use crate::{
+    services::{
+        Services, StartError, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USERNAME,
     },
+    storage::sled_store::open_db,
 };
 
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The data directory could not be opened or read.
-    #[error("storage: {0}")]
-    Storage(#[from] StorageError),
-    /// Seeding or hashing failed.
-    #[error("registry: {0}")]
-    Registry(#[from] RegistryError),
-    /// The server key could not be read or created.
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    /// The server is reachable beyond loopback and its data holds the demo client or user,
-    /// whose secret and password are public.
-    #[error(
-        "the data directory holds the demo client or user ({DEMO_CLIENT_ID} / {DEMO_USERNAME}, whose \
-         secret and password are public), and this server is reachable beyond loopback ({0}). \
-         Stop it and remove them with `oauth-mcp admin --data-dir <dir> client remove {DEMO_CLIENT_ID}` \
-         and `oauth-mcp admin --data-dir <dir> user remove {DEMO_USERNAME}`, or start with \
-         --keep-demo (OAUTH_MCP_KEEP_DEMO=true) to keep them knowingly"
-    )]
-    DemoReachable(String),
-    /// A socket or thread could not be set up.
-    #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// The demo client id seeded unless `--no-demo` (on a loopback-only server).
-pub const DEMO_CLIENT_ID: &str = "demo_client";
-/// The demo client secret.
-pub const DEMO_CLIENT_SECRET: &str = "demo_secret";
-/// The demo user.
-pub const DEMO_USERNAME: &str = "demo_user";
-/// The demo user's password.
-pub const DEMO_PASSWORD: &str = "demo_password";
-
-/// Opens the sled database in `config.data_dir` with an explicit, small cache, and checks
-/// (or, on a new directory, records) its storage format version.
-pub fn open_db(config: &Config) -> Result<sled::Db, StorageError> {
-    let db = sled::Config::new()
-        .path(&config.data_dir)
-        .cache_capacity(config.cache_capacity)
-        // Durability comes from our group commit; sled's own timer only bounds how much an
-        // un-acknowledged write can lag.
-        .flush_every_ms(Some(1000))
-        .open()?;
-    crate::storage::sled_store::check_format(&db)?;
-    Ok(db)
-}
-
-/// Addresses of the actors plus the shared settings: what handlers need. Cheap to clone.
-#[derive(Clone)]
-pub struct Services {
-    /// The client registry (clients, users, login throttle).
-    pub registry: Addr<ClientRegistry>,
-    /// The authorization-code issuer.
-    pub codes: Addr<CodeIssuer>,
-    /// The token ledger.
-    pub ledger: Addr<TokenLedger>,
-    /// The MCP session manager.
-    pub sessions: Addr<McpSessions>,
-    /// Validated settings.
-    pub settings: Arc<Settings>,
-    /// The default MCP endpoint (demo tools), mounted by [`crate::configure`].
-    pub default_mcp: Option<McpEndpoint<DemoServer>>,
-    /// Operational counters ([`crate::metrics`]).
-    pub metrics: Arc<Metrics>,
-    /// The server key ([`ServerKey`]): CSRF values and grace-window derivations.
-    pub key: Arc<ServerKey>,
-    /// The server-wide bound on concurrent password checks
-    /// ([`crate::config::Settings::password_hash_concurrency`] slots; the registry takes
-    /// one per check and refuses a sign-in when none is free). Shared here so a host or a
-    /// test can see how many are free.
-    pub password_checks: Arc<tokio::sync::Semaphore>,
-    commit: Option<GroupCommit>,
-}
-
-impl std::fmt::Debug for Services {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Services")
-            .field("issuer", &self.settings.issuer)
-            .finish()
-    }
-}
-
-async fn blocking_hash(password: &'static str) -> Result<String, StartError> {
-    tokio::task::spawn_blocking(move || hash_password(password))
-        .await
-        .map_err(|e| StartError::Registry(RegistryError::Internal(e.to_string())))?
-        .map_err(StartError::from)
-}
-
-impl Services {
-    /// Starts the actors on `db`, in the current actix System, and seeds the demo data
-    /// when configured.
-    pub async fn start(
-        settings: Settings,
-        db: &sled::Db,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, StartError> {
-        let settings = Arc::new(settings);
-        let key = Arc::new(ServerKey::load_or_create(
-            settings.config.key_file.as_deref(),
-            &settings.config.data_dir,
-        )?);
-        let metrics = Arc::new(Metrics::default());
-        let commit = if settings.config.durable {
-            Some(GroupCommit::start(db.clone(), Some(Arc::clone(&metrics)))?)
-        } else {
-            None
-        };
-        let durability = match &commit {
-            Some(c) => Durability::durable(c.clone()),
-            None => Durability::relaxed(),
-        };
-        let dummy_hash = blocking_hash("not-a-password").await?;
-        let password_checks = Arc::new(tokio::sync::Semaphore::new(
-            settings.password_hash_concurrency.max(1),
-        ));
-        let registry = ClientRegistry::new(
-            Box::new(SledClientStore::open(db, durability.clone())?),
-            Arc::clone(&settings),
-            Arc::clone(&clock),
-            dummy_hash,
-        )?
-        .with_metrics(Arc::clone(&metrics))
-        .with_password_checks(Arc::clone(&password_checks))
-        .start();
-        let codes = CodeIssuer::new(
-            Box::new(SledCodeStore::open(db, durability.clone())?),
-            Arc::clone(&settings),
-            Arc::clone(&clock),
-        )
-        .with_metrics(Arc::clone(&metrics))
-        .start();
-        let ledger = TokenLedger::new(
-            Box::new(SledTokenStore::open(db, durability)?),
-            Arc::clone(&settings),
-            Arc::clone(&clock),
-            Arc::clone(&key),
-        )?
-        .with_metrics(Arc::clone(&metrics))
-        .start();
-        let sessions = McpSessions::new(SessionLimits::from_config(&settings.config)).start();
-        let mut services = Self {
-            registry,
-            codes,
-            ledger,
-            sessions,
-            settings,
-            default_mcp: None,
-            metrics,
-            key,
-            password_checks,
-            commit,
-        };
-        let guestbook = Guestbook::default();
-        services.default_mcp = Some(McpEndpoint::new(
-            &services,
-            move || DemoServer::new(Arc::clone(&guestbook)),
-            demo::tool_scopes(),
-        ));
-        if let Err(e) = services.demo_policy(clock.now()).await {
-            // Release the database, so the operator (or a host retrying) can open it.
-            services.shutdown().await;
-            return Err(e);
-        }
-        Ok(services)
-    }
-
-    /// Seeds the demo records on a loopback-only server; beyond loopback, seeds them only
-    /// with `keep_demo`, and without it refuses to start if they exist. "Loopback-only"
-    /// means a loopback public URL (so the issuer and redirect targets are local) and a
-    /// loopback `bind` address (so no other machine can connect), which [`start`] sets to
-    /// the address actually bound; an embedding host must set `bind` itself.
-    async fn demo_policy(&self, now: i64) -> Result<(), StartError> {
-        let config = &self.settings.config;
-        let beyond_loopback = !self.settings.loopback || !config.bind.ip().is_loopback();
-        if !beyond_loopback || config.keep_demo {
-            if config.demo {
-                self.seed_demo(now).await?;
-            }
-            return Ok(());
-        }
-        let timeout = Duration::from_secs(30);
-        let internal = |e: actix::MailboxError| RegistryError::Internal(e.to_string());
-        let get = GetClient {
-            client_id: DEMO_CLIENT_ID.into(),
-        };
-        let client = ask(&self.registry, get, timeout).await.map_err(internal)?;
-        let users = ask(&self.registry, ListUsers, timeout)
-            .await
-            .map_err(internal)?;
-        if client.is_some() || users.iter().any(|u| u == DEMO_USERNAME) {
-            return Err(StartError::DemoReachable(format!(
-                "public URL {}, bind address {}",
-                self.settings.issuer, config.bind
-            )));
-        }
-        if config.demo {
-            tracing::info!(
-                "demo client and user not seeded: this server is reachable beyond loopback \
-                 (--keep-demo seeds them anyway)"
-            );
-        }
-        Ok(())
-    }
-
-    /// Inserts the demo client and user if absent; never overwrites later changes.
-    async fn seed_demo(&self, now: i64) -> Result<(), StartError> {
-        let settings = &self.settings;
-        let client = Client {
-            client_id: DEMO_CLIENT_ID.into(),
-            secret_digest: Some(ClientSecret::new(DEMO_CLIENT_SECRET.into()).digest()),
-            auth_method: AuthMethod::ClientSecretBasic,
-            client_name: Some("Demo Client".into()),
-            redirect_uris: vec![
-                "http://localhost:8765/callback".into(),
-                "http://127.0.0.1:8765/callback".into(),
-            ],
-            grant_types: vec![
-                GrantType::AuthorizationCode,
-                GrantType::RefreshToken,
-                GrantType::ClientCredentials,
-            ],
-            scopes: settings.scopes.clone(),
-            issued_at: now,
-            extra: Default::default(),
-            origin: ClientOrigin::Operator,
-            used: true,
-        };
-        let timeout = Duration::from_secs(30);
-        ask(&self.registry, InsertClientIfAbsent { client }, timeout)
-            .await
-            .map_err(|e| RegistryError::Internal(e.to_string()))??;
-        let user = User {
-            username: DEMO_USERNAME.into(),
-            password_hash: blocking_hash(DEMO_PASSWORD).await?,
-        };
-        ask(&self.registry, InsertUserIfAbsent { user }, timeout)
-            .await
-            .map_err(|e| RegistryError::Internal(e.to_string()))??;
-        Ok(())
-    }
-
-    /// Sends `msg` with the configured actor timeout; a timeout or full mailbox becomes
-    /// `temporarily_unavailable`. The wait is recorded in [`Services::metrics`].
-    pub async fn ask<A, M>(&self, addr: &Addr<A>, msg: M) -> Result<M::Result, Error>
-    where
-        A: Actor + actix::Handler<M> + Metered,
-        A::Context: actix::dev::ToEnvelope<A, M>,
-        M: actix::Message + Send + 'static,
-        M::Result: Send,
-    {
-        let started = std::time::Instant::now();
-        let answer = ask(addr, msg, self.settings.config.actor_timeout).await;
-        self.metrics.actor_wait(A::KIND, started.elapsed());
-        Ok(answer?)
-    }
-
-    /// Stops the actors, waits until they have dropped their stores, then flushes and stops
-    /// the group-commit thread.
-    pub async fn shutdown(&self) {
-        let _ = self.registry.send(Stop).await;
-        let _ = self.codes.send(Stop).await;
-        let _ = self.ledger.send(Stop).await;
-        let _ = self.sessions.send(Stop).await;
-        for _ in 0..200 {
-            if !self.registry.connected()
-                && !self.codes.connected()
-                && !self.ledger.connected()
-                && !self.sessions.connected()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if let Some(commit) = &self.commit {
-            let commit = commit.clone();
-            let _ = tokio::task::spawn_blocking(move || commit.shutdown()).await;
-        }
-    }
+/// Mounts everything the default server offers: the authorization server and the demo MCP
+/// endpoint at `/mcp`. Call once per worker with the same [`Services`] (started once,
+/// outside `HttpServer::new`); every worker serves the same demo guestbook, kept in
+/// [`Services::attachments`].
+pub fn configure(cfg: &mut web::ServiceConfig, services: &Services) {
+    configure_authorization_server(cfg, services);
+    // Built here, in each worker, unlike a host's endpoint (built once, outside the
+    // factory): it holds only clones of the services' addresses and settings, its sessions
+    // live in the session actor, and the one thing every worker must share, the demo
+    // guestbook, comes from the attachments.
+    let guestbook = services.attachments.get_or_insert_with(Guestbook::default);
+    McpEndpoint::new(
+        services,
+        move || DemoServer::new(Arc::clone(&guestbook)),
+        demo::tool_scopes(),
+    )
+    .configure(cfg);
 }
 
 /// A server started by [`start`].
@@ -385,7 +98,7 @@ pub async fn start(
         let services = app_services.clone();
         App::new()
             .wrap(actix_web::middleware::from_fn(crate::http::request_context))
-            .configure(move |cfg| crate::http::configure(cfg, &services))
+            .configure(move |cfg| configure(cfg, &services))
     })
     .workers(2)
     .client_request_timeout(config.request_timeout)

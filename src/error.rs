@@ -10,66 +10,15 @@ use actix_web::{
     HttpResponse, ResponseError,
 };
 
+pub use crate::oauth::error::ErrorCode;
 use crate::{
     actors::{client_registry::RegistryError, code_issuer::CodeError, token_ledger::LedgerError},
-    oauth::client_document::ClientDocumentError,
+    oauth::{
+        client_document::ClientDocumentError,
+        error::{sanitize, ProtocolError},
+    },
     storage::StorageError,
 };
-
-/// OAuth error codes (RFC 6749 §4.1.2.1, §5.2; RFC 7591 §3.2.2; RFC 8707 §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorCode {
-    /// "The request is missing a required parameter, includes an unsupported parameter
-    /// value, repeats a parameter, ... or is otherwise malformed."
-    InvalidRequest,
-    /// "Client authentication failed." Answered with 401.
-    InvalidClient,
-    /// "The provided authorization grant ... or refresh token is invalid, expired, revoked,
-    /// does not match the redirection URI ... or was issued to another client."
-    InvalidGrant,
-    /// "The authenticated client is not authorized to use this authorization grant type."
-    UnauthorizedClient,
-    /// "The authorization grant type is not supported by the authorization server."
-    UnsupportedGrantType,
-    /// "The requested scope is invalid, unknown, malformed, or exceeds the scope granted."
-    InvalidScope,
-    /// RFC 8707: "The requested resource is invalid, missing, unknown, or malformed."
-    InvalidTarget,
-    /// RFC 7591: a redirect URI is invalid.
-    InvalidRedirectUri,
-    /// RFC 7591: a metadata field is invalid.
-    InvalidClientMetadata,
-    /// The resource owner or server denied the request.
-    AccessDenied,
-    /// `response_type` other than `code`.
-    UnsupportedResponseType,
-    /// The server is overloaded or a dependency timed out (503).
-    TemporarilyUnavailable,
-    /// An unexpected condition (500).
-    ServerError,
-}
-
-impl ErrorCode {
-    /// The wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::InvalidClient => "invalid_client",
-            Self::InvalidGrant => "invalid_grant",
-            Self::UnauthorizedClient => "unauthorized_client",
-            Self::UnsupportedGrantType => "unsupported_grant_type",
-            Self::InvalidScope => "invalid_scope",
-            Self::InvalidTarget => "invalid_target",
-            Self::InvalidRedirectUri => "invalid_redirect_uri",
-            Self::InvalidClientMetadata => "invalid_client_metadata",
-            Self::AccessDenied => "access_denied",
-            Self::UnsupportedResponseType => "unsupported_response_type",
-            Self::TemporarilyUnavailable => "temporarily_unavailable",
-            Self::ServerError => "server_error",
-        }
-    }
-}
 
 /// An OAuth JSON error.
 #[derive(Debug, Clone)]
@@ -162,6 +111,12 @@ impl Error {
         })
     }
 
+    /// A 400 HTML error page: what cannot be sent back to the client by a redirect
+    /// (OAuth 2.1 §4.1.2.1).
+    pub fn bad_request_page(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::page(StatusCode::BAD_REQUEST, message)
+    }
+
     /// Marks an `invalid_client` error as answering a Basic attempt.
     pub fn with_basic_challenge(mut self, basic: bool) -> Self {
         if let Self::OAuth(e) = &mut self {
@@ -176,16 +131,6 @@ impl Error {
             Self::OAuth(e) => Some(e.code),
             _ => None,
         }
-    }
-}
-
-/// Keeps only `%x20-21 / %x23-5B / %x5D-7E` (OAuth 2.1 §3.2.4 for `error_description`).
-fn sanitize(s: Cow<'static, str>) -> Cow<'static, str> {
-    let ok = |c: char| matches!(c as u32, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E);
-    if s.chars().all(ok) {
-        s
-    } else {
-        Cow::Owned(s.chars().map(|c| if ok(c) { c } else { ' ' }).collect())
     }
 }
 
@@ -296,6 +241,14 @@ impl Error {
     }
 }
 
+/// The protocol layer's verdict, answered as RFC 6749 §5.2 JSON.
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        let (code, description) = e.into_parts();
+        Self::oauth(code, description)
+    }
+}
+
 impl From<actix::MailboxError> for Error {
     fn from(e: actix::MailboxError) -> Self {
         tracing::warn!(request_id = %crate::http::request_id(), error = %e, "actor did not answer in time");
@@ -346,8 +299,6 @@ impl From<RegistryError> for Error {
             RegistryError::InvalidClient => {
                 Self::oauth(ErrorCode::InvalidClient, "client authentication failed")
             }
-            RegistryError::InvalidRedirectUri(m) => Self::oauth(ErrorCode::InvalidRedirectUri, m),
-            RegistryError::InvalidMetadata(m) => Self::oauth(ErrorCode::InvalidClientMetadata, m),
             RegistryError::Full => Self::oauth(
                 ErrorCode::TemporarilyUnavailable,
                 "the server accepts no more client registrations at the moment, retry later",

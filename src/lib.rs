@@ -74,19 +74,23 @@
 //!
 //! # Layout
 //! - `config` — [`Config`] and validated [`config::Settings`].
-//! - `domain` — secrets, PKCE, scopes, redirect URI rules, clients, the clock.
+//! - `domain` — secrets, PKCE, scopes, redirect URI rules, clients, grants, the clock.
 //! - `storage` — store traits, sled implementations, binary record codecs, group commit.
 //! - `actors` — the state owners of the authorization server and their messages.
 //! - `oauth` — protocol parsing and documents (no actix, no storage), including the rules
 //!   for client ID metadata documents.
 //! - `fetch` — outbound HTTP: fetching client ID metadata documents with SSRF defences.
-//! - `flows` — the multi-actor orchestration of each endpoint.
+//! - `endpoints` — one file per endpoint: the orchestration of a request over the
+//!   services, returning protocol types.
 //! - `http` — routes, handlers, the bearer guard for `/mcp`, HTML pages, request ids.
 //! - `mcp` — the MCP layer on rmcp: the session actor and its bridge, the endpoint, the
 //!   demo server.
 //! - `metrics` — the counters behind `GET /metrics`.
 //! - `error` — the crate error and its single mapping to HTTP.
-//! - `app` — starting and stopping everything.
+//! - `services` — starting the actors, asking them (timeout and metrics), stopping them;
+//!   nothing about HTTP.
+//! - `app` — the HTTP server over the services: `start`, `RunningServer`, and `configure`
+//!   (the authorization server plus the demo MCP server).
 //! - `admin` — `oauth-mcp admin`: clients, users and grants in a stopped server's data
 //!   directory.
 //! - `cli`, `loadtest` — the binary's flags and its load generator.
@@ -99,22 +103,25 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod endpoints;
 pub mod error;
 pub mod fetch;
-pub mod flows;
 pub mod http;
 pub mod loadtest;
 pub mod mcp;
 pub mod metrics;
 pub mod oauth;
+pub mod services;
 pub mod storage;
 
-pub use app::{open_db, start, RunningServer, Services, StartError};
+pub use app::{configure, start, RunningServer};
 pub use config::Config;
 pub use domain::clock;
 pub use error::Error;
-pub use http::{configure, configure_authorization_server};
+pub use http::configure_authorization_server;
 /// The MCP SDK this crate is built on, re-exported so embedders use the same copy.
 pub use rmcp;
 /// The actix-web bridge for rmcp, re-exported for the same reason.
 pub use rmcp_actix_web;
+pub use services::{Services, StartError};
+pub use storage::sled_store::open_db;

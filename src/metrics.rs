@@ -24,6 +24,8 @@ use std::{
     time::Duration,
 };
 
+use crate::storage::FlushObserver;
+
 /// The endpoints counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -76,17 +78,18 @@ impl Endpoint {
     }
 }
 
-/// The actors whose answers are timed.
+/// The actors whose answers are timed: labels only (each actor names its own kind by
+/// implementing [`Metered`] next to its definition).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ActorKind {
-    /// [`crate::actors::ClientRegistry`].
+    /// The client registry.
     Registry,
-    /// [`crate::actors::CodeIssuer`].
+    /// The code issuer.
     Codes,
-    /// [`crate::actors::TokenLedger`].
+    /// The token ledger.
     Ledger,
-    /// [`crate::mcp::sessions::McpSessions`].
+    /// The MCP session table.
     Sessions,
 }
 
@@ -103,23 +106,11 @@ impl ActorKind {
     }
 }
 
-/// An actor whose answers [`crate::Services::ask`] times.
+/// An actor whose answers are timed when the services ask it something. Implemented by
+/// each actor, next to its definition.
 pub trait Metered {
     /// Which one it is.
     const KIND: ActorKind;
-}
-
-impl Metered for crate::actors::ClientRegistry {
-    const KIND: ActorKind = ActorKind::Registry;
-}
-impl Metered for crate::actors::CodeIssuer {
-    const KIND: ActorKind = ActorKind::Codes;
-}
-impl Metered for crate::actors::TokenLedger {
-    const KIND: ActorKind = ActorKind::Ledger;
-}
-impl Metered for crate::mcp::sessions::McpSessions {
-    const KIND: ActorKind = ActorKind::Sessions;
 }
 
 /// Grant types of issued tokens.
@@ -401,6 +392,13 @@ impl Metrics {
         self.flush
             .render(&mut out, "oauth_mcp_flush_seconds", "db=\"sled\"");
         out
+    }
+}
+
+/// The group-commit thread reports each flush here.
+impl FlushObserver for Metrics {
+    fn flushed(&self, took: Duration) {
+        self.flush(took);
     }
 }
 

@@ -8,12 +8,15 @@ use actix_web::{cookie::Cookie, http::StatusCode};
 use libfuzzer_sys::fuzz_target;
 use oauth_mcp::{
     domain::server_key::ServerKey,
-    flows::{prompts_login, Decision},
+    endpoints::authorize::Decision,
     http::{
         forms::{csrf_accepted, is_own_origin},
         pages::{is_csrf_token, login_page},
     },
-    oauth::{authorize, params::Params},
+    oauth::{
+        authorize::{self, prompts_login},
+        params::Params,
+    },
 };
 
 #[path = "common.rs"]

@@ -45,14 +45,13 @@ use super::{Stop, Sweep};
 use crate::{
     config::Settings,
     domain::{
-        client::{AuthMethod, Client, ClientOrigin, GrantType, User},
+        client::{AuthMethod, Client, ClientOrigin, User},
         client_address::address_key,
         clock::Clock,
-        scope::Scopes,
         secrets::{random_bytes, ClientSecret, Digest, Password},
     },
     fetch::DocumentFetcher,
-    metrics::{DocumentFetch, Metrics},
+    metrics::{ActorKind, DocumentFetch, Metered, Metrics},
     oauth::client_document::{self, ClientDocumentError},
     storage::{ClientStore, StorageError},
 };
@@ -64,12 +63,6 @@ pub enum RegistryError {
     /// Unknown client, wrong or missing secret.
     #[error("client authentication failed")]
     InvalidClient,
-    /// A redirect URI offered at registration is not acceptable.
-    #[error("invalid redirect URI: {0}")]
-    InvalidRedirectUri(String),
-    /// Registration metadata is not acceptable.
-    #[error("invalid client metadata: {0}")]
-    InvalidMetadata(String),
     /// `max_registered_clients` dynamically registered clients exist already.
     #[error("the client registry is full")]
     Full,
@@ -102,58 +95,7 @@ pub enum RegistryError {
     Internal(String),
 }
 
-/// A validated registration request (RFC 7591 §2), built by `oauth::registration`.
-#[derive(Debug, Clone)]
-pub struct NewClient {
-    /// Client name, if given.
-    pub client_name: Option<String>,
-    /// Validated redirect URIs.
-    pub redirect_uris: Vec<String>,
-    /// Token endpoint authentication method.
-    pub auth_method: AuthMethod,
-    /// Grant types.
-    pub grant_types: Vec<GrantType>,
-    /// Scopes; `None` means the configured default scopes.
-    pub scopes: Option<Scopes>,
-    /// Other metadata to echo back.
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-impl NewClient {
-    /// The client this metadata describes, under `client_id`, issued at `now`; without
-    /// `scope` it gets `default_scopes`. Only a dynamically registered client starts unused.
-    pub fn into_client(
-        self,
-        client_id: String,
-        secret_digest: Option<Digest>,
-        default_scopes: &Scopes,
-        now: i64,
-        origin: ClientOrigin,
-    ) -> Client {
-        Client {
-            client_id,
-            secret_digest,
-            auth_method: self.auth_method,
-            client_name: self.client_name,
-            redirect_uris: self.redirect_uris,
-            grant_types: self.grant_types,
-            scopes: self.scopes.unwrap_or_else(|| default_scopes.clone()),
-            issued_at: now,
-            extra: self.extra,
-            origin,
-            used: origin != ClientOrigin::Dynamic,
-        }
-    }
-}
-
-/// A freshly registered client with its secret, shown exactly once.
-#[derive(Debug)]
-pub struct RegisteredClient {
-    /// The stored client.
-    pub client: Client,
-    /// The plaintext secret for confidential clients.
-    pub secret: Option<ClientSecret>,
-}
+pub use crate::domain::client::{NewClient, RegisteredClient};
 
 /// Registers a client (RFC 7591). The registry mints `client_id` and secret.
 /// Dynamically registered clients count against `max_registered_clients`.
@@ -776,6 +718,10 @@ impl ClientRegistry {
     }
 }
 
+impl Metered for ClientRegistry {
+    const KIND: ActorKind = ActorKind::Registry;
+}
+
 impl Actor for ClientRegistry {
     type Context = Context<Self>;
 
@@ -1207,7 +1153,7 @@ mod tests {
     use super::*;
     use crate::{
         config::Config,
-        domain::clock::ManualClock,
+        domain::{client::GrantType, clock::ManualClock, scope::Scopes},
         storage::sled_store::{Durability, SledClientStore},
     };
 

@@ -19,14 +19,12 @@ use crate::{
     config::Settings,
     domain::{
         clock::{expiry, Clock},
+        grant::{GrantHolder, GrantId},
         scope::Scopes,
         secrets::AuthorizationCode,
     },
-    metrics::Metrics,
-    storage::{
-        CodeRecord, CodeStore, Durable, GrantHolder, GrantId, StorageError, StoredCode,
-        UsedCodeRecord,
-    },
+    metrics::{ActorKind, Metered, Metrics},
+    storage::{CodeRecord, CodeStore, Durable, StorageError, StoredCode, UsedCodeRecord},
 };
 
 /// Code tree entries examined per sweep tick.
@@ -127,6 +125,10 @@ impl CodeIssuer {
         }
         Ok(swept.removed)
     }
+}
+
+impl Metered for CodeIssuer {
+    const KIND: ActorKind = ActorKind::Codes;
 }
 
 impl Actor for CodeIssuer {

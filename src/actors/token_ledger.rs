@@ -34,12 +34,13 @@ use crate::{
     config::Settings,
     domain::{
         clock::{expiry, Clock},
+        grant::{GrantHolder, GrantId, TokenKind},
         scope::Scopes,
         secrets::{ordered_token_with, AccessToken, PresentedToken, RefreshToken},
         server_key::ServerKey,
     },
-    metrics::Metrics,
-    storage::{Durable, GrantHolder, GrantId, StorageError, TokenKind, TokenRecord, TokenStore},
+    metrics::{ActorKind, Metered, Metrics},
+    storage::{Durable, StorageError, TokenRecord, TokenStore},
 };
 
 /// Records examined per tree and sweep tick (one tick per `sweep_interval`, default a
@@ -404,6 +405,10 @@ fn after_persist<T>(
     result: Result<T, LedgerError>,
 ) -> Durable<Result<T, LedgerError>> {
     Durable::new(result, store.persist())
+}
+
+impl Metered for TokenLedger {
+    const KIND: ActorKind = ActorKind::Ledger;
 }
 
 impl Actor for TokenLedger {

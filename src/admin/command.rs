@@ -19,9 +19,9 @@ use crate::{
     clock::{Clock, SystemClock},
     domain::{
         client::{Client, ClientOrigin},
+        grant::GrantHolder,
         secrets::Password,
     },
-    storage::GrantHolder,
 };
 
 /// Runs `oauth-mcp admin ...` inside the current actix System; prints the report or the

@@ -24,7 +24,6 @@ use actix::{dev::ToEnvelope, Actor, Addr, Handler, Message};
 
 use crate::{
     actors::{
-        ask,
         client_registry::{
             hash_password, InsertUserIfAbsent, ListClients, ListUsers, RegisterClient,
             RegisteredClient, RegistryError, RemoveClient, RemoveUser, SetPassword,
@@ -32,15 +31,16 @@ use crate::{
         code_issuer::{CodeError, DiscardCodesOf},
         token_ledger::{LedgerError, RevokeGrantsOf},
     },
-    app::{open_db, Services, StartError},
     clock::Clock,
     config::Config,
     domain::{
         client::{Client, ClientOrigin, User},
+        grant::GrantHolder,
         secrets::Password,
     },
     oauth::registration,
-    storage::{GrantHolder, StorageError},
+    services::{Services, StartError},
+    storage::{sled_store::open_db, StorageError},
 };
 
 /// How long one administrative message may take. Generous: revoking walks the whole token
@@ -177,7 +177,7 @@ impl Admin {
         M: Message + Send + 'static,
         M::Result: Send,
     {
-        Ok(ask(addr, msg, TIMEOUT).await?)
+        Ok(addr.send(msg).timeout(TIMEOUT).await?)
     }
 
     /// Registers a client; the answer holds the secret of a confidential client, which

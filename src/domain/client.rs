@@ -1,8 +1,13 @@
-//! Registered clients and users as the registry stores them.
+//! Registered clients and users as the registry stores them, and a client on its way in:
+//! validated registration metadata ([`NewClient`]) and the registered client with its
+//! secret, shown once ([`RegisteredClient`]).
 
 use serde::{Deserialize, Serialize};
 
-use super::{scope::Scopes, secrets::Digest};
+use super::{
+    scope::Scopes,
+    secrets::{ClientSecret, Digest},
+};
 
 /// How a client authenticates at the token, revocation and introspection endpoints
 /// (OAuth 2.1 §2.4.1).
@@ -175,4 +180,57 @@ mod tests {
         let back: Client = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!((back.origin, back.used), (ClientOrigin::Dynamic, true));
     }
+}
+
+/// A validated registration request (RFC 7591 §2), built by `oauth::registration`.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    /// Client name, if given.
+    pub client_name: Option<String>,
+    /// Validated redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Token endpoint authentication method.
+    pub auth_method: AuthMethod,
+    /// Grant types.
+    pub grant_types: Vec<GrantType>,
+    /// Scopes; `None` means the configured default scopes.
+    pub scopes: Option<Scopes>,
+    /// Other metadata to echo back.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl NewClient {
+    /// The client this metadata describes, under `client_id`, issued at `now`; without
+    /// `scope` it gets `default_scopes`. Only a dynamically registered client starts unused.
+    pub fn into_client(
+        self,
+        client_id: String,
+        secret_digest: Option<Digest>,
+        default_scopes: &Scopes,
+        now: i64,
+        origin: ClientOrigin,
+    ) -> Client {
+        Client {
+            client_id,
+            secret_digest,
+            auth_method: self.auth_method,
+            client_name: self.client_name,
+            redirect_uris: self.redirect_uris,
+            grant_types: self.grant_types,
+            scopes: self.scopes.unwrap_or_else(|| default_scopes.clone()),
+            issued_at: now,
+            extra: self.extra,
+            origin,
+            used: origin != ClientOrigin::Dynamic,
+        }
+    }
+}
+
+/// A freshly registered client with its secret, shown exactly once.
+#[derive(Debug)]
+pub struct RegisteredClient {
+    /// The stored client.
+    pub client: Client,
+    /// The plaintext secret for confidential clients.
+    pub secret: Option<ClientSecret>,
 }

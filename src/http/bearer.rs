@@ -39,15 +39,14 @@ use futures_util::StreamExt as _;
 
 use crate::{
     actors::token_ledger::IntrospectToken,
-    app::Services,
-    domain::{scope::Scopes, secrets::PresentedToken},
+    domain::{grant::TokenKind, scope::Scopes, secrets::PresentedToken},
     error::{Challenge, Error},
     mcp::{
         peek::{peek, TargetKind},
         sessions::{Admission, AdmitRequest, AdmittedSession, NewSession, Owner, SessionLimits},
         Caller, ToolScopes,
     },
-    storage::TokenKind,
+    services::Services,
 };
 use rmcp::transport::streamable_http_server::session::SessionId;
 
@@ -159,7 +158,7 @@ impl Guard {
                 ));
             }
         }
-        let issuer = settings.issuer_for_host(host.as_deref());
+        let issuer = super::issuer(req.request(), settings);
         let base = &settings.mcp_scopes;
 
         // Only the Authorization header carries tokens; `access_token` in the query string is

@@ -15,13 +15,18 @@
 //!   values of its choosing; it cannot compute the MAC, and it cannot read the `HttpOnly`
 //!   sign-in cookie, so it cannot approve in the signed-in user's name. A consent without a
 //!   password must carry a value bound to the sign-in session it uses.
+//!
+//! And the reading of the form itself into the user's [`Decision`].
 
 use actix_web::{http::header, http::StatusCode, HttpRequest};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 
 use crate::{
-    config::Settings, domain::redirect::is_loopback_host, domain::server_key::ServerKey,
+    config::Settings,
+    domain::{redirect::is_loopback_host, secrets::Password, server_key::ServerKey},
+    endpoints::authorize::Decision,
     error::Error,
+    oauth::params::Params,
 };
 
 /// Domain-separation label of the form's CSRF MAC ([`ServerKey::mac`]).
@@ -125,6 +130,26 @@ pub fn is_own_origin(settings: &Settings, origin: &str) -> bool {
         && (url.host() == public.host() || (settings.loopback && is_loopback_host(url.host())))
 }
 
+// The decision is what the authorization endpoint takes; reading it from our own HTML form
+// is this layer's business, so the constructor lives here, beside the form's other checks.
+impl Decision {
+    /// The decision of a submitted consent form (`action`, `username`, `password`) and the
+    /// browser's sign-in session cookie, if any; `None` when `action` is neither `approve`
+    /// nor `deny`. Approving without a password uses the sign-in session when there is one.
+    pub fn from_form(params: &Params, session: Option<String>) -> Option<Self> {
+        match (params.get("action"), params.get("password"), session) {
+            (Some("deny"), _, _) => Some(Self::Deny),
+            // No password typed, and the page offered consent as the signed-in user.
+            (Some("approve"), None, Some(session)) => Some(Self::ApproveSignedIn { session }),
+            (Some("approve"), password, _) => Some(Self::Approve {
+                username: params.get("username").unwrap_or_default().to_owned(),
+                password: Password::new(password.unwrap_or_default().to_owned()),
+            }),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use actix_web::test::TestRequest;
@@ -220,5 +245,33 @@ mod tests {
             ("sec-fetch-site", "same-origin"),
             ("sec-fetch-site", "same-origin")
         ]));
+    }
+
+    fn decide(form: &[u8], session: Option<&str>) -> Option<Decision> {
+        Decision::from_form(&Params::parse(form), session.map(str::to_owned))
+    }
+
+    #[test]
+    fn decision_form_parsing() {
+        assert!(matches!(
+            decide(b"action=deny&password=x", Some("s")),
+            Some(Decision::Deny)
+        ));
+        assert!(matches!(
+            decide(b"action=approve", Some("s")),
+            Some(Decision::ApproveSignedIn { session }) if session == "s"
+        ));
+        let Some(Decision::Approve { username, password }) =
+            decide(b"action=approve&username=alice&password=p+w", Some("s"))
+        else {
+            panic!("expected a password approval");
+        };
+        assert_eq!((username.as_str(), password.secret()), ("alice", "p w"));
+        assert!(matches!(
+            decide(b"action=approve", None),
+            Some(Decision::Approve { username, .. }) if username.is_empty()
+        ));
+        assert!(decide(b"action=maybe", None).is_none());
+        assert!(decide(b"password=x", Some("s")).is_none());
     }
 }

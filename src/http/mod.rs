@@ -1,5 +1,6 @@
 //! The actix-web layer: routes, CORS, body limits and extractor error handlers.
-//! [`configure`] is the embedding point (`App::new().configure(|c| configure(c, &services))`).
+//! [`configure_authorization_server`] mounts the authorization server's routes; `crate::configure`
+//! (in `app`) adds the demo MCP server.
 
 pub mod bearer;
 pub mod forms;
@@ -19,12 +20,12 @@ use actix_web::{
 };
 
 use crate::{
-    app::Services,
     config::Settings,
     domain::client_address,
     error::ErrorLabel,
     mcp::sessions::CountSessions,
     metrics::{Endpoint, Metrics},
+    services::Services,
 };
 
 /// Largest request body accepted on any endpoint (RFC 7591 bodies included).
@@ -46,16 +47,6 @@ pub(crate) fn cors() -> Cors {
         ])
         .expose_headers([header::WWW_AUTHENTICATE])
         .max_age(86_400)
-}
-
-/// Mounts everything the default server offers: the authorization server and the demo MCP
-/// endpoint at `/mcp`. Call once per worker with the same [`Services`] (started once,
-/// outside `HttpServer::new`).
-pub fn configure(cfg: &mut web::ServiceConfig, services: &Services) {
-    configure_authorization_server(cfg, services);
-    if let Some(mcp) = &services.default_mcp {
-        mcp.configure(cfg);
-    }
 }
 
 /// Mounts the authorization server's routes only; an embedding application then mounts its
@@ -217,6 +208,18 @@ fn is_safe_request_id(v: &str) -> bool {
     (1..=64).contains(&v.len())
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The issuer as this request's client addressed the server: [`Settings::issuer_for_host`]
+/// over the `Host` header (a loopback alias answered with the name the client used). The one
+/// place a request's `Host` becomes an issuer: the metadata documents, the authorization
+/// responses, introspection and the bearer challenge all take it from here.
+pub fn issuer(req: &HttpRequest, settings: &Settings) -> String {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    settings.issuer_for_host(host)
 }
 
 /// The address every per-address limit and throttle counts this request under: the TCP

@@ -1,5 +1,5 @@
-//! Handlers of the authorization server endpoints. Each extracts, calls one flow in
-//! [`crate::flows`], and renders; no state, no policy.
+//! Handlers of the authorization server endpoints. Each extracts, calls one endpoint in
+//! [`crate::endpoints`], and renders; no state, no policy.
 
 use actix_web::{
     cookie::{Cookie, SameSite},
@@ -10,11 +10,14 @@ use actix_web::{
 use super::forms::{self, CsrfBinding};
 use crate::{
     actors::client_registry::ResolveLoginSession,
-    app::Services,
     domain::secrets::random_token,
+    endpoints::{
+        self,
+        authorize::{Decision, DecisionOutcome},
+    },
     error::{Error, ErrorCode},
-    flows::{self, Decision, DecisionOutcome},
-    oauth::{metadata, params::Params},
+    oauth::{authorize::prompts_login, metadata, params::Params},
+    services::Services,
 };
 
 /// The pre-login cookie (a per-browser random id the CSRF values of password forms are
@@ -34,14 +37,6 @@ fn session_cookie_name(services: &Services) -> &'static str {
     } else {
         "oauth_mcp_session"
     }
-}
-
-fn issuer(req: &HttpRequest, services: &Services) -> String {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    services.settings.issuer_for_host(host)
 }
 
 fn authorization(req: &HttpRequest) -> Option<&str> {
@@ -79,7 +74,7 @@ fn no_store_json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
 pub async fn metadata(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
-    let issuer = issuer(&req, &services);
+    let issuer = super::issuer(&req, &services.settings);
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .json(metadata::authorization_server(&issuer, &services.settings))
@@ -107,14 +102,14 @@ async fn show_login(
     services: &Services,
     params: Params,
 ) -> Result<HttpResponse, Error> {
-    let issuer = issuer(req, services);
-    let request = flows::authorize(services, &params, &issuer).await?;
+    let issuer = super::issuer(req, &services.settings);
+    let request = endpoints::authorize::authorize(services, &params, &issuer).await?;
     let (browser, cookie) = pre_login(req, services);
     // A browser that signed in recently only confirms consent, unless the client asked for
     // a fresh login (`prompt=login`, as in OpenID Connect) or the user chose another account.
     let session = cookie_value(req, session_cookie_name(services));
     let signed_in = match session.clone() {
-        Some(token) if !flows::prompts_login(&params) => services
+        Some(token) if !prompts_login(&params) => services
             .ask(&services.registry, ResolveLoginSession { token })
             .await?
             .zip(session),
@@ -216,9 +211,9 @@ pub async fn decision(
     if !csrf_ok {
         return Err(bad_form());
     }
-    let issuer = issuer(&req, &services);
+    let issuer = super::issuer(&req, &services.settings);
     let address = super::client_address(&req, &services.settings);
-    match flows::decide(&services, &params, decision, &issuer, address).await? {
+    match endpoints::authorize::decide(&services, &params, decision, &issuer, address).await? {
         // 303 so the browser follows with GET and never re-posts the credentials
         // (RFC 9700 §4.12).
         DecisionOutcome::Redirect { url, new_session } => {
@@ -254,8 +249,8 @@ pub async fn token(
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Error> {
     let body = form_body(&req, &body)?;
-    let response = flows::token(&services, authorization(&req), body).await?;
-    Ok(no_store_json(StatusCode::OK, &response))
+    let response = endpoints::token::token(&services, authorization(&req), body).await?;
+    Ok(no_store_json(StatusCode::OK, &response.body()))
 }
 
 /// `POST /revoke` (RFC 7009).
@@ -265,7 +260,7 @@ pub async fn revoke(
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Error> {
     let body = form_body(&req, &body)?;
-    flows::revoke(&services, authorization(&req), body).await?;
+    endpoints::revoke::revoke(&services, authorization(&req), body).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
@@ -278,9 +273,10 @@ pub async fn introspect(
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Error> {
     let body = form_body(&req, &body)?;
-    let issuer = issuer(&req, &services);
-    let response = flows::introspect(&services, authorization(&req), body, &issuer).await?;
-    Ok(no_store_json(StatusCode::OK, &response))
+    let issuer = super::issuer(&req, &services.settings);
+    let response =
+        endpoints::introspect::introspect(&services, authorization(&req), body, &issuer).await?;
+    Ok(no_store_json(StatusCode::OK, &response.body()))
 }
 
 /// Whether the request says its body is JSON (`application/json`, any parameters).
@@ -310,6 +306,6 @@ pub async fn register(
         ));
     }
     let address = super::client_address(&req, &services.settings);
-    let response = flows::register(&services, &body, address).await?;
+    let response = endpoints::register::register(&services, &body, address).await?;
     Ok(no_store_json(StatusCode::CREATED, &response))
 }

@@ -8,8 +8,8 @@ use serde_json::json;
 use std::sync::Arc;
 
 use crate::{
-    app::Services,
     metrics::{Endpoint, Metrics},
+    services::Services,
 };
 
 /// Mounts both metadata locations, counting their requests in `metrics`.
@@ -30,11 +30,7 @@ pub fn configure_resource_metadata(cfg: &mut web::ServiceConfig, metrics: &Arc<M
 /// The RFC 9728 document. `resource` is the MCP URL exactly as the client reached it (a
 /// loopback alias included), since clients compare it byte for byte (RFC 9728 §3.3).
 async fn protected_resource(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let issuer = services.settings.issuer_for_host(host);
+    let issuer = super::issuer(&req, &services.settings);
     let scopes: Vec<&str> = services.settings.scopes.iter().collect();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))

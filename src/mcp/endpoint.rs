@@ -16,9 +16,9 @@ use super::{
     Caller, Scoped, ToolScopes,
 };
 use crate::{
-    app::Services,
     http::bearer::Guard,
     metrics::{Endpoint, Metrics},
+    services::Services,
 };
 
 /// Protocol versions served: the three session-based revisions and the stateless

@@ -46,7 +46,10 @@ use rmcp::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::actors::{ask, Stop};
+use crate::{
+    actors::Stop,
+    metrics::{ActorKind, Metered},
+};
 
 /// Who a session belongs to: the token's subject (or the client, for client_credentials)
 /// and client.
@@ -157,6 +160,10 @@ impl McpSessions {
             }
         }
     }
+}
+
+impl Metered for McpSessions {
+    const KIND: ActorKind = ActorKind::Sessions;
 }
 
 impl Actor for McpSessions {
@@ -590,7 +597,10 @@ pub enum SessionManagerError {
     Session(#[from] SessionError),
 }
 
-/// rmcp's [`SessionManager`] implemented by asking the [`McpSessions`] actor.
+/// rmcp's [`SessionManager`] implemented by asking the [`McpSessions`] actor. It asks with
+/// actix's `send(..).timeout(..)` and the same bound as `Services::ask` (the actor
+/// timeout), because rmcp wants its own error type back and these waits are rmcp's
+/// bookkeeping, not a request's (the guard's own question to the actor is recorded).
 #[derive(Clone)]
 pub struct ActorSessionManager {
     addr: Addr<McpSessions>,
@@ -632,7 +642,9 @@ impl ActorSessionManager {
             tracing::warn!("MCP session named by a request the guard did not admit; refused");
             return Err(SessionManagerError::NotFound);
         }
-        ask(&self.addr, TouchSession { id: id.clone() }, self.timeout)
+        self.addr
+            .send(TouchSession { id: id.clone() })
+            .timeout(self.timeout)
             .await?
             .ok_or(SessionManagerError::NotFound)
     }
@@ -656,7 +668,7 @@ impl SessionManager for ActorSessionManager {
             protocol_version: new.protocol_version,
             client_info: new.client_info,
         };
-        if let Err(full) = ask(&self.addr, msg, self.timeout).await? {
+        if let Err(full) = self.addr.send(msg).timeout(self.timeout).await? {
             new.full.store(true, Ordering::Relaxed);
             return Err(full.into());
         }
@@ -682,16 +694,21 @@ impl SessionManager for ActorSessionManager {
         if !NewSession::created_here(id) {
             return Ok(false);
         }
-        Ok(
-            ask(&self.addr, SessionOwner { id: id.clone() }, self.timeout)
-                .await?
-                .is_some(),
-        )
+        Ok(self
+            .addr
+            .send(SessionOwner { id: id.clone() })
+            .timeout(self.timeout)
+            .await?
+            .is_some())
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
         // Called on DELETE and again when the worker exits: idempotent.
-        if let Some(handle) = ask(&self.addr, CloseSession { id: id.clone() }, self.timeout).await?
+        if let Some(handle) = self
+            .addr
+            .send(CloseSession { id: id.clone() })
+            .timeout(self.timeout)
+            .await?
         {
             match handle.close().await {
                 Ok(()) | Err(SessionError::SessionServiceTerminated) => {}
@@ -724,7 +741,7 @@ impl SessionManager for ActorSessionManager {
                     http_request_id: hid,
                     side,
                 };
-                ask(&self.addr, msg, self.timeout).await?;
+                self.addr.send(msg).timeout(self.timeout).await?;
                 side_rx = Some(rx);
             }
         }
@@ -775,7 +792,7 @@ impl SessionManager for ActorSessionManager {
                 id: id.clone(),
                 http_request_id,
             };
-            ask(&self.addr, msg, self.timeout).await?;
+            self.addr.send(msg).timeout(self.timeout).await?;
         }
         Ok(stream)
     }

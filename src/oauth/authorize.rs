@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 use url::Url;
 
-use super::params::Params;
+use super::{error::ErrorCode, params::Params};
 use crate::{
     config::Settings,
     domain::{
@@ -23,7 +23,6 @@ use crate::{
         redirect,
         scope::Scopes,
     },
-    error::ErrorCode,
 };
 
 /// A request that passed every check; ready for the login and consent page.
@@ -241,6 +240,16 @@ pub fn error_redirect(
     redirect_url(redirect_uri, &pairs)
 }
 
+/// Whether the authorization request asks for a fresh password login (`prompt=login`, as
+/// in OpenID Connect Core §3.1.2.1; `prompt` is a space-separated list). Any `prompt`
+/// parameter naming `login` counts, repeated or not.
+pub fn prompts_login(params: &Params) -> bool {
+    params
+        .pairs()
+        .iter()
+        .any(|(k, v)| k == "prompt" && v.split_ascii_whitespace().any(|p| p == "login"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,5 +357,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(u, "https://a.example/cb?x=1&error=access_denied&error_description=no&state=s+t&iss=http%3A%2F%2Fi");
+    }
+
+    #[test]
+    fn prompt_login_is_read_from_any_prompt_parameter() {
+        for (form, login) in [
+            (&b"prompt=login"[..], true),
+            (b"prompt=consent+login", true),
+            (b"prompt=none&prompt=login", true),
+            (b"prompt=consent", false),
+            (b"prompt=logins", false),
+            (b"x=login", false),
+        ] {
+            assert_eq!(prompts_login(&Params::parse(form)), login, "{form:?}");
+        }
     }
 }

@@ -5,11 +5,11 @@
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 
-use super::params::Params;
-use crate::{
-    domain::secrets::ClientSecret,
-    error::{Error, ErrorCode},
+use super::{
+    error::{ErrorCode, ProtocolError},
+    params::Params,
 };
+use crate::domain::secrets::ClientSecret;
 
 /// Credentials presented by a client.
 #[derive(Debug)]
@@ -46,28 +46,30 @@ fn parse_basic(header: &str) -> Option<(String, String)> {
 pub fn presented_client(
     authorization: Option<&str>,
     params: &Params,
-) -> Result<PresentedClient, Error> {
+) -> Result<PresentedClient, ProtocolError> {
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
     if params.is_duplicated("client_id") || params.is_duplicated("client_secret") {
-        return Err(Error::invalid_request(
+        return Err(ProtocolError::invalid_request(
             "client_id or client_secret repeated",
         ));
     }
     if let Some(header) = authorization {
         if body_secret.is_some() {
-            return Err(Error::invalid_request(
+            return Err(ProtocolError::invalid_request(
                 "use exactly one client authentication method",
             ));
         }
         let Some((id, secret)) = parse_basic(header) else {
-            return Err(
-                Error::oauth(ErrorCode::InvalidClient, "malformed Basic credentials")
-                    .with_basic_challenge(true),
-            );
+            // `invalid_client`, answered with a Basic challenge: the client attempted Basic
+            // (RFC 6749 §5.2; the caller adds the challenge when a header was sent).
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidClient,
+                "malformed Basic credentials",
+            ));
         };
         if body_id.is_some_and(|b| b != id) {
-            return Err(Error::invalid_request(
+            return Err(ProtocolError::invalid_request(
                 "client_id in body differs from Basic credentials",
             ));
         }
@@ -83,7 +85,7 @@ pub fn presented_client(
             secret: body_secret.map(|s| ClientSecret::new(s.to_owned())),
             basic: false,
         }),
-        None => Err(Error::oauth(
+        None => Err(ProtocolError::new(
             ErrorCode::InvalidClient,
             "client authentication required",
         )),
@@ -119,13 +121,13 @@ mod tests {
     fn two_methods_refused() {
         let p = Params::parse(b"client_secret=x");
         let e = presented_client(Some(&basic("a", "b")), &p).unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::InvalidRequest));
+        assert_eq!(e.code(), ErrorCode::InvalidRequest);
     }
 
     #[test]
     fn malformed_basic_is_invalid_client() {
         let e = presented_client(Some("Basic !!!"), &Params::default()).unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::InvalidClient));
+        assert_eq!(e.code(), ErrorCode::InvalidClient);
     }
 
     #[test]

@@ -159,7 +159,7 @@ pub fn parse_document(
         _ => return Err(invalid("it has no client_id".into())),
     }
     let new = registration::validate(&doc, settings, MetadataSource::Document)
-        .map_err(|e| invalid(e.description))?;
+        .map_err(|e| invalid(e.into_parts().1))?;
     Ok(new.into_client(
         url.to_owned(),
         None,

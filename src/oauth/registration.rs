@@ -20,15 +20,15 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use crate::{
-    actors::client_registry::{NewClient, RegisteredClient},
     config::Settings,
     domain::{
-        client::{AuthMethod, GrantType},
+        client::{AuthMethod, GrantType, NewClient, RegisteredClient},
         redirect::{validate_for_registration, RedirectUriError},
         scope::Scopes,
     },
-    error::{Error, ErrorCode},
 };
+
+use super::error::{ErrorCode, ProtocolError};
 
 /// Optional RFC 7591 string fields that are stored and echoed back.
 const ECHOED_STRINGS: &[&str] = &[
@@ -66,27 +66,9 @@ pub enum MetadataSource {
     Document,
 }
 
-/// Metadata that cannot be accepted: the OAuth error code (`invalid_client_metadata` or
-/// `invalid_redirect_uri`, RFC 7591 §3.2.2) and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetadataError {
-    /// The RFC 7591 error code.
-    pub code: ErrorCode,
-    /// What is wrong.
-    pub description: Cow<'static, str>,
-}
-
-impl From<MetadataError> for Error {
-    fn from(e: MetadataError) -> Self {
-        Error::oauth(e.code, e.description)
-    }
-}
-
-fn meta(description: impl Into<Cow<'static, str>>) -> MetadataError {
-    MetadataError {
-        code: ErrorCode::InvalidClientMetadata,
-        description: description.into(),
-    }
+/// Metadata that cannot be accepted (`invalid_client_metadata`, RFC 7591 §3.2.2).
+fn meta(description: impl Into<Cow<'static, str>>) -> ProtocolError {
+    ProtocolError::new(ErrorCode::InvalidClientMetadata, description)
 }
 
 /// Text stored and shown back (names, contacts, URIs) carries no control characters.
@@ -94,15 +76,13 @@ fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
-fn bad_redirect(description: &'static str) -> MetadataError {
-    MetadataError {
-        code: ErrorCode::InvalidRedirectUri,
-        description: description.into(),
-    }
+/// A redirect URI that cannot be accepted (`invalid_redirect_uri`, RFC 7591 §3.2.2).
+fn bad_redirect(description: &'static str) -> ProtocolError {
+    ProtocolError::new(ErrorCode::InvalidRedirectUri, description)
 }
 
 /// An array of at most `max` strings.
-fn string_array(v: &Value, field: &'static str, max: usize) -> Result<Vec<String>, MetadataError> {
+fn string_array(v: &Value, field: &'static str, max: usize) -> Result<Vec<String>, ProtocolError> {
     let Value::Array(items) = v else {
         return Err(meta(format!("{field} must be an array of strings")));
     };
@@ -120,11 +100,11 @@ fn string_array(v: &Value, field: &'static str, max: usize) -> Result<Vec<String
 }
 
 /// Validates a registration request body.
-pub fn parse(body: &[u8], settings: &Settings) -> Result<NewClient, Error> {
+pub fn parse(body: &[u8], settings: &Settings) -> Result<NewClient, ProtocolError> {
     let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
-        return Err(meta("the body must be a JSON object").into());
+        return Err(meta("the body must be a JSON object"));
     };
-    validate(&doc, settings, MetadataSource::Registration).map_err(Error::from)
+    validate(&doc, settings, MetadataSource::Registration)
 }
 
 /// Validates client metadata (RFC 7591 §2) from a registration request or a metadata
@@ -133,7 +113,7 @@ pub fn validate(
     doc: &Map<String, Value>,
     settings: &Settings,
     source: MetadataSource,
-) -> Result<NewClient, MetadataError> {
+) -> Result<NewClient, ProtocolError> {
     let redirect_uris = match doc.get("redirect_uris") {
         Some(Value::Array(items)) if items.len() > MAX_REDIRECT_URIS => {
             return Err(bad_redirect("at most 20 redirect URIs"))
@@ -328,9 +308,7 @@ mod tests {
     }
 
     fn code(body: &str) -> Option<ErrorCode> {
-        parse(body.as_bytes(), &settings())
-            .err()
-            .and_then(|e| e.code())
+        parse(body.as_bytes(), &settings()).err().map(|e| e.code())
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! Token requests (OAuth 2.1 §3.2.2, §4.1.3, §4.2, §4.3), parsed by `grant_type`.
+//! Token requests (OAuth 2.1 §3.2.2, §4.1.3, §4.2, §4.3), parsed by `grant_type`, and the
+//! successful token response (§3.2.3).
 
-use super::params::Params;
-use crate::{
-    domain::{
-        client::GrantType,
-        scope::Scopes,
-        secrets::{AuthorizationCode, RefreshToken},
-    },
-    error::{Error, ErrorCode},
+use serde_json::{json, Value};
+
+use super::{
+    error::{ErrorCode, ProtocolError},
+    params::Params,
+};
+use crate::domain::{
+    client::GrantType,
+    scope::Scopes,
+    secrets::{AccessToken, AuthorizationCode, RefreshToken},
 };
 
 /// A parsed token request.
@@ -42,18 +45,18 @@ pub enum TokenRequest {
     },
 }
 
-fn required<'a>(params: &'a Params, name: &'static str) -> Result<&'a str, Error> {
+fn required<'a>(params: &'a Params, name: &'static str) -> Result<&'a str, ProtocolError> {
     params
         .get(name)
-        .ok_or_else(|| Error::invalid_request(format!("{name} is required")))
+        .ok_or_else(|| ProtocolError::invalid_request(format!("{name} is required")))
 }
 
-fn scope(params: &Params) -> Result<Option<Scopes>, Error> {
+fn scope(params: &Params) -> Result<Option<Scopes>, ProtocolError> {
     params
         .get("scope")
         .map(|s| {
             Scopes::parse(s)
-                .map_err(|_| Error::oauth(ErrorCode::InvalidScope, "scope is malformed"))
+                .map_err(|_| ProtocolError::new(ErrorCode::InvalidScope, "scope is malformed"))
         })
         .transpose()
 }
@@ -61,9 +64,9 @@ fn scope(params: &Params) -> Result<Option<Scopes>, Error> {
 impl TokenRequest {
     /// Parses the body. Duplicated parameters, a missing `grant_type` or a missing required
     /// parameter give `invalid_request`; an unknown grant gives `unsupported_grant_type`.
-    pub fn parse(params: &Params) -> Result<Self, Error> {
+    pub fn parse(params: &Params) -> Result<Self, ProtocolError> {
         if params.any_duplicate().is_some() {
-            return Err(Error::invalid_request("a parameter is repeated"));
+            return Err(ProtocolError::invalid_request("a parameter is repeated"));
         }
         let grant = required(params, "grant_type")?;
         let resource = params.get("resource").map(str::to_owned);
@@ -83,7 +86,7 @@ impl TokenRequest {
                 scope: scope(params)?,
                 resource,
             }),
-            None => Err(Error::oauth(
+            None => Err(ProtocolError::new(
                 ErrorCode::UnsupportedGrantType,
                 "grant_type must be authorization_code, refresh_token or client_credentials",
             )),
@@ -109,6 +112,35 @@ impl TokenRequest {
     }
 }
 
+/// A successful token response (OAuth 2.1 §3.2.3): always a `Bearer` access token.
+#[derive(Debug)]
+pub struct TokenResponse {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// Access token lifetime in seconds.
+    pub expires_in: u64,
+    /// Scope of the access token.
+    pub scopes: Scopes,
+    /// The refresh token, when the grant has one.
+    pub refresh_token: Option<RefreshToken>,
+}
+
+impl TokenResponse {
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        let mut body = json!({
+            "access_token": self.access_token.secret(),
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "scope": self.scopes.to_string(),
+        });
+        if let (Some(rt), Some(obj)) = (&self.refresh_token, body.as_object_mut()) {
+            obj.insert("refresh_token".into(), rt.secret().into());
+        }
+        body
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +152,7 @@ mod tests {
                 .unwrap_err()
                 .code()
         };
+        let e = |q: &str| Some(e(q));
         assert_eq!(e(""), Some(ErrorCode::InvalidRequest));
         assert_eq!(
             e("grant_type=password"),

@@ -8,6 +8,9 @@
 //! Correctness: a caller registers *after* its write returned, and the flusher takes the
 //! waiting list *before* it starts flushing, so every registered write precedes the flush
 //! that answers it.
+//!
+//! Each flush's duration is reported to a [`FlushObserver`], a trait defined here so that
+//! storage depends on nothing above it: `metrics::Metrics` implements it.
 
 use std::{
     sync::{Arc, Condvar, Mutex, PoisonError},
@@ -17,7 +20,12 @@ use std::{
 use tokio::sync::oneshot;
 
 use super::{Persist, StorageError};
-use crate::metrics::Metrics;
+
+/// Told about every flush the group-commit thread makes (implemented by the metrics).
+pub trait FlushObserver: Send + Sync {
+    /// One flush (write and sync) took `took`.
+    fn flushed(&self, took: std::time::Duration);
+}
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
@@ -46,8 +54,8 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the flusher for `db`; each flush's duration goes to `metrics` if given.
-    pub fn start(db: sled::Db, metrics: Option<Arc<Metrics>>) -> std::io::Result<Self> {
+    /// Starts the flusher for `db`; each flush's duration goes to `observer` if given.
+    pub fn start(db: sled::Db, observer: Option<Arc<dyn FlushObserver>>) -> std::io::Result<Self> {
         let inner = Arc::new(Inner {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -55,7 +63,7 @@ impl GroupCommit {
         let worker = Arc::clone(&inner);
         let handle = std::thread::Builder::new()
             .name("oauth-mcp-flusher".into())
-            .spawn(move || run(&worker, &db, metrics.as_deref()))?;
+            .spawn(move || run(&worker, &db, observer.as_deref()))?;
         Ok(Self {
             inner,
             thread: Arc::new(Mutex::new(Some(handle))),
@@ -115,7 +123,7 @@ impl GroupCommit {
     }
 }
 
-fn run(inner: &Inner, db: &sled::Db, metrics: Option<&Metrics>) {
+fn run(inner: &Inner, db: &sled::Db, observer: Option<&dyn FlushObserver>) {
     loop {
         let (batch, stop) = {
             let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -129,8 +137,8 @@ fn run(inner: &Inner, db: &sled::Db, metrics: Option<&Metrics>) {
         };
         let started = std::time::Instant::now();
         let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
-        if let Some(m) = metrics {
-            m.flush(started.elapsed());
+        if let Some(o) = observer {
+            o.flushed(started.elapsed());
         }
         if let Err(e) = &result {
             tracing::error!(error = %e, "sled flush failed");
@@ -147,13 +155,25 @@ fn run(inner: &Inner, db: &sled::Db, metrics: Option<&Metrics>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
     use super::*;
+
+    /// Counts flushes.
+    #[derive(Default)]
+    struct Flushes(AtomicU64);
+
+    impl FlushObserver for Flushes {
+        fn flushed(&self, _took: std::time::Duration) {
+            self.0.fetch_add(1, Relaxed);
+        }
+    }
 
     #[actix_web::test]
     async fn many_concurrent_persists_all_resolve() {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let metrics = Arc::new(Metrics::default());
-        let gc = GroupCommit::start(db.clone(), Some(Arc::clone(&metrics))).unwrap();
+        let flushes = Arc::new(Flushes::default());
+        let gc = GroupCommit::start(db.clone(), Some(Arc::clone(&flushes) as _)).unwrap();
         let tree = db.open_tree("t").unwrap();
         let mut futs = Vec::new();
         for i in 0u32..200 {
@@ -165,12 +185,7 @@ mod tests {
         }
         gc.shutdown();
         assert!(matches!(gc.persist().await, Err(StorageError::Closed)));
-        let text = metrics.render(0);
-        let flushes = text
-            .lines()
-            .find_map(|l| l.strip_prefix("oauth_mcp_flush_seconds_count{db=\"sled\"} "))
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap();
+        let flushes = flushes.0.load(Relaxed);
         assert!((1..=200).contains(&flushes), "{flushes} flushes");
     }
 }

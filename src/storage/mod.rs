@@ -14,7 +14,7 @@ pub mod sled_store;
 
 use futures_util::future::BoxFuture;
 
-pub use group_commit::GroupCommit;
+pub use group_commit::{FlushObserver, GroupCommit};
 pub use records::{
     CodeRecord, GrantHolder, GrantId, StoredCode, TokenKind, TokenRecord, UsedCodeRecord,
 };

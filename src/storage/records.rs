@@ -4,57 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{scope::Scopes, secrets::random_bytes};
-
-/// Identifies one grant: the chain of tokens descending from one authorization code (or one
-/// client_credentials request). Revoking a grant revokes every token in it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct GrantId(pub [u8; 16]);
-
-impl GrantId {
-    /// A fresh grant id: the creation time in microseconds (big-endian, 8 bytes), then 64
-    /// random bits. Not a secret (it never leaves the server); the time prefix makes the
-    /// records of grants created close in time (`oauth.grants.v1`) sort together, so their
-    /// inserts land on recent B-tree leaves, as token keys do.
-    pub fn generate() -> Self {
-        let micros = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&micros.to_be_bytes());
-        id[8..].copy_from_slice(&random_bytes::<8>());
-        Self(id)
-    }
-}
-
-impl std::fmt::Debug for GrantId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GrantId(")?;
-        for b in &self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        write!(f, ")")
-    }
-}
-
-/// Whose grants an administrative revocation is about: every grant whose tokens (or
-/// pending codes) carry this resource owner as subject, or were issued to this client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum GrantHolder {
-    /// A resource owner (the token subject, i.e. the username).
-    Subject(String),
-    /// A client, by `client_id`.
-    Client(String),
-}
-
-impl GrantHolder {
-    /// Whether a token or code issued to `client_id` for `subject` belongs to this holder.
-    pub fn holds(&self, client_id: &str, subject: Option<&str>) -> bool {
-        match self {
-            Self::Subject(s) => subject == Some(s.as_str()),
-            Self::Client(c) => client_id == c,
-        }
-    }
-}
+// Re-exported: these plain values were defined here before they moved to `domain`.
+pub use crate::domain::grant::{GrantHolder, GrantId, TokenKind};
+use crate::domain::scope::Scopes;
 
 /// An issued authorization code, stored under the digest of its value.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,16 +47,6 @@ pub enum StoredCode {
     Live(CodeRecord),
     /// A redeemed code, kept until `forget_at` to detect replays.
     Used(UsedCodeRecord),
-}
-
-/// Access or refresh.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenKind {
-    /// An access token.
-    Access,
-    /// A refresh token.
-    Refresh,
 }
 
 /// A token, stored under the digest of its value. Carries every claim, so validating an

@@ -36,6 +36,20 @@ pub const FORMAT_KEY: &[u8] = b"format_version";
 /// older directory explicitly or refuses it.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Opens the sled database in `config.data_dir` with an explicit, small cache, and checks
+/// (or, on a new directory, records) its storage format version.
+pub fn open_db(config: &crate::config::Config) -> Result<sled::Db, StorageError> {
+    let db = sled::Config::new()
+        .path(&config.data_dir)
+        .cache_capacity(config.cache_capacity)
+        // Durability comes from our group commit; sled's own timer only bounds how much an
+        // un-acknowledged write can lag.
+        .flush_every_ms(Some(1000))
+        .open()?;
+    check_format(&db)?;
+    Ok(db)
+}
+
 /// Checks, and on a new directory records, the storage format version.
 ///
 /// A directory written by an oauth-mcp from before versioning (no record, but our trees) is
