@@ -559,7 +559,7 @@ mod tests {
         // A newer (or garbled) format is refused with a message that says what to do.
         meta.insert(FORMAT_KEY, &99u32.to_be_bytes()[..]).unwrap();
         drop((meta, db));
-        let err = crate::open_db(&config).unwrap_err();
+        let err = open_after_drop(&config).unwrap_err();
         assert!(
             matches!(&err, StorageError::UnsupportedFormat { found, supported: 1 } if found == "99"),
             "{err:?}"
@@ -574,9 +574,24 @@ mod tests {
             .unwrap();
         drop(db);
         assert!(matches!(
-            crate::open_db(&config),
+            open_after_drop(&config),
             Err(StorageError::UnsupportedFormat { .. })
         ));
+    }
+
+    /// Opens `config`'s directory just after this process dropped its last handle. sled's
+    /// flusher thread keeps the file lock until it next wakes (up to its interval), so a
+    /// busy machine can still see the lock held for a moment: retry "in use" for a while.
+    fn open_after_drop(config: &crate::Config) -> Result<sled::Db, StorageError> {
+        for _ in 0..100 {
+            match crate::open_db(config) {
+                Err(StorageError::InUse(_)) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                other => return other,
+            }
+        }
+        crate::open_db(config)
     }
 
     #[test]
