@@ -1,6 +1,6 @@
 //! The token ledger: owns tokens (`oauth.tokens.v1`, keyed by the token's issue-time prefix
-//! and SHA-256), the latest expiry of each grant (`oauth.grants.v1`) and the set of revoked
-//! grants (`oauth.revoked_grants.v1`, kept in memory too, so validating an access token is
+//! and SHA-256), the token lifetimes it has issued with (`oauth.token_lifetimes.v1`) and
+//! the set of revoked grants (`oauth.revoked_grants.v1`, kept in memory too, so validating an access token is
 //! one store lookup plus a hash-set check). Expired entries are removed by a bounded
 //! incremental sweep.
 //!
@@ -21,9 +21,13 @@
 //!
 //! # Revoked grants
 //! No token is minted into a revoked grant ([`LedgerError::GrantRevoked`]), and a
-//! revocation is remembered until the grant's last token has expired: the ledger records
-//! each grant's latest expiry as it issues, because the lifetimes configured when a grant
-//! is revoked may be shorter than those its tokens were issued with.
+//! revocation is remembered until the grant's last token has expired, because the
+//! lifetimes configured when a grant is revoked may be shorter than those its tokens were
+//! issued with. The ledger records its longest token lifetime and until when it may issue
+//! with it (at start and every sweep interval, never per token), and a revocation is kept
+//! until a token issued under any recorded lifetime must have expired. An earlier design
+//! recorded each grant's latest expiry on every issuance: the same guarantee, but one more
+//! write per token, which cost about a tenth of the issuance rate (BENCHMARKS.md).
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -198,6 +202,9 @@ pub struct TokenLedger {
     metrics: Option<Arc<Metrics>>,
     /// Undecodable revocation records found when loading, counted once metrics are given.
     undecodable_at_load: usize,
+    /// Until when a token issued under any recorded lifetime (this process's included)
+    /// can live: the shortest memory a revocation made now may have.
+    horizon: i64,
 }
 
 impl TokenLedger {
@@ -212,7 +219,7 @@ impl TokenLedger {
         key: Arc<ServerKey>,
     ) -> Result<Self, StorageError> {
         let loaded = store.revoked_grants()?;
-        Ok(Self {
+        let mut ledger = Self {
             store,
             revoked: loaded.grants.into_iter().collect(),
             settings,
@@ -220,7 +227,36 @@ impl TokenLedger {
             key,
             metrics: None,
             undecodable_at_load: loaded.undecodable,
-        })
+            horizon: i64::MIN,
+        };
+        // Before any token is issued: a token is acknowledged only after a flush of the
+        // whole database, which then holds this record too.
+        ledger.record_lifetime()?;
+        Ok(ledger)
+    }
+
+    /// The longest lifetime of a token this ledger issues, in seconds.
+    fn lifetime(&self) -> i64 {
+        let cfg = &self.settings.config;
+        i64::try_from(cfg.refresh_token_ttl.max(cfg.access_token_ttl).as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// Records that this ledger's lifetime is in force for two more sweep intervals (it
+    /// renews this every interval), then recomputes the horizon from every lifetime on
+    /// record, including those of earlier runs with other settings.
+    fn record_lifetime(&mut self) -> Result<(), StorageError> {
+        let now = self.clock.now();
+        let interval = i64::try_from(self.settings.config.sweep_interval.as_secs()).unwrap_or(0);
+        let until = now.saturating_add(interval.saturating_mul(2));
+        self.store.record_lifetime(self.lifetime(), until)?;
+        self.horizon = self
+            .store
+            .lifetimes()?
+            .into_iter()
+            .map(|(lifetime, until)| until.saturating_add(lifetime))
+            .max()
+            .unwrap_or(i64::MIN);
+        Ok(())
     }
 
     /// Counts undecodable revocation records (at load and in sweeps) in `metrics`.
@@ -257,8 +293,8 @@ impl TokenLedger {
         )
     }
 
-    /// Stores a new access token, and a refresh token with the grant's scope if given, and
-    /// raises the grant's recorded latest expiry; no flush.
+    /// Stores a new access token, and a refresh token with the grant's scope if given; no
+    /// flush.
     #[expect(
         clippy::too_many_arguments,
         reason = "the claims of a token record, spelt out once for both callers"
@@ -287,19 +323,16 @@ impl TokenLedger {
             rotated_at: None,
         };
         self.store.put(&access_token.key(), &record)?;
-        let mut latest = record.expires_at;
         let refresh_token = match refresh {
             Some((token, scopes)) => {
                 record.kind = TokenKind::Refresh;
                 record.scopes = scopes.clone();
                 record.expires_at = expiry(now, cfg.refresh_token_ttl);
                 self.store.put(&token.key(), &record)?;
-                latest = latest.max(record.expires_at);
                 Some(token)
             }
             None => None,
         };
-        self.store.extend_grant(&grant_id, latest)?;
         Ok(IssuedTokens {
             access_token,
             refresh_token,
@@ -311,8 +344,7 @@ impl TokenLedger {
 
     /// Marks a grant revoked, remembered for as long as any of its tokens could live.
     fn revoke_grant(&mut self, grant_id: GrantId) -> Result<(), StorageError> {
-        let recorded = self.store.grant_expiry(&grant_id)?.unwrap_or(i64::MIN);
-        let forget_at = self.default_forget_at().max(recorded);
+        let forget_at = self.default_forget_at();
         if self.revoked.get(&grant_id).is_some_and(|f| *f >= forget_at) {
             return Ok(());
         }
@@ -320,15 +352,12 @@ impl TokenLedger {
     }
 
     /// The shortest memory of a grant revoked now: until a token issued now would have
-    /// expired. The grant's recorded latest expiry extends it when its tokens were issued
-    /// with longer lifetimes; for grants without that record (issued by an older build)
-    /// this is all there is.
+    /// expired, or one issued under an earlier run's longer lifetimes ([`Self::horizon`]).
     fn default_forget_at(&self) -> i64 {
-        let cfg = &self.settings.config;
-        expiry(
-            self.clock.now(),
-            cfg.refresh_token_ttl.max(cfg.access_token_ttl),
-        )
+        self.clock
+            .now()
+            .saturating_add(self.lifetime())
+            .max(self.horizon)
     }
 
     fn revoke_grant_until(
@@ -354,8 +383,7 @@ impl TokenLedger {
             // later than a token issued now would live (the ledger may have run with a
             // longer TTL than this process was given). No new token can join a revoked
             // grant, so none outlives this.
-            let recorded = self.store.grant_expiry(&grant_id)?.unwrap_or(i64::MIN);
-            let forget_at = default_forget_at.max(latest_expiry).max(recorded);
+            let forget_at = default_forget_at.max(latest_expiry);
             if self.revoked.get(&grant_id).is_some_and(|f| *f >= forget_at) {
                 continue;
             }
@@ -376,6 +404,7 @@ impl TokenLedger {
     /// grants the store forgot, so pruning it is bounded too (a grant past its forget time
     /// but not yet reached only stays refused a little longer).
     fn sweep(&mut self) -> Result<usize, StorageError> {
+        self.record_lifetime()?;
         let swept = self.store.sweep(self.clock.now(), SWEEP_BATCH)?;
         for grant in &swept.forgotten_grants {
             self.revoked.remove(grant);
@@ -944,7 +973,9 @@ mod tests {
         clock.advance(Duration::from_secs(29 * 24 * 3600));
         revoker.send(Sweep).await.unwrap().unwrap();
         assert!(!active(&revoker, rt.secret()).await, "forgotten too early");
-        clock.advance(Duration::from_secs(24 * 3600));
+        // The 30-day lifetime was in force for two sweep intervals after the first ledger
+        // started; a day later than that, nothing it issued can live.
+        clock.advance(Duration::from_secs(24 * 3600 + 120));
         revoker.send(Sweep).await.unwrap().unwrap();
         let tree = db
             .open_tree(crate::storage::sled_store::REVOKED_GRANTS_TREE)

@@ -14,9 +14,8 @@ pub struct GrantId(pub [u8; 16]);
 
 impl GrantId {
     /// A fresh grant id: the creation time in microseconds (big-endian, 8 bytes), then 64
-    /// random bits. Not a secret (it never leaves the server); the time prefix makes the
-    /// records of grants created close in time (`oauth.grants.v1`) sort together, so their
-    /// inserts land on recent B-tree leaves, as token keys do.
+    /// random bits. Not a secret (it never leaves the server); the time prefix makes grant
+    /// ids of tokens issued close in time are close too (readable in dumps and logs).
     pub fn generate() -> Self {
         let micros = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
         let mut id = [0u8; 16];

@@ -195,11 +195,15 @@ pub trait TokenStore: Send + 'static {
     fn get(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError>;
     /// Removes a token record, returning it.
     fn remove(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError>;
-    /// Raises the latest expiry recorded for `grant` to `expires_at` (never lowers it).
-    fn extend_grant(&self, grant: &GrantId, expires_at: i64) -> Result<(), StorageError>;
-    /// The latest `expires_at` among the tokens issued in `grant`, if recorded (grants
-    /// issued by a build from before this record have none).
-    fn grant_expiry(&self, grant: &GrantId) -> Result<Option<i64>, StorageError>;
+    /// Records that tokens living up to `lifetime` seconds may be issued until
+    /// `in_force_until` (raises the time recorded for that lifetime, never lowers it). A
+    /// revocation must be remembered until every token it covers has expired, whatever
+    /// lifetimes the server runs with when it revokes: these records say how long tokens
+    /// issued under earlier settings can still live. One write per start and per sweep
+    /// interval, none per token.
+    fn record_lifetime(&self, lifetime: i64, in_force_until: i64) -> Result<(), StorageError>;
+    /// Every recorded `(lifetime, in_force_until)`.
+    fn lifetimes(&self) -> Result<Vec<(i64, i64)>, StorageError>;
     /// Records a revoked grant, remembered until `forget_at`.
     fn put_revoked_grant(&self, grant: &GrantId, forget_at: i64) -> Result<(), StorageError>;
     /// Every revoked grant still remembered, with its `forget_at`. A record whose forget
@@ -214,8 +218,8 @@ pub trait TokenStore: Send + 'static {
     fn grants_of(&self, holder: &GrantHolder) -> Result<Vec<(GrantId, i64)>, StorageError>;
     /// One bounded slice of sweeping, each tree from where its previous slice stopped: at
     /// most `limit` tokens (removing those expired at `now`), `limit` revoked grants
-    /// (removing those past `forget_at`; undecodable ones are kept and reported) and `limit`
-    /// grant records (removing those whose latest expiry has passed).
+    /// (removing those past `forget_at`; undecodable ones are kept and reported), and the
+    /// lifetime records no token issued under them can outlive any more.
     fn sweep(&self, now: i64, limit: usize) -> Result<Swept, StorageError>;
     /// Number of stored token records (live, rotated or expired-not-yet-swept).
     fn count(&self) -> usize;

@@ -80,10 +80,10 @@ pub fn check_format(db: &sled::Db) -> Result<(), StorageError> {
 
 /// Revoked grants: grant id → `forget_at` (i64 BE).
 pub const REVOKED_GRANTS_TREE: &str = "oauth.revoked_grants.v1";
-/// Grants: grant id → the latest `expires_at` among the tokens issued in it (i64 BE), so
-/// a revocation is remembered until the grant's last token has expired whatever lifetimes
-/// the server runs with when it is revoked.
-pub const GRANTS_TREE: &str = "oauth.grants.v1";
+/// Token lifetimes: the longest token lifetime in seconds (i64 BE) → until when tokens
+/// with it may be issued (i64 BE), so a revocation is remembered until every token it
+/// covers has expired, whatever lifetimes the server runs with when it revokes.
+pub const LIFETIMES_TREE: &str = "oauth.token_lifetimes.v1";
 
 fn encode<T: Serialize>(tree: &'static str, v: &T) -> Result<Vec<u8>, StorageError> {
     serde_json::to_vec(v).map_err(|e| StorageError::Corrupt {
@@ -383,13 +383,12 @@ fn log_undecodable_revocation(grant: Option<GrantId>, value_len: usize) {
 pub struct SledTokenStore {
     tokens: sled::Tree,
     revoked: sled::Tree,
-    grants: sled::Tree,
+    lifetimes: sled::Tree,
     durability: Durability,
     /// Where the incremental sweeps continue, one per tree (the store is owned by one
     /// actor).
     sweep_cursor: std::cell::RefCell<Vec<u8>>,
     revoked_cursor: std::cell::RefCell<Vec<u8>>,
-    grants_cursor: std::cell::RefCell<Vec<u8>>,
 }
 
 impl SledTokenStore {
@@ -398,11 +397,10 @@ impl SledTokenStore {
         Ok(Self {
             tokens: db.open_tree(TOKENS_TREE)?,
             revoked: db.open_tree(REVOKED_GRANTS_TREE)?,
-            grants: db.open_tree(GRANTS_TREE)?,
+            lifetimes: db.open_tree(LIFETIMES_TREE)?,
             durability,
             sweep_cursor: std::cell::RefCell::new(Vec::new()),
             revoked_cursor: std::cell::RefCell::new(Vec::new()),
-            grants_cursor: std::cell::RefCell::new(Vec::new()),
         })
     }
 }
@@ -434,16 +432,34 @@ impl TokenStore for SledTokenStore {
         }
     }
 
-    fn extend_grant(&self, grant: &GrantId, expires_at: i64) -> Result<(), StorageError> {
-        let current = self.grants.get(grant.0)?.and_then(|v| read_i64(&v));
-        if current.is_none_or(|latest| latest < expires_at) {
-            self.grants.insert(grant.0, &expires_at.to_be_bytes()[..])?;
+    fn record_lifetime(&self, lifetime: i64, in_force_until: i64) -> Result<(), StorageError> {
+        let key = lifetime.to_be_bytes();
+        let current = self.lifetimes.get(key)?.and_then(|v| read_i64(&v));
+        if current.is_none_or(|until| until < in_force_until) {
+            self.lifetimes
+                .insert(key, &in_force_until.to_be_bytes()[..])?;
         }
         Ok(())
     }
 
-    fn grant_expiry(&self, grant: &GrantId) -> Result<Option<i64>, StorageError> {
-        Ok(self.grants.get(grant.0)?.and_then(|v| read_i64(&v)))
+    fn lifetimes(&self) -> Result<Vec<(i64, i64)>, StorageError> {
+        let mut out = Vec::new();
+        for kv in self.lifetimes.iter() {
+            let (k, v) = kv?;
+            match (read_i64(&k), read_i64(&v)) {
+                (Some(lifetime), Some(until)) => out.push((lifetime, until)),
+                // Fail closed: a record that cannot be read might have been the longest
+                // lifetime; report it as one that never ends, so revocations are kept.
+                _ => {
+                    tracing::error!(
+                        tree = LIFETIMES_TREE,
+                        "undecodable token lifetime record; revocations are kept for good"
+                    );
+                    out.push((i64::MAX, i64::MAX));
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn put_revoked_grant(&self, grant: &GrantId, forget_at: i64) -> Result<(), StorageError> {
@@ -512,14 +528,15 @@ impl TokenStore for SledTokenStore {
             }
             Ok(())
         })?;
-        walk_slice(&self.grants, &self.grants_cursor, limit, |key, value| {
-            // An unreadable grant record only loses its precision: a revocation then falls
-            // back to the configured lifetimes, as for grants from before this record.
-            if read_i64(value).is_none_or(|latest| latest <= now) {
-                self.grants.remove(key)?;
+        // A handful of records (one per lifetime the server ever ran with): no bound needed.
+        for kv in self.lifetimes.iter() {
+            let (k, v) = kv?;
+            if let (Some(lifetime), Some(until)) = (read_i64(&k), read_i64(&v)) {
+                if until.saturating_add(lifetime) <= now {
+                    self.lifetimes.remove(k)?;
+                }
             }
-            Ok(())
-        })?;
+        }
         Ok(swept)
     }
 
@@ -737,18 +754,29 @@ mod tests {
     }
 
     #[test]
-    fn grant_expiry_only_grows_and_is_swept_when_past() {
+    fn lifetime_records_only_grow_and_are_swept_once_no_token_can_outlive_them() {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
-        let g = GrantId::generate();
-        assert_eq!(store.grant_expiry(&g).unwrap(), None);
-        store.extend_grant(&g, 50).unwrap();
-        store.extend_grant(&g, 20).unwrap();
-        assert_eq!(store.grant_expiry(&g).unwrap(), Some(50));
-        store.sweep(49, 10).unwrap();
-        assert_eq!(store.grant_expiry(&g).unwrap(), Some(50));
-        store.sweep(50, 10).unwrap();
-        assert_eq!(store.grant_expiry(&g).unwrap(), None);
+        assert!(store.lifetimes().unwrap().is_empty());
+        store.record_lifetime(100, 50).unwrap();
+        store.record_lifetime(100, 20).unwrap();
+        store.record_lifetime(10, 60).unwrap();
+        let mut seen = store.lifetimes().unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, [(10, 60), (100, 50)]);
+        // (10, 60) can cover tokens until 70, (100, 50) until 150.
+        store.sweep(70, 10).unwrap();
+        assert_eq!(store.lifetimes().unwrap(), [(100, 50)]);
+        store.sweep(149, 10).unwrap();
+        assert_eq!(store.lifetimes().unwrap(), [(100, 50)]);
+        store.sweep(150, 10).unwrap();
+        assert!(store.lifetimes().unwrap().is_empty());
+        // An unreadable record reads as a lifetime that never ends (fail closed).
+        db.open_tree(LIFETIMES_TREE)
+            .unwrap()
+            .insert(7i64.to_be_bytes(), &b"x"[..])
+            .unwrap();
+        assert_eq!(store.lifetimes().unwrap(), [(i64::MAX, i64::MAX)]);
     }
 
     #[test]
