@@ -258,17 +258,12 @@ impl<S: ServerHandler> ServerHandler for Scoped<S> {
     /// resource subscription needs the scopes `resources/read` of that URI needs, or the
     /// subscription ends with the same error before any notification is sent (the SDK has
     /// already acknowledged it by then; `accepted_subscription_filter` sees no caller).
-    fn listen(
-        &self,
-        context: SubscriptionContext,
-    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
-        async move {
-            let uris = context.accepted().resource_subscriptions.clone();
-            for uri in uris.iter().flatten() {
-                self.authorize(context.request_context(), TargetKind::Resource, uri)?;
-            }
-            self.inner.listen(context).await
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        let uris = context.accepted().resource_subscriptions.clone();
+        for uri in uris.iter().flatten() {
+            self.authorize(context.request_context(), TargetKind::Resource, uri)?;
         }
+        self.inner.listen(context).await
     }
 
     fn unsubscribe(
