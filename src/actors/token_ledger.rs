@@ -266,7 +266,7 @@ impl TokenLedger {
         self
     }
 
-    /// The successor pair of `presented` when it is rotated at `rotated_at`: HMAC-SHA256
+    /// The successor pair of `presented` when it is rotated at `rotated_at_us`: HMAC-SHA256
     /// under the server key of the grant and the presented token, so that the same token
     /// always has the same successors, which nobody without the key can compute (the
     /// database holds only digests). The time prefix is the rotation time, so the keys of
@@ -275,11 +275,9 @@ impl TokenLedger {
         &self,
         presented: &RefreshToken,
         grant: &GrantId,
-        rotated_at: i64,
+        rotated_at_us: i64,
     ) -> (AccessToken, RefreshToken) {
-        let micros = u64::try_from(rotated_at)
-            .unwrap_or(0)
-            .saturating_mul(1_000_000);
+        let micros = u64::try_from(rotated_at_us).unwrap_or(0);
         let derive = |kind: &[u8]| {
             let body = self.key.mac(
                 SUCCESSOR_LABEL,
@@ -320,7 +318,7 @@ impl TokenLedger {
             resource: resource.to_owned(),
             issued_at: now,
             expires_at: expiry(now, cfg.access_token_ttl),
-            rotated_at: None,
+            rotated_at_us: None,
         };
         self.store.put(&access_token.key(), &record)?;
         let refresh_token = match refresh {
@@ -396,7 +394,7 @@ impl TokenLedger {
 
     fn active(&self, record: &TokenRecord) -> bool {
         record.expires_at > self.clock.now()
-            && record.rotated_at.is_none()
+            && record.rotated_at_us.is_none()
             && !self.revoked.contains_key(&record.grant_id)
     }
 
@@ -526,8 +524,8 @@ impl TokenLedger {
         {
             return Err(LedgerError::InvalidGrant);
         }
-        if let Some(rotated_at) = old.rotated_at {
-            if !self.in_grace(now, rotated_at) {
+        if let Some(rotated_at_us) = old.rotated_at_us {
+            if !self.in_grace(now, rotated_at_us.div_euclid(1_000_000)) {
                 // Reuse of a rotated-out token: either the client or an attacker holds a
                 // stolen copy. Revoke the whole grant (OAuth 2.1 §4.3.1).
                 tracing::warn!(client_id = %old.client_id, "refresh token reuse detected, grant revoked");
@@ -540,10 +538,17 @@ impl TokenLedger {
             Some(s) => s,
             None => old.scopes.clone(),
         };
-        if let Some(rotated_at) = old.rotated_at {
-            return self.repeat_rotation(&msg.refresh_token, &old, rotated_at, now);
+        if let Some(rotated_at_us) = old.rotated_at_us {
+            return self.repeat_rotation(&msg.refresh_token, &old, rotated_at_us, now);
         }
-        let (access, refresh) = self.successors(&msg.refresh_token, &old.grant_id, now);
+        // The injected clock's second (it decides the grace window) with the system
+        // clock's microseconds: successors issued in one second then get keys in time order,
+        // as random tokens' are, instead of one shared prefix (whose inserts, scattered over
+        // that second's leaves, cost about a sixth of the refresh rate).
+        let rotated_at_us = now
+            .saturating_mul(1_000_000)
+            .saturating_add(i64::from(chrono::Utc::now().timestamp_subsec_micros()));
+        let (access, refresh) = self.successors(&msg.refresh_token, &old.grant_id, rotated_at_us);
         // The new refresh token keeps the grant's full scope (OAuth 2.1 §4.3.3); only the
         // access token is narrowed.
         let issued = self.mint(
@@ -559,7 +564,7 @@ impl TokenLedger {
         // crash before the flush leaves either both or the presented token still current
         // (never a rotated token whose successors are missing, which the client could not
         // recover from).
-        old.rotated_at = Some(now);
+        old.rotated_at_us = Some(rotated_at_us);
         self.store.put(&digest, &old)?;
         Ok(issued)
     }
@@ -574,10 +579,10 @@ impl TokenLedger {
         &self,
         presented: &RefreshToken,
         old: &TokenRecord,
-        rotated_at: i64,
+        rotated_at_us: i64,
         now: i64,
     ) -> Result<IssuedTokens, LedgerError> {
-        let (access, refresh) = self.successors(presented, &old.grant_id, rotated_at);
+        let (access, refresh) = self.successors(presented, &old.grant_id, rotated_at_us);
         let same_grant = |r: &TokenRecord| r.grant_id == old.grant_id;
         let access_record = self.store.get(&access.key())?.filter(same_grant);
         let refresh_record = self.store.get(&refresh.key())?.filter(same_grant);
@@ -820,7 +825,11 @@ mod tests {
         assert_eq!((a1.secret(), r1.secret()), (a2.secret(), r2.secret()));
         assert_ne!(a1.secret(), r1.secret());
         assert_eq!(a1.secret().len(), 54, "shaped like every other token");
-        assert_eq!(&a1.key().0[..8], &1_000_000_000u64.to_be_bytes());
+        assert_eq!(
+            &a1.key().0[..8],
+            &1_000u64.to_be_bytes(),
+            "the rotation time is the prefix"
+        );
         let (a3, _) = other.successors(&rt, &grant, 1_000);
         assert_ne!(a1.secret(), a3.secret(), "another key, other successors");
         let (a4, _) = one.successors(&RefreshToken::generate(), &grant, 1_000);

@@ -7,7 +7,10 @@
 //! Layout (version 1), all integers big-endian:
 //! `version u8 | kind u8 | grant_id [16] | issued_at i64 | expires_at i64 | rotated_at i64
 //! (i64::MIN = none) | client_id str | subject str (len 0xFFFF = none) | scopes str |
-//! resource str`, where `str` is `len u16 | UTF-8 bytes`.
+//! resource str`, where `str` is `len u16 | UTF-8 bytes`. Version 1 holds `rotated_at` in
+//! seconds; version 2, the same layout with `rotated_at` in microseconds, is written only
+//! for rotated refresh tokens (so an older build that cannot read it meets it only on a
+//! token that is already rotated out: refused, never accepted).
 //! `expires_at` sits at a fixed offset ([`EXPIRES_AT`]) so the sweeper reads it without
 //! decoding the rest.
 //!
@@ -22,6 +25,8 @@ use super::records::{CodeRecord, GrantId, StoredCode, TokenKind, TokenRecord, Us
 use crate::domain::scope::Scopes;
 
 const VERSION: u8 = 1;
+/// Version 2: `rotated_at` in microseconds.
+const VERSION_ROTATED_US: u8 = 2;
 const NONE_LEN: u16 = u16::MAX;
 /// Byte range of `expires_at` in an encoded record.
 pub const EXPIRES_AT: std::ops::Range<usize> = 26..34;
@@ -43,7 +48,11 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 pub fn encode_token(r: &TokenRecord) -> Vec<u8> {
     let scopes = r.scopes.to_string();
     let mut out = Vec::with_capacity(48 + r.client_id.len() + scopes.len() + r.resource.len() + 32);
-    out.push(VERSION);
+    out.push(if r.rotated_at_us.is_some() {
+        VERSION_ROTATED_US
+    } else {
+        VERSION
+    });
     out.push(match r.kind {
         TokenKind::Access => 0,
         TokenKind::Refresh => 1,
@@ -51,7 +60,7 @@ pub fn encode_token(r: &TokenRecord) -> Vec<u8> {
     out.extend_from_slice(&r.grant_id.0);
     out.extend_from_slice(&r.issued_at.to_be_bytes());
     out.extend_from_slice(&r.expires_at.to_be_bytes());
-    out.extend_from_slice(&r.rotated_at.unwrap_or(i64::MIN).to_be_bytes());
+    out.extend_from_slice(&r.rotated_at_us.unwrap_or(i64::MIN).to_be_bytes());
     put_str(&mut out, &r.client_id);
     match &r.subject {
         Some(s) => put_str(&mut out, s),
@@ -90,12 +99,14 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a token record; `None` if the bytes are not a valid version-1 record.
+/// Decodes a token record; `None` if the bytes are not a valid version-1 or -2 record.
 pub fn decode_token(bytes: &[u8]) -> Option<TokenRecord> {
     let mut r = Reader { bytes, at: 0 };
-    if r.u8()? != VERSION {
-        return None;
-    }
+    let rotated_scale = match r.u8()? {
+        VERSION => 1_000_000,
+        VERSION_ROTATED_US => 1,
+        _ => return None,
+    };
     let kind = match r.u8()? {
         0 => TokenKind::Access,
         1 => TokenKind::Refresh,
@@ -104,7 +115,10 @@ pub fn decode_token(bytes: &[u8]) -> Option<TokenRecord> {
     let grant_id = GrantId(r.take(16)?.try_into().ok()?);
     let issued_at = r.i64()?;
     let expires_at = r.i64()?;
-    let rotated_at = Some(r.i64()?).filter(|t| *t != i64::MIN);
+    let rotated_at_us = match r.i64()? {
+        i64::MIN => None,
+        t => Some(t.checked_mul(rotated_scale)?),
+    };
     let client_id = r.str()??.to_owned();
     let subject = r.str()?.map(str::to_owned);
     let scopes = Scopes::parse(r.str()??).ok()?;
@@ -118,7 +132,7 @@ pub fn decode_token(bytes: &[u8]) -> Option<TokenRecord> {
         resource,
         issued_at,
         expires_at,
-        rotated_at,
+        rotated_at_us,
     })
 }
 
@@ -222,7 +236,7 @@ mod tests {
             resource: "http://localhost:8000/mcp".into(),
             issued_at: 1_800_000_000,
             expires_at: 1_800_003_600,
-            rotated_at: rotated,
+            rotated_at_us: rotated,
         }
     }
 
@@ -238,6 +252,29 @@ mod tests {
             assert_eq!(format!("{rec:?}"), format!("{back:?}"));
             assert_eq!(token_expires_at(&bytes), Some(rec.expires_at));
         }
+    }
+
+    #[test]
+    fn rotation_times_are_microseconds_and_version_1_records_still_read() {
+        // A live token keeps the version-1 layout, readable by older builds.
+        assert_eq!(encode_token(&sample(None, None)).first(), Some(&1));
+        let rotated = encode_token(&sample(None, Some(1_800_000_000_123_456)));
+        assert_eq!(rotated.first(), Some(&2));
+        assert_eq!(
+            decode_token(&rotated).unwrap().rotated_at_us,
+            Some(1_800_000_000_123_456)
+        );
+        // A version-1 record written by an older build holds whole seconds.
+        let mut old = rotated.clone();
+        old[0] = 1;
+        old[34..42].copy_from_slice(&1_800_000_000i64.to_be_bytes());
+        assert_eq!(
+            decode_token(&old).unwrap().rotated_at_us,
+            Some(1_800_000_000_000_000)
+        );
+        // Seconds too large to scale are refused, not wrapped.
+        old[34..42].copy_from_slice(&i64::MAX.to_be_bytes());
+        assert!(decode_token(&old).is_none());
     }
 
     fn code() -> CodeRecord {

@@ -69,7 +69,11 @@ pub struct TokenRecord {
     pub issued_at: i64,
     /// Expiry (Unix seconds).
     pub expires_at: i64,
-    /// For refresh tokens: when it was rotated out, if it was.
+    /// For refresh tokens: when it was rotated out, if it was, in Unix **microseconds**:
+    /// the seconds decide the grace window, and the whole value is the time prefix of the
+    /// successors' keys, which must be recomputable yet land in time order (see
+    /// `TokenLedger::successors`). Records written before it had microseconds hold whole
+    /// seconds here, times a million.
     #[serde(default)]
-    pub rotated_at: Option<i64>,
+    pub rotated_at_us: Option<i64>,
 }

@@ -639,7 +639,7 @@ mod tests {
             resource: "http://localhost:8000/mcp".into(),
             issued_at: 0,
             expires_at,
-            rotated_at: None,
+            rotated_at_us: None,
         }
     }
 
