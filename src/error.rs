@@ -1,14 +1,13 @@
-//! The crate error and the one place where errors become HTTP responses:
-//! RFC 6749 §5.2 JSON on the OAuth API endpoints (RFC 7591 §3.2.2 codes on /register),
-//! an HTML page where redirecting would be unsafe (OAuth 2.1 §4.1.2.1), and a `303` back to
-//! the client for authorization errors once the client and redirect URI are verified.
+//! The crate error: what each component's error becomes (RFC 6749 §5.2 JSON on the OAuth
+//! API endpoints with RFC 7591 §3.2.2 codes on /register, an HTML page where redirecting
+//! would be unsafe (OAuth 2.1 §4.1.2.1), a `303` back to the client for authorization
+//! errors once the client and redirect URI are verified, a bearer challenge, a JSON-RPC
+//! transport error). The one place these become HTTP responses is
+//! [`crate::http::error_response`].
 
 use std::borrow::Cow;
 
-use actix_web::{
-    http::{header, StatusCode},
-    HttpResponse, ResponseError,
-};
+use actix_web::http::StatusCode;
 
 pub use crate::oauth::error::ErrorCode;
 use crate::{
@@ -134,112 +133,10 @@ impl Error {
     }
 }
 
-impl ResponseError for Error {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            Self::OAuth(e) => match (e.retry_after, e.code) {
-                (Some(_), _) => StatusCode::TOO_MANY_REQUESTS,
-                (None, ErrorCode::InvalidClient) => StatusCode::UNAUTHORIZED,
-                (None, ErrorCode::TemporarilyUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
-                (None, ErrorCode::ServerError) => StatusCode::INTERNAL_SERVER_ERROR,
-                (None, _) => StatusCode::BAD_REQUEST,
-            },
-            Self::Page(p) => p.status,
-            Self::Redirect(_) => StatusCode::SEE_OTHER,
-            Self::Challenge(c) => c.status,
-            Self::Transport { status, .. } => *status,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut res = self.render();
-        // For the metrics middleware: the error code without parsing the body back.
-        if let Some(code) = self.code_label() {
-            res.extensions_mut().insert(ErrorLabel(code));
-        }
-        res
-    }
-}
-
 /// The OAuth (or bearer challenge) error code of an error response, left in the response's
 /// extensions for [`crate::metrics`].
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorLabel(pub &'static str);
-
-impl Error {
-    /// The error code a response carries, if it has one.
-    fn code_label(&self) -> Option<&'static str> {
-        match self {
-            Self::OAuth(e) => Some(e.code.as_str()),
-            Self::Challenge(c) => Some(c.error.unwrap_or("invalid_token")),
-            Self::Page(_) | Self::Redirect(_) | Self::Transport { .. } => None,
-        }
-    }
-
-    fn render(&self) -> HttpResponse {
-        let status = self.status_code();
-        match self {
-            Self::OAuth(e) => {
-                let mut resp = HttpResponse::build(status);
-                resp.insert_header((header::CACHE_CONTROL, "no-store"))
-                    .insert_header((header::PRAGMA, "no-cache"));
-                if e.basic_challenge {
-                    resp.insert_header((
-                        header::WWW_AUTHENTICATE,
-                        r#"Basic realm="oauth-mcp", charset="UTF-8""#,
-                    ));
-                }
-                if let Some(secs) = e.retry_after {
-                    resp.insert_header((header::RETRY_AFTER, secs.to_string()));
-                }
-                resp.json(serde_json::json!({
-                    "error": e.code.as_str(),
-                    "error_description": e.description,
-                }))
-            }
-            Self::Page(p) => {
-                let mut resp = crate::http::pages::error_page(status, &p.message);
-                if let Some(secs) = p.retry_after {
-                    if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
-                        resp.headers_mut().insert(header::RETRY_AFTER, v);
-                    }
-                }
-                resp
-            }
-            Self::Challenge(c) => {
-                let description = sanitize(c.description.clone());
-                let mut value = String::from("Bearer ");
-                if let Some(error) = c.error {
-                    value.push_str(&format!(
-                        "error=\"{error}\", error_description=\"{description}\", "
-                    ));
-                }
-                value.push_str(&format!(
-                    "resource_metadata=\"{}\", scope=\"{}\"",
-                    c.resource_metadata, c.scope
-                ));
-                HttpResponse::build(status)
-                    .insert_header((header::WWW_AUTHENTICATE, value))
-                    .insert_header((header::CACHE_CONTROL, "no-store"))
-                    .json(serde_json::json!({
-                        "error": c.error.unwrap_or("invalid_token"),
-                        "error_description": description,
-                    }))
-            }
-            Self::Transport { message, .. } => {
-                HttpResponse::build(status).json(serde_json::json!({
-                    "jsonrpc": "2.0",
-                    "id": null,
-                    "error": { "code": -32600, "message": message },
-                }))
-            }
-            Self::Redirect(url) => HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, url.as_str()))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish(),
-        }
-    }
-}
 
 /// The protocol layer's verdict, answered as RFC 6749 §5.2 JSON.
 impl From<ProtocolError> for Error {
@@ -251,7 +148,7 @@ impl From<ProtocolError> for Error {
 
 impl From<actix::MailboxError> for Error {
     fn from(e: actix::MailboxError) -> Self {
-        tracing::warn!(request_id = %crate::http::request_id(), error = %e, "actor did not answer in time");
+        tracing::warn!(request_id = %crate::domain::request_id::current(), error = %e, "actor did not answer in time");
         Self::oauth(
             ErrorCode::TemporarilyUnavailable,
             "the server is busy, retry later",
@@ -261,7 +158,7 @@ impl From<actix::MailboxError> for Error {
 
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
-        tracing::error!(request_id = %crate::http::request_id(), error = %e, "storage failure");
+        tracing::error!(request_id = %crate::domain::request_id::current(), error = %e, "storage failure");
         Self::oauth(ErrorCode::ServerError, "storage failure")
     }
 }
@@ -326,7 +223,7 @@ impl From<RegistryError> for Error {
             }),
             RegistryError::Storage(s) => s.into(),
             RegistryError::Internal(m) => {
-                tracing::error!(request_id = %crate::http::request_id(), error = %m, "registry failure");
+                tracing::error!(request_id = %crate::domain::request_id::current(), error = %m, "registry failure");
                 Self::oauth(ErrorCode::ServerError, "internal error")
             }
         }
@@ -367,6 +264,8 @@ impl From<LedgerError> for Error {
 
 #[cfg(test)]
 mod tests {
+    use actix_web::ResponseError as _;
+
     use super::*;
 
     #[test]

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod grant;
 pub mod pkce;
 pub mod redirect;
+pub mod request_id;
 pub mod scope;
 pub mod secrets;
 pub mod server_key;

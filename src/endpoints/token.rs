@@ -149,7 +149,7 @@ pub async fn token(
 /// OAuth 2.1 §4.1.3: a replayed code revokes every token issued from it.
 async fn revoke_replayed(services: &Services, grant_id: GrantId) -> Result<(), Error> {
     tracing::warn!(
-        request_id = %crate::http::request_id(),
+        request_id = %crate::domain::request_id::current(),
         "authorization code replay detected, grant revoked"
     );
     services

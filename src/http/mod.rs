@@ -3,6 +3,7 @@
 //! (in `app`) adds the demo MCP server.
 
 pub mod bearer;
+pub mod error_response;
 pub mod forms;
 pub mod oauth;
 pub mod pages;
@@ -171,9 +172,8 @@ pub async fn request_context(
         let peer = req.peer_addr().map(|a| a.ip());
         (req.method().clone(), req.path().to_owned(), peer)
     });
-    let mut res = CURRENT_REQUEST_ID
-        .scope(Arc::clone(&id), next.call(req).instrument(span))
-        .await?;
+    let mut res =
+        crate::domain::request_id::scope(Arc::clone(&id), next.call(req).instrument(span)).await?;
     if let Some((method, path, peer)) = access {
         tracing::info!(
             target: "oauth_mcp::access",
@@ -191,15 +191,10 @@ pub async fn request_context(
     Ok(res)
 }
 
-tokio::task_local! {
-    static CURRENT_REQUEST_ID: Arc<str>;
-}
-
-/// The id of the request being served on this task (`-` outside one), for log events.
+/// The id of the request being served on this task (`-` outside one), for log events
+/// ([`crate::domain::request_id`] holds it, so layers below HTTP can log it too).
 pub fn request_id() -> Arc<str> {
-    CURRENT_REQUEST_ID
-        .try_with(Arc::clone)
-        .unwrap_or_else(|_| Arc::from("-"))
+    crate::domain::request_id::current()
 }
 
 /// Whether a client-supplied request id may be logged and echoed as is (no spaces, quotes
