@@ -16,7 +16,7 @@
 //! - [`actors::CodeIssuer`] — authorization codes: issue, single-use redemption, replay
 //!   detection.
 //! - [`actors::TokenLedger`] — access and refresh tokens: issue, rotate, introspect, revoke.
-//! - [`mcp::sessions::McpSessions`] — the MCP session table behind rmcp's session manager:
+//! - [`actors::McpSessions`] — the MCP session table behind rmcp's session manager:
 //!   owners, idle expiry, per-owner caps.
 //!
 //! Storage sits behind narrow typed traits ([`storage::ClientStore`], [`storage::CodeStore`],

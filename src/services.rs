@@ -17,6 +17,7 @@ use std::{
 use actix::{Actor, Addr};
 
 use crate::{
+    actors::mcp_sessions::{McpSessions, SessionLimits},
     actors::{
         client_registry::{
             hash_password, GetClient, InsertClientIfAbsent, InsertUserIfAbsent, ListUsers,
@@ -32,7 +33,6 @@ use crate::{
         server_key::{KeyError, ServerKey},
     },
     error::Error,
-    mcp::sessions::{McpSessions, SessionLimits},
     metrics::{Metered, Metrics},
     storage::{
         sled_store::{Durability, SledClientStore, SledCodeStore, SledTokenStore},

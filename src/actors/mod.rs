@@ -4,12 +4,14 @@
 
 pub mod client_registry;
 pub mod code_issuer;
+pub mod mcp_sessions;
 pub mod token_ledger;
 
 use actix::Message;
 
 pub use client_registry::ClientRegistry;
 pub use code_issuer::CodeIssuer;
+pub use mcp_sessions::McpSessions;
 pub use token_ledger::TokenLedger;
 
 /// Asks an actor to stop; it drops its store (and so its database handle) when it does.

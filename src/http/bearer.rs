@@ -38,12 +38,16 @@ use actix_web::{
 use futures_util::StreamExt as _;
 
 use crate::{
-    actors::token_ledger::IntrospectToken,
+    actors::{
+        mcp_sessions::{
+            Admission, AdmitRequest, AdmittedSession, NewSession, Owner, SessionLimits,
+        },
+        token_ledger::IntrospectToken,
+    },
     domain::{grant::TokenKind, scope::Scopes, secrets::PresentedToken},
     error::{Challenge, Error},
     mcp::{
         peek::{peek, TargetKind},
-        sessions::{Admission, AdmitRequest, AdmittedSession, NewSession, Owner, SessionLimits},
         Caller, ToolScopes,
     },
     services::Services,

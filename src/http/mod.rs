@@ -21,10 +21,10 @@ use actix_web::{
 };
 
 use crate::{
+    actors::mcp_sessions::CountSessions,
     config::Settings,
     domain::client_address,
     error::ErrorLabel,
-    mcp::sessions::CountSessions,
     metrics::{Endpoint, Metrics},
     services::Services,
 };

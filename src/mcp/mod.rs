@@ -16,7 +16,9 @@ pub mod demo;
 pub mod endpoint;
 pub mod peek;
 pub mod scoped;
-pub mod sessions;
+/// The MCP session actor and its rmcp bridge live with the other actors
+/// ([`crate::actors::mcp_sessions`]); this path is kept for embedders.
+pub use crate::actors::mcp_sessions as sessions;
 
 use std::{collections::HashMap, sync::Arc};
 

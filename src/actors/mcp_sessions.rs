@@ -46,10 +46,8 @@ use rmcp::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::{
-    actors::Stop,
-    metrics::{ActorKind, Metered},
-};
+use super::Stop;
+use crate::metrics::{ActorKind, Metered};
 
 /// Who a session belongs to: the token's subject (or the client, for client_credentials)
 /// and client.
