@@ -1,0 +1,286 @@
+//! Registered clients: registration (RFC 7591) with its per-address rate limit and the
+//! `max_registered_clients` bound, client authentication (OAuth 2.1 §2.4), administration
+//! (insert, list, remove) and the sweep of dynamically registered clients never issued a
+//! token.
+
+use std::net::IpAddr;
+
+use actix::prelude::*;
+
+use super::{users::Window, ClientRegistry, RegistryError};
+use crate::domain::{
+    client::{AuthMethod, Client, ClientOrigin, NewClient, RegisteredClient},
+    client_address::address_key,
+    secrets::{ClientSecret, Digest},
+};
+use crate::storage::StorageError;
+
+/// Registers a client (RFC 7591). The registry mints `client_id` and secret.
+/// Dynamically registered clients count against `max_registered_clients`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RegisteredClient, RegistryError>")]
+pub struct RegisterClient {
+    /// The validated metadata.
+    pub client: NewClient,
+    /// Address of the caller, for the per-address rate limit.
+    pub address: Option<IpAddr>,
+    /// [`ClientOrigin::Dynamic`] at `/register`, [`ClientOrigin::Operator`] from
+    /// `oauth-mcp admin`.
+    pub origin: ClientOrigin,
+}
+
+/// Records that a token is about to be issued to a client, so that it is never removed as
+/// unused. Sent by the token flow before the first issuance only (when the client it
+/// authenticated is not yet marked), and durable before it answers. Answers whether the
+/// client still exists: a client removed meanwhile must not be issued tokens.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, RegistryError>")]
+pub struct MarkClientUsed {
+    /// The client id.
+    pub client_id: String,
+}
+
+/// Inserts a client with a chosen id and secret unless one with that id exists (demo
+/// seeding, administration). Returns whether it was inserted.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, RegistryError>")]
+pub struct InsertClientIfAbsent {
+    /// The client, with `secret_digest` already set for confidential clients.
+    pub client: Client,
+}
+
+/// Looks up a client by id (for /authorize, which must not redirect to unknown clients).
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Client>")]
+pub struct GetClient {
+    /// The client id.
+    pub client_id: String,
+}
+
+/// Authenticates a client at the token, revocation or introspection endpoint.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Client, RegistryError>")]
+pub struct AuthenticateClient {
+    /// The presented client id.
+    pub client_id: String,
+    /// The presented secret; `None` for the `none` method.
+    pub secret: Option<ClientSecret>,
+}
+
+/// Every registered client, ordered by registration time then id (administration).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Client>")]
+pub struct ListClients;
+
+/// Removes a client: it can no longer authenticate or start an authorization request.
+/// Answers whether it existed. Its grants are the token ledger's to revoke
+/// (`RevokeGrantsOf`), which the caller does next.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, RegistryError>")]
+pub struct RemoveClient {
+    /// The client id.
+    pub client_id: String,
+}
+
+/// Most unused clients removed per sweep tick, so a sweep never holds the registry long.
+const MAX_REMOVALS_PER_SWEEP: usize = 256;
+
+impl ClientRegistry {
+    /// Forgets `client_id` in the in-memory index and its bookkeeping (the store is the
+    /// caller's to update).
+    pub(super) fn forget_client(&mut self, client_id: &str) -> Option<Client> {
+        let client = self.clients.remove(client_id)?;
+        if client.origin == ClientOrigin::Dynamic {
+            self.dynamic_clients = self.dynamic_clients.saturating_sub(1);
+            self.unused
+                .remove(&(client.issued_at, client.client_id.clone()));
+        }
+        Some(client)
+    }
+
+    /// Removes dynamically registered clients that were never issued a token within
+    /// `unused_client_ttl` of their registration, oldest first and at most
+    /// [`MAX_REMOVALS_PER_SWEEP`] per call; the rest wait for the next tick. Answers how
+    /// many were removed; the removals are made durable by the caller.
+    pub(super) fn sweep_unused_clients(&mut self) -> Result<usize, StorageError> {
+        let ttl = self.settings.config.unused_client_ttl;
+        let cutoff = self
+            .clock
+            .now()
+            .saturating_sub(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        let expired: Vec<String> = self
+            .unused
+            .iter()
+            .take_while(|(issued_at, _)| *issued_at <= cutoff)
+            .take(MAX_REMOVALS_PER_SWEEP)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in &expired {
+            self.store.remove_client(id)?;
+            self.forget_client(id);
+        }
+        if !expired.is_empty() {
+            tracing::info!(
+                removed = expired.len(),
+                "removed dynamically registered clients never issued a token"
+            );
+        }
+        Ok(expired.len())
+    }
+}
+
+impl Handler<MarkClientUsed> for ClientRegistry {
+    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    fn handle(&mut self, msg: MarkClientUsed, _: &mut Self::Context) -> Self::Result {
+        let Some(client) = self.clients.get_mut(&msg.client_id) else {
+            return Box::pin(async { Ok(false) });
+        };
+        if client.used {
+            return Box::pin(async { Ok(true) });
+        }
+        let mut marked = client.clone();
+        marked.used = true;
+        if let Err(e) = self.store.put_client(&marked) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        self.unused
+            .remove(&(marked.issued_at, marked.client_id.clone()));
+        *client = marked;
+        self.after_persist(true)
+    }
+}
+
+impl Handler<GetClient> for ClientRegistry {
+    type Result = Option<Client>;
+    fn handle(&mut self, msg: GetClient, _: &mut Self::Context) -> Self::Result {
+        self.clients.get(&msg.client_id).cloned()
+    }
+}
+
+impl Handler<AuthenticateClient> for ClientRegistry {
+    type Result = Result<Client, RegistryError>;
+    fn handle(&mut self, msg: AuthenticateClient, _: &mut Self::Context) -> Self::Result {
+        let client = self.clients.get(&msg.client_id);
+        match (client, msg.secret) {
+            (Some(c), None) if c.auth_method == AuthMethod::None => Ok(c.clone()),
+            (Some(c), Some(secret)) => {
+                // Server-minted secrets are 256 random bits, so SHA-256 at rest is enough and
+                // keeps authentication cheap; the comparison is constant time.
+                let presented = secret.digest();
+                match &c.secret_digest {
+                    Some(stored) if stored.ct_eq(&presented) => Ok(c.clone()),
+                    _ => Err(RegistryError::InvalidClient),
+                }
+            }
+            (None, Some(secret)) => {
+                // Same work as for a known client, so timing does not reveal which ids exist.
+                let _ = Digest([0; 32]).ct_eq(&secret.digest());
+                Err(RegistryError::InvalidClient)
+            }
+            _ => Err(RegistryError::InvalidClient),
+        }
+    }
+}
+
+impl Handler<RegisterClient> for ClientRegistry {
+    type Result = ResponseFuture<Result<RegisteredClient, RegistryError>>;
+    fn handle(&mut self, msg: RegisterClient, _: &mut Self::Context) -> Self::Result {
+        let now = self.clock.now();
+        let dynamic = msg.origin == ClientOrigin::Dynamic;
+        // Checked before the rate limit counts the attempt: a full registry is not the
+        // caller's doing.
+        if dynamic && self.dynamic_clients >= self.settings.config.max_registered_clients {
+            return Box::pin(async { Err(RegistryError::Full) });
+        }
+        if let Some(addr) = msg.address.map(address_key) {
+            let w = Window::current(self.registrations.get(&addr), now, 3600);
+            if w.count >= self.settings.config.registrations_per_hour {
+                let retry_after = u64::try_from((w.started + 3600 - now).max(1)).unwrap_or(1);
+                return Box::pin(async move { Err(RegistryError::RateLimited { retry_after }) });
+            }
+            self.registrations.insert(
+                addr,
+                Window {
+                    started: w.started,
+                    count: w.count + 1,
+                },
+            );
+        }
+        let new = msg.client;
+        let secret = (new.auth_method != AuthMethod::None).then(ClientSecret::generate);
+        // 256 random bits, unguessable and collision-free in practice; retried anyway.
+        let mut client_id = crate::domain::secrets::random_token();
+        while self.clients.contains_key(&client_id) {
+            client_id = crate::domain::secrets::random_token();
+        }
+        let client = new.into_client(
+            client_id.clone(),
+            secret.as_ref().map(ClientSecret::digest),
+            &self.settings.default_scopes,
+            now,
+            msg.origin,
+        );
+        if let Err(e) = self.store.put_client(&client) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        if dynamic {
+            self.dynamic_clients += 1;
+            self.unused.insert((now, client_id.clone()));
+        }
+        self.clients.insert(client_id, client.clone());
+        let persist = self.store.persist();
+        Box::pin(async move {
+            persist.await?;
+            Ok(RegisteredClient { client, secret })
+        })
+    }
+}
+
+impl Handler<InsertClientIfAbsent> for ClientRegistry {
+    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    fn handle(&mut self, msg: InsertClientIfAbsent, _: &mut Self::Context) -> Self::Result {
+        if self.clients.contains_key(&msg.client.client_id) {
+            return Box::pin(async { Ok(false) });
+        }
+        if let Err(e) = self.store.put_client(&msg.client) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        let c = &msg.client;
+        if c.origin == ClientOrigin::Dynamic {
+            self.dynamic_clients += 1;
+            if !c.used {
+                self.unused.insert((c.issued_at, c.client_id.clone()));
+            }
+        }
+        self.clients
+            .insert(msg.client.client_id.clone(), msg.client);
+        let persist = self.store.persist();
+        Box::pin(async move {
+            persist.await?;
+            Ok(true)
+        })
+    }
+}
+
+impl Handler<ListClients> for ClientRegistry {
+    type Result = MessageResult<ListClients>;
+    fn handle(&mut self, _: ListClients, _: &mut Self::Context) -> Self::Result {
+        let mut clients: Vec<Client> = self.clients.values().cloned().collect();
+        clients.sort_by(|a, b| (a.issued_at, &a.client_id).cmp(&(b.issued_at, &b.client_id)));
+        MessageResult(clients)
+    }
+}
+
+impl Handler<RemoveClient> for ClientRegistry {
+    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    fn handle(&mut self, msg: RemoveClient, _: &mut Self::Context) -> Self::Result {
+        if !self.clients.contains_key(&msg.client_id) {
+            return Box::pin(async { Ok(false) });
+        }
+        if let Err(e) = self.store.remove_client(&msg.client_id) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        self.forget_client(&msg.client_id);
+        self.after_persist(true)
+    }
+}

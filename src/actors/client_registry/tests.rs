@@ -1,0 +1,413 @@
+//! Actor-level tests of the client registry: `Addr::send`, no HTTP.
+
+use std::time::Duration;
+
+use super::{
+    documents::{CachedDocument, DocumentCache, MAX_CACHED_DOCUMENTS},
+    users::make_room,
+    *,
+};
+use crate::{
+    config::Config,
+    domain::{
+        client::{AuthMethod, GrantType},
+        clock::ManualClock,
+        scope::Scopes,
+        secrets::{ClientSecret, Password},
+    },
+    storage::sled_store::{Durability, SledClientStore},
+};
+
+#[test]
+fn the_document_cache_is_bounded_and_makes_room_from_expired_entries() {
+    let client = Client {
+        client_id: "https://app.example/c.json".into(),
+        secret_digest: None,
+        auth_method: AuthMethod::None,
+        client_name: None,
+        redirect_uris: Vec::new(),
+        grant_types: Vec::new(),
+        scopes: Scopes::default(),
+        issued_at: 0,
+        extra: serde_json::Map::new(),
+        origin: ClientOrigin::Document,
+        used: true,
+    };
+    let mut cache = DocumentCache::default();
+    let doc = |until: i64| CachedDocument {
+        client: client.clone(),
+        fresh_until: until,
+        stale_until: until,
+    };
+    for i in 0..MAX_CACHED_DOCUMENTS {
+        // Half of them expire at 100, half at 1000.
+        let expires = if i % 2 == 0 { 100 } else { 1_000 };
+        cache.insert(format!("u{i}"), doc(expires), 0);
+    }
+    assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS);
+    // Full and nothing expired: used but not cached.
+    cache.insert("late".into(), doc(1_000), 50);
+    assert!(!cache.fresh.contains_key("late"));
+    assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS);
+    // Once some have expired they make room.
+    cache.insert("later".into(), doc(1_000), 200);
+    assert!(cache.fresh.contains_key("later"));
+    assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS / 2 + 1);
+}
+
+#[test]
+fn throttle_maps_make_room_from_expired_then_unknown_entries() {
+    // (live, known)
+    let mut map: HashMap<u8, (bool, bool)> =
+        HashMap::from([(1, (true, true)), (2, (false, true)), (3, (true, false))]);
+    let room = |map: &mut HashMap<u8, (bool, bool)>, key| {
+        make_room(map, &key, 3, |v| v.0, |v| !v.1);
+    };
+    room(&mut map, 1);
+    assert_eq!(map.len(), 3, "a key already present needs no room");
+    room(&mut map, 9);
+    assert!(!map.contains_key(&2), "the expired entry went first");
+    assert_eq!(map.len(), 2);
+    map.insert(4, (true, true));
+    room(&mut map, 9);
+    assert!(!map.contains_key(&3), "then the unknown name's");
+    assert!(map.contains_key(&1) && map.contains_key(&4));
+    map.insert(5, (true, true));
+    room(&mut map, 9);
+    assert_eq!(map.len(), 2, "all known and live: one goes anyway");
+}
+
+async fn start(cfg: Config) -> (Addr<ClientRegistry>, Arc<ManualClock>) {
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let store = SledClientStore::open(&db, Durability::relaxed()).unwrap();
+    let settings = Arc::new(cfg.settings(8000).unwrap());
+    let clock = ManualClock::new(1_000);
+    let dummy = hash_password("dummy").unwrap();
+    let registry = ClientRegistry::new(Box::new(store), settings, clock.clone(), dummy).unwrap();
+    let addr = registry.start();
+    let user = User {
+        username: "alice".into(),
+        password_hash: hash_password("pw").unwrap(),
+    };
+    assert!(addr
+        .send(InsertUserIfAbsent { user: user.clone() })
+        .await
+        .unwrap()
+        .unwrap());
+    assert!(
+        !addr
+            .send(InsertUserIfAbsent { user })
+            .await
+            .unwrap()
+            .unwrap(),
+        "seeding is idempotent"
+    );
+    (addr, clock)
+}
+
+fn login(password: &str, address: Option<IpAddr>) -> AuthenticateUser {
+    AuthenticateUser {
+        username: "alice".into(),
+        password: Password::new(password.into()),
+        address,
+    }
+}
+
+#[actix::test]
+async fn login_is_throttled_per_user_then_recovers() {
+    let (addr, clock) = start(Config::default()).await;
+    assert_eq!(
+        addr.send(login("pw", None)).await.unwrap().unwrap(),
+        "alice"
+    );
+    for _ in 0..5 {
+        let r = addr.send(login("wrong", None)).await.unwrap();
+        assert!(matches!(r, Err(RegistryError::InvalidCredentials)));
+    }
+    let r = addr.send(login("pw", None)).await.unwrap();
+    assert!(matches!(r, Err(RegistryError::LoginThrottled { .. })));
+    clock.advance(Duration::from_secs(15 * 60));
+    assert!(addr.send(login("pw", None)).await.unwrap().is_ok());
+}
+
+fn login_as(name: &str, password: &str, address: Option<IpAddr>) -> AuthenticateUser {
+    AuthenticateUser {
+        username: name.into(),
+        password: Password::new(password.into()),
+        address,
+    }
+}
+
+#[actix::test]
+async fn concurrent_guesses_are_counted_before_any_is_checked() {
+    let mut cfg = Config::default();
+    cfg.password_hash_concurrency = 32;
+    let (addr, _) = start(cfg).await;
+    let answers =
+        futures_util::future::join_all((0..12).map(|_| addr.send(login("wrong", None)))).await;
+    let checked = answers
+        .iter()
+        .filter(|r| matches!(r, Ok(Err(RegistryError::InvalidCredentials))))
+        .count();
+    let throttled = answers
+        .iter()
+        .filter(|r| matches!(r, Ok(Err(RegistryError::LoginThrottled { .. }))))
+        .count();
+    assert_eq!((checked, throttled), (5, 7), "{answers:?}");
+    let r = addr.send(login("pw", None)).await.unwrap();
+    assert!(matches!(r, Err(RegistryError::LoginThrottled { .. })));
+}
+
+#[actix::test]
+async fn unknown_names_lock_out_like_accounts() {
+    let (addr, _) = start(Config::default()).await;
+    for name in ["alice", "nobody"] {
+        for _ in 0..5 {
+            let r = addr.send(login_as(name, "wrong", None)).await.unwrap();
+            assert!(matches!(r, Err(RegistryError::InvalidCredentials)));
+        }
+        let r = addr.send(login_as(name, "pw", None)).await.unwrap();
+        assert!(
+            matches!(r, Err(RegistryError::LoginThrottled { retry_after: 900 })),
+            "{name}: {r:?}"
+        );
+    }
+}
+
+#[actix::test]
+async fn ipv6_addresses_share_their_64_and_success_gives_the_attempt_back() {
+    let mut cfg = Config::default();
+    cfg.login_max_failures_per_address = 2;
+    let (addr, _) = start(cfg).await;
+    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    // A success does not use up the address's allowance.
+    for _ in 0..3 {
+        assert!(addr
+            .send(login("pw", ip("2001:db8:1:2::1")))
+            .await
+            .unwrap()
+            .is_ok());
+    }
+    for (name, a) in [("x", "2001:db8:1:2::1"), ("y", "2001:db8:1:2:ffff::9")] {
+        let r = addr.send(login_as(name, "wrong", ip(a))).await.unwrap();
+        assert!(matches!(r, Err(RegistryError::InvalidCredentials)));
+    }
+    let r = addr
+        .send(login_as("z", "wrong", ip("2001:db8:1:2::abcd")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, Err(RegistryError::LoginThrottled { .. })),
+        "same /64"
+    );
+    let r = addr
+        .send(login_as("z", "wrong", ip("2001:db8:1:3::1")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, Err(RegistryError::InvalidCredentials)),
+        "another /64"
+    );
+}
+
+#[actix::test]
+async fn a_full_password_check_bound_refuses_without_counting() {
+    let (addr, _) = start(Config::default()).await;
+    let checks = Arc::new(Semaphore::new(1));
+    // Rebuild the registry around a bound the test can hold.
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let store = SledClientStore::open(&db, Durability::relaxed()).unwrap();
+    let settings = Arc::new(Config::default().settings(8000).unwrap());
+    let registry = ClientRegistry::new(
+        Box::new(store),
+        settings,
+        ManualClock::new(1_000),
+        hash_password("dummy").unwrap(),
+    )
+    .unwrap()
+    .with_password_checks(Arc::clone(&checks))
+    .start();
+    drop(addr);
+    let held = checks.try_acquire().unwrap();
+    for _ in 0..10 {
+        let r = registry.send(login("wrong", None)).await.unwrap();
+        assert!(matches!(
+            r,
+            Err(RegistryError::PasswordCheckBusy { retry_after: 1 })
+        ));
+    }
+    drop(held);
+    let r = registry.send(login("wrong", None)).await.unwrap();
+    assert!(
+        matches!(r, Err(RegistryError::InvalidCredentials)),
+        "the refusals were not counted: {r:?}"
+    );
+}
+
+#[actix::test]
+async fn register_authenticate_and_rate_limit() {
+    let mut cfg = Config::default();
+    cfg.registrations_per_hour = 1;
+    let (addr, _) = start(cfg).await;
+    let new = NewClient {
+        client_name: None,
+        redirect_uris: vec!["https://a.example/cb".into()],
+        auth_method: AuthMethod::ClientSecretBasic,
+        grant_types: vec![GrantType::AuthorizationCode],
+        scopes: None,
+        extra: Default::default(),
+    };
+    let ip: IpAddr = [127, 0, 0, 1].into();
+    let reg = addr
+        .send(RegisterClient {
+            client: new.clone(),
+            address: Some(ip),
+            origin: ClientOrigin::Dynamic,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        reg.client.scopes.to_string(),
+        "mcp:read mcp:write",
+        "default scopes"
+    );
+    let secret = reg.secret.unwrap();
+    let id = reg.client.client_id.clone();
+    let ok = addr
+        .send(AuthenticateClient {
+            client_id: id.clone(),
+            secret: Some(secret),
+        })
+        .await
+        .unwrap();
+    assert!(ok.is_ok());
+    let bad = addr
+        .send(AuthenticateClient {
+            client_id: id.clone(),
+            secret: Some(ClientSecret::new("x".into())),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(bad, Err(RegistryError::InvalidClient)));
+    let none = addr
+        .send(AuthenticateClient {
+            client_id: id,
+            secret: None,
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(none, Err(RegistryError::InvalidClient)),
+        "confidential client needs its secret"
+    );
+    let limited = addr
+        .send(RegisterClient {
+            client: new,
+            address: Some(ip),
+            origin: ClientOrigin::Dynamic,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(limited, Err(RegistryError::RateLimited { .. })));
+}
+
+fn public_client(id: &str, issued_at: i64) -> Client {
+    Client {
+        client_id: id.into(),
+        secret_digest: None,
+        auth_method: AuthMethod::None,
+        client_name: None,
+        redirect_uris: vec!["http://localhost/cb".into()],
+        grant_types: vec![GrantType::AuthorizationCode],
+        scopes: Scopes::parse("mcp:read").unwrap(),
+        issued_at,
+        extra: Default::default(),
+        origin: ClientOrigin::Operator,
+        used: true,
+    }
+}
+
+#[actix::test]
+async fn clients_are_listed_in_registration_order_and_removed() {
+    let (addr, _) = start(Config::default()).await;
+    for (id, at) in [("b", 2), ("c", 1), ("a", 2)] {
+        let client = public_client(id, at);
+        assert!(addr
+            .send(InsertClientIfAbsent { client })
+            .await
+            .unwrap()
+            .unwrap());
+    }
+    let ids = |clients: Vec<Client>| clients.into_iter().map(|c| c.client_id).collect::<Vec<_>>();
+    assert_eq!(ids(addr.send(ListClients).await.unwrap()), ["c", "a", "b"]);
+    let remove = |id: &str| RemoveClient {
+        client_id: id.into(),
+    };
+    assert!(addr.send(remove("a")).await.unwrap().unwrap());
+    assert!(!addr.send(remove("a")).await.unwrap().unwrap(), "gone");
+    assert_eq!(ids(addr.send(ListClients).await.unwrap()), ["c", "b"]);
+    let get = GetClient {
+        client_id: "a".into(),
+    };
+    assert!(addr.send(get).await.unwrap().is_none());
+    let auth = AuthenticateClient {
+        client_id: "a".into(),
+        secret: None,
+    };
+    assert!(matches!(
+        addr.send(auth).await.unwrap(),
+        Err(RegistryError::InvalidClient)
+    ));
+}
+
+#[actix::test]
+async fn a_new_password_replaces_the_old_and_ends_sign_in_sessions() {
+    let (addr, _) = start(Config::default()).await;
+    let cookie = addr
+        .send(StartLoginSession {
+            subject: "alice".into(),
+        })
+        .await
+        .unwrap();
+    let set = |name: &str| SetPassword {
+        username: name.into(),
+        password_hash: hash_password("new pw").unwrap(),
+    };
+    assert!(addr.send(set("alice")).await.unwrap().unwrap());
+    assert!(!addr.send(set("nobody")).await.unwrap().unwrap());
+    assert!(matches!(
+        addr.send(login("pw", None)).await.unwrap(),
+        Err(RegistryError::InvalidCredentials)
+    ));
+    assert_eq!(
+        addr.send(login("new pw", None)).await.unwrap().unwrap(),
+        "alice"
+    );
+    let resolve = ResolveLoginSession { token: cookie };
+    assert_eq!(addr.send(resolve).await.unwrap(), None);
+    assert_eq!(addr.send(ListUsers).await.unwrap(), ["alice"]);
+}
+
+#[actix::test]
+async fn a_removed_user_cannot_sign_in() {
+    let (addr, _) = start(Config::default()).await;
+    let cookie = addr
+        .send(StartLoginSession {
+            subject: "alice".into(),
+        })
+        .await
+        .unwrap();
+    let remove = || RemoveUser {
+        username: "alice".into(),
+    };
+    assert!(addr.send(remove()).await.unwrap().unwrap());
+    assert!(!addr.send(remove()).await.unwrap().unwrap());
+    assert!(matches!(
+        addr.send(login("pw", None)).await.unwrap(),
+        Err(RegistryError::InvalidCredentials)
+    ));
+    let resolve = ResolveLoginSession { token: cookie };
+    assert_eq!(addr.send(resolve).await.unwrap(), None);
+    assert!(addr.send(ListUsers).await.unwrap().is_empty());
+}
