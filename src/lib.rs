@@ -124,4 +124,4 @@ pub use rmcp;
 /// The actix-web bridge for rmcp, re-exported for the same reason.
 pub use rmcp_actix_web;
 pub use services::{Services, StartError};
-pub use storage::sled_store::open_db;
+pub use storage::sled::open_db;

@@ -1154,7 +1154,7 @@ mod tests {
     use crate::{
         config::Config,
         domain::{client::GrantType, clock::ManualClock, scope::Scopes},
-        storage::sled_store::{Durability, SledClientStore},
+        storage::sled::{Durability, SledClientStore},
     };
 
     #[test]
