@@ -1,5 +1,5 @@
 //! Storage behind narrow, typed interfaces: one trait per owning actor, with sled
-//! implementations in [`sled`]. Policy code (the actors) sees only
+//! implementations in [`sled`] (one file per owner). Policy code (the actors) sees only
 //! these traits and domain types, never sled, so a shared PostgreSQL backend can be added
 //! later without touching policy.
 //!
