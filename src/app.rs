@@ -20,7 +20,7 @@ pub use crate::{
     services::{
         Services, StartError, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USERNAME,
     },
-    storage::sled_store::open_db,
+    storage::sled::open_db,
 };
 
 /// Mounts everything the default server offers: the authorization server and the demo MCP

@@ -75,7 +75,8 @@
 //! # Layout
 //! - `config` — [`Config`] and validated [`config::Settings`].
 //! - `domain` — secrets, PKCE, scopes, redirect URI rules, clients, grants, the clock.
-//! - `storage` — store traits, sled implementations, binary record codecs, group commit.
+//! - `storage` — store traits, sled implementations (`storage::sled`, one file per owner),
+//!   binary record codecs, group commit.
 //! - `actors` — the state owners of the authorization server and their messages.
 //! - `oauth` — protocol parsing and documents (no actix, no storage), including the rules
 //!   for client ID metadata documents.
@@ -124,4 +125,4 @@ pub use rmcp;
 /// The actix-web bridge for rmcp, re-exported for the same reason.
 pub use rmcp_actix_web;
 pub use services::{Services, StartError};
-pub use storage::sled_store::open_db;
+pub use storage::sled::open_db;

@@ -35,7 +35,7 @@ use crate::{
     error::Error,
     metrics::{Metered, Metrics},
     storage::{
-        sled_store::{Durability, SledClientStore, SledCodeStore, SledTokenStore},
+        sled::{Durability, SledClientStore, SledCodeStore, SledTokenStore},
         GroupCommit, StorageError,
     },
 };

@@ -233,7 +233,7 @@ mod tests {
     use crate::{
         config::Config,
         domain::clock::ManualClock,
-        storage::sled_store::{Durability, SledCodeStore},
+        storage::sled::{Durability, SledCodeStore},
     };
 
     fn start() -> (Addr<CodeIssuer>, Arc<ManualClock>) {

@@ -677,7 +677,7 @@ mod tests {
     use crate::{
         config::Config,
         domain::clock::ManualClock,
-        storage::sled_store::{Durability, SledTokenStore},
+        storage::sled::{Durability, SledTokenStore},
     };
 
     fn key() -> Arc<ServerKey> {
@@ -921,7 +921,7 @@ mod tests {
             .await
             .unwrap();
         // The record's forget time is garbled on disk.
-        db.open_tree(crate::storage::sled_store::REVOKED_GRANTS_TREE)
+        db.open_tree(crate::storage::sled::REVOKED_GRANTS_TREE)
             .unwrap()
             .insert(grant.0, &b"garbled"[..])
             .unwrap();
@@ -987,7 +987,7 @@ mod tests {
         clock.advance(Duration::from_secs(24 * 3600 + 120));
         revoker.send(Sweep).await.unwrap().unwrap();
         let tree = db
-            .open_tree(crate::storage::sled_store::REVOKED_GRANTS_TREE)
+            .open_tree(crate::storage::sled::REVOKED_GRANTS_TREE)
             .unwrap();
         assert!(tree.is_empty(), "forgotten once the last token expired");
     }

@@ -40,7 +40,7 @@ use crate::{
     },
     oauth::registration,
     services::{Services, StartError},
-    storage::{sled_store::open_db, StorageError},
+    storage::{sled::open_db, StorageError},
 };
 
 /// How long one administrative message may take. Generous: revoking walks the whole token

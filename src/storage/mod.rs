@@ -1,7 +1,7 @@
 //! Storage behind narrow, typed interfaces: one trait per owning actor, with sled
-//! implementations in [`sled_store`]. Policy code (the actors) sees only these traits and
-//! domain types, never sled, so a shared PostgreSQL backend can be added later without
-//! touching policy.
+//! implementations in [`sled`] (one file per owner). Policy code (the actors) sees only
+//! these traits and domain types, never sled, so a shared PostgreSQL backend can be added
+//! later without touching policy.
 //!
 //! Durability: every store has `persist()`, a future that resolves once every write made
 //! before the call is on disk. The sled implementation batches these into one
@@ -10,7 +10,10 @@
 pub mod codec;
 pub mod group_commit;
 pub mod records;
-pub mod sled_store;
+pub mod sled;
+
+/// The sled implementations' former path, kept for embedders and tools that name it.
+pub use self::sled as sled_store;
 
 use futures_util::future::BoxFuture;
 
@@ -60,8 +63,8 @@ pub enum StorageError {
     },
 }
 
-impl From<sled::Error> for StorageError {
-    fn from(e: sled::Error) -> Self {
+impl From<::sled::Error> for StorageError {
+    fn from(e: ::sled::Error) -> Self {
         if is_lock_failure(&e) {
             Self::InUse(e.to_string())
         } else {
@@ -75,10 +78,10 @@ impl From<sled::Error> for StorageError {
 /// sled 0.34 takes an exclusive `flock` on `<dir>/db` when it opens a directory and reports
 /// failure only as an `Io` error of kind `Other` whose message starts with "could not
 /// acquire lock on" (`Config::try_lock` in sled's `config.rs`); there is no dedicated
-/// variant, so the message is the signal. `sled_store`'s tests open one directory twice to
-/// catch a sled upgrade that changes it.
-fn is_lock_failure(e: &sled::Error) -> bool {
-    matches!(e, sled::Error::Io(io)
+/// variant, so the message is the signal. The tests of `sled/mod.rs` open one directory
+/// twice to catch a sled upgrade that changes it.
+fn is_lock_failure(e: &::sled::Error) -> bool {
+    matches!(e, ::sled::Error::Io(io)
         if io.kind() == std::io::ErrorKind::Other
             && io.to_string().starts_with("could not acquire lock on"))
 }

@@ -15,7 +15,7 @@ use crate::{
         scope::Scopes,
         secrets::{ClientSecret, Password},
     },
-    storage::sled_store::{Durability, SledClientStore},
+    storage::sled::{Durability, SledClientStore},
 };
 
 #[test]
