@@ -118,8 +118,23 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.stop().await;
         }
-        let listener = bind_with_retry(self.port).await;
-        self.start_on(listener).await;
+        // sled's flusher thread keeps the directory lock until it next wakes (up to its
+        // one-second interval) after the last handle is dropped: retry "in use" meanwhile.
+        for _ in 0..50 {
+            let listener = bind_with_retry(self.port).await;
+            let clock: Arc<dyn Clock> = self.clock.clone();
+            match oauth_mcp::start(self.config(), listener, clock).await {
+                Ok(server) => {
+                    self.server = Some(server);
+                    return;
+                }
+                Err(oauth_mcp::StartError::Storage(oauth_mcp::storage::StorageError::InUse(_))) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("the server restarts: {e}"),
+            }
+        }
+        panic!("the data directory stayed in use after the server stopped");
     }
 
     /// Runs one sweep slice of the code issuer and the token ledger now (they also sweep on
