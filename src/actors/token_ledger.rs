@@ -710,6 +710,15 @@ mod tests {
         addr.send(issue(grant)).await.unwrap().wait().await.unwrap()
     }
 
+    async fn revoke(addr: &Addr<TokenLedger>, grant_id: GrantId) {
+        addr.send(RevokeGrant { grant_id })
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
+
     fn issue(grant_id: GrantId) -> IssueTokens {
         IssueTokens {
             grant_id,
@@ -906,20 +915,8 @@ mod tests {
         let clock = ManualClock::new(1_000);
         let first = ledger_on(&db, Config::default(), clock.clone());
         let grant = GrantId::generate();
-        let t = first
-            .send(issue(grant))
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-        first
-            .send(RevokeGrant { grant_id: grant })
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        let t = pair(&first, grant).await;
+        revoke(&first, grant).await;
         // The record's forget time is garbled on disk.
         db.open_tree(crate::storage::sled::REVOKED_GRANTS_TREE)
             .unwrap()
@@ -959,25 +956,13 @@ mod tests {
         let clock = ManualClock::new(1_000);
         let issuer = ledger_on(&db, Config::default(), clock.clone());
         let grant = GrantId::generate();
-        let t = issuer
-            .send(issue(grant))
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        let t = pair(&issuer, grant).await;
         drop(issuer);
         let mut short = Config::default();
         short.access_token_ttl = Duration::from_secs(60);
         short.refresh_token_ttl = Duration::from_secs(3600);
         let revoker = ledger_on(&db, short, clock.clone());
-        revoker
-            .send(RevokeGrant { grant_id: grant })
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        revoke(&revoker, grant).await;
         let rt = t.refresh_token.unwrap();
         clock.advance(Duration::from_secs(29 * 24 * 3600));
         revoker.send(Sweep).await.unwrap().unwrap();
