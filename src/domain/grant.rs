@@ -13,15 +13,9 @@ use super::secrets::random_bytes;
 pub struct GrantId(pub [u8; 16]);
 
 impl GrantId {
-    /// A fresh grant id: the creation time in microseconds (big-endian, 8 bytes), then 64
-    /// random bits. Not a secret (it never leaves the server); the time prefix makes grant
-    /// ids of tokens issued close in time are close too (readable in dumps and logs).
+    /// A fresh random grant id.
     pub fn generate() -> Self {
-        let micros = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&micros.to_be_bytes());
-        id[8..].copy_from_slice(&random_bytes::<8>());
-        Self(id)
+        Self(random_bytes::<16>())
     }
 }
 
