@@ -20,7 +20,7 @@
 //!   answered "busy" rather than queued.
 //! - **transient or not**: a failure the document's host may recover from on its own
 //!   (no connection, timeout, TLS failure, unreadable body, status 404, 408, 429 or 5xx) is
-//!   [`ClientDocumentError::Unavailable`], for which the registry may serve the last good
+//!   [`ClientDocumentError::Unavailable`], for which the document cache may serve the last good
 //!   copy; any other answer (another status, a redirect, a document too large) is
 //!   [`ClientDocumentError::Fetch`], a deliberate answer that ends the copy's use. 404 is
 //!   counted as transient because hosted clients' sites have answered it during outages; a

@@ -9,10 +9,13 @@
 //! verb-named messages with the actors:
 //!
 //! - [`actors::ClientRegistry`] — registered clients and user accounts, client
-//!   authentication, login throttling, registration rate limits, browser sign-in sessions,
-//!   and clients named by client ID metadata documents (fetched through [`fetch`], cached).
+//!   authentication, login throttling, registration rate limits, browser sign-in sessions.
 //!   Users live here rather than in an actor of their own: both are principals that
 //!   authenticate, both change rarely, and one small in-memory index serves every lookup.
+//! - [`actors::ClientDocuments`] — clients named by client ID metadata documents: fetched
+//!   through [`fetch`] beside the actor (one fetch per URL however many requests wait),
+//!   cached as their HTTP cache headers allow; an actor of its own so that no document
+//!   host can hold up the registry.
 //! - [`actors::CodeIssuer`] — authorization codes: issue, single-use redemption, replay
 //!   detection.
 //! - [`actors::TokenLedger`] — access and refresh tokens: issue, rotate, introspect, revoke.
@@ -77,10 +80,13 @@
 //! - `domain` — secrets, PKCE, scopes, redirect URI rules, clients, grants, the clock.
 //! - `storage` — store traits, sled implementations (`storage::sled`, one file per owner),
 //!   binary record codecs, group commit.
-//! - `actors` — the state owners of the authorization server and their messages.
+//! - `actors` — the state owners of the authorization server and their messages, one folder
+//!   or file per actor: `client_registry` (clients, users, sign-in), `client_documents`
+//!   (metadata document cache and fetching), `code_issuer`, `token_ledger`, `mcp_sessions`.
 //! - `oauth` — protocol parsing and documents (no actix, no storage), including the rules
 //!   for client ID metadata documents.
-//! - `fetch` — outbound HTTP: fetching client ID metadata documents with SSRF defences.
+//! - `fetch` — outbound HTTP: fetching client ID metadata documents with SSRF defences and
+//!   fetch limits (used by `actors::client_documents`).
 //! - `endpoints` — one file per endpoint: the orchestration of a request over the
 //!   services, returning protocol types.
 //! - `http` — routes, handlers, the bearer guard for `/mcp`, HTML pages, request ids.

@@ -23,7 +23,7 @@ use crate::{
             hash_password, GetClient, InsertClientIfAbsent, InsertUserIfAbsent, ListUsers,
             RegistryError,
         },
-        ClientRegistry, CodeIssuer, Stop, TokenLedger,
+        ClientDocuments, ClientRegistry, CodeIssuer, Stop, TokenLedger,
     },
     config::{ConfigError, Settings},
     domain::{
@@ -88,6 +88,8 @@ pub const DEMO_PASSWORD: &str = "demo_password";
 pub struct Services {
     /// The client registry (clients, users, login throttle).
     pub registry: Addr<ClientRegistry>,
+    /// The clients named by client ID metadata documents (cache and fetching).
+    pub documents: Addr<ClientDocuments>,
     /// The authorization-code issuer.
     pub codes: Addr<CodeIssuer>,
     /// The token ledger.
@@ -162,9 +164,11 @@ impl Services {
             Arc::clone(&clock),
             dummy_hash,
         )?
-        .with_metrics(Arc::clone(&metrics))
         .with_password_checks(Arc::clone(&password_checks))
         .start();
+        let documents = ClientDocuments::new(Arc::clone(&settings), Arc::clone(&clock))
+            .with_metrics(Arc::clone(&metrics))
+            .start();
         let codes = CodeIssuer::new(
             Box::new(SledCodeStore::open(db, durability.clone())?),
             Arc::clone(&settings),
@@ -183,6 +187,7 @@ impl Services {
         let sessions = McpSessions::new(SessionLimits::from_config(&settings.config)).start();
         let services = Self {
             registry,
+            documents,
             codes,
             ledger,
             sessions,
@@ -316,11 +321,13 @@ impl Services {
     /// the group-commit thread.
     pub async fn shutdown(&self) {
         let _ = self.registry.send(Stop).await;
+        let _ = self.documents.send(Stop).await;
         let _ = self.codes.send(Stop).await;
         let _ = self.ledger.send(Stop).await;
         let _ = self.sessions.send(Stop).await;
         for _ in 0..200 {
             if !self.registry.connected()
+                && !self.documents.connected()
                 && !self.codes.connected()
                 && !self.ledger.connected()
                 && !self.sessions.connected()

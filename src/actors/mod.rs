@@ -2,6 +2,7 @@
 //! and its in-memory indexes; nothing else touches them. Handlers talk to them with the
 //! verb-named messages defined next to each actor, through `Services::ask`.
 
+pub mod client_documents;
 pub mod client_registry;
 pub mod code_issuer;
 pub mod mcp_sessions;
@@ -9,6 +10,7 @@ pub mod token_ledger;
 
 use actix::Message;
 
+pub use client_documents::ClientDocuments;
 pub use client_registry::ClientRegistry;
 pub use code_issuer::CodeIssuer;
 pub use mcp_sessions::McpSessions;

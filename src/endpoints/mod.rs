@@ -14,8 +14,9 @@ pub mod revoke;
 pub mod token;
 
 use crate::{
-    actors::client_registry::{
-        AuthenticateClient, MarkClientUsed, RegistryError, ResolveClientDocument,
+    actors::{
+        client_documents::ResolveClientDocument,
+        client_registry::{AuthenticateClient, MarkClientUsed, RegistryError},
     },
     domain::client::{Client, ClientOrigin},
     error::{Error, ErrorCode},
@@ -33,7 +34,7 @@ fn names_document(services: &Services, client_id: &str) -> bool {
         && client_document::is_document_url(client_id)
 }
 
-/// The client a metadata document URL describes (cached or fetched by the registry).
+/// The client a metadata document URL describes (cached or fetched by `ClientDocuments`).
 async fn resolve_document(
     services: &Services,
     url: &str,
@@ -46,7 +47,7 @@ async fn resolve_document(
     // through `Services::ask`, whose histogram measures actor waits, not remote servers.
     let config = &services.settings.config;
     let timeout = config.actor_timeout + config.client_metadata_timeout;
-    Ok(services.registry.send(msg).timeout(timeout).await?)
+    Ok(services.documents.send(msg).timeout(timeout).await?)
 }
 
 /// Authenticates the client of a token, revocation or introspection request.

@@ -4,7 +4,7 @@
 //! document may be cached (§4.4, following RFC 9111 freshness) or, past that, kept as the
 //! last good copy for when a refetch fails ([`cache_policy`]). Pure functions: the fetch
 //! itself, with its address checks and limits, is in [`crate::fetch`]; the cache is kept by
-//! the client registry actor.
+//! the client documents actor (`actors::client_documents`).
 //!
 //! A document client is always a public client: the draft forbids shared secrets in a
 //! document (§4.1) and we do not support `private_key_jwt`, so `token_endpoint_auth_method`

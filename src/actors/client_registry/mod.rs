@@ -14,17 +14,9 @@
 //! checks run under one server-wide bound ([`Settings::password_hash_concurrency`]); a
 //! check that finds it full is refused at once, not queued.
 //!
-//! It also owns the clients named by client ID metadata documents (MCP 2025-11-25,
-//! draft-ietf-oauth-client-id-metadata-document): never stored, cached in memory for as long
-//! as each document's HTTP cache headers allow, fetched through [`crate::fetch`] by a
-//! future spawned beside the actor so that a slow document host never holds up the
-//! registry's other messages. Past its freshness the last good copy of a document stands in
-//! for a bounded time when a refetch fails for a transient reason or no fetch slot is free
-//! ([`cache_policy`](crate::oauth::client_document::cache_policy) says how long; a
-//! deliberate answer such as an invalid document or a 410 ends it at once), and a failed
-//! fetch is remembered for [`DOCUMENT_FAILURE_TTL_SECS`] so that requests naming a broken
-//! document do not each fetch it again (the draft's §4.4 lets the server cache as it sees fit
-//! and §4.3 lets error responses inform its policies).
+//! Clients named by client ID metadata documents are not the registry's: the
+//! [`ClientDocuments`](super::client_documents::ClientDocuments) actor caches and fetches
+//! them, so the registry makes no network requests.
 //!
 //! One actor, split by noun (each file holds its messages, their handlers and its helpers):
 //! - `mod.rs`: the actor itself, its state, start-up and timers, [`RegistryError`];
@@ -32,7 +24,6 @@
 //!   and the unused-client sweep;
 //! - `users.rs`: user accounts, password hashing and the login throttle;
 //! - `sign_in.rs`: browser sign-in sessions;
-//! - `documents.rs`: clients named by client ID metadata documents, their fetch and cache;
 //! - `tests.rs`: the actor-level tests.
 
 use std::{
@@ -52,13 +43,11 @@ use crate::{
         clock::Clock,
         secrets::Digest,
     },
-    fetch::DocumentFetcher,
-    metrics::{ActorKind, Metered, Metrics},
+    metrics::{ActorKind, Metered},
     storage::{ClientStore, StorageError},
 };
 
 mod clients;
-mod documents;
 mod sign_in;
 #[cfg(test)]
 mod tests;
@@ -68,13 +57,11 @@ pub use clients::{
     AuthenticateClient, GetClient, InsertClientIfAbsent, ListClients, MarkClientUsed,
     RegisterClient, RemoveClient,
 };
-pub use documents::{ResolveClientDocument, DOCUMENT_FAILURE_TTL_SECS};
 pub use sign_in::{ResolveLoginSession, StartLoginSession};
 pub use users::{
     hash_password, AuthenticateUser, InsertUserIfAbsent, ListUsers, RemoveUser, SetPassword,
 };
 
-use documents::DocumentCache;
 use users::{NameWindow, Window};
 
 /// Registry failures.
@@ -143,11 +130,6 @@ pub struct ClientRegistry {
     unused: BTreeSet<(i64, String)>,
     /// How many dynamically registered clients exist (`max_registered_clients` bounds it).
     dynamic_clients: usize,
-    /// Clients named by metadata document URLs.
-    documents: DocumentCache,
-    fetcher: Arc<DocumentFetcher>,
-    /// Where document fetches are counted, when the server keeps metrics.
-    metrics: Option<Arc<Metrics>>,
 }
 
 impl ClientRegistry {
@@ -160,7 +142,6 @@ impl ClientRegistry {
         dummy_hash: String,
     ) -> Result<Self, StorageError> {
         let (clients, users) = store.load()?;
-        let fetcher = Arc::new(DocumentFetcher::new(&settings.config));
         let dynamic = clients.iter().filter(|c| c.origin == ClientOrigin::Dynamic);
         let dynamic_clients = dynamic.clone().count();
         let unused = dynamic
@@ -169,7 +150,6 @@ impl ClientRegistry {
             .collect();
         let password_checks = Arc::new(Semaphore::new(settings.password_hash_concurrency.max(1)));
         Ok(Self {
-            fetcher,
             password_checks,
             store,
             unused,
@@ -186,8 +166,6 @@ impl ClientRegistry {
             address_failures: HashMap::new(),
             registrations: HashMap::new(),
             login_sessions: HashMap::new(),
-            documents: DocumentCache::default(),
-            metrics: None,
         })
     }
 
@@ -195,12 +173,6 @@ impl ClientRegistry {
     /// of [`Settings::password_hash_concurrency`] slots), so its owner can see or hold it.
     pub fn with_password_checks(mut self, checks: Arc<Semaphore>) -> Self {
         self.password_checks = checks;
-        self
-    }
-
-    /// Counts document fetches in `metrics` (served at `GET /metrics`).
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
         self
     }
 
@@ -224,8 +196,6 @@ impl ClientRegistry {
         self.address_failures.retain(|_, w| now - w.started < len);
         self.registrations.retain(|_, w| now - w.started < 3600);
         self.login_sessions.retain(|_, (_, exp)| *exp > now);
-        self.documents.fresh.retain(|_, d| d.stale_until > now);
-        self.documents.failures.retain(|_, (_, until)| *until > now);
     }
 }
 

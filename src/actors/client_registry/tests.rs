@@ -2,11 +2,7 @@
 
 use std::time::Duration;
 
-use super::{
-    documents::{CachedDocument, DocumentCache, MAX_CACHED_DOCUMENTS},
-    users::make_room,
-    *,
-};
+use super::{users::make_room, *};
 use crate::{
     config::Config,
     domain::{
@@ -17,43 +13,6 @@ use crate::{
     },
     storage::sled::{Durability, SledClientStore},
 };
-
-#[test]
-fn the_document_cache_is_bounded_and_makes_room_from_expired_entries() {
-    let client = Client {
-        client_id: "https://app.example/c.json".into(),
-        secret_digest: None,
-        auth_method: AuthMethod::None,
-        client_name: None,
-        redirect_uris: Vec::new(),
-        grant_types: Vec::new(),
-        scopes: Scopes::default(),
-        issued_at: 0,
-        extra: serde_json::Map::new(),
-        origin: ClientOrigin::Document,
-        used: true,
-    };
-    let mut cache = DocumentCache::default();
-    let doc = |until: i64| CachedDocument {
-        client: client.clone(),
-        fresh_until: until,
-        stale_until: until,
-    };
-    for i in 0..MAX_CACHED_DOCUMENTS {
-        // Half of them expire at 100, half at 1000.
-        let expires = if i % 2 == 0 { 100 } else { 1_000 };
-        cache.insert(format!("u{i}"), doc(expires), 0);
-    }
-    assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS);
-    // Full and nothing expired: used but not cached.
-    cache.insert("late".into(), doc(1_000), 50);
-    assert!(!cache.fresh.contains_key("late"));
-    assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS);
-    // Once some have expired they make room.
-    cache.insert("later".into(), doc(1_000), 200);
-    assert!(cache.fresh.contains_key("later"));
-    assert_eq!(cache.fresh.len(), MAX_CACHED_DOCUMENTS / 2 + 1);
-}
 
 #[test]
 fn throttle_maps_make_room_from_expired_then_unknown_entries() {
