@@ -7,15 +7,15 @@
 //! attribute arguments such as `#[rtype(result = "...")]` hold them — and fails when a module
 //! imports one its layer may not. Comments, doc comments included, are not read.
 //!
+//! Files: `main.rs` (the rules, the ratchet and the walk over `src/`), `paths.rs` (a file's
+//! paths into the crate, and the parser's own test), `tokens.rs` (the tokenizer).
+//!
 //! The rules are read from the fenced block under "## Allowed imports" in
 //! `docs/architecture.md`, so the documentation and the check cannot disagree.
 //!
 //! Today's code does not follow the rules yet: [`KNOWN_VIOLATIONS`] lists every current
 //! violation, and is a ratchet: the test fails when a new violation appears, and also when a
 //! listed one is gone, so the list is kept exact and can only shrink.
-//!
-//! Files: `main.rs` (the rules, the ratchet and the walk over `src/`), `paths.rs` (a file's
-//! paths into the crate, and the parser's own test), `tokens.rs` (the tokenizer).
 
 // Test code may panic on failure: that is how a test fails.
 #![allow(
@@ -25,17 +25,14 @@
     clippy::indexing_slicing
 )]
 
+mod paths;
+mod tokens;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
     path::{Path, PathBuf},
 };
-
-mod paths;
-mod tokens;
-
-use paths::{crate_imports, parse_use};
-use tokens::tokenize;
 
 /// Every import that breaks a rule today, as (file, forbidden top-level module). Each entry is
 /// a known debt of issue 12; remove the entry in the commit that removes the import.
@@ -82,7 +79,7 @@ fn imports_follow_the_layer_rules() {
                 .to_string_lossy()
                 .replace('\\', "/")
         );
-        for (target, line) in crate_imports(&text, &path, &reexports, &modules) {
+        for (target, line) in paths::crate_imports(&text, &path, &reexports, &modules) {
             if &target == own || allowed.contains(&target) || allowed.contains("*") {
                 continue;
             }
@@ -186,13 +183,13 @@ fn module_path(src: &Path, file: &Path) -> Vec<String> {
 /// Names re-exported at the crate root (`pub use app::{Services, ...}` in lib.rs) -> the
 /// module they come from, so `crate::Services` counts as an import of that module.
 fn root_reexports(lib: &str) -> BTreeMap<String, String> {
-    let tokens = tokenize(lib);
+    let tokens = tokens::tokenize(lib);
     let mut map = BTreeMap::new();
     let mut i = 0;
     while i < tokens.len() {
         if tokens[i].is_ident("use") {
             i += 1;
-            for (path, alias) in parse_use(&tokens, &mut i) {
+            for (path, alias) in paths::parse_use(&tokens, &mut i) {
                 let path: Vec<&String> = path
                     .iter()
                     .skip_while(|s| *s == "crate" || *s == "self")
