@@ -12,13 +12,20 @@
 #  3. runs python_client.py twice (mode "legacy": a session at a handshake-era version;
 #     mode "auto": the newest version both sides speak) and ts_client.mjs; any exiting
 #     non-zero fails the stage;
-#  4. stops the server (trap), whatever happened.
+#  4. MCP Inspector (web mode; .ci/interop/inspector/, pinned), the way a person uses it:
+#     started with its browser auto-open off and an in-memory secret store (no OS keyring),
+#     its page driven in headless Chromium (Debian's package, installed when missing) by
+#     inspector/inspector.mjs: switch the server on, sign in and approve on our page, back
+#     to "Connected", the Tools tab lists the tools. It needs Node >= 22.19: on an older
+#     node the npm package node-linux-<arch> of a pinned Node 22 goes into target/interop/;
+#  5. stops the Inspector and the server (trap), whatever happened.
 #
 # Not covered here (written down in docs/troubleshooting.md): the SDKs' client ID metadata
 # document support, which both accept only for https document URLs, which CI cannot serve
 # with a certificate the server trusts.
 #
-# Output of each run and the server's log stay in target/interop/.
+# Output of each run, the server's and the Inspector's logs and the Inspector's screenshot
+# stay in target/interop/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
@@ -28,13 +35,21 @@ CLIENT_TIMEOUT_S="${CLIENT_TIMEOUT_S:-120}"
 log() { printf '[interop] %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
-for cmd in python3 node npm; do
+for cmd in python3 node npm openssl setsid; do
   command -v "$cmd" >/dev/null 2>&1 || die "$cmd is required"
 done
 mkdir -p "$OUT"
 rm -f "$OUT"/*.log
 # shellcheck source=.ci/lib.sh
 source "$REPO/.ci/lib.sh"
+INSPECTOR_PID=""
+stop_all() {
+  # The Inspector runs in its own process group (setsid): end the whole group.
+  [ -n "$INSPECTOR_PID" ] && kill -TERM -- "-$INSPECTOR_PID" 2>/dev/null || true
+  stop_server_and_clean
+}
+trap stop_all EXIT
+NODE22_VERSION=22.23.5
 
 # --- 1. the clients -----------------------------------------------------------------------
 start_s=$SECONDS
@@ -45,6 +60,30 @@ fi
 "$OUT/venv/bin/pip" install --quiet --disable-pip-version-check -r .ci/interop/requirements.txt
 log "installing the TypeScript SDK (npm ci)"
 (cd .ci/interop && npm ci --no-audit --no-fund --loglevel=error)
+log "installing MCP Inspector and playwright-core (npm ci)"
+(cd .ci/interop/inspector && npm ci --no-audit --no-fund --loglevel=error)
+NODE22=node
+major="$(node -p 'process.versions.node.split(".").map(Number).reduce((a, b, i) => i < 2 ? a * 100 + b : a)')"
+if [ "$major" -lt 2219 ]; then
+  case "$(uname -m)" in
+    x86_64) arch=x64 ;;
+    aarch64) arch=arm64 ;;
+    *) die "node $(node --version) is older than 22.19 and no node-linux package is known for $(uname -m)" ;;
+  esac
+  NODE22="$OUT/node22/node_modules/node-linux-$arch/bin/node"
+  if [ ! -x "$NODE22" ]; then
+    log "installing Node $NODE22_VERSION for MCP Inspector (node-linux-$arch)"
+    mkdir -p "$OUT/node22"
+    (cd "$OUT/node22" && npm install --no-save --no-audit --no-fund --loglevel=error \
+      --prefix . "node-linux-$arch@$NODE22_VERSION")
+  fi
+fi
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  log "installing chromium from the distribution's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 
 cargo build --bin oauth-mcp
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/oauth-mcp"
@@ -72,9 +111,36 @@ run python-legacy "$OUT/venv/bin/python" .ci/interop/python_client.py "$URL" dem
 run python-auto "$OUT/venv/bin/python" .ci/interop/python_client.py "$URL" demo_user demo_password auto
 run typescript node .ci/interop/ts_client.mjs "$URL" demo_user demo_password
 
+# --- 4. MCP Inspector in headless Chromium ------------------------------------------------
+INSPECTOR_TOKEN="$(openssl rand -hex 16)"
+INSPECTOR_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# Its own HOME: the Inspector keeps OAuth state in ~/.mcp-inspector/, and a registration left
+# there by an earlier run would point at a client this fresh server never had.
+mkdir -p "$WORK/inspector-home"
+NODE22_DIR="$(dirname "$(command -v "$NODE22")")"
+PATH="$NODE22_DIR:$PATH" HOME="$WORK/inspector-home" MCP_AUTO_OPEN_ENABLED=false \
+  MCP_INSPECTOR_SECRET_STORE=memory MCP_INSPECTOR_API_TOKEN="$INSPECTOR_TOKEN" CLIENT_PORT="$INSPECTOR_PORT" \
+  setsid "$NODE22" .ci/interop/inspector/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js \
+  --web --server-url "$URL" --transport http >"$OUT/inspector-server.log" 2>&1 &
+INSPECTOR_PID=$!
+INSPECTOR_URL=""
+for _ in $(seq 1 300); do
+  INSPECTOR_URL="$(sed -n 's#^ *\(http://127\.0\.0\.1:[0-9]*?MCP_INSPECTOR_API_TOKEN=[0-9a-f]*\)$#\1#p' "$OUT/inspector-server.log" | head -n1)"
+  [ -n "$INSPECTOR_URL" ] && break
+  kill -0 "$INSPECTOR_PID" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -z "$INSPECTOR_URL" ]; then
+  cat "$OUT/inspector-server.log" >&2
+  FAILED+=("MCP Inspector did not start")
+else
+  log "MCP Inspector up: ${INSPECTOR_URL%%\?*}"
+  run inspector "$NODE22" .ci/interop/inspector/inspector.mjs "$INSPECTOR_URL" demo_user demo_password "$OUT"
+fi
+
 if [ "${#FAILED[@]}" -gt 0 ]; then
   for f in "${FAILED[@]}"; do log "FAIL: $f"; done
   tail -n 40 "$OUT/server.log" >&2 || true
   exit 1
 fi
-log "the Python and TypeScript SDK clients completed the flow ($((SECONDS - start_s)) s)"
+log "the Python and TypeScript SDK clients and MCP Inspector completed the flow ($((SECONDS - start_s)) s)"
