@@ -17,6 +17,7 @@ use crate::{
     domain::{
         client::Client,
         redirect::{is_loopback_host, is_private_use},
+        scope::OFFLINE_ACCESS,
     },
     oauth::{authorize::AuthorizationRequest, client_document, params::Params},
 };
@@ -165,7 +166,15 @@ pub fn login_page(
     let scopes: String = request
         .scopes
         .iter()
-        .map(|s| format!("<li><code>{}</code></li>", text(s)))
+        .map(|s| {
+            // Not a permission at the MCP server: the person should know what it means.
+            let note = if s == OFFLINE_ACCESS {
+                " (stay connected: the application may renew its access without asking again)"
+            } else {
+                ""
+            };
+            format!("<li><code>{}</code>{note}</li>", text(s))
+        })
         .collect();
     let hidden: String = CARRIED_PARAMS
         .iter()

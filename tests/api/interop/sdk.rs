@@ -50,6 +50,12 @@ async fn python_sdk_with_offline_access() {
         ..Flow::public(&client_id, "http://localhost:3030/callback")
     };
     let out = run_flow(&app, &flow).await;
+    assert!(
+        out.page
+            .contains("<code>offline_access</code> (stay connected"),
+        "{}",
+        out.page
+    );
 
     // Kept on the grant, never in the access token: not in the token response's scope,
     // not at the MCP server, not in introspection; the refresh token carries it.
