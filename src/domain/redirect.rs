@@ -82,7 +82,7 @@ pub fn is_loopback_host(host: Option<Host<&str>>) -> bool {
 /// `chrome-extension`, `edge`, `opera`, `moz-extension`, `resource`, `jar`), or start other
 /// apps by a description rather than a scheme of their own (Android's `intent`). `http`
 /// and `https` have rules of their own.
-const DENIED_SCHEMES: &[&str] = &[
+pub const DENIED_SCHEMES: &[&str] = &[
     "javascript",
     "data",
     "vbscript",
