@@ -89,6 +89,10 @@ pub struct Cli {
     /// Let dynamically registered clients use `client_credentials` (tokens with no user).
     #[arg(long, env = "OAUTH_MCP_REGISTERED_CLIENT_CREDENTIALS")]
     pub registered_client_credentials: bool,
+    /// Refuse redirect URIs with a private-use scheme (`cursor://...`, RFC 8252 §7.1);
+    /// then only https and loopback http are accepted.
+    #[arg(long, env = "OAUTH_MCP_NO_PRIVATE_USE_REDIRECTS")]
+    pub no_private_use_redirects: bool,
     /// Do not serve `GET /metrics`.
     #[arg(long, env = "OAUTH_MCP_NO_METRICS")]
     pub no_metrics: bool,
@@ -353,6 +357,7 @@ impl Cli {
             cache_capacity: self.cache_mb.saturating_mul(1024 * 1024),
             registrations_per_hour: self.registrations_per_hour,
             registered_client_credentials: self.registered_client_credentials,
+            private_use_redirects: !self.no_private_use_redirects,
             metrics: !self.no_metrics,
             client_metadata_documents: !self.no_client_metadata_documents,
             client_metadata_allow_http: self.client_metadata_allow_http,
@@ -405,6 +410,7 @@ mod tests {
         assert!(c.client_metadata_documents);
         assert!(!c.client_metadata_allow_http && !c.client_metadata_allow_private);
         assert!(c.metrics && c.demo && !c.registered_client_credentials);
+        assert!(c.private_use_redirects);
         assert_eq!(c.mcp_max_sessions, 10_000);
         assert!(c.trusted_proxies.is_empty() && c.password_hash_concurrency == 0);
         let c = config(&[
@@ -414,6 +420,7 @@ mod tests {
             "--no-metrics",
             "--no-demo",
             "--registered-client-credentials",
+            "--no-private-use-redirects",
             "--key-file",
             "/etc/oauth-mcp/key",
             "--scopes",
@@ -432,6 +439,7 @@ mod tests {
         assert!(!c.client_metadata_documents);
         assert!(c.client_metadata_allow_http && c.client_metadata_allow_private);
         assert!(!c.metrics && !c.demo && c.registered_client_credentials);
+        assert!(!c.private_use_redirects);
         assert_eq!(c.scopes, ["a", "b", "c"]);
         assert_eq!(
             c.key_file.as_deref(),

@@ -309,6 +309,9 @@ impl TokenLedger {
     ) -> Result<IssuedTokens, StorageError> {
         let now = self.clock.now();
         let cfg = &self.settings.config;
+        // `offline_access` stays on the grant (the refresh token's scope) and never reaches
+        // the resource server (SEP-2207).
+        let access_scopes = access_scopes.for_access_token();
         let mut record = TokenRecord {
             kind: TokenKind::Access,
             grant_id,

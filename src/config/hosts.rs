@@ -76,8 +76,12 @@ impl Settings {
     }
 
     /// True when `candidate` names our MCP resource: the canonical `<issuer>/mcp`, or with a
-    /// loopback public URL, the same URL under another loopback name.
+    /// loopback public URL, the same URL under another loopback name; either with one
+    /// trailing slash too (`…/mcp/`: both are valid URIs, MCP 2026-07-28 says clients SHOULD
+    /// use the form without, and some send the other). Tokens are always bound to the
+    /// canonical form, [`Settings::resource`], whichever spelling was sent.
     pub fn is_own_resource(&self, candidate: &str) -> bool {
+        let candidate = candidate.strip_suffix('/').unwrap_or(candidate);
         if candidate == self.resource {
             return true;
         }
@@ -120,6 +124,11 @@ mod tests {
         assert!(!s.is_own_resource("http://127.0.0.1:8001/mcp"));
         assert!(!s.is_own_resource("http://evil.example:8000/mcp"));
         assert!(!s.is_own_resource("http://localhost:8000/other"));
+        assert!(s.is_own_resource("http://localhost:8000/mcp/"));
+        assert!(s.is_own_resource("http://127.0.0.1:8000/mcp/"));
+        assert!(!s.is_own_resource("http://localhost:8000/mcp//"));
+        assert!(!s.is_own_resource("http://localhost:8000/"));
+        assert!(!s.is_own_resource("http://localhost:8000/mcp/x"));
     }
 
     #[test]

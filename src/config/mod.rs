@@ -83,6 +83,15 @@ pub struct Config {
     /// with open registration, anyone who can reach `/register` would otherwise obtain an
     /// access token for the MCP server with no user involved.
     pub registered_client_credentials: bool,
+    /// Accept redirect URIs with a private-use scheme of a native app
+    /// (`cursor://anysphere.cursor-mcp/oauth/callback`, `com.example.app:/cb`; RFC 8252
+    /// §7.1) at registration and in client metadata documents, matched exactly and with
+    /// PKCE as always. On by default: Cursor registers one. This goes beyond the MCP
+    /// sentence "all redirect URIs MUST be either localhost or use HTTPS", deliberately,
+    /// following RFC 8252 (docs/security.md, "Private-use redirect URI schemes"). Off, such
+    /// URIs are refused at registration and, for clients registered earlier, at
+    /// `/authorize`.
+    pub private_use_redirects: bool,
     /// Interval of the background sweep of expired codes and tokens.
     pub sweep_interval: Duration,
     /// Scopes every request to `/mcp` needs (the `scope` of the 401 challenge).
@@ -186,6 +195,7 @@ impl Default for Config {
             login_session_ttl: Duration::from_secs(8 * 3600),
             registrations_per_hour: 30,
             registered_client_credentials: false,
+            private_use_redirects: true,
             sweep_interval: Duration::from_secs(60),
             mcp_scopes: vec!["mcp:read".into()],
             mcp_session_idle: Duration::from_secs(30 * 60),

@@ -1,15 +1,24 @@
 //! Redirect URI rules.
 //!
 //! Registration (MCP authorization "Communication Security", RFC 9700 §2.1, OAuth 2.1 §2.3):
-//! absolute `https` URIs, or `http` on a loopback host; no fragment; no control characters
-//! or whitespace (RFC 3986 §2 has no place for them, and a NUL or line break cuts or
-//! splits the URI in whatever logs or parses it later); no userinfo
-//! (`https://trusted.example@evil.example/` reads as one host and leads to another,
-//! RFC 3986 §7.6); nothing else. The same syntax rules ([`check_syntax`]) hold for a
-//! redirect URI presented at /authorize.
+//! absolute `https` URIs, `http` on a loopback host, or (unless the operator turns it off)
+//! a private-use URI scheme of a native app (RFC 8252 §7.1, see [`is_private_use`]); no
+//! fragment; no control characters or whitespace (RFC 3986 §2 has no place for them, and a
+//! NUL or line break cuts or splits the URI in whatever logs or parses it later); no
+//! userinfo (`https://trusted.example@evil.example/` reads as one host and leads to
+//! another, RFC 3986 §7.6); nothing else. The same syntax rules ([`check_syntax`]) hold for
+//! a redirect URI presented at /authorize.
+//!
+//! Private-use schemes go beyond the MCP sentence "All redirect URIs MUST be either
+//! localhost or use HTTPS" (2026-07-28 security considerations), deliberately: OAuth 2.1
+//! §2.3.1 and RFC 8252 §7.1 allow them for native apps, and Cursor registers
+//! `cursor://anysphere.cursor-mcp/oauth/callback`. What protects the code is PKCE (always
+//! required here) and exact matching, since any app may claim a scheme (RFC 8252 §8.1).
+//!
 //! Matching at /authorize (OAuth 2.1 §4.1.1, RFC 8252 §7.3): exact string comparison, except
-//! that for loopback `http` URIs the port is ignored, because native clients (Claude Code,
-//! Copilot CLI, ...) listen on an ephemeral port.
+//! that for loopback `http` URIs the port is ignored, whether or not the registered URI has
+//! one, because native clients (Claude Code, Zed register no port; VS Code registers 33418
+//! and falls back to another when it is taken) listen on whatever port they got.
 
 use url::{Host, Url};
 
@@ -23,9 +32,13 @@ pub enum RedirectUriError {
     /// Has a fragment (OAuth 2.1 §2.3.1).
     #[error("redirect URI must not contain a fragment")]
     Fragment,
-    /// Not https, and not http on a loopback host.
-    #[error("redirect URI must use https, or http on a loopback host")]
+    /// Not https, not http on a loopback host, and not an acceptable private-use scheme.
+    #[error("redirect URI must use https, http on a loopback host, or a private-use scheme")]
     Scheme,
+    /// A private-use scheme on a server that does not accept them
+    /// (`--no-private-use-redirects`).
+    #[error("redirect URIs with a private-use scheme are not accepted by this server")]
+    PrivateUseOff,
     /// Contains a control character (NUL included) or whitespace.
     #[error("redirect URI must not contain control characters or whitespace")]
     Character,
@@ -62,8 +75,68 @@ pub fn is_loopback_host(host: Option<Host<&str>>) -> bool {
     }
 }
 
-/// Validates a redirect URI offered for registration.
-pub fn validate_for_registration(uri: &str) -> Result<Url, RedirectUriError> {
+/// Schemes that are never a native app's redirect URI, although they have the shape of one:
+/// they run script or show content in the browser itself (`javascript`, `data`, `vbscript`,
+/// `blob`, `about`, `view-source`, `filesystem`), reach files or the network
+/// (`file`, `ftp`, `ws`, `wss`), belong to the browser or its extensions (`chrome`,
+/// `chrome-extension`, `edge`, `opera`, `moz-extension`, `resource`, `jar`), or start other
+/// apps by a description rather than a scheme of their own (Android's `intent`). `http`
+/// and `https` have rules of their own.
+pub const DENIED_SCHEMES: &[&str] = &[
+    "javascript",
+    "data",
+    "vbscript",
+    "blob",
+    "about",
+    "view-source",
+    "filesystem",
+    "file",
+    "ftp",
+    "ftps",
+    "sftp",
+    "ws",
+    "wss",
+    "chrome",
+    "chrome-extension",
+    "chrome-untrusted",
+    "edge",
+    "opera",
+    "brave",
+    "moz-extension",
+    "resource",
+    "jar",
+    "intent",
+];
+
+/// Whether `url` is an acceptable private-use redirect URI of a native app (RFC 8252 §7.1,
+/// OAuth 2.1 §2.3.1). The rule:
+/// - the scheme is neither `http` nor `https`, not in [`DENIED_SCHEMES`], and does not end
+///   in `-extension` (a browser extension's pages);
+/// - the URI names where it leads: an authority with a non-empty host
+///   (`cursor://anysphere.cursor-mcp/oauth/callback`), or else a path that starts with `/`
+///   and is more than `/` (`com.example.app:/oauth2redirect`, RFC 8252's own example).
+///   Opaque forms such as `mailto:a@b`, `myapp:cb` or `myapp:/` are refused;
+/// - no fragment, userinfo, control characters or whitespace (checked by the caller, as
+///   for every redirect URI).
+///
+/// Such a URI is only ever matched exactly at /authorize.
+pub fn is_private_use(url: &Url) -> bool {
+    let scheme = url.scheme();
+    if matches!(scheme, "http" | "https")
+        || DENIED_SCHEMES.contains(&scheme)
+        || scheme.ends_with("-extension")
+    {
+        return false;
+    }
+    match url.host_str() {
+        Some(host) => !host.is_empty(),
+        None => url.path().starts_with('/') && url.path().len() > 1,
+    }
+}
+
+/// Validates a redirect URI offered for registration; private-use schemes only when
+/// `private_use` is on.
+pub fn validate_for_registration(uri: &str, private_use: bool) -> Result<Url, RedirectUriError> {
     check_syntax(uri)?;
     let url = Url::parse(uri).map_err(|_| RedirectUriError::NotAbsolute)?;
     if !url.username().is_empty() || url.password().is_some() {
@@ -75,6 +148,13 @@ pub fn validate_for_registration(uri: &str) -> Result<Url, RedirectUriError> {
     match url.scheme() {
         "https" if url.host().is_some() => Ok(url),
         "http" if is_loopback_host(url.host()) => Ok(url),
+        _ if is_private_use(&url) => {
+            if private_use {
+                Ok(url)
+            } else {
+                Err(RedirectUriError::PrivateUseOff)
+            }
+        }
         _ => Err(RedirectUriError::Scheme),
     }
 }
@@ -123,30 +203,120 @@ fn strip_port(uri: &str) -> String {
 mod tests {
     use super::*;
 
+    fn validate_for_registration_on(uri: &str) -> Result<Url, RedirectUriError> {
+        validate_for_registration(uri, true)
+    }
+
+    #[test]
+    fn private_use_schemes() {
+        for ok in [
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "com.example.app:/oauth2redirect",
+            "com.example.app:/oauth2redirect/example-provider",
+            "myapp://callback",
+            "myapp://host",
+        ] {
+            assert!(validate_for_registration_on(ok).is_ok(), "{ok}");
+            assert_eq!(
+                validate_for_registration(ok, false),
+                Err(RedirectUriError::PrivateUseOff),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "javascript://x/%0aalert(1)",
+            "JavaScript://x/%0aalert(1)",
+            "data:text/html,<b>x</b>",
+            "data://x/y",
+            "file:///etc/passwd",
+            "file://host/share",
+            "vbscript://x/y",
+            "blob://x/y",
+            "about://x/blank",
+            "ws://x/y",
+            "wss://x/y",
+            "ftp://x/y",
+            "chrome://settings/",
+            "chrome-extension://abc/cb",
+            "moz-extension://abc/cb",
+            "view-source://x/y",
+            "intent://scan/#Intent;scheme=zxing;end",
+            "intent://x/y",
+            "http://evil.example/cb",
+            "myapp:cb",
+            "myapp:/",
+            "myapp:",
+            "mailto:a@b.example",
+            "tel:+1555",
+            "myapp:///",
+            "cursor://anysphere.cursor-mcp/oauth/callback#x",
+            "cursor://u@anysphere.cursor-mcp/oauth/callback",
+        ] {
+            assert!(validate_for_registration_on(bad).is_err(), "{bad}");
+        }
+        // Exact match only: no port, path, case or query leniency.
+        let reg = "cursor://anysphere.cursor-mcp/oauth/callback";
+        assert!(matches(reg, reg));
+        for other in [
+            "cursor://anysphere.cursor-mcp/oauth/callback/",
+            "cursor://anysphere.cursor-mcp/oauth/callback?x=1",
+            "cursor://anysphere.cursor-mcp/oauth/callback/more",
+            "cursor://evil.extension/oauth/callback",
+            "cursor://anysphere.cursor-mcp:1/oauth/callback",
+            "Cursor://anysphere.cursor-mcp/oauth/callback",
+        ] {
+            assert!(!matches(reg, other), "{other}");
+        }
+    }
+
+    #[test]
+    fn loopback_with_a_registered_port_matches_any_port() {
+        // VS Code registers 33418 and uses another port when that one is taken.
+        let reg = "http://127.0.0.1:33418/";
+        assert!(matches(reg, "http://127.0.0.1:59656/"));
+        assert!(matches(reg, "http://127.0.0.1/"));
+        assert!(!matches(reg, "http://127.0.0.1:59656/x"));
+        assert!(!matches(reg, "http://localhost:33418/"));
+        // Claude Code and Zed register no port.
+        assert!(matches(
+            "http://localhost/callback",
+            "http://localhost:41234/callback"
+        ));
+        assert!(matches(
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:41234/callback"
+        ));
+        assert!(!matches(
+            "http://127.0.0.1/callback",
+            "http://localhost:41234/callback"
+        ));
+    }
+
     #[test]
     fn registration_rules() {
-        assert!(validate_for_registration("https://app.example/cb").is_ok());
-        assert!(validate_for_registration("http://localhost:3000/cb").is_ok());
-        assert!(validate_for_registration("http://127.0.0.1/cb").is_ok());
-        assert!(validate_for_registration("http://[::1]:9/cb").is_ok());
+        assert!(validate_for_registration_on("https://app.example/cb").is_ok());
+        assert!(validate_for_registration_on("http://localhost:3000/cb").is_ok());
+        assert!(validate_for_registration_on("http://127.0.0.1/cb").is_ok());
+        assert!(validate_for_registration_on("http://[::1]:9/cb").is_ok());
         assert_eq!(
-            validate_for_registration("http://evil.example/cb"),
+            validate_for_registration_on("http://evil.example/cb"),
             Err(RedirectUriError::Scheme)
         );
         assert_eq!(
-            validate_for_registration("myapp://cb"),
+            validate_for_registration_on("myapp:cb"),
             Err(RedirectUriError::Scheme)
         );
         assert_eq!(
-            validate_for_registration("javascript:alert(1)"),
+            validate_for_registration_on("javascript:alert(1)"),
             Err(RedirectUriError::Scheme)
         );
         assert_eq!(
-            validate_for_registration("https://a.example/cb#x"),
+            validate_for_registration_on("https://a.example/cb#x"),
             Err(RedirectUriError::Fragment)
         );
         assert_eq!(
-            validate_for_registration("/cb"),
+            validate_for_registration_on("/cb"),
             Err(RedirectUriError::NotAbsolute)
         );
         for bad in [
@@ -160,7 +330,7 @@ mod tests {
             "https://a.example/cb\u{2028}",
         ] {
             assert_eq!(
-                validate_for_registration(bad),
+                validate_for_registration_on(bad),
                 Err(RedirectUriError::Character),
                 "{bad:?}"
             );
@@ -172,13 +342,13 @@ mod tests {
             "http://localhost:1@evil.example/cb",
         ] {
             assert_eq!(
-                validate_for_registration(bad),
+                validate_for_registration_on(bad),
                 Err(RedirectUriError::Userinfo),
                 "{bad:?}"
             );
         }
         // An `@` after the authority is just a character of the path or query.
-        assert!(validate_for_registration("https://a.example/cb?who=a@b").is_ok());
+        assert!(validate_for_registration_on("https://a.example/cb?who=a@b").is_ok());
     }
 
     #[test]

@@ -1,9 +1,16 @@
 //! Scopes (OAuth 2.1 §1.4.1): space-delimited, case-sensitive tokens of
 //! `%x21 / %x23-5B / %x5D-7E`. Kept as an ordered set so a granted scope prints canonically.
+//!
+//! [`OFFLINE_ACCESS`] (OpenID Connect Core §11, MCP SEP-2207) is not a permission on the MCP
+//! server but a request for a refresh token: always accepted, kept on the grant (the refresh
+//! token's scope), never in an access token's scope ([`Scopes::for_access_token`]).
 
 use std::{collections::BTreeSet, fmt};
 
 use serde::{Deserialize, Serialize};
+
+/// The scope that asks for a refresh token (OpenID Connect Core §11; MCP SEP-2207).
+pub const OFFLINE_ACCESS: &str = "offline_access";
 
 /// A set of scope tokens.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +58,39 @@ impl Scopes {
         self.0.is_empty()
     }
 
+    /// The same set without `offline_access`: the scope an access token carries. The grant
+    /// (and so its refresh token) keeps it; the resource server never sees it (SEP-2207).
+    pub fn for_access_token(&self) -> Scopes {
+        self.without(OFFLINE_ACCESS)
+    }
+
+    /// The same set without `scope`.
+    pub fn without(&self, scope: &str) -> Scopes {
+        let mut set = self.0.clone();
+        set.remove(scope);
+        Self(set)
+    }
+
+    /// The same set with `scope` added.
+    pub fn with(&self, scope: &str) -> Scopes {
+        let mut set = self.0.clone();
+        set.insert(scope.to_owned());
+        Self(set)
+    }
+
+    /// The scopes here that are also in `known`, plus `offline_access` if present (it is
+    /// always known). Used where requested metadata is trimmed to what the server supports
+    /// (RFC 7591 §3.2.1).
+    pub fn retain_known(&self, known: &Scopes) -> Scopes {
+        Self(
+            self.0
+                .iter()
+                .filter(|s| *s == OFFLINE_ACCESS || known.0.contains(*s))
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// The scope tokens, in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
@@ -82,6 +122,22 @@ mod tests {
         assert!(Scopes::parse("a\"b").is_err());
         assert!(Scopes::parse("a\\b").is_err());
         assert!(Scopes::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn offline_access_is_kept_off_access_tokens() {
+        let grant = Scopes::parse("mcp:read offline_access").unwrap();
+        assert_eq!(grant.for_access_token().to_string(), "mcp:read");
+        assert_eq!(
+            grant.with("mcp:write").to_string(),
+            "mcp:read mcp:write offline_access"
+        );
+        let known = Scopes::parse("mcp:read mcp:write").unwrap();
+        let asked = Scopes::parse("mcp:* mcp:read offline_access").unwrap();
+        assert_eq!(
+            asked.retain_known(&known).to_string(),
+            "mcp:read offline_access"
+        );
     }
 
     #[test]

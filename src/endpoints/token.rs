@@ -97,10 +97,15 @@ pub async fn token(
             scope,
             ..
         } => {
+            // `offline_access` names no permission of the access token (SEP-2207): asking
+            // for it again on refresh narrows nothing.
+            let scopes = scope
+                .map(|s| s.for_access_token())
+                .filter(|s| !s.is_empty());
             let msg = RefreshTokens {
                 refresh_token,
                 client_id: client.client_id,
-                scopes: scope,
+                scopes,
             };
             services.ask(&services.ledger, msg).await?.wait().await?
         }

@@ -14,7 +14,11 @@ use actix_web::{
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
 use crate::{
-    domain::redirect::is_loopback_host,
+    domain::{
+        client::Client,
+        redirect::{is_loopback_host, is_private_use},
+        scope::OFFLINE_ACCESS,
+    },
     oauth::{authorize::AuthorizationRequest, client_document, params::Params},
 };
 
@@ -132,10 +136,7 @@ pub fn login_page(
         .as_deref()
         .unwrap_or(&request.client.client_id);
     let redirect = url::Url::parse(&request.redirect_uri).ok();
-    let redirect_host = redirect
-        .as_ref()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
+    let destination = destination(redirect.as_ref());
     // A client known only by its metadata document: say where that document lives (draft
     // §6.4), and when the code goes to this computer, that any local program could have
     // started the request in its name (MCP 2025-11-25, "Localhost Redirect URI Risks").
@@ -154,10 +155,26 @@ pub fn login_page(
             html
         }
     };
+    let home_page = home_page_host(&request.client)
+        .map(|host| {
+            format!(
+                "<p class=\"muted\">Home page given by the application: <strong>{}</strong> (not verified by this server).</p>",
+                text(&host)
+            )
+        })
+        .unwrap_or_default();
     let scopes: String = request
         .scopes
         .iter()
-        .map(|s| format!("<li><code>{}</code></li>", text(s)))
+        .map(|s| {
+            // Not a permission at the MCP server: the person should know what it means.
+            let note = if s == OFFLINE_ACCESS {
+                " (stay connected: the application may renew its access without asking again)"
+            } else {
+                ""
+            };
+            format!("<li><code>{}</code>{note}</li>", text(s))
+        })
         .collect();
     let hidden: String = CARRIED_PARAMS
         .iter()
@@ -236,13 +253,12 @@ required{password_focus}{invalid}>",
     let body = format!(
         "<h1>{heading} <span>{name}</span></h1>{error_html}\
 <p><strong>{name}</strong> wants access to your account with these scopes:</p><ul>{scopes}</ul>\
-<p class=\"muted\">After you approve, you will be sent to <strong>{host}</strong>.</p>{identity}\
+{destination}{home_page}{identity}\
 <form method=\"post\" action=\"/authorize/decision\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{hidden}{credentials}\
 <div class=\"actions\"><button class=\"approve\" type=\"submit\" name=\"action\" value=\"approve\">Approve</button>\
 <button class=\"deny\" type=\"submit\" name=\"action\" value=\"deny\" formnovalidate>Deny</button></div></form>",
         name = text(client_name),
-        host = text(&redirect_host),
         csrf = attr(csrf),
     );
     secure(
@@ -253,9 +269,84 @@ required{password_focus}{invalid}>",
     .body(document(&title, &body))
 }
 
+/// Where the code goes, as a paragraph: the redirect URI's host, or for a private-use
+/// scheme (RFC 8252 §7.1) the application on this computer that handles that scheme, with
+/// a warning: any application can register a scheme (RFC 8252 §8.1), so only the person
+/// who started the sign-in knows whether it is the one they meant.
+fn destination(redirect: Option<&url::Url>) -> String {
+    match redirect {
+        Some(u) if is_private_use(u) => {
+            let scheme = u.scheme();
+            let name = match u.host_str() {
+                Some(host) if !host.is_empty() => format!("{scheme}://{host}"),
+                _ => format!("{scheme}:"),
+            };
+            format!(
+                "<p class=\"muted\">After you approve, the approval goes to the application on this computer that opens <strong>{}</strong> links (<code>{}</code>).</p>\
+<p class=\"notice\">Any application on this computer can register to open <code>{}:</code> links. Approve only if you started this sign-in yourself, from this application.</p>",
+                text(scheme),
+                text(&name),
+                text(scheme),
+            )
+        }
+        _ => format!(
+            "<p class=\"muted\">After you approve, you will be sent to <strong>{}</strong>.</p>",
+            text(redirect.and_then(|u| u.host_str()).unwrap_or_default())
+        ),
+    }
+}
+
+/// The host of the client's `client_uri` (RFC 7591 §2 home page), when it is an http(s)
+/// URL: shown as text, never fetched or linked; nor is `logo_uri` ever loaded (the page
+/// loads nothing from elsewhere, and a remote image would tell its host who is signing in).
+fn home_page_host(client: &Client) -> Option<String> {
+    let uri = client.extra.get("client_uri")?.as_str()?;
+    let url = url::Url::parse(uri).ok()?;
+    matches!(url.scheme(), "https" | "http")
+        .then(|| url.host_str().map(str::to_owned))
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_destination_names_the_application_of_a_private_use_scheme() {
+        let parse = |s: &str| url::Url::parse(s).unwrap();
+        let cursor = destination(Some(&parse("cursor://anysphere.cursor-mcp/oauth/callback")));
+        assert!(
+            cursor.contains("opens <strong>cursor</strong> links"),
+            "{cursor}"
+        );
+        assert!(
+            cursor.contains("<code>cursor://anysphere.cursor-mcp</code>"),
+            "{cursor}"
+        );
+        assert!(cursor.contains("class=\"notice\""), "{cursor}");
+        let app = destination(Some(&parse("com.example.app:/oauth2redirect")));
+        assert!(app.contains("<code>com.example.app:</code>"), "{app}");
+        let web = destination(Some(&parse("https://claude.ai/api/mcp/auth_callback")));
+        assert!(web.contains("sent to <strong>claude.ai</strong>") && !web.contains("notice"));
+    }
+
+    #[test]
+    fn the_home_page_host_comes_from_an_http_client_uri_only() {
+        let mut client: Client = serde_json::from_value(serde_json::json!({
+            "client_id": "c", "secret_digest": null, "auth_method": "none", "client_name": null,
+            "redirect_uris": [], "grant_types": [], "scopes": [], "issued_at": 0
+        }))
+        .unwrap();
+        assert_eq!(home_page_host(&client), None);
+        client
+            .extra
+            .insert("client_uri".into(), "https://claude.ai".into());
+        assert_eq!(home_page_host(&client).as_deref(), Some("claude.ai"));
+        client
+            .extra
+            .insert("client_uri".into(), "javascript:alert(1)".into());
+        assert_eq!(home_page_host(&client), None);
+    }
 
     #[test]
     fn only_well_formed_csrf_tokens_are_accepted() {

@@ -8,6 +8,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 use crate::{
+    domain::scope::OFFLINE_ACCESS,
     metrics::{Endpoint, Metrics},
     services::Services,
 };
@@ -31,7 +32,14 @@ pub fn configure_resource_metadata(cfg: &mut web::ServiceConfig, metrics: &Arc<M
 /// loopback alias included), since clients compare it byte for byte (RFC 9728 §3.3).
 async fn protected_resource(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
     let issuer = super::issuer(&req, &services.settings);
-    let scopes: Vec<&str> = services.settings.scopes.iter().collect();
+    // Never `offline_access` (MCP 2026-07-28 "Refresh Tokens": it is the authorization
+    // server's business, not a permission of this resource), even if configured.
+    let scopes: Vec<&str> = services
+        .settings
+        .scopes
+        .iter()
+        .filter(|s| *s != OFFLINE_ACCESS)
+        .collect();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .json(json!({

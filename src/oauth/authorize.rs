@@ -21,7 +21,7 @@ use crate::{
         client::{Client, GrantType},
         pkce::CodeChallenge,
         redirect,
-        scope::Scopes,
+        scope::{Scopes, OFFLINE_ACCESS},
     },
 };
 
@@ -40,7 +40,8 @@ pub struct AuthorizationRequest {
     pub code_challenge: CodeChallenge,
     /// Scopes to grant.
     pub scopes: Scopes,
-    /// The resource the grant is bound to (always our canonical MCP resource).
+    /// The resource the grant is bound to: always our canonical MCP resource, whichever of
+    /// its spellings the request used (`…/mcp/` included).
     pub resource: String,
 }
 
@@ -114,8 +115,18 @@ pub fn validate(
             },
         };
     // The same syntax rules as at registration, whatever was stored before they existed.
-    if redirect::check_syntax(&redirect_uri).is_err() || Url::parse(&redirect_uri).is_err() {
+    let Ok(parsed) = Url::parse(&redirect_uri) else {
         return Err(page("The redirect_uri is not a valid URI."));
+    };
+    if redirect::check_syntax(&redirect_uri).is_err() {
+        return Err(page("The redirect_uri is not a valid URI."));
+    }
+    // Registered while private-use schemes were accepted, used after the operator turned
+    // them off: refused, as a registration would be now.
+    if !settings.config.private_use_redirects && redirect::is_private_use(&parsed) {
+        return Err(page(
+            "This server does not accept redirect URIs with a private-use scheme (such as cursor://).",
+        ));
     }
 
     // From here on the redirect URI is verified: errors go back to operator-added clients,
@@ -174,17 +185,24 @@ pub fn validate(
         Some(s) => {
             let requested = Scopes::parse(s)
                 .map_err(|_| fail(ErrorCode::InvalidScope, "scope is malformed"))?;
-            if !requested.is_subset(&client.scopes) || !requested.is_subset(&settings.scopes) {
+            // `offline_access` asks for a refresh token (SEP-2207): always accepted, and
+            // on its own it means the client's usual scopes plus a refresh token.
+            let access = requested.for_access_token();
+            if !access.is_subset(&client.scopes) || !access.is_subset(&settings.scopes) {
                 return Err(fail(
                     ErrorCode::InvalidScope,
                     "requested scope is not allowed",
                 ));
             }
-            requested
+            if access.is_empty() && requested.contains(OFFLINE_ACCESS) {
+                client.scopes.with(OFFLINE_ACCESS)
+            } else {
+                requested
+            }
         }
         None => client.scopes.clone(),
     };
-    if scopes.is_empty() {
+    if scopes.for_access_token().is_empty() {
         return Err(fail(ErrorCode::InvalidScope, "no scope could be granted"));
     }
     // RFC 8707: the only resource here is our MCP endpoint. Clients that omit `resource`
@@ -333,6 +351,62 @@ mod tests {
                 other => panic!("{origin:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn offline_access_is_accepted_and_kept_on_the_grant() {
+        let base = format!(
+            "client_id=c&response_type=code&code_challenge={CH}&code_challenge_method=S256"
+        );
+        let r = run(
+            &format!("{base}&scope=mcp:read+offline_access"),
+            &["https://a.example/cb"],
+        )
+        .unwrap();
+        assert_eq!(r.scopes.to_string(), "mcp:read offline_access");
+        assert_eq!(r.scopes.for_access_token().to_string(), "mcp:read");
+        let r = run(
+            &format!("{base}&scope=offline_access"),
+            &["https://a.example/cb"],
+        )
+        .unwrap();
+        assert_eq!(r.scopes.to_string(), "mcp:read mcp:write offline_access");
+        assert!(run(
+            &format!("{base}&scope=offline_access+admin"),
+            &["https://a.example/cb"]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_resource_with_a_trailing_slash_is_ours_and_bound_canonically() {
+        let base = format!(
+            "client_id=c&response_type=code&code_challenge={CH}&code_challenge_method=S256"
+        );
+        for resource in ["http://localhost:8000/mcp/", "http://127.0.0.1:8000/mcp/"] {
+            let q = format!("{base}&resource={resource}");
+            let r = run(&q, &["https://a.example/cb"]).unwrap();
+            assert_eq!(r.resource, "http://localhost:8000/mcp");
+        }
+        let q = format!("{base}&resource=http://localhost:8000/mcp//");
+        assert!(run(&q, &["https://a.example/cb"]).is_err());
+    }
+
+    #[test]
+    fn private_use_redirects_are_refused_when_turned_off() {
+        let mut config = Config::default();
+        config.private_use_redirects = false;
+        let settings = config.settings(8000).unwrap();
+        let q = format!(
+            "client_id=c&response_type=code&code_challenge={CH}&code_challenge_method=S256"
+        );
+        let c = client(&["cursor://anysphere.cursor-mcp/oauth/callback"]);
+        assert!(matches!(
+            validate(&Params::parse(q.as_bytes()), Some(c.clone()), &settings),
+            Err(AuthorizeError::Page(_))
+        ));
+        let on = Config::default().settings(8000).unwrap();
+        assert!(validate(&Params::parse(q.as_bytes()), Some(c), &on).is_ok());
     }
 
     #[test]

@@ -2,11 +2,14 @@
 
 use serde_json::{json, Value};
 
-use crate::config::Settings;
+use crate::{config::Settings, domain::scope::OFFLINE_ACCESS};
 
 /// The RFC 8414 document for `issuer` (the configured public URL, or its loopback alias).
 pub fn authorization_server(issuer: &str, settings: &Settings) -> Value {
-    let scopes: Vec<&str> = settings.scopes.iter().collect();
+    // `offline_access` (SEP-2207): clients add it to ask for a refresh token; it is never in
+    // the protected resource metadata, whose scopes are the MCP server's.
+    let all = settings.scopes.with(OFFLINE_ACCESS);
+    let scopes: Vec<&str> = all.iter().collect();
     let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
     json!({
         "issuer": issuer,

@@ -1,11 +1,20 @@
 //! Dynamic client registration metadata (RFC 7591 §2, §3.1), validated into a
 //! [`NewClient`], and the registration response document (§3.2.1).
 //!
-//! Rules beyond RFC 7591: redirect URIs must be https or loopback http (MCP authorization,
-//! "Communication Security") without control characters, whitespace or userinfo
+//! Rules beyond RFC 7591: redirect URIs must be https, loopback http (MCP authorization,
+//! "Communication Security") or a private-use scheme of a native app (RFC 8252 §7.1,
+//! unless turned off), without control characters, whitespace or userinfo
 //! ([`crate::domain::redirect`]), `token_endpoint_auth_method` defaults to
 //! `client_secret_basic` as the RFC says, and grants are limited to the authorization code
 //! flow, refresh, and (confidential clients only) client credentials.
+//!
+//! The metadata is a request (RFC 7591 §3.2.1: the server may replace requested values):
+//! grant types, response types, auth methods, scopes and `application_type` values this
+//! server does not support are dropped or replaced, and the response carries the effective
+//! metadata ([`response`]). Only what is left must be usable: a grant type, `code` among
+//! the response types of a code-flow client, and for a document the authorization code
+//! grant with `none`. What is malformed (wrong JSON types, bad scope syntax, unbounded or
+//! control-character text, bad redirect URIs) is still refused.
 //!
 //! Every field is bounded ([`MAX_REDIRECT_URIS`], [`MAX_URI_BYTES`], [`MAX_NAME_CHARS`],
 //! [`MAX_CONTACTS`], [`MAX_CONTACT_BYTES`], [`MAX_LIST_ITEMS`]) and text shown to people or
@@ -24,7 +33,7 @@ use crate::{
     domain::{
         client::{AuthMethod, GrantType, NewClient, RegisteredClient},
         redirect::{validate_for_registration, RedirectUriError},
-        scope::Scopes,
+        scope::{Scopes, OFFLINE_ACCESS},
     },
 };
 
@@ -99,6 +108,71 @@ fn string_array(v: &Value, field: &'static str, max: usize) -> Result<Vec<String
         .collect()
 }
 
+/// The auth methods a client says it can use: `token_endpoint_auth_methods_supported`
+/// (draft "RP metadata choices"; ChatGPT lists `none` and `private_key_jwt`), in its order.
+fn offered_methods(doc: &Map<String, Value>) -> Result<Vec<String>, ProtocolError> {
+    match doc.get("token_endpoint_auth_methods_supported") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(v) => string_array(v, "token_endpoint_auth_methods_supported", MAX_LIST_ITEMS),
+    }
+}
+
+/// The token endpoint auth method the client gets. The singular field is the client's
+/// preference, the plural list what it can do; a method this server does not support
+/// (`private_key_jwt`, ...) is replaced (RFC 7591 §3.2.1) by the first supported one the
+/// list offers, else by `none` for a registration (a client that wanted a key-based method
+/// holds no shared secret; PKCE protects a public client), and a document must be able to
+/// use `none` (a document cannot carry a secret, draft §4.1).
+fn auth_method(
+    doc: &Map<String, Value>,
+    source: MetadataSource,
+) -> Result<AuthMethod, ProtocolError> {
+    let offered = offered_methods(doc)?;
+    let preferred = match doc.get("token_endpoint_auth_method") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(meta("token_endpoint_auth_method must be a string")),
+    };
+    match source {
+        MetadataSource::Registration => Ok(match preferred.and_then(AuthMethod::parse) {
+            Some(m) => m,
+            None => offered
+                .iter()
+                .find_map(|m| AuthMethod::parse(m))
+                // RFC 7591 §2: an omitted method means client_secret_basic.
+                .unwrap_or(if preferred.is_none() {
+                    AuthMethod::ClientSecretBasic
+                } else {
+                    AuthMethod::None
+                }),
+        }),
+        MetadataSource::Document => {
+            let none_offered = offered.iter().any(|m| m == "none");
+            match preferred {
+                Some("none") => Ok(AuthMethod::None),
+                None if offered.is_empty() || none_offered => Ok(AuthMethod::None),
+                Some(_) if none_offered => Ok(AuthMethod::None),
+                _ => Err(meta(
+                    "token_endpoint_auth_method must be none, or token_endpoint_auth_methods_supported must list none (a document cannot carry a shared secret, and private_key_jwt is not supported)",
+                )),
+            }
+        }
+    }
+}
+
+/// The scope a client is registered with, from the scope it asked for: the tokens this
+/// server knows, plus `offline_access`; unknown ones are dropped (RFC 7591 §3.2.1; a
+/// vendor's document cannot know this server's scopes). When nothing it may use on the MCP
+/// server is left, the default scopes (`None`), with `offline_access` if it was asked for.
+fn granted_scopes(asked: &Scopes, settings: &Settings) -> Option<Scopes> {
+    let kept = asked.retain_known(&settings.scopes);
+    if !kept.for_access_token().is_empty() {
+        return Some(kept);
+    }
+    kept.contains(OFFLINE_ACCESS)
+        .then(|| settings.default_scopes.with(OFFLINE_ACCESS))
+}
+
 /// Validates a registration request body.
 pub fn parse(body: &[u8], settings: &Settings) -> Result<NewClient, ProtocolError> {
     let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
@@ -128,7 +202,7 @@ pub fn validate(
         if uri.len() > MAX_URI_BYTES {
             return Err(bad_redirect("redirect URI too long"));
         }
-        validate_for_registration(uri).map_err(|e| {
+        validate_for_registration(uri, settings.config.private_use_redirects).map_err(|e| {
             let d = match e {
                 RedirectUriError::NotAbsolute => "redirect URI must be an absolute URI",
                 RedirectUriError::Fragment => "redirect URI must not contain a fragment",
@@ -138,27 +212,16 @@ pub fn validate(
                 RedirectUriError::Userinfo => {
                     "redirect URI must not contain a username or password"
                 }
-                _ => "redirect URI must use https, or http on localhost, 127.0.0.1 or [::1]",
+                RedirectUriError::PrivateUseOff => {
+                    "redirect URI must use https, or http on localhost, 127.0.0.1 or [::1] (this server does not accept private-use schemes)"
+                }
+                _ => "redirect URI must use https, http on localhost, 127.0.0.1 or [::1], or a private-use scheme of a native app (scheme://host/path or scheme:/path, not javascript, data, file, ws, ftp, about, blob, intent or a browser's own)",
             };
             bad_redirect(d)
         })?;
     }
 
-    let auth_method = match (source, doc.get("token_endpoint_auth_method")) {
-        (MetadataSource::Registration, None) => AuthMethod::ClientSecretBasic,
-        (MetadataSource::Registration, Some(Value::String(s))) => AuthMethod::parse(s)
-            .ok_or_else(|| {
-                meta("token_endpoint_auth_method must be client_secret_basic, client_secret_post or none")
-            })?,
-        (MetadataSource::Document, None) => AuthMethod::None,
-        (MetadataSource::Document, Some(Value::String(s))) if s == "none" => AuthMethod::None,
-        (MetadataSource::Document, Some(_)) => {
-            return Err(meta(
-                "token_endpoint_auth_method must be none (a document cannot carry a shared secret, and private_key_jwt is not supported)",
-            ))
-        }
-        (_, Some(_)) => return Err(meta("token_endpoint_auth_method must be a string")),
-    };
+    let auth_method = auth_method(doc, source)?;
     if source == MetadataSource::Document
         && (doc.contains_key("client_secret") || doc.contains_key("client_secret_expires_at"))
     {
@@ -167,14 +230,17 @@ pub fn validate(
         ));
     }
 
+    // Unknown grant types (claude.ai and ChatGPT list jwt-bearer, VS Code device_code) are
+    // dropped: the metadata is a request, and the server assigns what it supports (RFC 7591
+    // §3.2.1). Only what is left must make sense.
     let grant_types = match doc.get("grant_types") {
         None => vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
         Some(v) => {
             let mut out = Vec::new();
-            for g in string_array(v, "grant_types", MAX_LIST_ITEMS)? {
-                let grant = GrantType::parse(&g).ok_or_else(|| {
-                    meta("grant_types may contain authorization_code, refresh_token and client_credentials only")
-                })?;
+            for grant in string_array(v, "grant_types", MAX_LIST_ITEMS)?
+                .iter()
+                .filter_map(|g| GrantType::parse(g))
+            {
                 if !out.contains(&grant) {
                     out.push(grant);
                 }
@@ -183,7 +249,12 @@ pub fn validate(
         }
     };
     if grant_types.is_empty() {
-        return Err(meta("grant_types must not be empty"));
+        return Err(meta(
+            "grant_types must include authorization_code, refresh_token or client_credentials",
+        ));
+    }
+    if source == MetadataSource::Document && !grant_types.contains(&GrantType::AuthorizationCode) {
+        return Err(meta("grant_types must include authorization_code"));
     }
     if grant_types.contains(&GrantType::ClientCredentials) {
         if auth_method == AuthMethod::None {
@@ -195,10 +266,15 @@ pub fn validate(
             ));
         }
     }
+    // Likewise for response types (`id_token` in ChatGPT's document): `code` must remain
+    // when the client is to use the authorization code grant.
     if let Some(v) = doc.get("response_types") {
         let types = string_array(v, "response_types", MAX_LIST_ITEMS)?;
-        if types.iter().any(|t| t != "code") {
-            return Err(meta("response_types may contain code only"));
+        if grant_types.contains(&GrantType::AuthorizationCode)
+            && !types.is_empty()
+            && !types.iter().any(|t| t == "code")
+        {
+            return Err(meta("response_types must include code"));
         }
     }
 
@@ -217,11 +293,8 @@ pub fn validate(
     let scopes = match doc.get("scope") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => {
-            let scopes = Scopes::parse(s).map_err(|_| meta("scope is malformed"))?;
-            if !scopes.is_subset(&settings.scopes) {
-                return Err(meta(format!("scope may contain only: {}", settings.scopes)));
-            }
-            (!scopes.is_empty()).then_some(scopes)
+            let asked = Scopes::parse(s).map_err(|_| meta("scope is malformed"))?;
+            granted_scopes(&asked, settings)
         }
         Some(_) => return Err(meta("scope must be a string")),
     };
@@ -230,6 +303,11 @@ pub fn validate(
     for key in ECHOED_STRINGS {
         match doc.get(*key) {
             None | Some(Value::Null) => {}
+            // SEP-837: `native` or `web`, recorded as sent; it never narrows the redirect
+            // URIs (Cursor sends `web` with loopback and private-use URIs, claude.ai nothing).
+            // Another value is not one we know: dropped, like other unsupported metadata.
+            Some(Value::String(s))
+                if *key == "application_type" && !matches!(s.as_str(), "native" | "web") => {}
             Some(Value::String(s)) if s.len() <= MAX_URI_BYTES && !has_control(s) => {
                 extra.insert((*key).to_owned(), Value::String(s.clone()));
             }
@@ -252,7 +330,9 @@ pub fn validate(
         }
         extra.insert("contacts".into(), Value::from(contacts));
     }
-    // Requested client_id / client_secret and unknown fields are ignored (RFC 7591 §3.1).
+    // Requested client_id / client_secret and unknown fields (`jwks_uri`,
+    // `token_endpoint_auth_signing_alg`, `token_endpoint_auth_methods_supported`, ...) are
+    // ignored (RFC 7591 §3.1); the response shows the effective metadata.
 
     Ok(NewClient {
         client_name,
@@ -345,14 +425,67 @@ mod tests {
             Some(ErrorCode::InvalidClientMetadata)
         );
         assert_eq!(
-            code(r#"{"redirect_uris":["https://a.example/cb"],"scope":"admin"}"#),
+            code(r#"{"redirect_uris":["https://a.example/cb"],"grant_types":["password"]}"#),
             Some(ErrorCode::InvalidClientMetadata)
         );
         assert_eq!(
-            code(
-                r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"private_key_jwt"}"#
-            ),
+            code(r#"{"redirect_uris":["https://a.example/cb"],"response_types":["token"]}"#),
             Some(ErrorCode::InvalidClientMetadata)
         );
+        assert_eq!(
+            code(r#"{"redirect_uris":["https://a.example/cb"],"scope":"a\"b"}"#),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+        assert_eq!(
+            code(r#"{"redirect_uris":["javascript://x/%0aalert(1)"]}"#),
+            Some(ErrorCode::InvalidRedirectUri)
+        );
+    }
+
+    fn ok(body: &str) -> NewClient {
+        parse(body.as_bytes(), &settings()).unwrap()
+    }
+
+    #[test]
+    fn unsupported_requested_metadata_is_replaced() {
+        // RFC 7591 §3.2.1: the server may replace requested values; the response shows what
+        // the client got.
+        let c = ok(
+            r#"{"redirect_uris":["https://a.example/cb"],"grant_types":["authorization_code","implicit","urn:ietf:params:oauth:grant-type:device_code"],"response_types":["code","id_token"]}"#,
+        );
+        assert_eq!(c.grant_types, [GrantType::AuthorizationCode]);
+        let c = ok(
+            r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"private_key_jwt"}"#,
+        );
+        assert_eq!(c.auth_method, AuthMethod::None);
+        let c = ok(
+            r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_methods_supported":["private_key_jwt","client_secret_post","none"]}"#,
+        );
+        assert_eq!(c.auth_method, AuthMethod::ClientSecretPost);
+        let c = ok(
+            r#"{"redirect_uris":["https://a.example/cb"],"scope":"mcp:read mcp:admin offline_access"}"#,
+        );
+        assert_eq!(c.scopes.unwrap().to_string(), "mcp:read offline_access");
+        let c = ok(r#"{"redirect_uris":["https://a.example/cb"],"scope":"offline_access"}"#);
+        assert_eq!(
+            c.scopes.unwrap().to_string(),
+            "mcp:read mcp:write offline_access"
+        );
+        let c = ok(r#"{"redirect_uris":["https://a.example/cb"],"scope":""}"#);
+        assert!(c.scopes.is_none());
+    }
+
+    #[test]
+    fn private_use_and_application_type() {
+        // Cursor's three redirect URIs in one request, with application_type web.
+        let cursor = r#"{"client_name":"Cursor","redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","https://www.cursor.com/agents/mcp/oauth/callback","http://localhost:8787/callback"],"token_endpoint_auth_method":"none","application_type":"web"}"#;
+        let c = ok(cursor);
+        assert_eq!(c.redirect_uris.len(), 3);
+        assert_eq!(c.extra["application_type"], "web");
+        let mut config = Config::default();
+        config.private_use_redirects = false;
+        let off = config.settings(8000).unwrap();
+        let err = parse(cursor.as_bytes(), &off).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidRedirectUri);
     }
 }

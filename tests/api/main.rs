@@ -19,6 +19,7 @@ mod demo_seeding;
 mod embed_example;
 mod embedding;
 mod forms;
+mod interop;
 mod limits;
 mod logs;
 mod mcp;

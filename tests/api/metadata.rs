@@ -52,7 +52,12 @@ async fn metadata_document_describes_the_server() {
     );
     // MCP clients MUST refuse a server that does not advertise S256.
     assert_eq!(body["code_challenge_methods_supported"], json!(["S256"]));
-    assert_eq!(body["scopes_supported"], json!(["mcp:read", "mcp:write"]));
+    // `offline_access` asks for a refresh token (SEP-2207); the SDK clients add it to their
+    // request only when it is advertised here.
+    assert_eq!(
+        body["scopes_supported"],
+        json!(["mcp:read", "mcp:write", "offline_access"])
+    );
     // RFC 9207: we send `iss` on every authorization response, so we must say so.
     assert_eq!(body["authorization_response_iss_parameter_supported"], true);
     let auth_methods = body["token_endpoint_auth_methods_supported"]

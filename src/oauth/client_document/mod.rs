@@ -11,7 +11,11 @@
 //!
 //! A document client is always a public client: the draft forbids shared secrets in a
 //! document (§4.1) and we do not support `private_key_jwt`, so `token_endpoint_auth_method`
-//! must be absent or `none`.
+//! must be absent or `none`, or `token_endpoint_auth_methods_supported` (RP metadata
+//! choices; ChatGPT prefers `private_key_jwt` and lists `none`) must offer `none`. Like a
+//! registration, a document is a request: grant and response types this server does not
+//! support (claude.ai's and ChatGPT's jwt-bearer, VS Code's device_code, `id_token`) are
+//! dropped, as long as the authorization code grant remains.
 
 use std::borrow::Cow;
 
@@ -189,7 +193,10 @@ pub fn document_host(client: &Client) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::Config, domain::client::AuthMethod};
+    use crate::{
+        config::Config,
+        domain::client::{AuthMethod, GrantType},
+    };
 
     fn settings() -> Settings {
         Config::default().settings(8000).unwrap()
@@ -291,7 +298,25 @@ mod tests {
             ),
             (
                 doc(r#","grant_types":["client_credentials"]"#),
-                "client_credentials",
+                "must include authorization_code",
+            ),
+            (
+                doc(r#","grant_types":["urn:ietf:params:oauth:grant-type:jwt-bearer"]"#),
+                "must include authorization_code",
+            ),
+            (
+                doc(r#","response_types":["id_token"]"#),
+                "response_types must include code",
+            ),
+            (
+                doc(r#","token_endpoint_auth_methods_supported":["private_key_jwt"]"#),
+                "token_endpoint_auth_method",
+            ),
+            (
+                doc(
+                    r#","token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_methods_supported":["private_key_jwt","tls_client_auth"]"#,
+                ),
+                "token_endpoint_auth_method",
             ),
             (
                 doc("").replace(r#""client_name":"Example","#, ""),
@@ -301,7 +326,7 @@ mod tests {
                 doc("").replace("http://127.0.0.1:3000/cb", "http://evil.example/cb"),
                 "redirect URI",
             ),
-            (doc(r#","scope":"admin""#), "scope"),
+            (doc(r#","scope":7"#), "scope"),
         ] {
             let err = parse(&body).unwrap_err();
             assert!(
@@ -309,6 +334,47 @@ mod tests {
                 "{body}: {err}"
             );
         }
+    }
+
+    /// ChatGPT's document (research §1.5, frozen by a peer from the live document): unknown
+    /// grant and response types, `private_key_jwt` preferred with `none` offered, a JWKS.
+    #[test]
+    fn a_document_is_a_request_unsupported_metadata_is_dropped() {
+        let c = parse(&doc(
+            r#","grant_types":["authorization_code","refresh_token","urn:ietf:params:oauth:grant-type:jwt-bearer"],
+            "response_types":["code","id_token"],"token_endpoint_auth_method":"private_key_jwt",
+            "token_endpoint_auth_methods_supported":["none","private_key_jwt"],
+            "token_endpoint_auth_signing_alg":"RS256","jwks_uri":"https://app.example/jwks.json",
+            "logo_uri":"https://cdn.example/logo.png","client_uri":"https://app.example/",
+            "application_type":"native","software_id":"x","software_version":"1",
+            "policy_uri":"https://app.example/p","tos_uri":"https://app.example/t",
+            "scope":"mcp:* mcp:read offline_access""#,
+        ))
+        .unwrap();
+        assert_eq!(c.auth_method, AuthMethod::None);
+        assert_eq!(
+            c.grant_types,
+            [GrantType::AuthorizationCode, GrantType::RefreshToken]
+        );
+        assert_eq!(c.scopes.to_string(), "mcp:read offline_access");
+        assert_eq!(c.extra["application_type"], "native");
+        assert_eq!(c.extra["logo_uri"], "https://cdn.example/logo.png");
+        for dropped in [
+            "jwks_uri",
+            "token_endpoint_auth_methods_supported",
+            "token_endpoint_auth_signing_alg",
+        ] {
+            assert!(!c.extra.contains_key(dropped), "{dropped}");
+        }
+        // Only unknown scopes: the default scopes.
+        let c = parse(&doc(r#","scope":"mcp:*""#)).unwrap();
+        assert_eq!(c.scopes, settings().default_scopes);
+        // An application_type other than native or web is dropped, not refused.
+        let c = parse(&doc(r#","application_type":"desktop""#)).unwrap();
+        assert!(!c.extra.contains_key("application_type"));
+        // A list offering none is enough, whatever the preference.
+        let c = parse(&doc(r#","token_endpoint_auth_methods_supported":["none"]"#)).unwrap();
+        assert_eq!(c.auth_method, AuthMethod::None);
     }
 
     #[test]

@@ -5,21 +5,11 @@
 //!
 //! One file per behaviour: `flow` (the whole flow as a document client), `refusals` (bad
 //! documents, URLs and fetches) and `fetching` (caching, fetch slots, the last good copy).
-//! This file holds the local document host and the request helpers they share.
+//! This file holds the documents and request helpers they share; the local document host
+//! itself is `helpers::DocumentHost`.
 
-use std::{
-    collections::HashMap,
-    net::TcpListener,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use actix_web::{
-    dev::ServerHandle,
-    http::StatusCode,
-    web::{self, Bytes},
-    App, HttpRequest, HttpResponse, HttpServer,
-};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
@@ -33,107 +23,9 @@ const NAME: &str = "Document Client";
 
 const REDIRECT: &str = "http://127.0.0.1:3000/callback";
 
-/// What the document host answers on one path.
-#[derive(Clone)]
-struct Route {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
-    delay: Duration,
-    /// Send the body without `Content-Length` (chunked), so only counting can stop it.
-    chunked: bool,
-}
-
-impl Route {
-    fn json(doc: &Value) -> Self {
-        Route {
-            status: 200,
-            headers: vec![("content-type", "application/json".into())],
-            body: doc.to_string().into_bytes(),
-            delay: Duration::ZERO,
-            chunked: false,
-        }
-    }
-
-    fn header(mut self, name: &'static str, value: &str) -> Self {
-        self.headers.push((name, value.to_owned()));
-        self
-    }
-}
-
-#[derive(Default)]
-struct HostState {
-    routes: HashMap<String, Route>,
-    hits: HashMap<String, usize>,
-}
-
-/// A local HTTP server standing in for the client's web site.
-struct DocumentHost {
-    port: u16,
-    state: Arc<Mutex<HostState>>,
-    handle: ServerHandle,
-}
-
-async fn serve(req: HttpRequest, state: web::Data<Arc<Mutex<HostState>>>) -> HttpResponse {
-    let route = {
-        let mut state = state.lock().unwrap();
-        *state.hits.entry(req.path().to_owned()).or_default() += 1;
-        state.routes.get(req.path()).cloned()
-    };
-    let Some(route) = route else {
-        return HttpResponse::NotFound().finish();
-    };
-    actix_web::rt::time::sleep(route.delay).await;
-    let mut response = HttpResponse::build(StatusCode::from_u16(route.status).unwrap());
-    for (name, value) in &route.headers {
-        response.append_header((*name, value.as_str()));
-    }
-    if route.chunked {
-        let body = Bytes::from(route.body);
-        response.streaming(futures_util::stream::once(async move {
-            Ok::<_, actix_web::Error>(body)
-        }))
-    } else {
-        response.body(route.body)
-    }
-}
-
+// The document host (`DocumentHost`, `Route`) is in `helpers::document_host`; these
+// methods build this module's documents on it.
 impl DocumentHost {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(HostState::default()));
-        let data = web::Data::new(state.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(serve))
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
-        DocumentHost {
-            port,
-            state,
-            handle,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn route(&self, path: &str, route: Route) {
-        self.state
-            .lock()
-            .unwrap()
-            .routes
-            .insert(path.to_owned(), route);
-    }
-
     /// A valid document for `path` (its `client_id` is its own URL) with `extra` fields.
     fn document(&self, path: &str, extra: Value) -> Value {
         let mut doc = json!({
@@ -156,22 +48,6 @@ impl DocumentHost {
         }
         self.route(path, route);
         self.url(path)
-    }
-
-    fn hits(&self, path: &str) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .hits
-            .get(path)
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for DocumentHost {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
     }
 }
 

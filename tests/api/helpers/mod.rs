@@ -6,7 +6,8 @@
 //! token, refresh, revoke, introspect, register) so that each test reads as the protocol it checks.
 //!
 //! One concern a file: `app` (spawning, restarting, URLs), `authorize` (the consent page and the
-//! code flow, PKCE), `token` (token, revoke, introspect), `register`, `mcp`, `metrics`, `reply`
+//! code flow, PKCE), `token` (token, revoke, introspect), `register`, `mcp`, `metrics`,
+//! `document_host` (a local web site serving client ID metadata documents), `reply`
 //! (reading responses), `assertions` (the OAuth error shapes) and `html`, the scraper shared
 //! with the client examples. Everything is re-exported here, so tests import
 //! `crate::helpers::...`.
@@ -15,6 +16,7 @@
 mod app;
 mod assertions;
 mod authorize;
+mod document_host;
 // The same scraper the client examples use (examples/oauth_client), kept once.
 #[path = "../../../examples/common/html.rs"]
 mod html;
@@ -25,7 +27,9 @@ mod reply;
 mod token;
 
 // `token` and `register` add methods to `TestApp` only; `token::basic_auth` is theirs.
-pub use self::{app::*, assertions::*, authorize::*, html::*, mcp::*, metrics::*, reply::*};
+pub use self::{
+    app::*, assertions::*, authorize::*, document_host::*, html::*, mcp::*, metrics::*, reply::*,
+};
 
 /// Unix time the manual clock starts at; timestamps in responses are checked against it.
 pub const START_UNIX: i64 = 1_800_000_000;

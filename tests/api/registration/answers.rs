@@ -1,6 +1,7 @@
 //! What a successful registration answers (RFC 7591 §3.2.1): full client information for a
 //! confidential client, no secret for a public one, unique ids, the redirect URIs allowed
-//! (https or loopback), and `client_credentials` only when enabled.
+//! (https, loopback or a private-use scheme), `client_credentials` only when enabled, and
+//! the effective metadata when requested values were replaced (RFC 7591 §3.2.1).
 
 use super::*;
 
@@ -132,4 +133,72 @@ async fn client_credentials_for_registered_clients_only_when_enabled() {
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[actix_web::test]
+async fn unsupported_requested_metadata_is_replaced_and_the_answer_says_so() {
+    // RFC 7591 §3.2.1: the request is a request; the server registers what it supports and
+    // answers the effective metadata. Each of these was refused before issue 13.
+    let app = spawn_app().await;
+    let cases = [
+        (
+            json!({ "redirect_uris": ["https://app.example/cb"],
+                    "grant_types": ["authorization_code", "implicit", "urn:ietf:params:oauth:grant-type:device_code"],
+                    "response_types": ["code", "id_token"] }),
+            "grant_types",
+            json!(["authorization_code"]),
+        ),
+        (
+            json!({ "redirect_uris": ["https://app.example/cb"],
+                    "token_endpoint_auth_method": "private_key_jwt",
+                    "jwks_uri": "https://app.example/jwks.json" }),
+            "token_endpoint_auth_method",
+            json!("none"),
+        ),
+        (
+            json!({ "redirect_uris": ["https://app.example/cb"], "scope": "mcp:read mcp:admin" }),
+            "scope",
+            json!("mcp:read"),
+        ),
+        (
+            json!({ "redirect_uris": ["https://app.example/cb"], "scope": "mcp:read offline_access" }),
+            "scope",
+            json!("mcp:read offline_access"),
+        ),
+        (
+            json!({ "redirect_uris": ["https://app.example/cb"], "application_type": "web" }),
+            "application_type",
+            json!("web"),
+        ),
+    ];
+    for (request, field, effective) in cases {
+        let reply = register(&app, &request).await;
+        assert_eq!(reply.status, 201, "{request}: {}", reply.body);
+        let body = reply.json();
+        assert_eq!(body[field], effective, "{request}: {body}");
+        assert_eq!(body["response_types"], json!(["code"]), "{body}");
+        for dropped in ["jwks_uri", "token_endpoint_auth_methods_supported"] {
+            assert!(body.get(dropped).is_none(), "{dropped} in {body}");
+        }
+        if body["token_endpoint_auth_method"] == "none" {
+            assert!(body.get("client_secret").is_none(), "{body}");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn private_use_redirect_uris_are_accepted_unless_turned_off() {
+    // RFC 8252 §7.1. Refused before issue 13 (`myapp://cb` was in the refusal list).
+    let body = json!({
+        "client_name": "Cursor",
+        "redirect_uris": ["cursor://anysphere.cursor-mcp/oauth/callback"],
+        "token_endpoint_auth_method": "none",
+    });
+    let app = spawn_app().await;
+    let reply = register(&app, &body).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let off = spawn_app_with(|c| c.private_use_redirects = false).await;
+    let reply = register(&off, &body).await;
+    assert_oauth_error(&reply, 400, "invalid_redirect_uri");
+    assert!(reply.body.contains("private-use"), "{}", reply.body);
 }

@@ -1,7 +1,9 @@
 //! Registrations refused with the RFC 7591 §3.2.2 error codes: bad or missing redirect URIs
-//! (`invalid_redirect_uri`), forbidden grant types, auth methods and scopes, bodies that are
-//! not JSON or not sent as JSON, and metadata fields over their bounds
-//! (`invalid_client_metadata`).
+//! (`invalid_redirect_uri`: not https, loopback http or a private-use scheme; dangerous
+//! schemes), grant types that leave nothing usable, malformed scopes, bodies that are not
+//! JSON or not sent as JSON, and metadata fields over their bounds
+//! (`invalid_client_metadata`). Unsupported values beside supported ones are replaced, not
+//! refused (`answers`).
 
 use super::*;
 
@@ -12,8 +14,16 @@ async fn other_redirect_uris_are_invalid_redirect_uri() {
 
     for uri in [
         "http://evil.example/cb",
-        "myapp://cb",
+        "myapp:cb",
         "javascript:alert(1)",
+        "javascript://x/%0aalert(1)",
+        "data:text/html,x",
+        "file:///etc/passwd",
+        "ws://app.example/cb",
+        "ftp://app.example/cb",
+        "about:blank",
+        "chrome-extension://abc/cb",
+        "intent://x/y",
         "https://app.example/cb#fragment",
         "http://localhost:8765/cb#x",
         "not a url",
@@ -50,17 +60,20 @@ async fn redirect_uris_are_required() {
 
 #[actix_web::test]
 async fn forbidden_grant_types_are_invalid_client_metadata() {
-    // Implicit and password are gone in OAuth 2.1; client_credentials needs a secret.
+    // Implicit and password are gone in OAuth 2.1; client_credentials needs a secret. When
+    // nothing supported is left, or what is left conflicts, the registration is refused
+    // (unsupported grant types beside supported ones are dropped: see `answers`).
     let app = spawn_app().await;
 
     for request in [
-        json!({ "redirect_uris": ["https://app.example/cb"], "grant_types": ["authorization_code", "implicit"] }),
+        json!({ "redirect_uris": ["https://app.example/cb"], "grant_types": ["implicit"] }),
         json!({ "redirect_uris": ["https://app.example/cb"], "grant_types": ["password"] }),
         json!({
             "redirect_uris": ["https://app.example/cb"],
             "grant_types": ["authorization_code", "client_credentials"],
             "token_endpoint_auth_method": "none",
         }),
+        json!({ "redirect_uris": ["https://app.example/cb"], "response_types": ["token"] }),
     ] {
         let reply = register(&app, &request).await;
         assert_oauth_error(&reply, 400, "invalid_client_metadata");
@@ -68,33 +81,17 @@ async fn forbidden_grant_types_are_invalid_client_metadata() {
 }
 
 #[actix_web::test]
-async fn unsupported_auth_method_is_invalid_client_metadata() {
+async fn malformed_scope_is_invalid_client_metadata() {
+    // Unknown scopes are dropped (see `answers`); a scope that is not scope syntax is not.
     let app = spawn_app().await;
-    let request = json!({
-        "redirect_uris": ["https://app.example/cb"],
-        "token_endpoint_auth_method": "private_key_jwt",
-    });
-
-    assert_oauth_error(
-        &register(&app, &request).await,
-        400,
-        "invalid_client_metadata",
-    );
-}
-
-#[actix_web::test]
-async fn unknown_scope_is_invalid_client_metadata() {
-    let app = spawn_app().await;
-    let request = json!({
-        "redirect_uris": ["https://app.example/cb"],
-        "scope": "mcp:read mcp:admin",
-    });
-
-    assert_oauth_error(
-        &register(&app, &request).await,
-        400,
-        "invalid_client_metadata",
-    );
+    for scope in [json!("mcp:read \"x\""), json!(7)] {
+        let request = json!({ "redirect_uris": ["https://app.example/cb"], "scope": scope });
+        assert_oauth_error(
+            &register(&app, &request).await,
+            400,
+            "invalid_client_metadata",
+        );
+    }
 }
 
 #[actix_web::test]
