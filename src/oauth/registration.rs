@@ -32,7 +32,7 @@ use crate::{
     config::Settings,
     domain::{
         client::{AuthMethod, GrantType, NewClient, RegisteredClient},
-        redirect::{validate_for_registration, RedirectUriError},
+        redirect::{is_private_use, validate_for_registration, RedirectUriError},
         scope::{Scopes, OFFLINE_ACCESS},
     },
 };
@@ -222,6 +222,19 @@ pub fn validate(
     }
 
     let auth_method = auth_method(doc, source)?;
+    // A private-use scheme names a native app, and native apps are public clients (RFC 8252
+    // §8.4): any app on the device may claim the scheme, so the URI says nothing about who
+    // holds a secret. A client asking for a secret with such a URI is refused rather than
+    // quietly made public, since it expects to authenticate.
+    if auth_method != AuthMethod::None
+        && redirect_uris
+            .iter()
+            .any(|uri| url::Url::parse(uri).is_ok_and(|u| is_private_use(&u)))
+    {
+        return Err(bad_redirect(
+            "private-use redirect URIs are for public clients: register with token_endpoint_auth_method none",
+        ));
+    }
     if source == MetadataSource::Document
         && (doc.contains_key("client_secret") || doc.contains_key("client_secret_expires_at"))
     {
@@ -487,5 +500,26 @@ mod tests {
         let off = config.settings(8000).unwrap();
         let err = parse(cursor.as_bytes(), &off).unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidRedirectUri);
+    }
+
+    #[test]
+    fn private_use_redirects_are_for_public_clients() {
+        for method in [
+            r#","token_endpoint_auth_method":"client_secret_basic""#,
+            r#","token_endpoint_auth_method":"client_secret_post""#,
+            // RFC 7591 §2: omitted means client_secret_basic.
+            "",
+        ] {
+            let body = format!(
+                r#"{{"redirect_uris":["http://127.0.0.1/cb","cursor://anysphere.cursor-mcp/oauth/callback"]{method}}}"#
+            );
+            let err = parse(body.as_bytes(), &settings()).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidRedirectUri, "{body}");
+            assert!(err.description().contains("public clients"), "{body}");
+        }
+        // The same confidential client without the private-use URI is fine.
+        ok(
+            r#"{"redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"client_secret_basic"}"#,
+        );
     }
 }
