@@ -177,7 +177,8 @@ impl Services {
             Arc::clone(&settings),
             Arc::clone(&clock),
             Arc::clone(&key),
-        )?
+        )
+        .await?
         .with_metrics(Arc::clone(&metrics))
         .start();
         let sessions = McpSessions::new(SessionLimits::from_config(&settings.config)).start();

@@ -3,7 +3,7 @@
 
 use actix::prelude::*;
 
-use super::{IntrospectToken, LedgerError, TokenInfo, TokenLedger};
+use super::{reply_after, IntrospectToken, LedgerError, TokenInfo, TokenLedger};
 use crate::storage::TokenRecord;
 
 impl TokenLedger {
@@ -15,22 +15,25 @@ impl TokenLedger {
 }
 
 impl Handler<IntrospectToken> for TokenLedger {
-    type Result = Result<Option<TokenInfo>, LedgerError>;
+    type Result = ActorResponse<Self, Result<Option<TokenInfo>, LedgerError>>;
     fn handle(&mut self, msg: IntrospectToken, _: &mut Self::Context) -> Self::Result {
-        let Some(record) = self.store.get(&msg.token.key())? else {
-            return Ok(None);
-        };
-        if !self.active(&record) {
-            return Ok(None);
-        }
-        Ok(Some(TokenInfo {
-            kind: record.kind,
-            client_id: record.client_id,
-            subject: record.subject,
-            scopes: record.scopes,
-            resource: record.resource,
-            issued_at: record.issued_at,
-            expires_at: record.expires_at,
-        }))
+        let answer = self.store.get(&msg.token.key());
+        reply_after(self, answer, |act, out| {
+            let Some(record) = out? else {
+                return Ok(None);
+            };
+            if !act.active(&record) {
+                return Ok(None);
+            }
+            Ok(Some(TokenInfo {
+                kind: record.kind,
+                client_id: record.client_id,
+                subject: record.subject,
+                scopes: record.scopes,
+                resource: record.resource,
+                issued_at: record.issued_at,
+                expires_at: record.expires_at,
+            }))
+        })
     }
 }

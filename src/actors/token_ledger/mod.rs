@@ -29,6 +29,22 @@
 //! recorded each grant's latest expiry on every issuance: the same guarantee, but one more
 //! write per token, which cost about a tenth of the issuance rate (BENCHMARKS.md).
 //!
+//! # Storage intents
+//! Every write is one atomic intent of [`TokenStore`] (issue, rotate, revoke a token,
+//! revoke a grant), with the policy passed in: lifetimes, the grace window, how long a
+//! revocation lasts, the successors' derivation. The store arbitrates; the ledger decides.
+//! Its answers are futures ([`reply_after`](super::reply_after)): ready ones on sled, so a
+//! message is answered in its handler, but the ledger is correct if they complete later,
+//! with other messages handled in between, because its in-memory state changes only from
+//! an intent's answer:
+//! - a revocation enters the revoked set when the store has made it
+//!   ([`TokenLedger::grant_revoked`], in `revoke.rs`), before the requester is answered;
+//!   until then the grant's tokens still validate, as they did before the request;
+//! - issuance and rotation do not trust the set: the store refuses a revoked grant in the
+//!   same transaction (the set only spares the store a refused write);
+//! - a sweep forgets a grant only if its time is still past when the sweep's answer
+//!   arrives, so a revocation renewed meanwhile is kept.
+//!
 //! # Layout
 //! | File | Owns |
 //! |------|------|
@@ -48,9 +64,11 @@
 //! | [`RevokeToken`] | `Durable<Result<(), LedgerError>>` | removes the token; a refresh token revokes its grant |
 //! | [`RevokeGrant`] | `Durable<Result<(), LedgerError>>` | a revocation |
 //! | [`RevokeGrantsOf`] | `Durable<Result<usize, LedgerError>>` | revocations (administration only) |
-//! | [`CountTokens`] | `usize` | nothing |
+//! | [`CountTokens`] | `Result<usize, StorageError>` | nothing |
 //! | [`Sweep`] / [`Stop`] | | expired entries removed / none |
 
+#[cfg(test)]
+mod deferred_tests;
 mod introspect;
 mod issue;
 mod refresh;
@@ -63,7 +81,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use actix::prelude::*;
 
-use super::{Stop, Sweep};
+use super::{reply_after, Stop, Sweep};
 use crate::{
     config::Settings,
     domain::{
@@ -74,7 +92,7 @@ use crate::{
         server_key::ServerKey,
     },
     metrics::{ActorKind, Metered, Metrics},
-    storage::{Durable, StorageError, TokenStore},
+    storage::{Durable, StorageError, StoreFuture, TokenStore},
 };
 
 /// Ledger failures.
@@ -208,7 +226,7 @@ pub struct RevokeGrantsOf {
 
 /// Number of token records held (live, rotated or expired-not-yet-swept).
 #[derive(Debug, Message)]
-#[rtype(result = "usize")]
+#[rtype(result = "Result<usize, StorageError>")]
 pub struct CountTokens;
 
 /// The token ledger actor.
@@ -233,13 +251,13 @@ impl TokenLedger {
     /// decode is kept and logged; if it still names its grant, that grant stays revoked
     /// for good (fail closed), and it is counted in the metrics given by
     /// [`with_metrics`](Self::with_metrics).
-    pub fn new(
+    pub async fn new(
         store: Box<dyn TokenStore>,
         settings: Arc<Settings>,
         clock: Arc<dyn Clock>,
         key: Arc<ServerKey>,
     ) -> Result<Self, StorageError> {
-        let loaded = store.revoked_grants()?;
+        let loaded = store.revoked_grants().await?;
         let mut ledger = Self {
             store,
             revoked: loaded.grants.into_iter().collect(),
@@ -252,7 +270,8 @@ impl TokenLedger {
         };
         // Before any token is issued: a token is acknowledged only after a flush of the
         // whole database, which then holds this record too.
-        ledger.record_lifetime()?;
+        let lifetimes = ledger.record_lifetime().await?;
+        ledger.set_horizon(&lifetimes);
         Ok(ledger)
     }
 
@@ -282,10 +301,13 @@ impl Actor for TokenLedger {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.config.mailbox_capacity);
         // One bounded slice per interval (see `SWEEP_BATCH`).
-        ctx.run_interval(self.settings.config.sweep_interval, |act, _| {
-            if let Err(e) = act.sweep() {
-                tracing::warn!(error = %e, "token sweep failed");
-            }
+        ctx.run_interval(self.settings.config.sweep_interval, |act, ctx| {
+            let answer = act.sweep();
+            ctx.spawn(answer.into_actor(act).map(|out, act, _| {
+                if let Err(e) = act.swept(out) {
+                    tracing::warn!(error = %e, "token sweep failed");
+                }
+            }));
         });
     }
 }
@@ -298,8 +320,9 @@ impl Handler<Stop> for TokenLedger {
 }
 
 impl Handler<CountTokens> for TokenLedger {
-    type Result = usize;
-    fn handle(&mut self, _: CountTokens, _: &mut Self::Context) -> usize {
-        self.store.count()
+    type Result = ActorResponse<Self, Result<usize, StorageError>>;
+    fn handle(&mut self, _: CountTokens, _: &mut Self::Context) -> Self::Result {
+        let answer: StoreFuture<usize> = self.store.count();
+        reply_after(self, answer, |_, out| out)
     }
 }

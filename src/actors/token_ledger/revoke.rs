@@ -2,15 +2,17 @@
 //! §4.1.3: a replayed code revokes its grant; administration), and how long a revocation
 //! is remembered (the lifetime records and the horizon, see the ledger's module docs).
 //!
-//! [`TokenLedger::revoke_grant_until`] is the one place where a grant becomes revoked.
+//! The store revokes ([`TokenStore::revoke_grant`](crate::storage::TokenStore),
+//! `revoke_token`, and `rotate` on reuse); [`TokenLedger::grant_revoked`] is the one place
+//! where the ledger learns of it, and where a grant enters its revoked set.
 
 use actix::prelude::*;
+use futures_util::future::try_join_all;
 
-use super::{after_persist, LedgerError, RevokeGrant, RevokeGrantsOf, RevokeToken, TokenLedger};
-use crate::{
-    domain::grant::{GrantHolder, GrantId, TokenKind},
-    storage::StorageError,
+use super::{
+    after_persist, reply_after, LedgerError, RevokeGrant, RevokeGrantsOf, RevokeToken, TokenLedger,
 };
+use crate::storage::{GrantRevocation, StoreFuture, TokenRevocation};
 
 impl TokenLedger {
     /// The longest lifetime of a token this ledger issues, in seconds.
@@ -20,30 +22,22 @@ impl TokenLedger {
     }
 
     /// Records that this ledger's lifetime is in force for two more sweep intervals (it
-    /// renews this every interval), then recomputes the horizon from every lifetime on
-    /// record, including those of earlier runs with other settings.
-    pub(super) fn record_lifetime(&mut self) -> Result<(), StorageError> {
+    /// renews this every interval); the answer is every lifetime on record, including those
+    /// of earlier runs with other settings, for [`Self::set_horizon`].
+    pub(super) fn record_lifetime(&self) -> StoreFuture<Vec<(i64, i64)>> {
         let now = self.clock.now();
         let interval = i64::try_from(self.settings.config.sweep_interval.as_secs()).unwrap_or(0);
         let until = now.saturating_add(interval.saturating_mul(2));
-        self.store.record_lifetime(self.lifetime(), until)?;
-        self.horizon = self
-            .store
-            .lifetimes()?
-            .into_iter()
-            .map(|(lifetime, until)| until.saturating_add(lifetime))
-            .max()
-            .unwrap_or(i64::MIN);
-        Ok(())
+        self.store.record_lifetime(self.lifetime(), until)
     }
 
-    /// Marks a grant revoked, remembered for as long as any of its tokens could live.
-    pub(super) fn revoke_grant(&mut self, grant_id: GrantId) -> Result<(), StorageError> {
-        let forget_at = self.default_forget_at();
-        if self.revoked.get(&grant_id).is_some_and(|f| *f >= forget_at) {
-            return Ok(());
-        }
-        self.revoke_grant_until(grant_id, forget_at)
+    /// Recomputes the horizon from every recorded lifetime.
+    pub(super) fn set_horizon(&mut self, lifetimes: &[(i64, i64)]) {
+        self.horizon = lifetimes
+            .iter()
+            .map(|(lifetime, until)| until.saturating_add(*lifetime))
+            .max()
+            .unwrap_or(i64::MIN);
     }
 
     /// The shortest memory of a grant revoked now: until a token issued now would have
@@ -55,83 +49,99 @@ impl TokenLedger {
             .max(self.horizon)
     }
 
-    pub(super) fn revoke_grant_until(
-        &mut self,
-        grant_id: GrantId,
-        forget_at: i64,
-    ) -> Result<(), StorageError> {
-        self.store.put_revoked_grant(&grant_id, forget_at)?;
-        self.revoked.insert(grant_id, forget_at);
-        Ok(())
-    }
-
-    pub(super) fn revoke_grants_of(&mut self, holder: &GrantHolder) -> Result<usize, StorageError> {
-        let now = self.clock.now();
-        let default_forget_at = self.default_forget_at();
-        let mut revoked = 0;
-        for (grant_id, latest_expiry) in self.store.grants_of(holder)? {
-            if latest_expiry <= now {
-                // Every token of this grant has expired already; nothing left to stop.
-                continue;
-            }
-            // Remembered until the grant's last stored token expires, even when that is
-            // later than a token issued now would live (the ledger may have run with a
-            // longer TTL than this process was given). No new token can join a revoked
-            // grant, so none outlives this.
-            let forget_at = default_forget_at.max(latest_expiry);
-            if self.revoked.get(&grant_id).is_some_and(|f| *f >= forget_at) {
-                continue;
-            }
-            let newly = !self.revoked.contains_key(&grant_id);
-            self.revoke_grant_until(grant_id, forget_at)?;
-            revoked += usize::from(newly);
-        }
-        Ok(revoked)
+    /// The store has revoked a grant: from now on none of its tokens validate here. The
+    /// one place a grant enters the revoked set (a revocation epoch for caches of
+    /// validated tokens belongs here).
+    pub(super) fn grant_revoked(&mut self, revocation: GrantRevocation) {
+        let forget_at = self
+            .revoked
+            .entry(revocation.grant_id)
+            .or_insert(revocation.forget_at);
+        *forget_at = (*forget_at).max(revocation.forget_at);
     }
 }
 
 impl Handler<RevokeToken> for TokenLedger {
-    type Result = MessageResult<RevokeToken>;
+    type Result = ActorResponse<Self, <RevokeToken as Message>::Result>;
     fn handle(&mut self, msg: RevokeToken, _: &mut Self::Context) -> Self::Result {
-        let result = (|| {
-            let digest = msg.token.key();
-            let Some(record) = self.store.get(&digest)? else {
-                return Ok(());
-            };
-            if record.client_id != msg.client_id {
-                return Ok(());
-            }
-            match record.kind {
-                TokenKind::Access => {
-                    self.store.remove(&digest)?;
-                }
+        let answer =
+            self.store
+                .revoke_token(&msg.token.key(), &msg.client_id, self.default_forget_at());
+        reply_after(self, answer, |act, out| {
+            let result = match out {
                 // RFC 7009 §2.1: revoking a refresh token SHOULD also invalidate the access
                 // tokens of the same grant.
-                TokenKind::Refresh => {
-                    self.revoke_grant(record.grant_id)?;
-                    self.store.remove(&digest)?;
+                Ok(TokenRevocation::GrantRevoked(revocation)) => {
+                    act.grant_revoked(revocation);
+                    Ok(())
                 }
-            }
-            Ok(())
-        })();
-        MessageResult(after_persist(&*self.store, result))
+                // Other clients' and unknown tokens are left alone, with the same answer.
+                Ok(TokenRevocation::AccessRemoved | TokenRevocation::Ignored) => Ok(()),
+                Err(e) => Err(e.into()),
+            };
+            after_persist(&*act.store, result)
+        })
     }
 }
 
 impl Handler<RevokeGrant> for TokenLedger {
-    type Result = MessageResult<RevokeGrant>;
+    type Result = ActorResponse<Self, <RevokeGrant as Message>::Result>;
     fn handle(&mut self, msg: RevokeGrant, _: &mut Self::Context) -> Self::Result {
-        let result = self.revoke_grant(msg.grant_id).map_err(LedgerError::from);
-        MessageResult(after_persist(&*self.store, result))
+        let forget_at = self.default_forget_at();
+        if self
+            .revoked
+            .get(&msg.grant_id)
+            .is_some_and(|f| *f >= forget_at)
+        {
+            // Revoked for long enough already: nothing to write.
+            return ActorResponse::reply(after_persist(&*self.store, Ok(())));
+        }
+        let answer = self.store.revoke_grant(msg.grant_id, forget_at);
+        reply_after(self, answer, |act, out| {
+            let result = out.map(|revocation| act.grant_revoked(revocation));
+            after_persist(&*act.store, result.map_err(LedgerError::from))
+        })
     }
 }
 
 impl Handler<RevokeGrantsOf> for TokenLedger {
-    type Result = MessageResult<RevokeGrantsOf>;
+    type Result = ActorResponse<Self, <RevokeGrantsOf as Message>::Result>;
     fn handle(&mut self, msg: RevokeGrantsOf, _: &mut Self::Context) -> Self::Result {
-        let result = self
-            .revoke_grants_of(&msg.holder)
-            .map_err(LedgerError::from);
-        MessageResult(after_persist(&*self.store, result))
+        let grants = self.store.grants_of(&msg.holder);
+        // Two steps (find, then revoke each), so always answered as a future: this is the
+        // administration path, where a boxed future costs nothing worth measuring.
+        let revoke = grants.into_actor(self).then(|found, act, _| {
+            let now = act.clock.now();
+            let default_forget_at = act.default_forget_at();
+            let revocations: Vec<_> = match found {
+                Ok(grants) => grants
+                    .into_iter()
+                    // Every token of such a grant has expired already; nothing to stop.
+                    .filter(|(_, latest_expiry)| *latest_expiry > now)
+                    // Remembered until the grant's last stored token expires, even when
+                    // that is later than a token issued now would live (the ledger may
+                    // have run with a longer TTL than this process was given). No new token
+                    // can join a revoked grant, so none outlives this.
+                    .map(|(grant, latest_expiry)| {
+                        act.store
+                            .revoke_grant(grant, default_forget_at.max(latest_expiry))
+                    })
+                    .collect(),
+                Err(e) => vec![Box::pin(futures_util::future::ready(Err(e))) as StoreFuture<_>],
+            };
+            try_join_all(revocations)
+                .into_actor(act)
+                .map(|out, act, _| {
+                    let result = out.map_err(LedgerError::from).map(|revocations| {
+                        let newly = revocations.iter().filter(|r| r.newly).count();
+                        for revocation in revocations {
+                            act.grant_revoked(revocation);
+                        }
+                        newly
+                    });
+                    after_persist(&*act.store, result)
+                })
+        });
+        ActorResponse::r#async(revoke)
     }
 }

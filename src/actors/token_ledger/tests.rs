@@ -13,16 +13,18 @@ fn key() -> Arc<ServerKey> {
     Arc::new(ServerKey::from_bytes(&[5u8; 32]).unwrap())
 }
 
-fn start() -> (Addr<TokenLedger>, Arc<ManualClock>) {
-    start_with(Config::default())
+async fn start() -> (Addr<TokenLedger>, Arc<ManualClock>) {
+    start_with(Config::default()).await
 }
 
-fn start_with(config: Config) -> (Addr<TokenLedger>, Arc<ManualClock>) {
+async fn start_with(config: Config) -> (Addr<TokenLedger>, Arc<ManualClock>) {
     let db = sled::Config::new().temporary(true).open().unwrap();
     let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
     let settings = Arc::new(config.settings(8000).unwrap());
     let clock = ManualClock::new(1_000);
-    let ledger = TokenLedger::new(Box::new(store), settings, clock.clone(), key()).unwrap();
+    let ledger = TokenLedger::new(Box::new(store), settings, clock.clone(), key())
+        .await
+        .unwrap();
     (ledger.start(), clock)
 }
 
@@ -76,7 +78,7 @@ fn refresh(rt: &RefreshToken, scopes: Option<&str>) -> RefreshTokens {
 
 #[actix::test]
 async fn rotation_narrowing_and_reuse_detection() {
-    let (addr, clock) = start();
+    let (addr, clock) = start().await;
     let first = pair(&addr, GrantId::generate()).await;
     let rt1 = first.refresh_token.unwrap();
     let second = rotated(&addr, refresh(&rt1, Some("mcp:read")))
@@ -107,7 +109,7 @@ async fn rotation_narrowing_and_reuse_detection() {
 async fn zero_grace_refuses_any_reuse() {
     let mut config = Config::default();
     config.refresh_grace = Duration::ZERO;
-    let (addr, _) = start_with(config);
+    let (addr, _) = start_with(config).await;
     let first = pair(&addr, GrantId::generate()).await;
     let rt = first.refresh_token.unwrap();
     rotated(&addr, refresh(&rt, None)).await.unwrap();
@@ -118,7 +120,7 @@ async fn zero_grace_refuses_any_reuse() {
 
 #[actix::test]
 async fn within_the_grace_window_a_rotation_is_answered_again_identically() {
-    let (addr, clock) = start();
+    let (addr, clock) = start().await;
     let first = pair(&addr, GrantId::generate()).await;
     let rt = first.refresh_token.unwrap();
     let a = rotated(&addr, refresh(&rt, None)).await.unwrap();
@@ -134,7 +136,7 @@ async fn within_the_grace_window_a_rotation_is_answered_again_identically() {
     assert_eq!((a.expires_in, b.expires_in), (3600, 3597));
     assert!(active(&addr, ra.secret()).await);
     assert_eq!(
-        addr.send(CountTokens).await.unwrap(),
+        addr.send(CountTokens).await.unwrap().unwrap(),
         4,
         "nothing new stored"
     );
@@ -153,9 +155,11 @@ async fn successors_are_keyed_by_the_server_key_and_the_presented_token() {
             ManualClock::new(1),
             key,
         )
-        .unwrap()
     };
-    let (one, other) = (ledger(&[1; 32]), ledger(&[2; 32]));
+    let (one, other) = (
+        ledger(&[1; 32]).await.unwrap(),
+        ledger(&[2; 32]).await.unwrap(),
+    );
     let grant = GrantId([3; 16]);
     let rt = RefreshToken::generate();
     let (a1, r1) = one.successors(&rt, &grant, 1_000);
@@ -176,7 +180,7 @@ async fn successors_are_keyed_by_the_server_key_and_the_presented_token() {
 
 #[actix::test]
 async fn no_token_is_minted_into_a_revoked_grant_and_revocation_is_per_client() {
-    let (addr, _) = start();
+    let (addr, _) = start().await;
     let grant = GrantId::generate();
     addr.send(RevokeGrant { grant_id: grant })
         .await
@@ -184,13 +188,13 @@ async fn no_token_is_minted_into_a_revoked_grant_and_revocation_is_per_client() 
         .wait()
         .await
         .unwrap();
-    let before = addr.send(CountTokens).await.unwrap();
+    let before = addr.send(CountTokens).await.unwrap().unwrap();
     let refused = addr.send(issue(grant)).await.unwrap().wait().await;
     assert!(
         matches!(refused, Err(LedgerError::GrantRevoked)),
         "{refused:?}"
     );
-    assert_eq!(addr.send(CountTokens).await.unwrap(), before);
+    assert_eq!(addr.send(CountTokens).await.unwrap().unwrap(), before);
 
     let t = pair(&addr, GrantId::generate()).await;
     let token = PresentedToken::new(t.access_token.secret().to_owned());
@@ -225,14 +229,14 @@ async fn no_token_is_minted_into_a_revoked_grant_and_revocation_is_per_client() 
 
 #[actix::test]
 async fn sweep_removes_expired_tokens() {
-    let (addr, clock) = start();
+    let (addr, clock) = start().await;
     let t = pair(&addr, GrantId::generate()).await;
-    assert_eq!(addr.send(CountTokens).await.unwrap(), 2);
+    assert_eq!(addr.send(CountTokens).await.unwrap().unwrap(), 2);
     clock.advance(Duration::from_secs(3601));
     assert!(!active(&addr, t.access_token.secret()).await);
     assert_eq!(addr.send(Sweep).await.unwrap().unwrap(), 1);
     assert_eq!(
-        addr.send(CountTokens).await.unwrap(),
+        addr.send(CountTokens).await.unwrap().unwrap(),
         1,
         "the refresh token lives on"
     );
@@ -242,7 +246,7 @@ async fn sweep_removes_expired_tokens() {
 async fn an_undecodable_revocation_keeps_its_grant_revoked_and_is_counted() {
     let db = sled::Config::new().temporary(true).open().unwrap();
     let clock = ManualClock::new(1_000);
-    let first = ledger_on(&db, Config::default(), clock.clone());
+    let first = ledger_on(&db, Config::default(), clock.clone()).await;
     let grant = GrantId::generate();
     let t = pair(&first, grant).await;
     revoke(&first, grant).await;
@@ -255,6 +259,7 @@ async fn an_undecodable_revocation_keeps_its_grant_revoked_and_is_counted() {
     let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
     let settings = Arc::new(Config::default().settings(8000).unwrap());
     let reopened = TokenLedger::new(Box::new(store), settings, clock.clone(), key())
+        .await
         .unwrap()
         .with_metrics(Arc::clone(&metrics))
         .start();
@@ -283,14 +288,14 @@ async fn a_revocation_lasts_as_long_as_the_grants_latest_token() {
     // with one-hour ones: remembered for the 30 days, not the hour.
     let db = sled::Config::new().temporary(true).open().unwrap();
     let clock = ManualClock::new(1_000);
-    let issuer = ledger_on(&db, Config::default(), clock.clone());
+    let issuer = ledger_on(&db, Config::default(), clock.clone()).await;
     let grant = GrantId::generate();
     let t = pair(&issuer, grant).await;
     drop(issuer);
     let mut short = Config::default();
     short.access_token_ttl = Duration::from_secs(60);
     short.refresh_token_ttl = Duration::from_secs(3600);
-    let revoker = ledger_on(&db, short, clock.clone());
+    let revoker = ledger_on(&db, short, clock.clone()).await;
     revoke(&revoker, grant).await;
     let rt = t.refresh_token.unwrap();
     clock.advance(Duration::from_secs(29 * 24 * 3600));
@@ -306,10 +311,11 @@ async fn a_revocation_lasts_as_long_as_the_grants_latest_token() {
     assert!(tree.is_empty(), "forgotten once the last token expired");
 }
 
-fn ledger_on(db: &sled::Db, config: Config, clock: Arc<ManualClock>) -> Addr<TokenLedger> {
+async fn ledger_on(db: &sled::Db, config: Config, clock: Arc<ManualClock>) -> Addr<TokenLedger> {
     let store = SledTokenStore::open(db, Durability::relaxed()).unwrap();
     let settings = Arc::new(config.settings(8000).unwrap());
     TokenLedger::new(Box::new(store), settings, clock, key())
+        .await
         .unwrap()
         .start()
 }
@@ -331,7 +337,7 @@ async fn revoke_of(addr: &Addr<TokenLedger>, holder: GrantHolder) -> usize {
 async fn revoking_the_grants_of_a_subject_or_client() {
     let db = sled::Config::new().temporary(true).open().unwrap();
     let clock = ManualClock::new(1_000);
-    let addr = ledger_on(&db, Config::default(), clock.clone());
+    let addr = ledger_on(&db, Config::default(), clock.clone()).await;
     let mut issued = Vec::new();
     for (client, subject) in [
         ("c", Some("u")),
@@ -360,7 +366,7 @@ async fn revoking_the_grants_of_a_subject_or_client() {
     assert!(active(&addr, issued[1].access_token.secret()).await);
 
     // Durable: a ledger opened later on the same database knows the revocations.
-    let reopened = ledger_on(&db, Config::default(), clock);
+    let reopened = ledger_on(&db, Config::default(), clock).await;
     assert!(!active(&reopened, issued[0].access_token.secret()).await);
     assert!(active(&reopened, issued[1].access_token.secret()).await);
 }
@@ -369,7 +375,7 @@ async fn revoking_the_grants_of_a_subject_or_client() {
 async fn a_revocation_outlives_the_grants_tokens_whatever_the_configured_ttl() {
     let db = sled::Config::new().temporary(true).open().unwrap();
     let clock = ManualClock::new(1_000);
-    let issuer = ledger_on(&db, Config::default(), clock.clone());
+    let issuer = ledger_on(&db, Config::default(), clock.clone()).await;
     let t = issuer
         .send(issue_to("c", Some("u")))
         .await
@@ -381,11 +387,11 @@ async fn a_revocation_outlives_the_grants_tokens_whatever_the_configured_ttl() {
     // Revoked by a process configured with much shorter lifetimes than the tokens got.
     let mut short = Config::default();
     short.refresh_token_ttl = Duration::from_secs(3600);
-    let admin = ledger_on(&db, short, clock.clone());
+    let admin = ledger_on(&db, short, clock.clone()).await;
     assert_eq!(revoke_of(&admin, GrantHolder::Subject("u".into())).await, 1);
     clock.advance(Duration::from_secs(7 * 24 * 3600));
     issuer.send(Sweep).await.unwrap().unwrap();
-    let reopened = ledger_on(&db, Config::default(), clock.clone());
+    let reopened = ledger_on(&db, Config::default(), clock.clone()).await;
     assert!(!active(&reopened, rt.secret()).await);
     let reuse = reopened
         .send(refresh(&rt, None))
