@@ -31,6 +31,7 @@
 //! call is on disk. The sled implementation batches these into one [`GroupCommit`] flush
 //! for all callers that arrived meanwhile; the requester waits for it ([`Durable`]).
 
+mod code_store;
 pub mod codec;
 pub mod group_commit;
 pub mod records;
@@ -42,6 +43,7 @@ pub use self::sled as sled_store;
 
 use futures_util::future::BoxFuture;
 
+pub use code_store::{CodeStore, Redemption};
 pub use group_commit::{FlushObserver, GroupCommit};
 pub use records::{
     CodeRecord, GrantHolder, GrantId, StoredCode, TokenKind, TokenRecord, UsedCodeRecord,
@@ -51,10 +53,7 @@ pub use token_store::{
     TokenRevocation, TokenStore,
 };
 
-use crate::domain::{
-    client::{Client, User},
-    secrets::TokenKey,
-};
+use crate::domain::client::{Client, User};
 
 /// Storage failures. Never shown to clients beyond `server_error`.
 #[derive(Debug, thiserror::Error)]
@@ -203,29 +202,6 @@ pub trait ClientStore: Send + 'static {
     fn remove_client(&self, client_id: &str) -> Result<(), StorageError>;
     /// Removes a user; removing an unknown one is not an error.
     fn remove_user(&self, username: &str) -> Result<(), StorageError>;
-    /// Resolves once earlier writes are on disk.
-    fn persist(&self) -> Persist;
-}
-
-/// What the code issuer stores: live codes, and redeemed codes kept for replay detection,
-/// under the same key (a redeemed code's record is replaced by a small marker: one write
-/// per redemption).
-pub trait CodeStore: Send + 'static {
-    /// Stores a new code under its digest.
-    fn insert(&self, key: &TokenKey, record: &CodeRecord) -> Result<(), StorageError>;
-    /// Reads what is stored under a code's key.
-    fn get(&self, key: &TokenKey) -> Result<Option<StoredCode>, StorageError>;
-    /// Replaces a code with its redeemed marker, kept until `record.forget_at`.
-    fn mark_used(&self, key: &TokenKey, record: &UsedCodeRecord) -> Result<(), StorageError>;
-    /// Forgets a code.
-    fn remove(&self, key: &TokenKey) -> Result<(), StorageError>;
-    /// Removes every live (not yet redeemed) code of `holder`; returns how many. Walks the
-    /// whole tree: meant for offline administration, not for request paths.
-    fn remove_live_codes_of(&self, holder: &GrantHolder) -> Result<usize, StorageError>;
-    /// Removes expired codes and forgotten markers, examining at most `limit` entries from
-    /// where the previous sweep stopped. An entry whose expiry cannot be read (it may be a
-    /// redeemed marker, whose replay must still revoke) is kept and reported, not dropped.
-    fn sweep(&self, now: i64, limit: usize) -> Result<Swept, StorageError>;
     /// Resolves once earlier writes are on disk.
     fn persist(&self) -> Persist;
 }
