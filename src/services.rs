@@ -161,7 +161,8 @@ impl Services {
             Arc::clone(&settings),
             Arc::clone(&clock),
             dummy_hash,
-        )?
+        )
+        .await?
         .with_metrics(Arc::clone(&metrics))
         .with_password_checks(Arc::clone(&password_checks))
         .start();

@@ -31,6 +31,7 @@
 //! call is on disk. The sled implementation batches these into one [`GroupCommit`] flush
 //! for all callers that arrived meanwhile; the requester waits for it ([`Durable`]).
 
+mod client_store;
 mod code_store;
 pub mod codec;
 pub mod group_commit;
@@ -43,6 +44,7 @@ pub use self::sled as sled_store;
 
 use futures_util::future::BoxFuture;
 
+pub use client_store::{ClientStore, Registration};
 pub use code_store::{CodeStore, Redemption};
 pub use group_commit::{FlushObserver, GroupCommit};
 pub use records::{
@@ -52,8 +54,6 @@ pub use token_store::{
     DeriveSuccessors, GrantRevocation, IssueOutcome, NewToken, RotateOutcome, Rotation, Successors,
     TokenRevocation, TokenStore,
 };
-
-use crate::domain::client::{Client, User};
 
 /// Storage failures. Never shown to clients beyond `server_error`.
 #[derive(Debug, thiserror::Error)]
@@ -188,20 +188,4 @@ pub struct Swept {
     /// Of those, the grants still identifiable (only the forget time was unreadable): the
     /// owner keeps them revoked for good.
     pub undecodable_grants: Vec<GrantId>,
-}
-
-/// What the client registry stores: clients and users.
-pub trait ClientStore: Send + 'static {
-    /// Every client and user, read once at start-up into the registry's index.
-    fn load(&self) -> Result<(Vec<Client>, Vec<User>), StorageError>;
-    /// Inserts or replaces a client.
-    fn put_client(&self, client: &Client) -> Result<(), StorageError>;
-    /// Inserts or replaces a user.
-    fn put_user(&self, user: &User) -> Result<(), StorageError>;
-    /// Removes a client; removing an unknown one is not an error.
-    fn remove_client(&self, client_id: &str) -> Result<(), StorageError>;
-    /// Removes a user; removing an unknown one is not an error.
-    fn remove_user(&self, username: &str) -> Result<(), StorageError>;
-    /// Resolves once earlier writes are on disk.
-    fn persist(&self) -> Persist;
 }
