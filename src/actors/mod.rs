@@ -32,8 +32,8 @@ pub struct Sweep;
 ///
 /// The answer is polled once at once: a backend that does its work inside the call (sled)
 /// answers a ready future, and the reply then goes out in this very handler, as it did
-/// when the stores were synchronous (no boxed actor future, no spawn; measured in
-/// BENCHMARKS.md). Otherwise the actor handles other messages meanwhile and `then` runs
+/// when the stores were synchronous (no boxed actor future, no spawn on the hot paths).
+/// Otherwise the actor handles other messages meanwhile and `then` runs
 /// when the answer arrives, so an actor may update its in-memory state only in `then`,
 /// from the answer, and must stay correct whatever ran in between (each actor's docs say
 /// why it does).

@@ -182,7 +182,10 @@ pub trait TokenStore: Send + 'static {
     fn rotate(&self, rotation: Rotation) -> StoreFuture<RotateOutcome>;
 
     /// Reads a token record (introspection, bearer validation): one read. Whether its
-    /// grant is revoked is the ledger's in-memory set's to say.
+    /// grant is revoked is the ledger's in-memory set's to say: complete on sled, where
+    /// this process made every revocation; with a shared backend, revocations made by
+    /// other processes reach the set only by a refresh of it (or a `get` that also reads
+    /// the grant's revocation), which is that backend's ledger's to add.
     fn get(&self, key: &TokenKey) -> StoreFuture<Option<TokenRecord>>;
 
     /// Revokes a token on behalf of `client_id` (RFC 7009): in one transaction, reads it;
