@@ -16,8 +16,9 @@
 //! refreshes converge on one branch of the grant, and a thief replaying a leaked request
 //! gets nothing the client does not hold too (and loses it when the client rotates on).
 //! Only digests are stored, so the successors are derived from the presented token with
-//! the server key (`TokenLedger::successors`): the ledger recomputes them
-//! instead of remembering them. Past the window, reuse revokes the grant.
+//! the server key (`successors` in `refresh.rs`, handed to the store's `rotate`): the
+//! ledger recomputes them instead of remembering them. Past the window, reuse revokes the
+//! grant.
 //!
 //! # Revoked grants
 //! No token is minted into a revoked grant ([`LedgerError::GrantRevoked`]), and a

@@ -75,8 +75,11 @@ impl Handler<RevokeToken> for TokenLedger {
                     act.grant_revoked(revocation);
                     Ok(())
                 }
+                // The one other way a token stops validating before its expiry: a cache of
+                // validated tokens must forget it here too.
+                Ok(TokenRevocation::AccessRemoved) => Ok(()),
                 // Other clients' and unknown tokens are left alone, with the same answer.
-                Ok(TokenRevocation::AccessRemoved | TokenRevocation::Ignored) => Ok(()),
+                Ok(TokenRevocation::Ignored) => Ok(()),
                 Err(e) => Err(e.into()),
             };
             after_persist(&*act.store, result)
