@@ -174,3 +174,23 @@ async fn a_revocation_racing_an_issuance_never_leaves_live_tokens() {
     addr.send(revoke).await.unwrap().wait().await.unwrap();
     assert!(!active(&addr, t.access_token.secret()).await);
 }
+
+#[actix::test]
+async fn sweeping_and_administration_answer_as_over_sled() {
+    let (addr, clock) = start().await;
+    let grant = GrantId::generate();
+    let mut msg = issue(grant);
+    msg.subject = Some("v".into());
+    let t = addr.send(msg).await.unwrap().wait().await.unwrap();
+    let holder = GrantHolder::Subject("v".into());
+    let revoked = addr.send(RevokeGrantsOf { holder }).await.unwrap();
+    assert_eq!(revoked.wait().await.unwrap(), 1);
+    assert!(!active(&addr, t.access_token.secret()).await);
+    // Past every token's life and the revocation's memory: all swept, and the grant
+    // forgotten (a token minted into it now would be accepted again).
+    clock.advance(std::time::Duration::from_secs(40 * 24 * 3600));
+    assert_eq!(addr.send(Sweep).await.unwrap().unwrap(), 2);
+    assert_eq!(addr.send(CountTokens).await.unwrap().unwrap(), 0);
+    let again = addr.send(issue(grant)).await.unwrap().wait().await;
+    assert!(again.is_ok(), "{again:?}");
+}
