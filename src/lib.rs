@@ -22,8 +22,10 @@
 //! - [`actors::McpSessions`] — the MCP session table behind rmcp's session manager:
 //!   owners, idle expiry, per-owner caps.
 //!
-//! Storage sits behind narrow typed traits ([`storage::ClientStore`], [`storage::CodeStore`],
-//! [`storage::TokenStore`]); sled is the implementation today. Answers that hand out a
+//! Storage sits behind narrow asynchronous traits ([`storage::ClientStore`],
+//! [`storage::CodeStore`], [`storage::TokenStore`]) whose writes are atomic intents (issue,
+//! rotate, redeem once, revoke, register) that a database shared by several processes could
+//! arbitrate; sled is the implementation today. Answers that hand out a
 //! credential or acknowledge a revocation are released only after a group-commit flush
 //! ([`storage::Durable`]). `docs/architecture.md` in the repository has the diagrams.
 //!
@@ -78,7 +80,8 @@
 //! # Layout
 //! - `config` — [`Config`] and validated [`config::Settings`].
 //! - `domain` — secrets, PKCE, scopes, redirect URI rules, clients, grants, the clock.
-//! - `storage` — store traits, sled implementations (`storage::sled`, one file per owner),
+//! - `storage` — store traits (one file per owner, atomic intents), sled implementations
+//!   (`storage::sled`, one file per owner),
 //!   binary record codecs, group commit.
 //! - `actors` — the state owners of the authorization server and their messages, one folder
 //!   or file per actor: `client_registry` (clients, users, sign-in), `client_documents`

@@ -163,7 +163,8 @@ impl Services {
             Arc::clone(&settings),
             Arc::clone(&clock),
             dummy_hash,
-        )?
+        )
+        .await?
         .with_password_checks(Arc::clone(&password_checks))
         .start();
         let documents = ClientDocuments::new(Arc::clone(&settings), Arc::clone(&clock))
@@ -181,7 +182,8 @@ impl Services {
             Arc::clone(&settings),
             Arc::clone(&clock),
             Arc::clone(&key),
-        )?
+        )
+        .await?
         .with_metrics(Arc::clone(&metrics))
         .start();
         let sessions = McpSessions::new(SessionLimits::from_config(&settings.config)).start();

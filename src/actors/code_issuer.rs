@@ -4,17 +4,21 @@
 //! scatter inserts).
 //!
 //! OAuth 2.1 §4.1.2 / §4.1.3: codes are short-lived, bound to client, redirect URI, PKCE
-//! challenge, scopes, resource and user, and single use. Single use holds under concurrent
-//! redemption because this actor alone owns the tree and handles one message at a time, so
-//! reading a live code and replacing it with its marker cannot interleave. A
-//! replayed code answers [`CodeError::Replayed`] with its grant so the caller can revoke
+//! challenge, scopes, resource and user, and single use. Single use is the store's
+//! `redeem` intent: one transaction on a shared database; on sled it holds under concurrent
+//! redemption because this actor alone owns the tree and handles one message at a time,
+//! and the sled store reads the live code and replaces it with its marker inside the call.
+//! A replayed code answers [`CodeError::Replayed`] with its grant so the caller can revoke
 //! every token issued from it (§7.5.2 "Reuse of Authorization Codes").
+//!
+//! The actor keeps no state of its own beyond the store, so it is correct whenever the
+//! store's answers arrive ([`reply_after`](super::reply_after)).
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::{Stop, Sweep};
+use super::{reply_after, Stop, Sweep};
 use crate::{
     config::Settings,
     domain::{
@@ -24,7 +28,7 @@ use crate::{
         secrets::AuthorizationCode,
     },
     metrics::{ActorKind, Metered, Metrics},
-    storage::{CodeRecord, CodeStore, Durable, StorageError, StoredCode, UsedCodeRecord},
+    storage::{CodeRecord, CodeStore, Durable, Redemption, StorageError, StoreFuture, Swept},
 };
 
 /// Code tree entries examined per sweep tick.
@@ -116,10 +120,15 @@ impl CodeIssuer {
         self
     }
 
-    fn sweep(&self) -> Result<usize, StorageError> {
+    /// Starts one bounded slice of sweeping; [`Self::swept`] applies the answer.
+    fn sweep(&self) -> StoreFuture<Swept> {
         // Bounded like the ledger's sweep: redeemed codes are kept a day, so the tree can be
         // large under load.
-        let swept = self.store.sweep(self.clock.now(), SWEEP_BATCH)?;
+        self.store.sweep(self.clock.now(), SWEEP_BATCH)
+    }
+
+    fn swept(&mut self, answer: Result<Swept, StorageError>) -> Result<usize, StorageError> {
+        let swept = answer?;
         if let Some(metrics) = &self.metrics {
             metrics.undecodable_revocations(swept.undecodable_revocations);
         }
@@ -136,10 +145,13 @@ impl Actor for CodeIssuer {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.config.mailbox_capacity);
-        ctx.run_interval(self.settings.config.sweep_interval, |act, _| {
-            if let Err(e) = act.sweep() {
-                tracing::warn!(error = %e, "code sweep failed");
-            }
+        ctx.run_interval(self.settings.config.sweep_interval, |act, ctx| {
+            let answer = act.sweep();
+            ctx.spawn(answer.into_actor(act).map(|out, act, _| {
+                if let Err(e) = act.swept(out) {
+                    tracing::warn!(error = %e, "code sweep failed");
+                }
+            }));
         });
     }
 }
@@ -152,14 +164,15 @@ impl Handler<Stop> for CodeIssuer {
 }
 
 impl Handler<Sweep> for CodeIssuer {
-    type Result = Result<usize, StorageError>;
+    type Result = ActorResponse<Self, Result<usize, StorageError>>;
     fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
-        self.sweep()
+        let answer = self.sweep();
+        reply_after(self, answer, Self::swept)
     }
 }
 
 impl Handler<IssueCode> for CodeIssuer {
-    type Result = MessageResult<IssueCode>;
+    type Result = ActorResponse<Self, <IssueCode as Message>::Result>;
     fn handle(&mut self, msg: IssueCode, _: &mut Self::Context) -> Self::Result {
         let code = AuthorizationCode::generate();
         let record = CodeRecord {
@@ -173,57 +186,42 @@ impl Handler<IssueCode> for CodeIssuer {
             subject: msg.subject,
             expires_at: expiry(self.clock.now(), self.settings.config.code_ttl),
         };
-        let result = self
-            .store
-            .insert(&code.key(), &record)
-            .map(|()| code)
-            .map_err(CodeError::from);
-        // The code leaves the server only once it is durable: a code the client holds must
-        // survive a crash.
-        MessageResult(Durable::new(result, self.store.persist()))
+        let answer = self.store.insert(&code.key(), record);
+        reply_after(self, answer, |act, out| {
+            let result = out.map(|()| code).map_err(CodeError::from);
+            // The code leaves the server only once it is durable: a code the client holds
+            // must survive a crash.
+            Durable::new(result, act.store.persist())
+        })
     }
 }
 
 impl Handler<RedeemCode> for CodeIssuer {
-    type Result = Result<CodeRecord, CodeError>;
+    type Result = ActorResponse<Self, Result<CodeRecord, CodeError>>;
     fn handle(&mut self, msg: RedeemCode, _: &mut Self::Context) -> Self::Result {
-        let digest = msg.code.key();
         let now = self.clock.now();
-        let record = match self.store.get(&digest)? {
-            Some(StoredCode::Live(record)) => record,
-            Some(StoredCode::Used(used)) if used.forget_at > now => {
-                return Err(CodeError::Replayed(used.grant_id))
-            }
-            Some(StoredCode::Used(_)) | None => return Err(CodeError::Invalid),
-        };
-        if record.expires_at <= now || record.client_id != msg.client_id {
-            // Burnt either way: a stolen code presented by another client is gone.
-            self.store.remove(&digest)?;
-            return Err(CodeError::Invalid);
-        }
-        let retention = self.settings.config.used_code_retention;
-        self.store.mark_used(
-            &digest,
-            &UsedCodeRecord {
-                grant_id: record.grant_id,
-                forget_at: expiry(now, retention),
-            },
-        )?;
+        let forget_at = expiry(now, self.settings.config.used_code_retention);
+        let answer = self
+            .store
+            .redeem(&msg.code.key(), &msg.client_id, now, forget_at);
         // No flush here: the tokens issued next are flushed before the reply, and sled has
-        // one ordered log, so that flush covers this removal too. A backend with separate
-        // transactions per store would persist here.
-        Ok(record)
+        // one ordered log, so that flush covers this redemption too. A backend with
+        // separate transactions per store would persist here.
+        reply_after(self, answer, |_, out| match out? {
+            Redemption::Redeemed(record) => Ok(record),
+            Redemption::Replayed(grant) => Err(CodeError::Replayed(grant)),
+            Redemption::Invalid => Err(CodeError::Invalid),
+        })
     }
 }
 
 impl Handler<DiscardCodesOf> for CodeIssuer {
-    type Result = MessageResult<DiscardCodesOf>;
+    type Result = ActorResponse<Self, <DiscardCodesOf as Message>::Result>;
     fn handle(&mut self, msg: DiscardCodesOf, _: &mut Self::Context) -> Self::Result {
-        let result = self
-            .store
-            .remove_live_codes_of(&msg.holder)
-            .map_err(CodeError::from);
-        MessageResult(Durable::new(result, self.store.persist()))
+        let answer = self.store.remove_live_codes_of(&msg.holder);
+        reply_after(self, answer, |act, out| {
+            Durable::new(out.map_err(CodeError::from), act.store.persist())
+        })
     }
 }
 

@@ -8,7 +8,10 @@ pub mod code_issuer;
 pub mod mcp_sessions;
 pub mod token_ledger;
 
-use actix::Message;
+use actix::prelude::*;
+use futures_util::FutureExt as _;
+
+use crate::storage::{StorageError, StoreFuture};
 
 pub use client_documents::ClientDocuments;
 pub use client_registry::ClientRegistry;
@@ -25,3 +28,33 @@ pub struct Stop;
 #[derive(Debug, Message)]
 #[rtype(result = "Result<usize, crate::storage::StorageError>")]
 pub struct Sweep;
+
+/// Finishes a message with a store's answer: `then` runs on the actor with the answer, and
+/// its value is the reply.
+///
+/// The answer is polled once at once: a backend that does its work inside the call (sled)
+/// answers a ready future, and the reply then goes out in this very handler, as it did
+/// when the stores were synchronous (no boxed actor future, no spawn on the hot paths).
+/// Otherwise the actor handles other messages meanwhile and `then` runs
+/// when the answer arrives, so an actor may update its in-memory state only in `then`,
+/// from the answer, and must stay correct whatever ran in between (each actor's docs say
+/// why it does).
+pub(crate) fn reply_after<A, T, R>(
+    act: &mut A,
+    mut answer: StoreFuture<T>,
+    then: impl FnOnce(&mut A, Result<T, StorageError>) -> R + 'static,
+) -> ActorResponse<A, R>
+where
+    A: Actor<Context = Context<A>>,
+    T: 'static,
+    R: 'static,
+{
+    match (&mut answer).now_or_never() {
+        Some(out) => ActorResponse::reply(then(act, out)),
+        None => ActorResponse::r#async(
+            answer
+                .into_actor(act)
+                .map(move |out, act, _| then(act, out)),
+        ),
+    }
+}

@@ -1,30 +1,58 @@
-//! Storage behind narrow, typed interfaces: one trait per owning actor, with sled
-//! implementations in [`sled`] (one file per owner). Policy code (the actors) sees only
-//! these traits and domain types, never sled, so a shared PostgreSQL backend can be added
-//! later without touching policy.
+//! Storage behind narrow, typed interfaces: one trait per owning actor ([`TokenStore`] in
+//! `token_store.rs`, [`CodeStore`] in `code_store.rs`, [`ClientStore`] in
+//! `client_store.rs`), with sled implementations in [`sled`] (one file per owner). Policy code
+//! (the actors) sees only these traits and domain types, never sled, so a shared PostgreSQL
+//! backend can be added without touching policy.
 //!
-//! Durability: every store has `persist()`, a future that resolves once every write made
-//! before the call is on disk. The sled implementation batches these into one
-//! [`GroupCommit`] flush for all callers that arrived meanwhile.
+//! # Intents, not reads and writes
+//! Every rule that needs atomicity is one method, an *intent*: issue tokens (refused into a
+//! revoked grant), rotate a refresh token given the presented one, revoke a token or a
+//! grant, redeem a code once, register a client under the global bound. Each method's doc
+//! says what is atomic: a backend shared by several server processes implements it with
+//! one statement or one transaction, and the database arbitrates between the processes.
+//! Policy (lifetimes, the grace window, what reuse revokes, how long a revocation lasts) is
+//! the actor's: it is passed in as parameters, and the store executes it.
+//!
+//! On sled the contract is met by ownership: exactly one actor owns each tree and handles
+//! one message at a time, and the sled store does an intent's reads and writes inside the
+//! call, so intents never interleave (a get-then-put sequence is atomic there). sled's
+//! transactions would give the same guarantee at a cost, and buy nothing with one owner.
+//!
+//! # Futures
+//! Every method answers a [`StoreFuture`], so a backend may be a network away. sled answers
+//! ready futures ([`ready`]); the actors poll the answer once and reply at once when it is
+//! ready, and otherwise finish the message when it completes (`actors::reply_after`), so
+//! they are correct either way: in-memory state is updated from an intent's answer only.
+//! Reads that are single reads stay single reads (a token lookup is one `get`); start-up
+//! loads, bounded sweeps and the whole-tree walks of administration are futures too.
+//!
+//! # Durability
+//! Every store has `persist()`, a future that resolves once every write made before the
+//! call is on disk. The sled implementation batches these into one [`GroupCommit`] flush
+//! for all callers that arrived meanwhile; the requester waits for it ([`Durable`]).
 
+mod client_store;
+mod code_store;
 pub mod codec;
 pub mod group_commit;
 pub mod records;
 pub mod sled;
+mod token_store;
 
 /// The sled implementations' former path, kept for embedders and tools that name it.
 pub use self::sled as sled_store;
 
 use futures_util::future::BoxFuture;
 
+pub use client_store::{ClientStore, Registration};
+pub use code_store::{CodeStore, Redemption};
 pub use group_commit::{FlushObserver, GroupCommit};
 pub use records::{
     CodeRecord, GrantHolder, GrantId, StoredCode, TokenKind, TokenRecord, UsedCodeRecord,
 };
-
-use crate::domain::{
-    client::{Client, User},
-    secrets::TokenKey,
+pub use token_store::{
+    DeriveSuccessors, GrantRevocation, IssueOutcome, NewToken, RotateOutcome, Rotation, Successors,
+    TokenRevocation, TokenStore,
 };
 
 /// Storage failures. Never shown to clients beyond `server_error`.
@@ -89,6 +117,17 @@ fn is_lock_failure(e: &::sled::Error) -> bool {
 /// A future that resolves when earlier writes are durable.
 pub type Persist = BoxFuture<'static, Result<(), StorageError>>;
 
+/// The answer of a store operation: a future, so that a backend may be a network away.
+/// `'static`: it borrows nothing from the store or the arguments (a backend copies what it
+/// needs before answering).
+pub type StoreFuture<T> = BoxFuture<'static, Result<T, StorageError>>;
+
+/// An answer known already: what a backend that does its work inside the call (sled)
+/// returns.
+pub fn ready<T: Send + 'static>(result: Result<T, StorageError>) -> StoreFuture<T> {
+    Box::pin(std::future::ready(result))
+}
+
 /// An actor's answer that must not be acted on (shown to a client) before the writes behind
 /// it are on disk: the answer, and the wait for those writes.
 ///
@@ -149,83 +188,4 @@ pub struct Swept {
     /// Of those, the grants still identifiable (only the forget time was unreadable): the
     /// owner keeps them revoked for good.
     pub undecodable_grants: Vec<GrantId>,
-}
-
-/// What the client registry stores: clients and users.
-pub trait ClientStore: Send + 'static {
-    /// Every client and user, read once at start-up into the registry's index.
-    fn load(&self) -> Result<(Vec<Client>, Vec<User>), StorageError>;
-    /// Inserts or replaces a client.
-    fn put_client(&self, client: &Client) -> Result<(), StorageError>;
-    /// Inserts or replaces a user.
-    fn put_user(&self, user: &User) -> Result<(), StorageError>;
-    /// Removes a client; removing an unknown one is not an error.
-    fn remove_client(&self, client_id: &str) -> Result<(), StorageError>;
-    /// Removes a user; removing an unknown one is not an error.
-    fn remove_user(&self, username: &str) -> Result<(), StorageError>;
-    /// Resolves once earlier writes are on disk.
-    fn persist(&self) -> Persist;
-}
-
-/// What the code issuer stores: live codes, and redeemed codes kept for replay detection,
-/// under the same key (a redeemed code's record is replaced by a small marker: one write
-/// per redemption).
-pub trait CodeStore: Send + 'static {
-    /// Stores a new code under its digest.
-    fn insert(&self, key: &TokenKey, record: &CodeRecord) -> Result<(), StorageError>;
-    /// Reads what is stored under a code's key.
-    fn get(&self, key: &TokenKey) -> Result<Option<StoredCode>, StorageError>;
-    /// Replaces a code with its redeemed marker, kept until `record.forget_at`.
-    fn mark_used(&self, key: &TokenKey, record: &UsedCodeRecord) -> Result<(), StorageError>;
-    /// Forgets a code.
-    fn remove(&self, key: &TokenKey) -> Result<(), StorageError>;
-    /// Removes every live (not yet redeemed) code of `holder`; returns how many. Walks the
-    /// whole tree: meant for offline administration, not for request paths.
-    fn remove_live_codes_of(&self, holder: &GrantHolder) -> Result<usize, StorageError>;
-    /// Removes expired codes and forgotten markers, examining at most `limit` entries from
-    /// where the previous sweep stopped. An entry whose expiry cannot be read (it may be a
-    /// redeemed marker, whose replay must still revoke) is kept and reported, not dropped.
-    fn sweep(&self, now: i64, limit: usize) -> Result<Swept, StorageError>;
-    /// Resolves once earlier writes are on disk.
-    fn persist(&self) -> Persist;
-}
-
-/// What the token ledger stores: tokens by digest, and revoked grants.
-pub trait TokenStore: Send + 'static {
-    /// Inserts or replaces a token record.
-    fn put(&self, key: &TokenKey, record: &TokenRecord) -> Result<(), StorageError>;
-    /// Reads a token record.
-    fn get(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError>;
-    /// Removes a token record, returning it.
-    fn remove(&self, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError>;
-    /// Records that tokens living up to `lifetime` seconds may be issued until
-    /// `in_force_until` (raises the time recorded for that lifetime, never lowers it). A
-    /// revocation must be remembered until every token it covers has expired, whatever
-    /// lifetimes the server runs with when it revokes: these records say how long tokens
-    /// issued under earlier settings can still live. One write per start and per sweep
-    /// interval, none per token.
-    fn record_lifetime(&self, lifetime: i64, in_force_until: i64) -> Result<(), StorageError>;
-    /// Every recorded `(lifetime, in_force_until)`.
-    fn lifetimes(&self) -> Result<Vec<(i64, i64)>, StorageError>;
-    /// Records a revoked grant, remembered until `forget_at`.
-    fn put_revoked_grant(&self, grant: &GrantId, forget_at: i64) -> Result<(), StorageError>;
-    /// Every revoked grant still remembered, with its `forget_at`. A record whose forget
-    /// time cannot be read answers `i64::MAX` (revoked for good: fail closed); records that
-    /// do not decode are logged and counted in [`RevokedGrants::undecodable`], never
-    /// dropped.
-    fn revoked_grants(&self) -> Result<RevokedGrants, StorageError>;
-    /// Every grant with a stored token of `holder`, each with the latest `expires_at` among
-    /// its tokens. Token keys are digests of the token values, so there is no index by
-    /// subject or client: this walks the whole token tree, which is acceptable only for
-    /// offline administration (`oauth-mcp admin`), never on a request path.
-    fn grants_of(&self, holder: &GrantHolder) -> Result<Vec<(GrantId, i64)>, StorageError>;
-    /// One bounded slice of sweeping, each tree from where its previous slice stopped: at
-    /// most `limit` tokens (removing those expired at `now`), `limit` revoked grants
-    /// (removing those past `forget_at`; undecodable ones are kept and reported), and the
-    /// lifetime records no token issued under them can outlive any more.
-    fn sweep(&self, now: i64, limit: usize) -> Result<Swept, StorageError>;
-    /// Number of stored token records (live, rotated or expired-not-yet-swept).
-    fn count(&self) -> usize;
-    /// Resolves once earlier writes are on disk.
-    fn persist(&self) -> Persist;
 }

@@ -72,8 +72,8 @@ pub struct TokenRecord {
     /// For refresh tokens: when it was rotated out, if it was, in Unix **microseconds**:
     /// the seconds decide the grace window, and the whole value is the time prefix of the
     /// successors' keys, which must be recomputable yet land in time order (see
-    /// `TokenLedger::successors`). Records written before it had microseconds hold whole
-    /// seconds here, times a million.
+    /// `successors` in `actors/token_ledger/refresh.rs`). Records written before it had
+    /// microseconds hold whole seconds here, times a million.
     #[serde(default)]
     pub rotated_at_us: Option<i64>,
 }

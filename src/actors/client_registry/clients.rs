@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 
 use actix::prelude::*;
+use futures_util::future::try_join_all;
 
 use super::{users::Window, ClientRegistry, RegistryError};
 use crate::domain::{
@@ -13,7 +14,7 @@ use crate::domain::{
     client_address::address_key,
     secrets::{ClientSecret, Digest},
 };
-use crate::storage::StorageError;
+use crate::storage::{Registration, StorageError, StoreFuture};
 
 /// Registers a client (RFC 7591). The registry mints `client_id` and secret.
 /// Dynamically registered clients count against `max_registered_clients`.
@@ -101,8 +102,10 @@ impl ClientRegistry {
     /// Removes dynamically registered clients that were never issued a token within
     /// `unused_client_ttl` of their registration, oldest first and at most
     /// [`MAX_REMOVALS_PER_SWEEP`] per call; the rest wait for the next tick. Answers how
-    /// many were removed; the removals are made durable by the caller.
-    pub(super) fn sweep_unused_clients(&mut self) -> Result<usize, StorageError> {
+    /// many were removed, once the removals are on disk.
+    pub(super) fn sweep_unused_clients(
+        &mut self,
+    ) -> ResponseActFuture<Self, Result<usize, StorageError>> {
         let ttl = self.settings.config.unused_client_ttl;
         let cutoff = self
             .clock
@@ -115,38 +118,51 @@ impl ClientRegistry {
             .take(MAX_REMOVALS_PER_SWEEP)
             .map(|(_, id)| id.clone())
             .collect();
-        for id in &expired {
-            self.store.remove_client(id)?;
-            self.forget_client(id);
+        if expired.is_empty() {
+            return Box::pin(fut::ready(Ok(0)));
         }
-        if !expired.is_empty() {
+        let removals = expired.iter().map(|id| self.store.remove_client(id));
+        let answer: StoreFuture<Vec<()>> = Box::pin(try_join_all(removals));
+        self.after_store(answer, move |act, out| {
+            out?;
+            for id in &expired {
+                act.forget_client(id);
+            }
             tracing::info!(
                 removed = expired.len(),
                 "removed dynamically registered clients never issued a token"
             );
-        }
-        Ok(expired.len())
+            Ok(expired.len())
+        })
     }
 }
 
 impl Handler<MarkClientUsed> for ClientRegistry {
-    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    type Result = ResponseActFuture<Self, Result<bool, RegistryError>>;
     fn handle(&mut self, msg: MarkClientUsed, _: &mut Self::Context) -> Self::Result {
-        let Some(client) = self.clients.get_mut(&msg.client_id) else {
-            return Box::pin(async { Ok(false) });
+        let Some(client) = self.clients.get(&msg.client_id) else {
+            return Box::pin(fut::ready(Ok(false)));
         };
         if client.used {
-            return Box::pin(async { Ok(true) });
+            return Box::pin(fut::ready(Ok(true)));
         }
         let mut marked = client.clone();
         marked.used = true;
-        if let Err(e) = self.store.put_client(&marked) {
-            return Box::pin(async move { Err(e.into()) });
-        }
-        self.unused
-            .remove(&(marked.issued_at, marked.client_id.clone()));
-        *client = marked;
-        self.after_persist(true)
+        let answer = self.store.put_client(marked.clone());
+        self.after_store(answer, move |act, out| {
+            out?;
+            act.unused
+                .remove(&(marked.issued_at, marked.client_id.clone()));
+            // Still known unless removed while the write was pending (a backend that
+            // answers later); then the removal stands.
+            match act.clients.get_mut(&marked.client_id) {
+                Some(client) => {
+                    *client = marked;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
     }
 }
 
@@ -183,20 +199,22 @@ impl Handler<AuthenticateClient> for ClientRegistry {
 }
 
 impl Handler<RegisterClient> for ClientRegistry {
-    type Result = ResponseFuture<Result<RegisteredClient, RegistryError>>;
+    type Result = ResponseActFuture<Self, Result<RegisteredClient, RegistryError>>;
     fn handle(&mut self, msg: RegisterClient, _: &mut Self::Context) -> Self::Result {
         let now = self.clock.now();
         let dynamic = msg.origin == ClientOrigin::Dynamic;
+        let max = self.settings.config.max_registered_clients;
         // Checked before the rate limit counts the attempt: a full registry is not the
-        // caller's doing.
-        if dynamic && self.dynamic_clients >= self.settings.config.max_registered_clients {
-            return Box::pin(async { Err(RegistryError::Full) });
+        // caller's doing. The index answers here; the store decides (it also holds the
+        // clients other processes registered, on a shared backend).
+        if dynamic && self.dynamic_clients >= max {
+            return Box::pin(fut::ready(Err(RegistryError::Full)));
         }
         if let Some(addr) = msg.address.map(address_key) {
             let w = Window::current(self.registrations.get(&addr), now, 3600);
             if w.count >= self.settings.config.registrations_per_hour {
                 let retry_after = u64::try_from((w.started + 3600 - now).max(1)).unwrap_or(1);
-                return Box::pin(async move { Err(RegistryError::RateLimited { retry_after }) });
+                return Box::pin(fut::ready(Err(RegistryError::RateLimited { retry_after })));
             }
             self.registrations.insert(
                 addr,
@@ -208,56 +226,63 @@ impl Handler<RegisterClient> for ClientRegistry {
         }
         let new = msg.client;
         let secret = (new.auth_method != AuthMethod::None).then(ClientSecret::generate);
-        // 256 random bits, unguessable and collision-free in practice; retried anyway.
+        // 256 random bits, unguessable and collision-free in practice; retried anyway
+        // against the index, and the store refuses a taken id.
         let mut client_id = crate::domain::secrets::random_token();
         while self.clients.contains_key(&client_id) {
             client_id = crate::domain::secrets::random_token();
         }
         let client = new.into_client(
-            client_id.clone(),
+            client_id,
             secret.as_ref().map(ClientSecret::digest),
             &self.settings.default_scopes,
             now,
             msg.origin,
         );
-        if let Err(e) = self.store.put_client(&client) {
-            return Box::pin(async move { Err(e.into()) });
-        }
-        if dynamic {
-            self.dynamic_clients += 1;
-            self.unused.insert((now, client_id.clone()));
-        }
-        self.clients.insert(client_id, client.clone());
-        let persist = self.store.persist();
-        Box::pin(async move {
-            persist.await?;
-            Ok(RegisteredClient { client, secret })
+        let answer = self
+            .store
+            .register_client(client.clone(), dynamic.then_some(max));
+        self.after_store(answer, move |act, out| match out? {
+            Registration::Registered => {
+                act.remember_client(client.clone());
+                Ok(RegisteredClient { client, secret })
+            }
+            Registration::Full => Err(RegistryError::Full),
+            Registration::IdTaken => Err(RegistryError::Internal(
+                "a freshly minted client id was taken".into(),
+            )),
         })
     }
 }
 
-impl Handler<InsertClientIfAbsent> for ClientRegistry {
-    type Result = ResponseFuture<Result<bool, RegistryError>>;
-    fn handle(&mut self, msg: InsertClientIfAbsent, _: &mut Self::Context) -> Self::Result {
-        if self.clients.contains_key(&msg.client.client_id) {
-            return Box::pin(async { Ok(false) });
-        }
-        if let Err(e) = self.store.put_client(&msg.client) {
-            return Box::pin(async move { Err(e.into()) });
-        }
-        let c = &msg.client;
-        if c.origin == ClientOrigin::Dynamic {
+impl ClientRegistry {
+    /// Adds a stored client to the index and its bookkeeping.
+    fn remember_client(&mut self, client: Client) {
+        if client.origin == ClientOrigin::Dynamic {
             self.dynamic_clients += 1;
-            if !c.used {
-                self.unused.insert((c.issued_at, c.client_id.clone()));
+            if !client.used {
+                self.unused
+                    .insert((client.issued_at, client.client_id.clone()));
             }
         }
-        self.clients
-            .insert(msg.client.client_id.clone(), msg.client);
-        let persist = self.store.persist();
-        Box::pin(async move {
-            persist.await?;
-            Ok(true)
+        self.clients.insert(client.client_id.clone(), client);
+    }
+}
+
+impl Handler<InsertClientIfAbsent> for ClientRegistry {
+    type Result = ResponseActFuture<Self, Result<bool, RegistryError>>;
+    fn handle(&mut self, msg: InsertClientIfAbsent, _: &mut Self::Context) -> Self::Result {
+        if self.clients.contains_key(&msg.client.client_id) {
+            return Box::pin(fut::ready(Ok(false)));
+        }
+        let client = msg.client;
+        let answer = self.store.register_client(client.clone(), None);
+        self.after_store(answer, move |act, out| match out? {
+            Registration::Registered => {
+                act.remember_client(client);
+                Ok(true)
+            }
+            Registration::IdTaken | Registration::Full => Ok(false),
         })
     }
 }
@@ -272,15 +297,16 @@ impl Handler<ListClients> for ClientRegistry {
 }
 
 impl Handler<RemoveClient> for ClientRegistry {
-    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    type Result = ResponseActFuture<Self, Result<bool, RegistryError>>;
     fn handle(&mut self, msg: RemoveClient, _: &mut Self::Context) -> Self::Result {
         if !self.clients.contains_key(&msg.client_id) {
-            return Box::pin(async { Ok(false) });
+            return Box::pin(fut::ready(Ok(false)));
         }
-        if let Err(e) = self.store.remove_client(&msg.client_id) {
-            return Box::pin(async move { Err(e.into()) });
-        }
-        self.forget_client(&msg.client_id);
-        self.after_persist(true)
+        let answer = self.store.remove_client(&msg.client_id);
+        self.after_store(answer, move |act, out| {
+            out?;
+            act.forget_client(&msg.client_id);
+            Ok(true)
+        })
     }
 }

@@ -18,6 +18,13 @@
 //! [`ClientDocuments`](super::client_documents::ClientDocuments) actor caches and fetches
 //! them, so the registry makes no network requests.
 //!
+//! Its store's answers are futures (ready ones on sled): writes go through
+//! [`ClientRegistry::after_store`], which updates the index from the answer in the handler
+//! when it is ready, as before the stores were asynchronous, so on sled no message sees
+//! the index between a write and its update. With a backend that answers later, messages
+//! about the same client could run in between; the bound on dynamically registered clients
+//! and the uniqueness of ids are the store's to arbitrate then ([`ClientStore`]).
+//!
 //! One actor, split by noun (each file holds its messages, their handlers and its helpers):
 //! - `mod.rs`: the actor itself, its state, start-up and timers, [`RegistryError`];
 //! - `clients.rs`: registered clients, client authentication, the registration rate limit
@@ -33,6 +40,7 @@ use std::{
 };
 
 use actix::prelude::*;
+use futures_util::{future::Either, FutureExt as _};
 use tokio::sync::Semaphore;
 
 use super::{Stop, Sweep};
@@ -44,7 +52,7 @@ use crate::{
         secrets::Digest,
     },
     metrics::{ActorKind, Metered},
-    storage::{ClientStore, StorageError},
+    storage::{ClientStore, StorageError, StoreFuture},
 };
 
 mod clients;
@@ -135,13 +143,13 @@ pub struct ClientRegistry {
 impl ClientRegistry {
     /// Loads every client and user from `store`. `dummy_hash` is any Argon2id hash with the
     /// production parameters (see [`hash_password`]).
-    pub fn new(
+    pub async fn new(
         store: Box<dyn ClientStore>,
         settings: Arc<Settings>,
         clock: Arc<dyn Clock>,
         dummy_hash: String,
     ) -> Result<Self, StorageError> {
-        let (clients, users) = store.load()?;
+        let (clients, users) = store.load().await?;
         let dynamic = clients.iter().filter(|c| c.origin == ClientOrigin::Dynamic);
         let dynamic_clients = dynamic.clone().count();
         let unused = dynamic
@@ -176,16 +184,33 @@ impl ClientRegistry {
         self
     }
 
-    /// Answers `value` once the writes made so far are on disk.
-    fn after_persist<T: Send + 'static>(
-        &self,
-        value: T,
-    ) -> ResponseFuture<Result<T, RegistryError>> {
-        let persist = self.store.persist();
-        Box::pin(async move {
-            persist.await?;
-            Ok(value)
-        })
+    /// Finishes a write with the store's answer: `then` updates the index from it (at
+    /// once, in the handler, when the answer is ready, as it is on sled; else when it
+    /// arrives), and a success is released once the writes are on disk. A failure is
+    /// answered at once.
+    pub(super) fn after_store<T: 'static, R: 'static, E: From<StorageError> + 'static>(
+        &mut self,
+        mut answer: StoreFuture<T>,
+        then: impl FnOnce(&mut Self, Result<T, StorageError>) -> Result<R, E> + 'static,
+    ) -> ResponseActFuture<Self, Result<R, E>> {
+        let applied = match (&mut answer).now_or_never() {
+            Some(out) => Either::Left(fut::ready(then(self, out))),
+            None => Either::Right(
+                answer
+                    .into_actor(self)
+                    .map(move |out, act, _| then(act, out)),
+            ),
+        };
+        Box::pin(applied.then(|result, act, _| {
+            let persist = result.is_ok().then(|| act.store.persist());
+            async move {
+                if let Some(persist) = persist {
+                    persist.await?;
+                }
+                result
+            }
+            .into_actor(act)
+        }))
     }
 
     fn prune_windows(&mut self) {
@@ -210,21 +235,12 @@ impl Actor for ClientRegistry {
         ctx.set_mailbox_capacity(self.settings.config.mailbox_capacity);
         ctx.run_interval(self.settings.config.sweep_interval, |act, ctx| {
             act.prune_windows();
-            match act.sweep_unused_clients() {
-                Ok(0) => {}
-                Ok(_) => {
-                    let persist = act.store.persist();
-                    ctx.spawn(
-                        async move {
-                            if let Err(e) = persist.await {
-                                tracing::error!(error = %e, "could not persist the removal of unused clients");
-                            }
-                        }
-                        .into_actor(act),
-                    );
+            let swept = act.sweep_unused_clients();
+            ctx.spawn(swept.map(|out, _, _| {
+                if let Err(e) = out {
+                    tracing::error!(error = %e, "could not remove unused clients");
                 }
-                Err(e) => tracing::error!(error = %e, "could not remove unused clients"),
-            }
+            }));
         });
     }
 }
@@ -237,17 +253,9 @@ impl Handler<Stop> for ClientRegistry {
 }
 
 impl Handler<Sweep> for ClientRegistry {
-    type Result = ResponseFuture<Result<usize, StorageError>>;
+    type Result = ResponseActFuture<Self, Result<usize, StorageError>>;
     fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
         self.prune_windows();
-        let removed = match self.sweep_unused_clients() {
-            Ok(n) => n,
-            Err(e) => return Box::pin(async move { Err(e) }),
-        };
-        let persist = self.store.persist();
-        Box::pin(async move {
-            persist.await?;
-            Ok(removed)
-        })
+        self.sweep_unused_clients()
     }
 }

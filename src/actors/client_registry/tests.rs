@@ -42,7 +42,9 @@ async fn start(cfg: Config) -> (Addr<ClientRegistry>, Arc<ManualClock>) {
     let settings = Arc::new(cfg.settings(8000).unwrap());
     let clock = ManualClock::new(1_000);
     let dummy = hash_password("dummy").unwrap();
-    let registry = ClientRegistry::new(Box::new(store), settings, clock.clone(), dummy).unwrap();
+    let registry = ClientRegistry::new(Box::new(store), settings, clock.clone(), dummy)
+        .await
+        .unwrap();
     let addr = registry.start();
     let user = User {
         username: "alice".into(),
@@ -183,6 +185,7 @@ async fn a_full_password_check_bound_refuses_without_counting() {
         ManualClock::new(1_000),
         hash_password("dummy").unwrap(),
     )
+    .await
     .unwrap()
     .with_password_checks(Arc::clone(&checks))
     .start();

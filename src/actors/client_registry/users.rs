@@ -218,18 +218,16 @@ impl ClientRegistry {
 }
 
 impl Handler<InsertUserIfAbsent> for ClientRegistry {
-    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    type Result = ResponseActFuture<Self, Result<bool, RegistryError>>;
     fn handle(&mut self, msg: InsertUserIfAbsent, _: &mut Self::Context) -> Self::Result {
         if self.users.contains_key(&msg.user.username) {
-            return Box::pin(async { Ok(false) });
+            return Box::pin(fut::ready(Ok(false)));
         }
-        if let Err(e) = self.store.put_user(&msg.user) {
-            return Box::pin(async move { Err(e.into()) });
-        }
-        self.users.insert(msg.user.username.clone(), msg.user);
-        let persist = self.store.persist();
-        Box::pin(async move {
-            persist.await?;
+        let user = msg.user;
+        let answer = self.store.put_user(user.clone());
+        self.after_store(answer, move |act, out| {
+            out?;
+            act.users.insert(user.username.clone(), user);
             Ok(true)
         })
     }
@@ -245,40 +243,42 @@ impl Handler<ListUsers> for ClientRegistry {
 }
 
 impl Handler<SetPassword> for ClientRegistry {
-    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    type Result = ResponseActFuture<Self, Result<bool, RegistryError>>;
     fn handle(&mut self, msg: SetPassword, _: &mut Self::Context) -> Self::Result {
         let Some(existing) = self.users.get(&msg.username) else {
-            return Box::pin(async { Ok(false) });
+            return Box::pin(fut::ready(Ok(false)));
         };
         let user = User {
             username: existing.username.clone(),
             password_hash: msg.password_hash,
         };
-        if let Err(e) = self.store.put_user(&user) {
-            return Box::pin(async move { Err(e.into()) });
-        }
-        self.users.insert(msg.username.clone(), user);
-        // A new password is often a response to a leaked one: browsers signed in with the
-        // old one sign in again, and a lockout caused by guessing it ends.
-        self.end_login_sessions_of(&msg.username);
-        self.user_failures
-            .remove(&Digest::of(msg.username.as_bytes()));
-        self.after_persist(true)
+        let answer = self.store.put_user(user.clone());
+        self.after_store(answer, move |act, out| {
+            out?;
+            act.users.insert(msg.username.clone(), user);
+            // A new password is often a response to a leaked one: browsers signed in with
+            // the old one sign in again, and a lockout caused by guessing it ends.
+            act.end_login_sessions_of(&msg.username);
+            act.user_failures
+                .remove(&Digest::of(msg.username.as_bytes()));
+            Ok(true)
+        })
     }
 }
 
 impl Handler<RemoveUser> for ClientRegistry {
-    type Result = ResponseFuture<Result<bool, RegistryError>>;
+    type Result = ResponseActFuture<Self, Result<bool, RegistryError>>;
     fn handle(&mut self, msg: RemoveUser, _: &mut Self::Context) -> Self::Result {
         if !self.users.contains_key(&msg.username) {
-            return Box::pin(async { Ok(false) });
+            return Box::pin(fut::ready(Ok(false)));
         }
-        if let Err(e) = self.store.remove_user(&msg.username) {
-            return Box::pin(async move { Err(e.into()) });
-        }
-        self.users.remove(&msg.username);
-        self.end_login_sessions_of(&msg.username);
-        self.after_persist(true)
+        let answer = self.store.remove_user(&msg.username);
+        self.after_store(answer, move |act, out| {
+            out?;
+            act.users.remove(&msg.username);
+            act.end_login_sessions_of(&msg.username);
+            Ok(true)
+        })
     }
 }
 

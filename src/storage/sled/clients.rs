@@ -3,8 +3,11 @@
 
 use super::{decode, encode, Durability, CLIENTS_TREE, USERS_TREE};
 use crate::{
-    domain::client::{Client, User},
-    storage::{ClientStore, Persist, StorageError},
+    domain::{
+        client::{Client, ClientOrigin, User},
+        secrets::Digest,
+    },
+    storage::{ready, ClientStore, Persist, Registration, StorageError, StoreFuture},
 };
 
 /// [`ClientStore`] on sled.
@@ -13,6 +16,9 @@ pub struct SledClientStore {
     clients: sled::Tree,
     users: sled::Tree,
     durability: Durability,
+    /// How many dynamically registered clients are stored, counted on first need and then
+    /// kept by every write (the store is owned by one actor).
+    dynamic: std::cell::Cell<Option<usize>>,
 }
 
 impl SledClientStore {
@@ -22,20 +28,23 @@ impl SledClientStore {
             clients: db.open_tree(CLIENTS_TREE)?,
             users: db.open_tree(USERS_TREE)?,
             durability,
+            dynamic: std::cell::Cell::new(None),
         })
     }
-}
 
-impl ClientStore for SledClientStore {
-    fn load(&self) -> Result<(Vec<Client>, Vec<User>), StorageError> {
-        let clients = self
-            .clients
+    fn clients_now(&self) -> Result<Vec<Client>, StorageError> {
+        self.clients
             .iter()
             .map(|kv| {
                 let (_, v) = kv?;
                 decode(CLIENTS_TREE, &v)
             })
-            .collect::<Result<Vec<Client>, _>>()?;
+            .collect()
+    }
+
+    fn load_now(&self) -> Result<(Vec<Client>, Vec<User>), StorageError> {
+        let clients = self.clients_now()?;
+        self.dynamic.set(Some(dynamic_count(&clients)));
         let users = self
             .users
             .iter()
@@ -47,26 +56,119 @@ impl ClientStore for SledClientStore {
         Ok((clients, users))
     }
 
-    fn put_client(&self, client: &Client) -> Result<(), StorageError> {
-        self.clients
+    fn dynamic_now(&self) -> Result<usize, StorageError> {
+        match self.dynamic.get() {
+            Some(n) => Ok(n),
+            None => {
+                let n = dynamic_count(&self.clients_now()?);
+                self.dynamic.set(Some(n));
+                Ok(n)
+            }
+        }
+    }
+
+    /// Keeps the dynamic count after a write replaced `old` (if any) by `new` (if any).
+    fn recount(&self, old: Option<&[u8]>, new: Option<&Client>) {
+        let Some(n) = self.dynamic.get() else {
+            return;
+        };
+        let was = old.is_some_and(|v| {
+            decode::<Client>(CLIENTS_TREE, v).map_or(true, |c| c.origin == ClientOrigin::Dynamic)
+        });
+        let is = new.is_some_and(|c| c.origin == ClientOrigin::Dynamic);
+        self.dynamic
+            .set(Some((n + usize::from(is)).saturating_sub(usize::from(was))));
+    }
+
+    fn register_now(
+        &self,
+        client: &Client,
+        max_dynamic: Option<usize>,
+    ) -> Result<Registration, StorageError> {
+        if self.clients.contains_key(client.client_id.as_bytes())? {
+            return Ok(Registration::IdTaken);
+        }
+        if let Some(max) = max_dynamic {
+            if client.origin == ClientOrigin::Dynamic && self.dynamic_now()? >= max {
+                return Ok(Registration::Full);
+            }
+        }
+        self.put_now(client)?;
+        Ok(Registration::Registered)
+    }
+
+    fn put_now(&self, client: &Client) -> Result<(), StorageError> {
+        let old = self
+            .clients
             .insert(client.client_id.as_bytes(), encode(CLIENTS_TREE, client)?)?;
+        self.recount(old.as_deref(), Some(client));
         Ok(())
     }
 
-    fn put_user(&self, user: &User) -> Result<(), StorageError> {
-        self.users
-            .insert(user.username.as_bytes(), encode(USERS_TREE, user)?)?;
+    fn remove_client_now(&self, client_id: &str) -> Result<(), StorageError> {
+        let old = self.clients.remove(client_id.as_bytes())?;
+        self.recount(old.as_deref(), None);
         Ok(())
     }
+}
 
-    fn remove_client(&self, client_id: &str) -> Result<(), StorageError> {
-        self.clients.remove(client_id.as_bytes())?;
-        Ok(())
+/// How many of `clients` were registered dynamically.
+fn dynamic_count(clients: &[Client]) -> usize {
+    clients
+        .iter()
+        .filter(|c| c.origin == ClientOrigin::Dynamic)
+        .count()
+}
+
+/// Each intent runs to completion inside the call (the registry, the one owner of these
+/// trees, handles one message at a time) and answers a ready future.
+impl ClientStore for SledClientStore {
+    fn load(&self) -> StoreFuture<(Vec<Client>, Vec<User>)> {
+        ready(self.load_now())
     }
 
-    fn remove_user(&self, username: &str) -> Result<(), StorageError> {
-        self.users.remove(username.as_bytes())?;
-        Ok(())
+    fn register_client(
+        &self,
+        client: Client,
+        max_dynamic: Option<usize>,
+    ) -> StoreFuture<Registration> {
+        ready(self.register_now(&client, max_dynamic))
+    }
+
+    fn put_client(&self, client: Client) -> StoreFuture<()> {
+        ready(self.put_now(&client))
+    }
+
+    fn put_user(&self, user: User) -> StoreFuture<()> {
+        let put = encode(USERS_TREE, &user).and_then(|value| {
+            self.users.insert(user.username.as_bytes(), value)?;
+            Ok(())
+        });
+        ready(put)
+    }
+
+    fn remove_client(&self, client_id: &str) -> StoreFuture<()> {
+        ready(self.remove_client_now(client_id))
+    }
+
+    fn remove_user(&self, username: &str) -> StoreFuture<()> {
+        ready(
+            self.users
+                .remove(username.as_bytes())
+                .map(drop)
+                .map_err(StorageError::from),
+        )
+    }
+
+    /// Not kept: one process serves a sled directory, and the registry's in-memory
+    /// throttle arbitrates (see the trait).
+    fn record_sign_in_failure(
+        &self,
+        _key: &Digest,
+        _window: i64,
+        _now: i64,
+    ) -> StoreFuture<Option<u32>> {
+        ready(Ok(None))
     }
 
     fn persist(&self) -> Persist {
@@ -77,6 +179,32 @@ impl ClientStore for SledClientStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{client::AuthMethod, scope::Scopes};
+
+    /// Runs an intent through the trait, as the registry does; sled answers at once.
+    fn run<T>(answer: StoreFuture<T>) -> T {
+        use futures_util::FutureExt as _;
+        answer
+            .now_or_never()
+            .expect("the sled store answers ready futures")
+            .unwrap()
+    }
+
+    fn client(id: &str, origin: ClientOrigin) -> Client {
+        Client {
+            client_id: id.into(),
+            secret_digest: None,
+            auth_method: AuthMethod::None,
+            client_name: None,
+            redirect_uris: Vec::new(),
+            grant_types: Vec::new(),
+            scopes: Scopes::default(),
+            issued_at: 0,
+            extra: serde_json::Map::new(),
+            origin,
+            used: false,
+        }
+    }
 
     #[test]
     fn removed_clients_and_users_are_not_loaded_again() {
@@ -86,12 +214,12 @@ mod tests {
             username: name.into(),
             password_hash: "x".into(),
         };
-        store.put_user(&user("alice")).unwrap();
-        store.put_user(&user("bob")).unwrap();
-        store.remove_user("alice").unwrap();
-        store.remove_user("nobody").unwrap();
-        store.remove_client("nobody").unwrap();
-        let (clients, users) = store.load().unwrap();
+        run(store.put_user(user("alice")));
+        run(store.put_user(user("bob")));
+        run(store.remove_user("alice"));
+        run(store.remove_user("nobody"));
+        run(store.remove_client("nobody"));
+        let (clients, users) = run(store.load());
         assert!(clients.is_empty());
         assert_eq!(
             users
@@ -99,6 +227,51 @@ mod tests {
                 .map(|u| u.username.as_str())
                 .collect::<Vec<_>>(),
             ["bob"]
+        );
+    }
+
+    #[test]
+    fn registration_refuses_a_taken_id_and_dynamic_clients_past_the_bound() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        {
+            let store = SledClientStore::open(&db, Durability::relaxed()).unwrap();
+            run(store.put_client(client("old", ClientOrigin::Dynamic)));
+        }
+        // A new store counts what is stored (here without a load first).
+        let store = SledClientStore::open(&db, Durability::relaxed()).unwrap();
+        let register = |id: &str, origin| run(store.register_client(client(id, origin), Some(2)));
+        assert_eq!(
+            register("a", ClientOrigin::Dynamic),
+            Registration::Registered
+        );
+        assert_eq!(register("a", ClientOrigin::Operator), Registration::IdTaken);
+        assert_eq!(register("b", ClientOrigin::Dynamic), Registration::Full);
+        assert_eq!(
+            register("op", ClientOrigin::Operator),
+            Registration::Registered,
+            "the bound is on dynamically registered clients only"
+        );
+        assert_eq!(
+            run(store.register_client(client("c", ClientOrigin::Dynamic), None)),
+            Registration::Registered,
+            "no bound given, none enforced"
+        );
+        // Removing one makes room; marking one used changes nothing.
+        run(store.remove_client("old"));
+        run(store.remove_client("c"));
+        let mut used = client("a", ClientOrigin::Dynamic);
+        used.used = true;
+        run(store.put_client(used));
+        assert_eq!(
+            register("b", ClientOrigin::Dynamic),
+            Registration::Registered
+        );
+        assert_eq!(register("d", ClientOrigin::Dynamic), Registration::Full);
+        let (clients, _) = run(store.load());
+        assert_eq!(clients.len(), 3);
+        assert_eq!(
+            run(store.record_sign_in_failure(&Digest([0; 32]), 60, 0)),
+            None
         );
     }
 }

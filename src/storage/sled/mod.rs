@@ -1,6 +1,6 @@
 //! sled implementations of the store traits, one file per owning actor: `clients.rs`
 //! ([`SledClientStore`], the client registry's), `codes.rs` ([`SledCodeStore`], the code
-//! issuer's) and `tokens.rs` ([`SledTokenStore`], the token ledger's). Each actor gets its own
+//! issuer's) and `tokens/` ([`SledTokenStore`], the token ledger's). Each actor gets its own
 //! store value holding only its own trees. This file holds what they share: opening the
 //! database and checking its format version (`docs/storage.md`), the namespaced and versioned
 //! tree names, [`Durability`], and the bounded sweep walk.

@@ -1,0 +1,76 @@
+//! [`ClientStore`]: what the client registry stores (clients and users), as atomic intents:
+//! register a client under the global bound, record a sign-in failure; plus the plain
+//! writes of administration.
+
+use super::{Persist, StoreFuture};
+use crate::domain::{
+    client::{Client, User},
+    secrets::Digest,
+};
+
+/// What [`ClientStore::register_client`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// The client is stored.
+    Registered,
+    /// A client with that id exists already: nothing was written.
+    IdTaken,
+    /// The bound on dynamically registered clients is reached: nothing was written.
+    Full,
+}
+
+/// What the client registry stores: clients and users.
+///
+/// Atomicity, futures and durability as for [`TokenStore`](super::TokenStore): each
+/// intent is one statement or transaction on a shared database; on sled the registry
+/// alone owns the trees, handles one message at a time, and the store runs each intent in
+/// the call.
+pub trait ClientStore: Send + 'static {
+    /// Every client and user, read once at start-up into the registry's index.
+    fn load(&self) -> StoreFuture<(Vec<Client>, Vec<User>)>;
+
+    /// Registers a new client: in one transaction, refused if a client with its id exists
+    /// ([`Registration::IdTaken`]) or, when `max_dynamic` is given and the client is
+    /// dynamically registered, if `max_dynamic` dynamically registered clients exist
+    /// ([`Registration::Full`]: `--max-registered-clients`, a bound over every process
+    /// sharing the database; a SQL backend counts and inserts in one serializable
+    /// transaction, or keeps the count in a row it locks).
+    fn register_client(
+        &self,
+        client: Client,
+        max_dynamic: Option<usize>,
+    ) -> StoreFuture<Registration>;
+
+    /// Replaces a stored client (marking it used), or inserts it.
+    fn put_client(&self, client: Client) -> StoreFuture<()>;
+
+    /// Inserts or replaces a user.
+    fn put_user(&self, user: User) -> StoreFuture<()>;
+
+    /// Removes a client; removing an unknown one is not an error.
+    fn remove_client(&self, client_id: &str) -> StoreFuture<()>;
+
+    /// Removes a user; removing an unknown one is not an error.
+    fn remove_user(&self, username: &str) -> StoreFuture<()>;
+
+    /// Counts one sign-in failure against `key` (the digest of a submitted name, or of an
+    /// address key) in a fixed window of `window` seconds, and answers the count in the
+    /// current window, `None` when this backend does not keep sign-in failures.
+    ///
+    /// The login throttle must count across every process that accepts sign-ins, or an
+    /// attacker multiplies the allowed guesses by the number of processes: a shared
+    /// backend keeps the count (one upsert that restarts the window when it has passed and
+    /// adds one, `RETURNING` the count). The embedded backend answers `None`: one process
+    /// serves a data directory (sled locks it), so the registry's in-memory throttle is the
+    /// arbiter, with no write per attempt. The registry does not call this yet: it will
+    /// when a shared backend exists, taking the larger of the two counts.
+    fn record_sign_in_failure(
+        &self,
+        key: &Digest,
+        window: i64,
+        now: i64,
+    ) -> StoreFuture<Option<u32>>;
+
+    /// Resolves once earlier writes are on disk.
+    fn persist(&self) -> Persist;
+}
