@@ -12,11 +12,11 @@ use rmcp::{model::ProtocolVersion, ServerHandler};
 use rmcp_actix_web::transport::StreamableHttpService;
 
 use super::{
+    guard::Guard,
     sessions::{ActorSessionManager, SessionLimits},
     Caller, Scoped, ToolScopes,
 };
 use crate::{
-    http::bearer::Guard,
     metrics::{Endpoint, Metrics},
     services::Services,
 };
