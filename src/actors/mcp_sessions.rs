@@ -14,6 +14,12 @@
 //! [`ActorSessionManager::create_session`] refuses to create a session outside one. So
 //! there is no session without an owner, and none that another principal may use.
 //!
+//! The guard's one question per request, "is this session the caller's?", is answered
+//! from the [`SessionDirectory`], the table as others may read it without a message: the
+//! actor is its only writer (sessions are added and removed by the actor's handlers
+//! alone), and readers only mark a session used. So a request naming a session costs no
+//! round trip to the actor.
+//!
 //! Streamable HTTP "Session Management": the id is a random visible-ASCII string issued on
 //! `initialize`; a DELETE closes the session; an unknown or closed session answers 404
 //! (rmcp). A session never authenticates anything: the bearer check runs on every request
@@ -22,8 +28,8 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, OnceLock, PoisonError, RwLock,
     },
     time::{Duration, Instant},
 };
@@ -75,7 +81,9 @@ pub struct SessionInfo {
 }
 
 struct Entry {
-    handle: LocalSessionHandle,
+    /// Owner, handle and last use, shared with the [`SessionDirectory`].
+    listed: Arc<Listed>,
+    /// The rest of what is known; its `last_seen` is read from `listed`.
     info: SessionInfo,
     /// JSON-RPC request id → rmcp's HTTP stream id, when stream tracking is on.
     streams: HashMap<String, u64>,
@@ -84,6 +92,92 @@ struct Entry {
     side_channels: HashMap<String, mpsc::Sender<ServerSseMessage>>,
     /// Waiters for a client to resume a given HTTP stream (SEP-1699 polling).
     resume_waiters: HashMap<u64, Vec<oneshot::Sender<()>>>,
+}
+
+/// One session as the [`SessionDirectory`] lists it.
+struct Listed {
+    owner: Owner,
+    handle: LocalSessionHandle,
+    /// Last use, in milliseconds since the directory's `base`.
+    last_seen_ms: AtomicU64,
+}
+
+/// The session table as the bearer guard reads it, without a message to the actor: session
+/// id → owner, handle, last use. Only [`McpSessions`] adds and removes sessions; a reader
+/// may only mark a session used ([`SessionDirectory::admit`]). Cheap to clone.
+#[derive(Clone)]
+pub struct SessionDirectory {
+    base: Instant,
+    sessions: Arc<RwLock<HashMap<SessionId, Arc<Listed>>>>,
+}
+
+impl std::fmt::Debug for SessionDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionDirectory")
+    }
+}
+
+impl SessionDirectory {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            sessions: Arc::default(),
+        }
+    }
+
+    /// Is session `id` the caller's? If so it is marked used and its handle comes back.
+    pub fn admit(&self, id: &SessionId, owner: &Owner) -> Admission {
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+        match sessions.get(id) {
+            None => Admission::Unknown,
+            Some(listed) if listed.owner != *owner => Admission::Foreign,
+            Some(listed) => {
+                self.touch(listed);
+                Admission::Admitted(listed.handle.clone())
+            }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn listed(&self, owner: Owner, handle: LocalSessionHandle) -> Arc<Listed> {
+        Arc::new(Listed {
+            owner,
+            handle,
+            last_seen_ms: AtomicU64::new(self.now_ms()),
+        })
+    }
+
+    fn touch(&self, listed: &Listed) {
+        listed
+            .last_seen_ms
+            .fetch_max(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn last_seen(&self, listed: &Listed) -> Instant {
+        self.base + Duration::from_millis(listed.last_seen_ms.load(Ordering::Relaxed))
+    }
+
+    /// Writes are the actor's: these three are private to this module.
+    fn insert(&self, id: SessionId, listed: Arc<Listed>) {
+        self.write().insert(id, listed);
+    }
+
+    fn remove(&self, id: &SessionId) {
+        self.write().remove(id);
+    }
+
+    fn clear(&self) {
+        self.write().clear();
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SessionId, Arc<Listed>>> {
+        self.sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Settings of the session table.
@@ -117,6 +211,8 @@ impl SessionLimits {
 /// The MCP session manager actor.
 pub struct McpSessions {
     sessions: HashMap<SessionId, Entry>,
+    /// The same sessions, readable without a message; written here only.
+    directory: SessionDirectory,
     limits: SessionLimits,
 }
 
@@ -133,14 +229,30 @@ impl McpSessions {
     pub fn new(limits: SessionLimits) -> Self {
         Self {
             sessions: HashMap::new(),
+            directory: SessionDirectory::new(),
             limits,
         }
+    }
+
+    /// The session table as readers see it without a message (the bearer guard).
+    pub fn directory(&self) -> SessionDirectory {
+        self.directory.clone()
+    }
+
+    /// Removes a session from the table and the directory.
+    fn remove(&mut self, id: &SessionId) -> Option<Entry> {
+        self.directory.remove(id);
+        self.sessions.remove(id)
+    }
+
+    fn last_seen(&self, entry: &Entry) -> Instant {
+        self.directory.last_seen(&entry.listed)
     }
 
     fn close_entry(id: &SessionId, entry: Entry) {
         tracing::debug!(session = %id, "closing MCP session");
         actix::spawn(async move {
-            let _ = entry.handle.close().await;
+            let _ = entry.listed.handle.close().await;
         });
     }
 
@@ -149,11 +261,11 @@ impl McpSessions {
         let expired: Vec<SessionId> = self
             .sessions
             .iter()
-            .filter(|(_, e)| e.info.last_seen.elapsed() > idle)
+            .filter(|(_, e)| self.last_seen(e).elapsed() > idle)
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
-            if let Some(entry) = self.sessions.remove(&id) {
+            if let Some(entry) = self.remove(&id) {
                 Self::close_entry(&id, entry);
             }
         }
@@ -173,6 +285,7 @@ impl Actor for McpSessions {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.directory.clear();
         for (id, entry) in std::mem::take(&mut self.sessions) {
             Self::close_entry(&id, entry);
         }
@@ -216,7 +329,7 @@ impl Handler<CreateSession> for McpSessions {
             .sessions
             .iter()
             .filter(|(_, e)| e.info.owner == msg.owner)
-            .map(|(id, e)| (e.info.last_seen, id.clone()))
+            .map(|(id, e)| (self.last_seen(e), id.clone()))
             .collect();
         // Room the owner's own eviction would make, so an owner at its cap is never refused
         // because of its own sessions.
@@ -228,17 +341,19 @@ impl Handler<CreateSession> for McpSessions {
         if excess > 0 {
             owned.sort();
             for (_, id) in owned.into_iter().take(excess) {
-                if let Some(entry) = self.sessions.remove(&id) {
+                if let Some(entry) = self.remove(&id) {
                     tracing::info!(session = %id, "per-owner session cap reached, closing the least recently used");
                     Self::close_entry(&id, entry);
                 }
             }
         }
         let now = Instant::now();
+        let listed = self.directory.listed(msg.owner.clone(), msg.handle);
+        self.directory.insert(msg.id.clone(), Arc::clone(&listed));
         self.sessions.insert(
             msg.id,
             Entry {
-                handle: msg.handle,
+                listed,
                 info: SessionInfo {
                     owner: msg.owner,
                     protocol_version: msg.protocol_version,
@@ -281,9 +396,10 @@ pub enum Admission {
     Admitted(LocalSessionHandle),
 }
 
-/// The one question the bearer guard asks per request that names a session: is it the
-/// caller's? If so it is marked used and its handle comes back, so that the rest of the
-/// request needs no further round-trip (see [`AdmittedSession`]).
+/// [`SessionDirectory::admit`] as a message, for a holder of the actor's address only (the
+/// bearer guard reads the directory instead): is the session the caller's? If so it is
+/// marked used and its handle comes back, so that the rest of the request needs no further
+/// round-trip (see [`AdmittedSession`]).
 #[derive(Debug, Message)]
 #[rtype(result = "Admission")]
 pub struct AdmitRequest {
@@ -296,14 +412,7 @@ pub struct AdmitRequest {
 impl Handler<AdmitRequest> for McpSessions {
     type Result = MessageResult<AdmitRequest>;
     fn handle(&mut self, msg: AdmitRequest, _: &mut Self::Context) -> Self::Result {
-        let Some(entry) = self.sessions.get_mut(&msg.id) else {
-            return MessageResult(Admission::Unknown);
-        };
-        if entry.info.owner != msg.owner {
-            return MessageResult(Admission::Foreign);
-        }
-        entry.info.last_seen = Instant::now();
-        MessageResult(Admission::Admitted(entry.handle.clone()))
+        MessageResult(self.directory.admit(&msg.id, &msg.owner))
     }
 }
 
@@ -414,9 +523,9 @@ pub struct TouchSession {
 impl Handler<TouchSession> for McpSessions {
     type Result = Option<LocalSessionHandle>;
     fn handle(&mut self, msg: TouchSession, _: &mut Self::Context) -> Self::Result {
-        let entry = self.sessions.get_mut(&msg.id)?;
-        entry.info.last_seen = Instant::now();
-        Some(entry.handle.clone())
+        let entry = self.sessions.get(&msg.id)?;
+        self.directory.touch(&entry.listed);
+        Some(entry.listed.handle.clone())
     }
 }
 
@@ -432,7 +541,7 @@ pub struct CloseSession {
 impl Handler<CloseSession> for McpSessions {
     type Result = Option<LocalSessionHandle>;
     fn handle(&mut self, msg: CloseSession, _: &mut Self::Context) -> Self::Result {
-        self.sessions.remove(&msg.id).map(|e| e.handle)
+        self.remove(&msg.id).map(|e| e.listed.handle.clone())
     }
 }
 
@@ -458,7 +567,11 @@ impl Handler<ListSessions> for McpSessions {
     fn handle(&mut self, _: ListSessions, _: &mut Self::Context) -> Self::Result {
         self.sessions
             .iter()
-            .map(|(id, e)| (id.clone(), e.info.clone()))
+            .map(|(id, e)| {
+                let mut info = e.info.clone();
+                info.last_seen = self.last_seen(e);
+                (id.clone(), info)
+            })
             .collect()
     }
 }
@@ -562,7 +675,7 @@ impl Handler<CloseRequestStream> for McpSessions {
             .entry(http_request_id)
             .or_default()
             .push(tx);
-        let handle = entry.handle.clone();
+        let handle = entry.listed.handle.clone();
         let retry = msg.retry;
         actix::spawn(async move {
             if let Err(e) = handle.close_sse_stream(http_request_id, Some(retry)).await {
@@ -822,6 +935,58 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[actix::test]
+    async fn the_directory_answers_the_owner_check_as_the_actor_writes_it() {
+        let limits = SessionLimits::from_config(&crate::Config::default());
+        let sessions = McpSessions::new(limits.clone());
+        let directory = sessions.directory();
+        let addr = sessions.start();
+        let alice = Owner {
+            subject: Some("alice".into()),
+            client_id: "c".into(),
+        };
+        let mallory = Owner {
+            subject: Some("mallory".into()),
+            client_id: "c".into(),
+        };
+        let id = SessionId::from("s1");
+        assert!(matches!(directory.admit(&id, &alice), Admission::Unknown));
+        let (handle, _worker) = create_local_session(id.clone(), SessionConfig::default());
+        let msg = CreateSession {
+            id: id.clone(),
+            handle,
+            owner: alice.clone(),
+            protocol_version: None,
+            client_info: None,
+        };
+        addr.send(msg).await.unwrap().unwrap();
+        assert!(matches!(directory.admit(&id, &mallory), Admission::Foreign));
+        let before = addr.send(ListSessions).await.unwrap()[0].1.last_seen;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(matches!(
+            directory.admit(&id, &alice),
+            Admission::Admitted(_)
+        ));
+        // The read marked the session used, as the actor sees it (idle expiry).
+        let after = addr.send(ListSessions).await.unwrap()[0].1.last_seen;
+        assert!(after > before);
+        assert!(matches!(
+            addr.send(AdmitRequest {
+                id: id.clone(),
+                owner: mallory
+            })
+            .await
+            .unwrap(),
+            Admission::Foreign
+        ));
+        assert!(addr
+            .send(CloseSession { id: id.clone() })
+            .await
+            .unwrap()
+            .is_some());
+        assert!(matches!(directory.admit(&id, &alice), Admission::Unknown));
+    }
 
     #[actix::test]
     async fn a_session_is_served_only_to_an_admitted_request_or_the_one_that_created_it() {

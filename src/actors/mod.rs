@@ -5,6 +5,7 @@
 pub mod client_registry;
 pub mod code_issuer;
 pub mod mcp_sessions;
+pub mod token_cache;
 pub mod token_ledger;
 
 use actix::Message;

@@ -33,7 +33,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use actix::prelude::*;
 
-use super::{Stop, Sweep};
+use super::{token_cache::Revocations, Stop, Sweep};
 use crate::{
     config::Settings,
     domain::{
@@ -205,6 +205,8 @@ pub struct TokenLedger {
     /// Until when a token issued under any recorded lifetime (this process's included)
     /// can live: the shortest memory a revocation made now may have.
     horizon: i64,
+    /// Bumped by every change that can deactivate a token early (caches in front of us).
+    revocations: Revocations,
 }
 
 impl TokenLedger {
@@ -228,6 +230,7 @@ impl TokenLedger {
             metrics: None,
             undecodable_at_load: loaded.undecodable,
             horizon: i64::MIN,
+            revocations: Revocations::default(),
         };
         // Before any token is issued: a token is acknowledged only after a flush of the
         // whole database, which then holds this record too.
@@ -257,6 +260,12 @@ impl TokenLedger {
             .max()
             .unwrap_or(i64::MIN);
         Ok(())
+    }
+
+    /// Reports revocations to `revocations` (see [`super::token_cache`]).
+    pub fn with_revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = revocations;
+        self
     }
 
     /// Counts undecodable revocation records (at load and in sweeps) in `metrics`.
@@ -365,6 +374,7 @@ impl TokenLedger {
     ) -> Result<(), StorageError> {
         self.store.put_revoked_grant(&grant_id, forget_at)?;
         self.revoked.insert(grant_id, forget_at);
+        self.revocations.bump();
         Ok(())
     }
 
@@ -410,6 +420,7 @@ impl TokenLedger {
         // Fail closed: a revocation whose end cannot be read never ends.
         for grant in swept.undecodable_grants {
             self.revoked.insert(grant, i64::MAX);
+            self.revocations.bump();
         }
         if let Some(metrics) = &self.metrics {
             metrics.undecodable_revocations(swept.undecodable_revocations);
@@ -637,6 +648,7 @@ impl Handler<RevokeToken> for TokenLedger {
             match record.kind {
                 TokenKind::Access => {
                     self.store.remove(&digest)?;
+                    self.revocations.bump();
                 }
                 // RFC 7009 §2.1: revoking a refresh token SHOULD also invalidate the access
                 // tokens of the same grant.

@@ -5,6 +5,13 @@
 //! carry the resource's base scopes. Refusals are challenges pointing to the RFC 9728
 //! metadata: 401 (with `error="invalid_token"` only when a token was presented) or 403
 //! `insufficient_scope`.
+//!
+//! The ledger is asked once per token while the token is remembered by the
+//! [`TokenCache`](crate::actors::token_cache::TokenCache) in front of it: any revocation
+//! made since hides every remembered answer, so a revoked token is refused on the next
+//! request after the revocation was answered, as when the ledger is asked every time.
+
+use std::sync::Arc;
 
 use actix_web::http::{header, header::HeaderMap, StatusCode};
 
@@ -12,7 +19,10 @@ use super::challenge;
 use crate::{
     actors::token_ledger::{IntrospectToken, TokenInfo},
     config::Settings,
-    domain::{grant::TokenKind, secrets::PresentedToken},
+    domain::{
+        grant::TokenKind,
+        secrets::{PresentedToken, TokenKey},
+    },
     error::Error,
     services::Services,
 };
@@ -37,13 +47,13 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Authenticates a request to the resource `services.settings` protects: the bearer token
-/// is validated by the ledger, then held to [`admit`]'s rules. `issuer` names the metadata
+/// is validated ([`validate`]), then held to [`admit`]'s rules. `issuer` names the metadata
 /// in a challenge.
 pub async fn authenticate(
     services: &Services,
     headers: &HeaderMap,
     issuer: &str,
-) -> Result<TokenInfo, Error> {
+) -> Result<Arc<TokenInfo>, Error> {
     let settings = &services.settings;
     let Some(token) = bearer(headers) else {
         return Err(challenge(
@@ -54,21 +64,39 @@ pub async fn authenticate(
             &settings.mcp_scopes,
         ));
     };
+    let info = validate(services, token).await?;
+    admit(info, settings, issuer)
+}
+
+/// What the ledger says about `token` (`None`: not active): remembered in
+/// `services.token_cache` for an access token, asked otherwise.
+pub async fn validate(services: &Services, token: &str) -> Result<Option<Arc<TokenInfo>>, Error> {
+    let cache = &services.token_cache;
+    let key = TokenKey::of(token);
+    if let Some(info) = cache.get(&key) {
+        return Ok(Some(info));
+    }
+    // Read before asking: a revocation answered meanwhile makes this answer unservable.
+    let epoch = cache.epoch();
     let token = PresentedToken::new(token.to_owned());
     let info = services
         .ask(&services.ledger, IntrospectToken { token })
         .await?
-        .map_err(Error::from)?;
-    admit(info, settings, issuer)
+        .map_err(Error::from)?
+        .map(Arc::new);
+    if let Some(info) = info.as_ref().filter(|i| i.kind == TokenKind::Access) {
+        cache.insert(key, Arc::clone(info), epoch);
+    }
+    Ok(info)
 }
 
 /// The rules on the ledger's answer about a presented token (`None`: not active): an access
 /// token, for this resource, with the base scopes.
 pub fn admit(
-    info: Option<TokenInfo>,
+    info: Option<Arc<TokenInfo>>,
     settings: &Settings,
     issuer: &str,
-) -> Result<TokenInfo, Error> {
+) -> Result<Arc<TokenInfo>, Error> {
     let base = &settings.mcp_scopes;
     let Some(info) = info.filter(|i| i.kind == TokenKind::Access) else {
         return Err(challenge(
@@ -126,8 +154,8 @@ mod tests {
         assert_eq!(bearer(&headers), None);
     }
 
-    fn info(kind: TokenKind, resource: &str, scopes: &[&str]) -> Option<TokenInfo> {
-        Some(TokenInfo {
+    fn info(kind: TokenKind, resource: &str, scopes: &[&str]) -> Option<Arc<TokenInfo>> {
+        Some(Arc::new(TokenInfo {
             kind,
             client_id: "c".into(),
             subject: Some("alice".into()),
@@ -135,10 +163,10 @@ mod tests {
             resource: resource.into(),
             issued_at: 0,
             expires_at: 10,
-        })
+        }))
     }
 
-    fn refusal(result: Result<TokenInfo, Error>) -> Challenge {
+    fn refusal(result: Result<Arc<TokenInfo>, Error>) -> Challenge {
         match result {
             Err(Error::Challenge(c)) => c,
             other => panic!("expected a challenge, got {other:?}"),

@@ -98,9 +98,9 @@ impl Guard {
         let issuer = crate::http::issuer(req.request(), settings);
         let info = token::authenticate(&self.services, req.headers(), &issuer).await?;
         let caller = Caller {
-            subject: info.subject,
-            client_id: info.client_id,
-            scopes: info.scopes,
+            subject: info.subject.clone(),
+            client_id: info.client_id.clone(),
+            scopes: info.scopes.clone(),
         };
         let owner = Owner {
             subject: caller.subject.clone(),
@@ -110,7 +110,7 @@ impl Guard {
         let named = session::named(req.headers());
         let names_session = named.is_some();
         let admitted = match named {
-            Some(id) => Some(session::admit(&self.services, id, owner.clone()).await?),
+            Some(id) => Some(session::admit(&self.services, id, &owner)?),
             None => None,
         };
 

@@ -13,7 +13,7 @@ use actix_web::{
 use rmcp::transport::streamable_http_server::session::SessionId;
 
 use crate::{
-    actors::mcp_sessions::{Admission, AdmitRequest, AdmittedSession, Owner, SessionLimits},
+    actors::mcp_sessions::{Admission, AdmittedSession, Owner, SessionLimits},
     config::Settings,
     error::Error,
     http::bearer::transport,
@@ -33,17 +33,9 @@ pub fn named(headers: &HeaderMap) -> Option<SessionId> {
 
 /// Admits a request naming session `id` for `owner`: the admission (with the handle, or
 /// none for an unknown session, which rmcp then answers 404), or 404 for another
-/// principal's session.
-pub async fn admit(
-    services: &Services,
-    id: SessionId,
-    owner: Owner,
-) -> Result<AdmittedSession, Error> {
-    let msg = AdmitRequest {
-        id: id.clone(),
-        owner,
-    };
-    let handle = match services.ask(&services.sessions, msg).await? {
+/// principal's session. Read from the session directory: no message to the actor.
+pub fn admit(services: &Services, id: SessionId, owner: &Owner) -> Result<AdmittedSession, Error> {
+    let handle = match services.session_directory.admit(&id, owner) {
         Admission::Admitted(handle) => Some(handle),
         Admission::Unknown => None,
         // Do not confirm that the session exists (security best practices,
