@@ -3,7 +3,7 @@
 //! session is served only if the session belongs to the caller, and one initialized by
 //! another principal answers 404 as if unknown. The answer then serves rmcp's own session
 //! lookups for the rest of the request ([`AdmittedSession`]). An `initialize` naming no
-//! session may create one owned by the caller ([`NewSession`]); when the table is full, the
+//! session may create one owned by the caller ([`crate::actors::mcp_sessions::NewSession`]); when the table is full, the
 //! refusal is 503 with `Retry-After` ([`full`]).
 
 use actix_web::{
