@@ -44,14 +44,14 @@ type Admitted = (Option<NewSession>, Option<AdmittedSession>);
 
 /// The state the guard needs; one per mounted endpoint.
 pub struct Guard {
-    /// The ledger and the session actor are asked through [`Services::ask`] (timeout and
-    /// metrics included).
+    /// The token cache, and on a miss the ledger through [`Services::ask`] (timeout and
+    /// metrics included); the session directory; the settings.
     services: Services,
     tool_scopes: ToolScopes,
 }
 
 impl Guard {
-    /// A guard using `services`' ledger, session actor and settings.
+    /// A guard using `services`' token cache and ledger, session directory and settings.
     pub fn new(services: &Services, tool_scopes: ToolScopes) -> Self {
         Self {
             services: services.clone(),
@@ -91,7 +91,7 @@ impl Guard {
     /// The checks, in the order of the module docs. On success the caller is in the request
     /// extensions; for an `initialize` naming no session, the permission to create one
     /// owned by the caller comes back, and for a request naming a session, the session
-    /// actor's answer about it.
+    /// directory's answer about it.
     async fn admit(&self, req: &mut ServiceRequest) -> Result<Admitted, Error> {
         let settings = &self.services.settings;
         origin::check(req.headers(), settings)?;
