@@ -34,12 +34,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, services: &Services) {
     // live in the session actor, and the one thing every worker must share, the demo
     // guestbook, comes from the attachments.
     let guestbook = services.attachments.get_or_insert_with(Guestbook::default);
-    McpEndpoint::new(
-        services,
-        move || DemoServer::new(Arc::clone(&guestbook)),
-        demo::tool_scopes(),
-    )
-    .configure(cfg);
+    // rmcp calls the factory per session, and per request on the stateless path: clone
+    // one server built once instead of building its routers each time.
+    let demo = DemoServer::new(guestbook);
+    McpEndpoint::new(services, move || demo.clone(), demo::tool_scopes()).configure(cfg);
 }
 
 /// A server started by [`start`].

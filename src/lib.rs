@@ -92,9 +92,10 @@
 //!   fetch limits (used by `actors::client_documents`).
 //! - `endpoints` — one file per endpoint: the orchestration of a request over the
 //!   services, returning protocol types.
-//! - `http` — routes, handlers, the bearer guard for `/mcp`, HTML pages, request ids.
-//! - `mcp` — the MCP layer on rmcp: the session actor and its bridge, the endpoint, the
-//!   demo server.
+//! - `http` — routes, handlers, bearer protection (origin and token checks), HTML pages,
+//!   request ids.
+//! - `mcp` — the MCP layer on rmcp: the `/mcp` guard (session binding, the body's method
+//!   and target, per-target scopes), the endpoint, the dispatch backstop, the demo server.
 //! - `metrics` — the counters behind `GET /metrics`.
 //! - `error` — the crate error and its single mapping to HTTP.
 //! - `services` — starting the actors, asking them (timeout and metrics), stopping them;

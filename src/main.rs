@@ -77,7 +77,11 @@ async fn loadtest(args: LoadtestArgs) -> ExitCode {
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    if args.scenarios.contains(&Scenario::ToolsCall) {
+    if args
+        .scenarios
+        .iter()
+        .any(|s| matches!(s, Scenario::ToolsCall | Scenario::ToolsCallStateless))
+    {
         if let Err(e) = target.fetch_access_token().await {
             eprintln!("oauth-mcp loadtest: {e}");
             return ExitCode::FAILURE;
@@ -127,8 +131,12 @@ async fn loadtest(args: LoadtestArgs) -> ExitCode {
 async fn serve(cli: Cli) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // The per-request access log costs a quarter of the throughput at full load, so it
-        // is off unless asked for (RUST_LOG=info,oauth_mcp::access=info).
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,oauth_mcp::access=warn"));
+        // is off unless asked for (RUST_LOG=info,oauth_mcp::access=info). rmcp logs three
+        // INFO lines each time it serves a handler, which on the stateless path (2026-07-28)
+        // is every request: they cost more than the call, so its service log starts at WARN.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,oauth_mcp::access=warn,rmcp::service=warn")
+        });
     let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
     if cli.log_json {
         subscriber.json().init();

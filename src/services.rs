@@ -17,7 +17,8 @@ use std::{
 use actix::{Actor, Addr};
 
 use crate::{
-    actors::mcp_sessions::{McpSessions, SessionLimits},
+    actors::mcp_sessions::{McpSessions, SessionDirectory, SessionLimits},
+    actors::token_cache::{Revocations, TokenCache},
     actors::{
         client_registry::{
             hash_password, GetClient, InsertClientIfAbsent, InsertUserIfAbsent, ListUsers,
@@ -96,6 +97,12 @@ pub struct Services {
     pub ledger: Addr<TokenLedger>,
     /// The MCP session manager.
     pub sessions: Addr<McpSessions>,
+    /// The session table as the `/mcp` guard reads it without a message (written by
+    /// `sessions` only).
+    pub session_directory: SessionDirectory,
+    /// Access tokens the ledger validated, forgotten at any revocation (the `/mcp` guard's
+    /// token check).
+    pub token_cache: Arc<TokenCache>,
     /// Validated settings.
     pub settings: Arc<Settings>,
     /// Values the layers above attach to this server, shared by every clone and worker
@@ -177,6 +184,7 @@ impl Services {
         )
         .with_metrics(Arc::clone(&metrics))
         .start();
+        let revocations = Revocations::default();
         let ledger = TokenLedger::new(
             Box::new(SledTokenStore::open(db, durability)?),
             Arc::clone(&settings),
@@ -185,14 +193,25 @@ impl Services {
         )
         .await?
         .with_metrics(Arc::clone(&metrics))
+        .with_revocations(revocations.clone())
         .start();
-        let sessions = McpSessions::new(SessionLimits::from_config(&settings.config)).start();
+        let token_cache = Arc::new(TokenCache::new(
+            revocations,
+            Arc::clone(&clock),
+            TokenCache::TTL,
+            TokenCache::CAPACITY,
+        ));
+        let sessions = McpSessions::new(SessionLimits::from_config(&settings.config));
+        let session_directory = sessions.directory();
+        let sessions = sessions.start();
         let services = Self {
             registry,
             documents,
             codes,
             ledger,
             sessions,
+            session_directory,
+            token_cache,
             settings,
             attachments: Arc::default(),
             metrics,

@@ -6,6 +6,7 @@ pub mod client_documents;
 pub mod client_registry;
 pub mod code_issuer;
 pub mod mcp_sessions;
+pub mod token_cache;
 pub mod token_ledger;
 
 use actix::prelude::*;

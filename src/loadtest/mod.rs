@@ -25,6 +25,10 @@ pub use prepare::{Target, TargetError, TargetOptions};
 
 use client::Conn;
 
+/// The `_meta` of a 2026-07-28 request: the protocol version and client details travel with
+/// every request instead of an `initialize` (SEP-2575).
+const STATELESS_META: &str = r#"{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"loadtest","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}"#;
+
 /// How long one request may take before it counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -38,8 +42,11 @@ pub enum Scenario {
     Refresh,
     /// `grant_type=client_credentials`.
     ClientCredentials,
-    /// An authenticated MCP `tools/call` in a session.
+    /// An authenticated MCP `tools/call` in a session (protocol 2025-11-25).
     ToolsCall,
+    /// An authenticated MCP `tools/call` without a session (protocol 2026-07-28: `_meta`
+    /// names the version, rmcp serves it statelessly).
+    ToolsCallStateless,
     /// A bare actix-web POST endpoint started by the generator: its own ceiling.
     Trivial,
 }
@@ -113,6 +120,7 @@ pub(crate) enum User {
     Refresh { token: String },
     Plain,
     Tools { session: String },
+    Stateless,
 }
 
 /// Runs one scenario at one concurrency: warm-up, then `duration` measured.
@@ -266,6 +274,13 @@ async fn virtual_user(
                 );
                 (target.mcp_path.clone(), body, true)
             }
+            User::Stateless => {
+                next_id += 1;
+                let body = format!(
+                    r#"{{"jsonrpc":"2.0","id":"{me}-{next_id}","method":"tools/call","params":{{"name":"add","arguments":{{"a":1,"b":2}},"_meta":{STATELESS_META}}}}}"#
+                );
+                (target.mcp_path.clone(), body, true)
+            }
         };
         let bearer;
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(6);
@@ -277,6 +292,14 @@ async fn virtual_user(
                 headers.push(("accept", "application/json, text/event-stream"));
                 headers.push(("mcp-session-id", session));
                 headers.push(("mcp-protocol-version", "2025-11-25"));
+            } else {
+                bearer = format!("Bearer {}", target.access_token);
+                headers.push(("authorization", &bearer));
+                headers.push(("content-type", "application/json"));
+                headers.push(("accept", "application/json, text/event-stream"));
+                headers.push(("mcp-protocol-version", "2026-07-28"));
+                headers.push(("mcp-method", "tools/call"));
+                headers.push(("mcp-name", "add"));
             }
         } else {
             headers.push(("content-type", "application/x-www-form-urlencoded"));

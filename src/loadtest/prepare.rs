@@ -415,6 +415,7 @@ impl Target {
             Scenario::ClientCredentials | Scenario::Trivial => {
                 Ok((0..concurrency).map(|_| User::Plain).collect())
             }
+            Scenario::ToolsCallStateless => Ok((0..concurrency).map(|_| User::Stateless).collect()),
             Scenario::ToolsCall => {
                 // Virtual users share up to 16 sessions (all belong to one owner, and the
                 // server caps sessions per owner); a session takes concurrent requests.

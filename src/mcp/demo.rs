@@ -68,11 +68,13 @@ pub struct GreetArgs {
 /// The shared guestbook: the last 100 signatures, in memory (demo state, lost on restart).
 pub type Guestbook = Arc<Mutex<VecDeque<String>>>;
 
-/// The default MCP server. rmcp builds one per session; they share the guestbook.
+/// The default MCP server. rmcp asks for one per session, and on the stateless path
+/// (2026-07-28) per request: clone one built once, which shares its routers (building them
+/// generates every tool's JSON schema, which costs more than the call) and the guestbook.
 #[derive(Clone)]
 pub struct DemoServer {
-    tool_router: ToolRouter<Self>,
-    prompt_router: PromptRouter<Self>,
+    tool_router: Arc<ToolRouter<Self>>,
+    prompt_router: Arc<PromptRouter<Self>>,
     guestbook: Guestbook,
 }
 
@@ -91,8 +93,8 @@ impl DemoServer {
     /// A server sharing `guestbook` with the others of this process.
     pub fn new(guestbook: Guestbook) -> Self {
         Self {
-            tool_router: Self::tool_router(),
-            prompt_router: Self::prompt_router(),
+            tool_router: Arc::new(Self::tool_router()),
+            prompt_router: Arc::new(Self::prompt_router()),
             guestbook,
         }
     }

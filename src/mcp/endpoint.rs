@@ -12,11 +12,11 @@ use rmcp::{model::ProtocolVersion, ServerHandler};
 use rmcp_actix_web::transport::StreamableHttpService;
 
 use super::{
+    guard::Guard,
     sessions::{ActorSessionManager, SessionLimits},
     Caller, Scoped, ToolScopes,
 };
 use crate::{
-    http::bearer::Guard,
     metrics::{Endpoint, Metrics},
     services::Services,
 };
@@ -94,6 +94,13 @@ impl<S: ServerHandler + Send + 'static> McpEndpoint<S> {
             }))
             .session_manager(Arc::new(manager))
             .stateful_mode(true)
+            // Stateless (2026-07-28) requests whose handler answers with no message before
+            // its result get one `application/json` body instead of an SSE stream (Streamable
+            // HTTP: the server may answer either; clients MUST accept both). rmcp falls back
+            // to SSE as soon as the handler sends a notification or request first, so no
+            // message is lost. Session-based requests are not affected. About a third of a
+            // stateless call's cost (the SSE priming event, a second write, the stream task).
+            .json_response(true)
             // Host and Origin are checked by our guard, against the configured lists, before
             // authentication; an empty list turns rmcp's own loopback-only check off.
             .allowed_hosts(Vec::new())

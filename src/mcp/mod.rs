@@ -10,10 +10,13 @@
 //!   `prompts/get` the token may not make (MCP authorization, "Scope Challenge Handling"),
 //!   so clients can step up; [`Scoped`], which [`McpEndpoint`] wraps around every handler,
 //!   refuses the same calls again at dispatch, from rmcp's own parse of the request.
-//! - [`peek`] is the guard's reading of a JSON-RPC body.
+//! - [`guard::Guard`] runs in front of every `/mcp` request: the HTTP layer's origin and
+//!   token checks ([`crate::http::bearer`]), then the session binding, the reading of the
+//!   body ([`peek`]) and the per-target scopes.
 
 pub mod demo;
 pub mod endpoint;
+pub mod guard;
 pub mod peek;
 pub mod scoped;
 /// The MCP session actor and its rmcp bridge live with the other actors

@@ -13,9 +13,9 @@
 //! The rules are read from the fenced block under "## Allowed imports" in
 //! `docs/architecture.md`, so the documentation and the check cannot disagree.
 //!
-//! Today's code does not follow the rules yet: [`KNOWN_VIOLATIONS`] lists every current
-//! violation, and is a ratchet: the test fails when a new violation appears, and also when a
-//! listed one is gone, so the list is kept exact and can only shrink.
+//! [`KNOWN_VIOLATIONS`] lists the violations tolerated for now (issue 12 emptied it), and is
+//! a ratchet: the test fails when a new violation appears, and also when a listed one is
+//! gone, so the list is kept exact and can only shrink.
 
 // Test code may panic on failure: that is how a test fails.
 #![allow(
@@ -34,14 +34,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// Every import that breaks a rule today, as (file, forbidden top-level module). Each entry is
-/// a known debt of issue 12; remove the entry in the commit that removes the import.
-const KNOWN_VIOLATIONS: &[(&str, &str)] = &[
-    // The bearer guard reads the MCP body (`mcp::peek`), builds the `mcp::Caller` and checks
-    // `mcp::ToolScopes`: its MCP checks belong with `mcp` (the guard split into origin,
-    // token and tool-scope checks, issue 12).
-    ("src/http/bearer.rs", "mcp"),
-];
+/// Every import that breaks a rule today, as (file, forbidden top-level module); none since
+/// the `/mcp` guard's MCP checks moved to `mcp::guard` (issue 12). An entry would be a known
+/// debt, removed in the commit that removes the import.
+const KNOWN_VIOLATIONS: &[(&str, &str)] = &[];
 
 #[test]
 fn imports_follow_the_layer_rules() {

@@ -82,7 +82,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use actix::prelude::*;
 
-use super::{reply_after, Stop, Sweep};
+use super::{reply_after, token_cache::Revocations, Stop, Sweep};
 use crate::{
     config::Settings,
     domain::{
@@ -245,6 +245,8 @@ pub struct TokenLedger {
     /// Until when a token issued under any recorded lifetime (this process's included)
     /// can live: the shortest memory a revocation made now may have.
     horizon: i64,
+    /// Bumped by every change that can deactivate a token early (caches in front of us).
+    revocations: Revocations,
 }
 
 impl TokenLedger {
@@ -268,12 +270,19 @@ impl TokenLedger {
             metrics: None,
             undecodable_at_load: loaded.undecodable,
             horizon: i64::MIN,
+            revocations: Revocations::default(),
         };
         // Before any token is issued: a token is acknowledged only after a flush of the
         // whole database, which then holds this record too.
         let lifetimes = ledger.record_lifetime().await?;
         ledger.set_horizon(&lifetimes);
         Ok(ledger)
+    }
+
+    /// Reports revocations to `revocations` (see [`super::token_cache`]).
+    pub fn with_revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = revocations;
+        self
     }
 
     /// Counts undecodable revocation records (at load and in sweeps) in `metrics`.

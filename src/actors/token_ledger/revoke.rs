@@ -58,6 +58,7 @@ impl TokenLedger {
             .entry(revocation.grant_id)
             .or_insert(revocation.forget_at);
         *forget_at = (*forget_at).max(revocation.forget_at);
+        self.revocations.bump();
     }
 }
 
@@ -77,7 +78,10 @@ impl Handler<RevokeToken> for TokenLedger {
                 }
                 // The one other way a token stops validating before its expiry: a cache of
                 // validated tokens must forget it here too.
-                Ok(TokenRevocation::AccessRemoved) => Ok(()),
+                Ok(TokenRevocation::AccessRemoved) => {
+                    act.revocations.bump();
+                    Ok(())
+                }
                 // Other clients' and unknown tokens are left alone, with the same answer.
                 Ok(TokenRevocation::Ignored) => Ok(()),
                 Err(e) => Err(e.into()),

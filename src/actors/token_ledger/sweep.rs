@@ -43,6 +43,7 @@ impl TokenLedger {
         // Fail closed: a revocation whose end cannot be read never ends.
         for grant in swept.undecodable_grants {
             self.revoked.insert(grant, i64::MAX);
+            self.revocations.bump();
         }
         if let Some(metrics) = &self.metrics {
             metrics.undecodable_revocations(swept.undecodable_revocations);

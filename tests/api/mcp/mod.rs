@@ -2,7 +2,8 @@
 //! the discovery documents), `transport` (protocol versions, status codes, Host/Origin, SSE
 //! bounds), `authorization` (caller identity, step-up, revocation and expiry, session binding
 //! and caps, audience), `journey` (an end-to-end client run: discovery → registration → login
-//! page → PKCE → tool calls) and `fail_closed` (odd bodies never change the outcome). This file
+//! page → PKCE → tool calls), `fail_closed` (odd bodies never change the outcome) and
+//! `fast_path` (no actor asked per request, revocation still immediate). This file
 //! holds the small raw Streamable HTTP client (`Mcp`) and token helpers they share.
 
 use std::sync::{
@@ -19,6 +20,7 @@ use crate::helpers::*;
 mod authorization;
 mod discovery;
 mod fail_closed;
+mod fast_path;
 mod journey;
 mod transport;
 

@@ -61,6 +61,50 @@ async fn stateless_2026_07_28_requests_work_without_a_session() {
 }
 
 #[actix_web::test]
+async fn a_stateless_result_is_one_json_body_and_a_session_result_an_event_stream() {
+    let app = spawn_app().await;
+    let token = user_token(&app, ALL_SCOPES).await;
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "api-test", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let body = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+        "params": {"name": "add", "arguments": {"a": 1, "b": 2}, "_meta": meta}});
+    let reply = Reply::read(
+        app.client
+            .post(app.url("/mcp"))
+            .bearer_auth(&token)
+            .header(header::ACCEPT, ACCEPT_BOTH)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "add")
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{:?}",
+        reply.header("content-type")
+    );
+    let result: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(result["result"]["content"][0]["text"], "3");
+    // A session-based call still answers on an event stream.
+    let mut mcp = Mcp::new(&app, &token);
+    mcp.initialize("2025-11-25").await;
+    let reply = mcp.call_tool("add", json!({"a": 1, "b": 2})).await;
+    assert!(reply
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/event-stream")));
+}
+
+#[actix_web::test]
 async fn unsupported_protocol_version_header_is_400() {
     let app = spawn_app().await;
     let token = user_token(&app, ALL_SCOPES).await;
