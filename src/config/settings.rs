@@ -8,7 +8,11 @@ use std::time::Duration;
 use url::Url;
 
 use super::{Config, ConfigError};
-use crate::domain::{client_address::TrustedProxies, redirect::is_loopback_host, scope::Scopes};
+use crate::domain::{
+    client_address::TrustedProxies,
+    redirect::is_loopback_host,
+    scope::{Scopes, OFFLINE_ACCESS},
+};
 
 /// Validated, derived settings shared (read-only) by actors and handlers.
 #[derive(Debug, Clone)]
@@ -101,6 +105,13 @@ impl Config {
         }
         let mcp_scopes = Scopes::parse(&self.mcp_scopes.join(" "))
             .map_err(|e| ConfigError(format!("MCP scopes: {e}")))?;
+        // Access tokens never carry offline_access (SEP-2207), so requiring it at /mcp
+        // would refuse every token.
+        if mcp_scopes.contains(OFFLINE_ACCESS) {
+            return Err(ConfigError(
+                "MCP scopes must not include offline_access: it is kept on the grant, never in an access token".into(),
+            ));
+        }
         if !mcp_scopes.is_subset(&scopes) {
             return Err(ConfigError(
                 "MCP scopes must be a subset of the supported scopes".into(),
@@ -201,6 +212,14 @@ mod tests {
         let s = c.settings(1).unwrap();
         assert_eq!(s.issuer, "https://auth.example.com");
         assert!(!s.loopback);
+    }
+
+    #[test]
+    fn offline_access_is_no_mcp_scope() {
+        let mut c = Config::default();
+        c.mcp_scopes = vec!["mcp:read".into(), "offline_access".into()];
+        let e = c.settings(1).unwrap_err();
+        assert!(e.0.contains("offline_access"), "{e}");
     }
 
     #[test]

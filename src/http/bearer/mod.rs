@@ -34,7 +34,10 @@ use crate::{
 };
 
 /// A `WWW-Authenticate: Bearer` refusal pointing to the protected-resource metadata of
-/// `/mcp` under `issuer` (RFC 9728 §5.1), asking for `scope`.
+/// `/mcp` under `issuer` (RFC 9728 §5.1), asking for `scope`. `offline_access` is never
+/// named: it is a scope of the grant, not of the resource (SEP-2207), so a step-up union
+/// that met it (an operator's tool scopes, say) drops it here, the one place challenges are
+/// made.
 pub fn challenge(
     issuer: &str,
     status: StatusCode,
@@ -46,7 +49,7 @@ pub fn challenge(
         status,
         error,
         description: Cow::Borrowed(description),
-        scope: scope.to_string(),
+        scope: scope.for_access_token().to_string(),
         resource_metadata: format!("{issuer}/.well-known/oauth-protected-resource/mcp"),
     })
 }
@@ -87,4 +90,24 @@ pub async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<Bytes, 
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_challenge_never_names_offline_access() {
+        let scope = Scopes::from_names(["mcp:read", "offline_access", "mcp:write"]);
+        let Error::Challenge(c) = challenge(
+            "https://as.example",
+            StatusCode::FORBIDDEN,
+            Some("insufficient_scope"),
+            "more",
+            &scope,
+        ) else {
+            panic!("not a challenge");
+        };
+        assert_eq!(c.scope, "mcp:read mcp:write");
+    }
 }

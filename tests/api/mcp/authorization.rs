@@ -73,6 +73,33 @@ async fn write_tool_needs_step_up() {
     );
 }
 
+/// MCP authorization "Scope Challenge Handling" (SEP-2350): the scope of a step-up
+/// challenge is what the token has plus what the call needs, so the client asks once and
+/// loses nothing; `offline_access` (SEP-2207), kept on the grant, is never named.
+#[actix_web::test]
+async fn a_step_up_challenge_is_the_union_and_never_names_offline_access() {
+    let app = spawn_app_with(|c| {
+        c.scopes = vec!["mcp:read".into(), "mcp:write".into(), "profile".into()];
+    })
+    .await;
+    let token = user_token(&app, "mcp:read profile offline_access").await;
+    let mut mcp = Mcp::new(&app, &token);
+    mcp.initialize("2025-11-25").await;
+    let reply = mcp
+        .call_tool("sign_guestbook", json!({"message": "hi"}))
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let c = challenge(&reply);
+    assert!(c.contains("scope=\"mcp:read mcp:write profile\""), "{c}");
+    assert!(!c.contains("offline_access"), "{c}");
+
+    // Nor on a 401.
+    let anonymous = Mcp::new(&app, "not-a-token");
+    let reply = anonymous.request("tools/list", json!({})).await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert!(!challenge(&reply).contains("offline_access"));
+}
+
 #[actix_web::test]
 async fn a_revoked_token_is_refused_on_the_next_request() {
     let app = spawn_app().await;
