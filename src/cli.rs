@@ -83,7 +83,9 @@ pub struct Cli {
     /// sled cache size in MiB.
     #[arg(long, env = "OAUTH_MCP_CACHE_MB", default_value_t = 32)]
     pub cache_mb: u64,
-    /// Dynamic registrations allowed per client address per hour.
+    /// Distinct clients dynamically registered per client address per hour (an identical
+    /// public-client registration repeated within 24 hours answers the same client and is
+    /// not counted).
     #[arg(long, env = "OAUTH_MCP_REGISTRATIONS_PER_HOUR", default_value_t = 30)]
     pub registrations_per_hour: u32,
     /// Let dynamically registered clients use `client_credentials` (tokens with no user).

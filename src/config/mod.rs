@@ -77,7 +77,9 @@ pub struct Config {
     /// How long a browser stays signed in after a password login (later authorization
     /// requests then only ask for consent). Zero turns sign-in sessions off.
     pub login_session_ttl: Duration,
-    /// Dynamic registrations allowed per client address per hour.
+    /// Distinct clients dynamically registered per client address per hour (an identical
+    /// public-client registration repeated within 24 hours answers the same client and is
+    /// not counted).
     pub registrations_per_hour: u32,
     /// Whether dynamically registered clients may use `client_credentials`. Off by default:
     /// with open registration, anyone who can reach `/register` would otherwise obtain an

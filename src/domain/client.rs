@@ -1,8 +1,12 @@
 //! Registered clients and users as the registry stores them, and a client on its way in:
 //! validated registration metadata ([`NewClient`]) and the registered client with its
-//! secret, shown once ([`RegisteredClient`]).
+//! secret, shown once ([`RegisteredClient`]); the fingerprint of a registration, by which a
+//! repeated identical one is recognised ([`NewClient::fingerprint`]).
+
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::{
     scope::Scopes,
@@ -180,6 +184,42 @@ mod tests {
         let back: Client = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!((back.origin, back.used), (ClientOrigin::Dynamic, true));
     }
+
+    #[test]
+    fn fingerprints_are_equal_exactly_for_the_same_address_and_metadata() {
+        let extra = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::json!({ "b": v, "a": 1 })))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        let new = NewClient {
+            client_name: Some("App".into()),
+            redirect_uris: vec!["https://a.example/cb".into()],
+            auth_method: AuthMethod::None,
+            grant_types: vec![GrantType::AuthorizationCode],
+            scopes: None,
+            extra: extra(&[("logo_uri", "x"), ("client_uri", "y")]),
+        };
+        let here: IpAddr = [192, 0, 2, 1].into();
+        let fp = |c: &NewClient| c.fingerprint(here).unwrap();
+        let mut reordered = new.clone();
+        reordered.extra = extra(&[("client_uri", "y"), ("logo_uri", "x")]);
+        assert!(fp(&reordered) == fp(&new), "key order does not matter");
+        assert!(new.fingerprint([192, 0, 2, 2].into()) != Some(fp(&new)));
+        let mut other = new.clone();
+        other.scopes = Some(Scopes::parse("mcp:read").unwrap());
+        assert!(fp(&other) != fp(&new));
+        let mut other = new.clone();
+        other.client_name = None;
+        assert!(fp(&other) != fp(&new));
+        let mut other = new.clone();
+        other.auth_method = AuthMethod::ClientSecretBasic;
+        assert!(fp(&other) != fp(&new));
+        let mut other = new.clone();
+        other.extra = extra(&[("logo_uri", "x"), ("client_uri", "z")]);
+        assert!(fp(&other) != fp(&new));
+    }
 }
 
 /// A validated registration request (RFC 7591 §2), built by `oauth::registration`.
@@ -223,6 +263,53 @@ impl NewClient {
             origin,
             used: origin != ClientOrigin::Dynamic,
         }
+    }
+}
+
+impl NewClient {
+    /// The SHA-256 of a canonical serialisation of this metadata together with `address`
+    /// (the caller's address key, [`address_key`](super::client_address::address_key)):
+    /// two registrations have the same fingerprint exactly when they come from the same
+    /// address key with the same effective metadata. Lists keep their order (a client
+    /// repeating its registration sends the same body); object keys in the other metadata
+    /// are sorted, so their order does not matter. `None` only if the metadata cannot be
+    /// serialised, and then the registration is simply not recognised as a repeat.
+    pub fn fingerprint(&self, address: IpAddr) -> Option<Digest> {
+        let doc = serde_json::json!([
+            // Versioned, so a change of this layout can never match an old fingerprint.
+            "oauth-mcp.registration.v1",
+            address.to_string(),
+            self.client_name,
+            self.redirect_uris,
+            self.auth_method.as_str(),
+            self.grant_types
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>(),
+            self.scopes.as_ref().map(ToString::to_string),
+            canonical(&Value::Object(self.extra.clone())),
+        ]);
+        serde_json::to_vec(&doc)
+            .ok()
+            .map(|bytes| Digest::of(&bytes))
+    }
+}
+
+/// `value` with the keys of every object sorted (serde_json keeps insertion order here,
+/// since the `preserve_order` feature is on).
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let sorted: Map<String, Value> = keys
+                .into_iter()
+                .filter_map(|k| map.get(k).map(|v| (k.clone(), canonical(v))))
+                .collect();
+            Value::Object(sorted)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
     }
 }
 

@@ -35,6 +35,17 @@ pub trait ClientStore: Send + 'static {
     /// ([`Registration::Full`]: `--max-registered-clients`, a bound over every process
     /// sharing the database; a SQL backend counts and inserts in one serializable
     /// transaction, or keeps the count in a row it locks).
+    ///
+    /// Repeated registrations (the contract for a shared backend, issue 14): the registry
+    /// answers an identical public-client registration from the same address key within
+    /// 24 hours with the client registered first, from a fingerprint map in its memory
+    /// (`NewClient::fingerprint`). That is exact on sled, where one process serves the
+    /// data directory. On a shared backend each process would register its own client for
+    /// the same fingerprint, and each would count against the bound: the backend must
+    /// store the fingerprint and its registration time with the client (indexed), and this
+    /// intent must take it and, in the same transaction, answer the live client registered
+    /// under it within the window instead of inserting (without counting it against
+    /// `max_dynamic`). A removed client takes its fingerprint with it.
     fn register_client(
         &self,
         client: Client,

@@ -2,6 +2,10 @@
 //! `max_registered_clients` bound, client authentication (OAuth 2.1 §2.4), administration
 //! (insert, list, remove) and the sweep of dynamically registered clients never issued a
 //! token.
+//!
+//! An identical public-client registration from the same address key within 24 hours
+//! answers the client registered first (see `repeats.rs`), before either limit is looked
+//! at: the per-address limit counts distinct clients, and a repeat writes nothing.
 
 use std::net::IpAddr;
 
@@ -204,6 +208,21 @@ impl Handler<RegisterClient> for ClientRegistry {
         let now = self.clock.now();
         let dynamic = msg.origin == ClientOrigin::Dynamic;
         let max = self.settings.config.max_registered_clients;
+        // Only public clients: a confidential client's secret is shown once, so a repeat
+        // could not be answered with it and gets a new client.
+        let fingerprint = match msg.address.map(address_key) {
+            Some(key) if dynamic && msg.client.auth_method == AuthMethod::None => {
+                msg.client.fingerprint(key)
+            }
+            _ => None,
+        };
+        if let Some(client) = fingerprint.and_then(|fp| self.repeat_of(&fp, now)) {
+            tracing::debug!(client_id = %client.client_id, "repeated registration answered");
+            return Box::pin(fut::ready(Ok(RegisteredClient {
+                client,
+                secret: None,
+            })));
+        }
         // Checked before the rate limit counts the attempt: a full registry is not the
         // caller's doing. The index answers here; the store decides (it also holds the
         // clients other processes registered, on a shared backend).
@@ -244,6 +263,10 @@ impl Handler<RegisterClient> for ClientRegistry {
             .register_client(client.clone(), dynamic.then_some(max));
         self.after_store(answer, move |act, out| match out? {
             Registration::Registered => {
+                if let Some(fp) = fingerprint {
+                    act.recent_registrations
+                        .insert(fp, client.client_id.clone(), client.issued_at);
+                }
                 act.remember_client(client.clone());
                 Ok(RegisteredClient { client, secret })
             }
@@ -256,6 +279,35 @@ impl Handler<RegisterClient> for ClientRegistry {
 }
 
 impl ClientRegistry {
+    /// The client an identical registration (same `fingerprint`) registered within
+    /// [`REPEAT_WINDOW_SECS`](super::repeats::REPEAT_WINDOW_SECS), if it still exists and, when never issued a token, is not
+    /// about to be removed as unused: with less than [`repeat_margin`](Self::repeat_margin)
+    /// (at most an hour) left, the caller could not finish an authorization before the sweep, so it gets a
+    /// new client instead.
+    fn repeat_of(&mut self, fingerprint: &Digest, now: i64) -> Option<Client> {
+        let client_id = self.recent_registrations.get(fingerprint, now)?;
+        let Some(client) = self.clients.get(client_id) else {
+            // Removed by the unused-client sweep or by administration.
+            self.recent_registrations.remove(fingerprint);
+            return None;
+        };
+        let ttl =
+            i64::try_from(self.settings.config.unused_client_ttl.as_secs()).unwrap_or(i64::MAX);
+        let removed_at = client.issued_at.saturating_add(ttl);
+        if !client.used && removed_at.saturating_sub(now) < self.repeat_margin() {
+            return None;
+        }
+        Some(client.clone())
+    }
+
+    /// How long an unused client must still have before the sweep removes it to be
+    /// answered to a repeat: an hour, or half the unused-client TTL when that is shorter.
+    fn repeat_margin(&self) -> i64 {
+        let ttl =
+            i64::try_from(self.settings.config.unused_client_ttl.as_secs()).unwrap_or(i64::MAX);
+        (ttl / 2).min(3600)
+    }
+
     /// Adds a stored client to the index and its bookkeeping.
     fn remember_client(&mut self, client: Client) {
         if client.origin == ClientOrigin::Dynamic {

@@ -29,6 +29,8 @@
 //! - `mod.rs`: the actor itself, its state, start-up and timers, [`RegistryError`];
 //! - `clients.rs`: registered clients, client authentication, the registration rate limit
 //!   and the unused-client sweep;
+//! - `repeats.rs`: recent public-client registrations by fingerprint, so that an identical
+//!   repeat answers the same client (and is not counted by the rate limit);
 //! - `users.rs`: user accounts, password hashing and the login throttle;
 //! - `sign_in.rs`: browser sign-in sessions;
 //! - `tests.rs`: the actor-level tests.
@@ -56,6 +58,7 @@ use crate::{
 };
 
 mod clients;
+mod repeats;
 mod sign_in;
 #[cfg(test)]
 mod tests;
@@ -70,6 +73,7 @@ pub use users::{
     hash_password, AuthenticateUser, InsertUserIfAbsent, ListUsers, RemoveUser, SetPassword,
 };
 
+use repeats::RecentRegistrations;
 use users::{NameWindow, Window};
 
 /// Registry failures.
@@ -129,7 +133,12 @@ pub struct ClientRegistry {
     address_failures: HashMap<IpAddr, Window>,
     /// The server-wide bound on concurrent password checks.
     password_checks: Arc<Semaphore>,
+    /// Distinct clients registered per client address key in the current hour (a repeated
+    /// identical registration is not counted).
     registrations: HashMap<IpAddr, Window>,
+    /// Public clients registered in the last 24 hours by fingerprint, so that an identical
+    /// repeat answers the same client (`repeats.rs`).
+    recent_registrations: RecentRegistrations,
     /// Browser sign-in sessions: digest of the cookie → (user, expiry). In memory: a restart
     /// signs everyone out, which is the safe direction.
     login_sessions: HashMap<Digest, (String, i64)>,
@@ -173,6 +182,7 @@ impl ClientRegistry {
             user_failures: HashMap::new(),
             address_failures: HashMap::new(),
             registrations: HashMap::new(),
+            recent_registrations: RecentRegistrations::default(),
             login_sessions: HashMap::new(),
         })
     }
@@ -221,6 +231,7 @@ impl ClientRegistry {
         self.address_failures.retain(|_, w| now - w.started < len);
         self.registrations.retain(|_, w| now - w.started < 3600);
         self.login_sessions.retain(|_, (_, exp)| *exp > now);
+        self.recent_registrations.prune(now);
     }
 }
 

@@ -373,3 +373,81 @@ async fn a_removed_user_cannot_sign_in() {
     assert_eq!(addr.send(resolve).await.unwrap(), None);
     assert!(addr.send(ListUsers).await.unwrap().is_empty());
 }
+
+fn hosted() -> NewClient {
+    NewClient {
+        client_name: Some("Hosted".into()),
+        redirect_uris: vec!["https://hosted.example/cb".into()],
+        auth_method: AuthMethod::None,
+        grant_types: vec![GrantType::AuthorizationCode],
+        scopes: None,
+        extra: Default::default(),
+    }
+}
+
+async fn register_from(addr: &Addr<ClientRegistry>, address: Option<IpAddr>) -> String {
+    let msg = RegisterClient {
+        client: hosted(),
+        address,
+        origin: ClientOrigin::Dynamic,
+    };
+    addr.send(msg).await.unwrap().unwrap().client.client_id
+}
+
+#[actix::test]
+async fn repeats_are_recognised_per_address_key() {
+    let (addr, _) = start(Config::default()).await;
+    let v6 = |last: u16| Some(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]));
+    let first = register_from(&addr, v6(1)).await;
+    assert_eq!(register_from(&addr, v6(2)).await, first, "same /64");
+    let other_net = Some(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]));
+    assert_ne!(register_from(&addr, other_net).await, first);
+    assert_ne!(
+        register_from(&addr, None).await,
+        first,
+        "no address, no key"
+    );
+    let operator = RegisterClient {
+        client: hosted(),
+        address: v6(1),
+        origin: ClientOrigin::Operator,
+    };
+    let by_operator = addr.send(operator).await.unwrap().unwrap().client.client_id;
+    assert_ne!(by_operator, first, "only /register is answered from memory");
+}
+
+#[actix::test]
+async fn a_client_removed_by_administration_is_not_answered_again() {
+    let (addr, _) = start(Config::default()).await;
+    let ip = Some(IpAddr::from([192, 0, 2, 1]));
+    let first = register_from(&addr, ip).await;
+    let removal = RemoveClient {
+        client_id: first.clone(),
+    };
+    assert!(addr.send(removal).await.unwrap().unwrap());
+    let second = register_from(&addr, ip).await;
+    assert_ne!(second, first);
+    assert_eq!(register_from(&addr, ip).await, second);
+}
+
+#[actix::test]
+async fn an_unused_client_about_to_be_swept_is_not_answered_again() {
+    let mut cfg = Config::default();
+    cfg.unused_client_ttl = Duration::from_secs(4 * 3600);
+    let (addr, clock) = start(cfg).await;
+    let ip = Some(IpAddr::from([192, 0, 2, 1]));
+    let first = register_from(&addr, ip).await;
+    // Removed 4 h after registration; answered while an hour or more is left.
+    clock.advance(Duration::from_secs(3 * 3600));
+    assert_eq!(register_from(&addr, ip).await, first);
+    clock.advance(Duration::from_secs(1));
+    let second = register_from(&addr, ip).await;
+    assert_ne!(second, first);
+    // Once used, the sweep no longer threatens it: answered for the rest of the 24 hours.
+    let mark = MarkClientUsed {
+        client_id: second.clone(),
+    };
+    assert!(addr.send(mark).await.unwrap().unwrap());
+    clock.advance(Duration::from_secs(20 * 3600));
+    assert_eq!(register_from(&addr, ip).await, second);
+}

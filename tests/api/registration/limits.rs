@@ -33,7 +33,9 @@ async fn registration_is_rate_limited_per_address() {
 async fn a_registered_client_never_issued_a_token_is_removed_after_the_ttl() {
     let app = spawn_app_with(|c| c.unused_client_ttl = Duration::from_secs(3600)).await;
     let redirect = "http://127.0.0.1:3000/cb";
-    let unused = app.register_public(&[redirect]).await;
+    // Different metadata: an identical repeat would answer the same client.
+    let unused_redirect = "http://127.0.0.1:3001/cb";
+    let unused = app.register_public(&[unused_redirect]).await;
     let used = app.register_public(&[redirect]).await;
     let (code, verifier) = app.obtain_code_for(&used, redirect, ALL_SCOPES).await;
     let form = [
@@ -55,7 +57,7 @@ async fn a_registered_client_never_issued_a_token_is_removed_after_the_ttl() {
     assert_eq!(app.sweep_clients().await, 0);
     let (_, challenge) = pkce_pair();
     let reply = Reply::read(
-        app.get_authorize(&public_params(&unused, redirect, &challenge))
+        app.get_authorize(&public_params(&unused, unused_redirect, &challenge))
             .await,
     )
     .await;

@@ -1,7 +1,8 @@
 //! Dynamic client registration (RFC 7591) and the life of a registered client afterwards, one
 //! file per behaviour: `answers` (what a registration returns), `refusals` (the RFC 7591 error
-//! codes), `limits` (size, rate, time to live, a full registry) and `flows` (registered
-//! clients through the authorization flow).
+//! codes), `limits` (size, rate, time to live, a full registry), `repeats` (an identical
+//! public registration answers the same client) and `flows` (registered clients through the
+//! authorization flow).
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ mod answers;
 mod flows;
 mod limits;
 mod refusals;
+mod repeats;
 
 async fn register(app: &TestApp, body: &Value) -> Reply {
     Reply::read(app.register(body).await).await
