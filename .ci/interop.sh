@@ -10,8 +10,12 @@
 #     loopback port with a temporary data directory, the demo user seeded, and access tokens
 #     living 2 s, so that each client's second tool call needs a refresh;
 #  3. runs python_client.py twice (mode "legacy": a session at a handshake-era version;
-#     mode "auto": the newest version both sides speak) and ts_client.mjs; any exiting
-#     non-zero fails the stage;
+#     mode "auto": the newest version both sides speak) and ts_client.mjs, each registering;
+#     then each once more identified by a client ID metadata document instead: the SDKs
+#     accept only https document URLs, so the stage makes a CA and a certificate for
+#     127.0.0.1 (openssl), serves the documents over https (document_host.py), and the
+#     server trusts that CA for document hosts (--client-metadata-ca-file) and fetches from
+#     loopback (--client-metadata-allow-private); any exiting non-zero fails the stage;
 #  4. MCP Inspector (web mode; .ci/interop/inspector/, pinned), the way a person uses it:
 #     started with its browser auto-open off and an in-memory secret store (no OS keyring),
 #     its page driven in headless Chromium (Debian's package, installed when missing) by
@@ -20,12 +24,8 @@
 #     node the npm package node-linux-<arch> of a pinned Node 22 goes into target/interop/;
 #  5. stops the Inspector and the server (trap), whatever happened.
 #
-# Not covered here (written down in docs/troubleshooting.md): the SDKs' client ID metadata
-# document support, which both accept only for https document URLs, which CI cannot serve
-# with a certificate the server trusts.
-#
-# Output of each run, the server's and the Inspector's logs and the Inspector's screenshot
-# stay in target/interop/.
+# Output of each run, the server's, the document host's and the Inspector's logs and the
+# Inspector's screenshot stay in target/interop/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
@@ -43,9 +43,11 @@ rm -f "$OUT"/*.log
 # shellcheck source=.ci/lib.sh
 source "$REPO/.ci/lib.sh"
 INSPECTOR_PID=""
+DOCUMENT_HOST_PID=""
 stop_all() {
   # The Inspector runs in its own process group (setsid): end the whole group.
   [ -n "$INSPECTOR_PID" ] && kill -TERM -- "-$INSPECTOR_PID" 2>/dev/null || true
+  [ -n "$DOCUMENT_HOST_PID" ] && kill -TERM "$DOCUMENT_HOST_PID" 2>/dev/null || true
   stop_server_and_clean
 }
 trap stop_all EXIT
@@ -88,8 +90,34 @@ fi
 cargo build --bin oauth-mcp
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/oauth-mcp"
 
-# --- 2. the server ------------------------------------------------------------------------
+# --- 2. the document host and the server --------------------------------------------------
+# A CA of this run's own and a certificate for 127.0.0.1 signed by it.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -subj "/CN=oauth-mcp interop CA" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+  -keyout "$WORK/host.key" -out "$WORK/host.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/host.ext"
+openssl x509 -req -in "$WORK/host.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" \
+  -CAcreateserial -days 1 -extfile "$WORK/host.ext" -out "$WORK/host.pem" 2>/dev/null
+mkdir -p "$WORK/documents"
+"$OUT/venv/bin/python" .ci/interop/document_host.py "$WORK/documents" "$WORK/host.pem" "$WORK/host.key" \
+  >"$WORK/document-host.port" 2>"$OUT/document-host.log" &
+DOCUMENT_HOST_PID=$!
+for _ in $(seq 1 100); do [ -s "$WORK/document-host.port" ] && break; sleep 0.1; done
+DOCUMENT_PORT="$(head -n1 "$WORK/document-host.port")"
+[ -n "$DOCUMENT_PORT" ] || die "the document host did not start"
+DOCS="https://127.0.0.1:$DOCUMENT_PORT"
+# document NAME CLIENT_NAME REDIRECT_URI: the client ID metadata document $DOCS/NAME.json.
+document() {
+  printf '{"client_id":"%s/%s.json","client_name":"%s","redirect_uris":["%s"],"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"none"}\n' \
+    "$DOCS" "$1" "$2" "$3" >"$WORK/documents/$1.json"
+}
+document python "interop: python mcp (document)" "http://127.0.0.1:53682/callback"
+document typescript "interop: typescript sdk (document)" "http://127.0.0.1:53683/callback"
+log "document host up: $DOCS"
+
 "$BIN" --bind 127.0.0.1:0 --data-dir "$WORK/data" --access-token-ttl 2 --log-json \
+  --client-metadata-allow-private --client-metadata-ca-file "$WORK/ca.pem" \
   >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
 PORT="$(await_server "$OUT/server.log" 's/.*"local_addr":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$OUT/server.log")"
@@ -110,6 +138,8 @@ run() {
 run python-legacy "$OUT/venv/bin/python" .ci/interop/python_client.py "$URL" demo_user demo_password legacy
 run python-auto "$OUT/venv/bin/python" .ci/interop/python_client.py "$URL" demo_user demo_password auto
 run typescript node .ci/interop/ts_client.mjs "$URL" demo_user demo_password
+run python-document "$OUT/venv/bin/python" .ci/interop/python_client.py "$URL" demo_user demo_password auto "$DOCS/python.json"
+run typescript-document node .ci/interop/ts_client.mjs "$URL" demo_user demo_password "$DOCS/typescript.json"
 
 # --- 4. MCP Inspector in headless Chromium ------------------------------------------------
 INSPECTOR_TOKEN="$(openssl rand -hex 16)"

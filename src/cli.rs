@@ -108,6 +108,10 @@ pub struct Cli {
     /// addresses too (development, or a network you trust).
     #[arg(long, env = "OAUTH_MCP_CLIENT_METADATA_ALLOW_PRIVATE")]
     pub client_metadata_allow_private: bool,
+    /// A PEM file of root certificates trusted for client metadata document hosts beside
+    /// the bundled Mozilla roots (a private CA).
+    #[arg(long, env = "OAUTH_MCP_CLIENT_METADATA_CA_FILE")]
+    pub client_metadata_ca_file: Option<PathBuf>,
     /// Accept client metadata documents only from these hosts (`app.example` or
     /// `*.example.com`), space- or comma-separated; default: any public host.
     #[arg(long, env = "OAUTH_MCP_CLIENT_METADATA_TRUSTED_HOSTS")]
@@ -364,6 +368,7 @@ impl Cli {
             client_metadata_documents: !self.no_client_metadata_documents,
             client_metadata_allow_http: self.client_metadata_allow_http,
             client_metadata_allow_private: self.client_metadata_allow_private,
+            client_metadata_ca_file: self.client_metadata_ca_file.clone(),
             client_metadata_trusted_hosts: self
                 .client_metadata_trusted_hosts
                 .as_deref()
@@ -435,7 +440,13 @@ mod tests {
             "10.0.0.0/8, 2001:db8::/32",
             "--password-hash-concurrency",
             "3",
+            "--client-metadata-ca-file",
+            "/etc/oauth-mcp/ca.pem",
         ]);
+        assert_eq!(
+            c.client_metadata_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/oauth-mcp/ca.pem"))
+        );
         assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "2001:db8::/32"]);
         assert_eq!(c.password_hash_concurrency, 3);
         assert!(!c.client_metadata_documents);

@@ -172,6 +172,8 @@ pub struct DocumentFetcher {
     allow_private: bool,
     max_bytes: usize,
     timeout: Duration,
+    /// Root certificates (PEM) trusted beside the bundled Mozilla roots.
+    extra_roots: Option<Vec<u8>>,
 }
 
 impl DocumentFetcher {
@@ -186,7 +188,15 @@ impl DocumentFetcher {
             allow_private: config.client_metadata_allow_private,
             max_bytes: config.client_metadata_max_bytes,
             timeout: config.client_metadata_timeout,
+            extra_roots: None,
         }
+    }
+
+    /// Also trusts the root certificates of `pem` (a private CA's document hosts;
+    /// `--client-metadata-ca-file`, checked by the settings at start).
+    pub fn with_extra_roots(mut self, pem: Option<Vec<u8>>) -> Self {
+        self.extra_roots = pem;
+        self
     }
 
     /// Whether plain http document URLs are accepted (development setting).
@@ -197,7 +207,14 @@ impl DocumentFetcher {
     fn client(&self) -> Result<&reqwest::Client, ClientDocumentError> {
         self.client
             .get_or_init(|| {
-                reqwest::Client::builder()
+                let mut builder = reqwest::Client::builder();
+                if let Some(pem) = &self.extra_roots {
+                    let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| e.to_string())?;
+                    for root in roots {
+                        builder = builder.add_root_certificate(root);
+                    }
+                }
+                builder
                     .redirect(redirect::Policy::none())
                     .no_proxy()
                     .https_only(!self.allow_http)

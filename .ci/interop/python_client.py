@@ -4,9 +4,11 @@ authorization code flow with PKCE through the real login and consent form, an MC
 `tools/list` and `tools/call`, then a refresh (the server runs with a short access-token
 lifetime, so the SDK must refresh before its next call).
 
-Run by .ci/interop.sh:  python_client.py URL USERNAME PASSWORD MODE
+Run by .ci/interop.sh:  python_client.py URL USERNAME PASSWORD MODE [DOCUMENT_URL]
 MODE is passed to `mcp.Client(mode=...)`: "legacy" (session-based, the handshake-era
-versions) or "auto" (the newest version both sides speak).
+versions) or "auto" (the newest version both sides speak). With DOCUMENT_URL the client
+identifies itself by that client ID metadata document (`client_metadata_url`) instead of
+registering.
 
 The browser is played by `SignIn`: it follows the authorization URL, fills the login and
 consent form (`username`, `password`, the hidden fields, `action=approve`) and reads the code
@@ -124,7 +126,7 @@ class SignIn:
         return self.result
 
 
-async def main(url: str, username: str, password: str, mode: str) -> None:
+async def main(url: str, username: str, password: str, mode: str, document: str | None) -> None:
     storage = MemoryStorage()
     sign_in = SignIn(username, password)
     provider = OAuthClientProvider(
@@ -138,6 +140,7 @@ async def main(url: str, username: str, password: str, mode: str) -> None:
         storage=storage,
         redirect_handler=sign_in.redirect,
         callback_handler=sign_in.callback,
+        client_metadata_url=document,
     )
     async with httpx2.AsyncClient(auth=provider, timeout=30) as http:
         async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
@@ -158,18 +161,20 @@ async def main(url: str, username: str, password: str, mode: str) -> None:
     info = storage.client_info
     if info is None or not info.client_id:
         raise RuntimeError("the SDK did not register")
+    if document is not None and info.client_id != document:
+        raise RuntimeError(f"the SDK registered {info.client_id} instead of using the document {document}")
     if sign_in.sign_ins != 1:
         raise RuntimeError(f"expected one sign-in, the SDK asked for {sign_in.sign_ins}")
     if storage.token_sets < 2:
         raise RuntimeError(f"expected a refresh, the SDK stored tokens {storage.token_sets} time(s)")
     print(
-        f"ok: registered {info.client_id} ({info.token_endpoint_auth_method}), one sign-in, "
+        f"ok: {'document' if document else 'registered'} {info.client_id} ({info.token_endpoint_auth_method}), one sign-in, "
         f"{storage.token_sets} token sets (refreshed), tools called before and after",
         flush=True,
     )
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 5:
-        sys.exit("usage: python_client.py URL USERNAME PASSWORD MODE")
-    asyncio.run(main(*sys.argv[1:5]))
+    if len(sys.argv) not in (5, 6):
+        sys.exit("usage: python_client.py URL USERNAME PASSWORD MODE [DOCUMENT_URL]")
+    asyncio.run(main(*sys.argv[1:5], sys.argv[5] if len(sys.argv) == 6 else None))

@@ -5,7 +5,9 @@
 // server runs with a short access-token lifetime: the SDK's next call gets 401 and must
 // refresh).
 //
-// Run by .ci/interop.sh:  node ts_client.mjs URL USERNAME PASSWORD
+// Run by .ci/interop.sh:  node ts_client.mjs URL USERNAME PASSWORD [DOCUMENT_URL]
+// With DOCUMENT_URL the client identifies itself by that client ID metadata document
+// (`clientMetadataUrl`) instead of registering.
 //
 // `redirectToAuthorization` plays the user's browser: it follows the authorization URL, fills
 // the login and consent form (hidden fields, `username`, `password`, `action=approve`) and
@@ -16,9 +18,9 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
 
 const REDIRECT_URI = "http://127.0.0.1:53683/callback";
-const [url, username, password] = process.argv.slice(2);
+const [url, username, password, document] = process.argv.slice(2);
 if (!password) {
-  console.error("usage: node ts_client.mjs URL USERNAME PASSWORD");
+  console.error("usage: node ts_client.mjs URL USERNAME PASSWORD [DOCUMENT_URL]");
   process.exit(2);
 }
 
@@ -67,6 +69,9 @@ class Provider {
   }
   get redirectUrl() {
     return REDIRECT_URI;
+  }
+  get clientMetadataUrl() {
+    return document;
   }
   get clientMetadata() {
     return {
@@ -148,9 +153,12 @@ if (second.isError) throw new Error(`tools/call after the refresh failed: ${JSON
 await client.close();
 
 if (!provider.client?.client_id) throw new Error("the SDK did not register");
+if (document && provider.client.client_id !== document) {
+  throw new Error(`the SDK registered ${provider.client.client_id} instead of using the document ${document}`);
+}
 if (provider.signIns !== 1) throw new Error(`expected one sign-in, the SDK asked for ${provider.signIns}`);
 if (provider.tokenSets < 2) throw new Error(`expected a refresh, the SDK stored tokens ${provider.tokenSets} time(s)`);
 console.log(
-  `ok: registered ${provider.client.client_id} (${provider.client.token_endpoint_auth_method}), one sign-in, ` +
+  `ok: ${document ? "document" : "registered"} ${provider.client.client_id} (${provider.client.token_endpoint_auth_method ?? "none"}), one sign-in, ` +
     `${provider.tokenSets} token sets (refreshed), tools called before and after`,
 );

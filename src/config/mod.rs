@@ -124,6 +124,10 @@ pub struct Config {
     /// too (development, or an internal deployment that trusts its network). Off by
     /// default: the URL is chosen by whoever sends the request.
     pub client_metadata_allow_private: bool,
+    /// A PEM file of root certificates trusted for document hosts beside the bundled
+    /// Mozilla roots: for hosts whose certificates come from a private CA (an internal
+    /// network, tests). Read and checked at start.
+    pub client_metadata_ca_file: Option<PathBuf>,
     /// Largest document accepted (the draft recommends 5 KB).
     pub client_metadata_max_bytes: usize,
     /// How long one fetch may take in all (connect, TLS, response).
@@ -213,6 +217,7 @@ impl Default for Config {
             client_metadata_timeout: Duration::from_secs(5),
             client_metadata_max_cache: Duration::from_secs(24 * 3600),
             client_metadata_trusted_hosts: Vec::new(),
+            client_metadata_ca_file: None,
             unused_client_ttl: Duration::from_secs(7 * 24 * 3600),
             max_registered_clients: 10_000,
             client_metadata_max_fetches_per_host: 4,

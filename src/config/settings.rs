@@ -31,6 +31,8 @@ pub struct Settings {
     pub default_scopes: Scopes,
     /// Scopes every MCP request needs.
     pub mcp_scopes: Scopes,
+    /// The PEM root certificates of `client_metadata_ca_file`, read at start.
+    pub client_metadata_roots: Option<Vec<u8>>,
     /// Parsed [`Config::trusted_proxies`].
     pub trusted_proxies: TrustedProxies,
     /// [`Config::password_hash_concurrency`], with zero resolved to the number of cores.
@@ -168,8 +170,13 @@ impl Config {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
+        let client_metadata_roots = match &self.client_metadata_ca_file {
+            None => None,
+            Some(path) => Some(read_roots(path)?),
+        };
         let issuer = public_url.as_str().trim_end_matches('/').to_owned();
         Ok(Settings {
+            client_metadata_roots,
             trusted_proxies,
             password_hash_concurrency,
             resource: format!("{issuer}/mcp"),
@@ -181,6 +188,20 @@ impl Config {
             mcp_scopes,
             config: self.clone(),
         })
+    }
+}
+
+/// The PEM file of `--client-metadata-ca-file`, checked to hold at least one certificate.
+fn read_roots(path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    let shown = path.display();
+    let pem = std::fs::read(path)
+        .map_err(|e| ConfigError(format!("client metadata CA file {shown}: {e}")))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(pem),
+        Ok(_) => Err(ConfigError(format!(
+            "client metadata CA file {shown}: no PEM certificate in it"
+        ))),
+        Err(e) => Err(ConfigError(format!("client metadata CA file {shown}: {e}"))),
     }
 }
 
@@ -212,6 +233,20 @@ mod tests {
         let s = c.settings(1).unwrap();
         assert_eq!(s.issuer, "https://auth.example.com");
         assert!(!s.loopback);
+    }
+
+    #[test]
+    fn the_client_metadata_ca_file_must_hold_a_certificate() {
+        let dir = std::env::temp_dir().join(format!("oauth-mcp-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = Config::default();
+        c.client_metadata_ca_file = Some(dir.join("missing.pem"));
+        assert!(c.settings(1).unwrap_err().0.contains("missing.pem"));
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        c.client_metadata_ca_file = Some(empty);
+        assert!(c.settings(1).unwrap_err().0.contains("no PEM certificate"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -74,7 +74,10 @@ impl ClientDocuments {
     pub fn new(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Self {
         Self {
             documents: DocumentCache::default(),
-            fetcher: Arc::new(DocumentFetcher::new(&settings.config)),
+            fetcher: Arc::new(
+                DocumentFetcher::new(&settings.config)
+                    .with_extra_roots(settings.client_metadata_roots.clone()),
+            ),
             settings,
             clock,
             metrics: None,
