@@ -196,13 +196,26 @@ fn read_roots(path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
     let shown = path.display();
     let pem = std::fs::read(path)
         .map_err(|e| ConfigError(format!("client metadata CA file {shown}: {e}")))?;
-    match reqwest::Certificate::from_pem_bundle(&pem) {
-        Ok(certs) if !certs.is_empty() => Ok(pem),
-        Ok(_) => Err(ConfigError(format!(
-            "client metadata CA file {shown}: no PEM certificate in it"
-        ))),
-        Err(e) => Err(ConfigError(format!("client metadata CA file {shown}: {e}"))),
-    }
+    let certs = match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => certs,
+        Ok(_) => {
+            return Err(ConfigError(format!(
+                "client metadata CA file {shown}: no PEM certificate in it"
+            )))
+        }
+        Err(e) => return Err(ConfigError(format!("client metadata CA file {shown}: {e}"))),
+    };
+    // Decoding the PEM armour does not parse the certificates: the TLS library does that
+    // when a client is built. Build one now, so a damaged file stops the start instead of
+    // every document fetch later.
+    certs
+        .into_iter()
+        .fold(reqwest::Client::builder(), |b, cert| {
+            b.add_root_certificate(cert)
+        })
+        .build()
+        .map(|_| pem)
+        .map_err(|e| ConfigError(format!("client metadata CA file {shown}: {e}")))
 }
 
 #[cfg(test)]
@@ -246,6 +259,15 @@ mod tests {
         std::fs::write(&empty, "not a certificate\n").unwrap();
         c.client_metadata_ca_file = Some(empty);
         assert!(c.settings(1).unwrap_err().0.contains("no PEM certificate"));
+        // PEM armour around something that is not a certificate.
+        let damaged = dir.join("damaged.pem");
+        std::fs::write(
+            &damaged,
+            "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        c.client_metadata_ca_file = Some(damaged);
+        assert!(c.settings(1).unwrap_err().0.contains("damaged.pem"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

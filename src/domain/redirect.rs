@@ -80,8 +80,12 @@ pub fn is_loopback_host(host: Option<Host<&str>>) -> bool {
 /// `blob`, `about`, `view-source`, `filesystem`), reach files or the network
 /// (`file`, `ftp`, `ws`, `wss`), belong to the browser or its extensions (`chrome`,
 /// `chrome-extension`, `edge`, `opera`, `moz-extension`, `resource`, `jar`), or start other
-/// apps by a description rather than a scheme of their own (Android's `intent`). `http`
-/// and `https` have rules of their own.
+/// apps by a description rather than a scheme of their own (Android's `intent`), or hand
+/// the URI to a handler of the operating system itself rather than to one app (Windows'
+/// search, shell, help and archive handlers and every `ms-` scheme, see
+/// [`DENIED_SCHEME_PREFIXES`]; network clients such as `smb`, `ssh`, `telnet`, `ldap`;
+/// Apple's `itms-services` installer and `x-safari-*`; Java Web Start's `jnlp`; `mailto`,
+/// `tel`, `sms`). `http` and `https` have rules of their own.
 pub const DENIED_SCHEMES: &[&str] = &[
     "javascript",
     "data",
@@ -106,7 +110,34 @@ pub const DENIED_SCHEMES: &[&str] = &[
     "resource",
     "jar",
     "intent",
+    "search",
+    "search-ms",
+    "shell",
+    "mk",
+    "its",
+    "mhtml",
+    "hcp",
+    "jnlp",
+    "smb",
+    "nfs",
+    "ssh",
+    "telnet",
+    "ldap",
+    "ldaps",
+    "news",
+    "nntp",
+    "gopher",
+    "itms-services",
+    "x-safari-http",
+    "x-safari-https",
+    "mailto",
+    "tel",
+    "sms",
 ];
+
+/// Scheme prefixes denied like [`DENIED_SCHEMES`]: Windows' own protocol handlers
+/// (`ms-msdt`, `ms-officecmd`, `ms-appinstaller`, `ms-settings`, `ms-its`, ...).
+pub const DENIED_SCHEME_PREFIXES: &[&str] = &["ms-"];
 
 /// Whether `url` is an acceptable private-use redirect URI of a native app (RFC 8252 §7.1,
 /// OAuth 2.1 §2.3.1). The rule:
@@ -124,6 +155,7 @@ pub fn is_private_use(url: &Url) -> bool {
     let scheme = url.scheme();
     if matches!(scheme, "http" | "https")
         || DENIED_SCHEMES.contains(&scheme)
+        || DENIED_SCHEME_PREFIXES.iter().any(|p| scheme.starts_with(p))
         || scheme.ends_with("-extension")
     {
         return false;
@@ -243,6 +275,16 @@ mod tests {
             "view-source://x/y",
             "intent://scan/#Intent;scheme=zxing;end",
             "intent://x/y",
+            "search-ms://query/x",
+            "ms-msdt://id/x",
+            "ms-officecmd://x/y",
+            "MS-Settings://x/y",
+            "shell://x/y",
+            "smb://host/share",
+            "ssh://host/x",
+            "itms-services://x/y",
+            "x-safari-https://evil.example/",
+            "jnlp://x/y",
             "http://evil.example/cb",
             "myapp:cb",
             "myapp:/",

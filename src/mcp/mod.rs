@@ -124,7 +124,9 @@ impl ToolScopes {
         Self::default()
     }
 
-    /// Requires `scopes` for calls of `tool` (`tools/call`).
+    /// Requires `scopes` for calls of `tool` (`tools/call`). (`offline_access` can never be
+    /// met here: access tokens never carry it, SEP-2207, so a tool requiring it is refused
+    /// to everyone.)
     pub fn require<I, S>(mut self, tool: &str, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,

@@ -121,12 +121,20 @@ pub fn validate(
     if redirect::check_syntax(&redirect_uri).is_err() {
         return Err(page("The redirect_uri is not a valid URI."));
     }
-    // Registered while private-use schemes were accepted, used after the operator turned
-    // them off: refused, as a registration would be now.
-    if !settings.config.private_use_redirects && redirect::is_private_use(&parsed) {
-        return Err(page(
-            "This server does not accept redirect URIs with a private-use scheme (such as cursor://).",
-        ));
+    // A private-use scheme is checked again as a registration would be now: one registered
+    // while they were accepted and used after the operator turned them off, or whose scheme
+    // a later version denies, is refused.
+    if !matches!(parsed.scheme(), "http" | "https") {
+        if !redirect::is_private_use(&parsed) {
+            return Err(page(
+                "This server does not accept the redirect_uri's scheme.",
+            ));
+        }
+        if !settings.config.private_use_redirects {
+            return Err(page(
+                "This server does not accept redirect URIs with a private-use scheme (such as cursor://).",
+            ));
+        }
     }
 
     // From here on the redirect URI is verified: errors go back to operator-added clients,
@@ -407,6 +415,29 @@ mod tests {
         ));
         let on = Config::default().settings(8000).unwrap();
         assert!(validate(&Params::parse(q.as_bytes()), Some(c), &on).is_ok());
+    }
+
+    #[test]
+    fn a_stored_redirect_uri_whose_scheme_is_denied_now_is_refused() {
+        // Registered before its scheme was denied (a record from an older version).
+        let settings = Config::default().settings(8000).unwrap();
+        let q = format!(
+            "client_id=c&response_type=code&code_challenge={CH}&code_challenge_method=S256"
+        );
+        for uri in [
+            "search-ms://query/x",
+            "javascript://x/%0aalert(1)",
+            "myapp:cb",
+        ] {
+            let c = client(&[uri]);
+            assert!(
+                matches!(
+                    validate(&Params::parse(q.as_bytes()), Some(c), &settings),
+                    Err(AuthorizeError::Page(_))
+                ),
+                "{uri}"
+            );
+        }
     }
 
     #[test]

@@ -80,9 +80,15 @@ fn meta(description: impl Into<Cow<'static, str>>) -> ProtocolError {
     ProtocolError::new(ErrorCode::InvalidClientMetadata, description)
 }
 
-/// Text stored and shown back (names, contacts, URIs) carries no control characters.
+/// Text stored and shown back (names, contacts, URIs) carries no control characters, and
+/// no bidirectional formatting characters (U+061C, U+200E, U+200F, U+202A–U+202E,
+/// U+2066–U+2069): an unterminated right-to-left override in a client's name would reorder
+/// the consent page's own words after it ("Trojan Source", CVE-2021-42574).
 fn has_control(s: &str) -> bool {
-    s.chars().any(char::is_control)
+    s.chars().any(|c| {
+        c.is_control()
+            || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    })
 }
 
 /// A redirect URI that cannot be accepted (`invalid_redirect_uri`, RFC 7591 §3.2.2).
@@ -300,7 +306,7 @@ pub fn validate(
             Some(s.clone())
         }
         Some(_) => return Err(meta(
-            "client_name must be a string of at most 200 characters, without control characters",
+            "client_name must be a string of at most 200 characters, without control or bidirectional formatting characters",
         )),
     };
     let scopes = match doc.get("scope") {
@@ -422,6 +428,16 @@ mod tests {
     #[test]
     fn refusals() {
         assert_eq!(code("nope"), Some(ErrorCode::InvalidClientMetadata));
+        // A right-to-left override (or an isolate) in the name that the consent page shows.
+        for name in ["Good\u{202E}ppa live", "A\u{2067}B", "x\u{200F}"] {
+            let body =
+                serde_json::json!({"redirect_uris": ["https://a.example/cb"], "client_name": name});
+            assert_eq!(
+                code(&body.to_string()),
+                Some(ErrorCode::InvalidClientMetadata),
+                "{name:?}"
+            );
+        }
         assert_eq!(code("{}"), Some(ErrorCode::InvalidRedirectUri));
         assert_eq!(
             code(r#"{"redirect_uris":["http://evil.example/cb"]}"#),

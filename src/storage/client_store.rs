@@ -52,10 +52,14 @@ pub trait ClientStore: Send + 'static {
         max_dynamic: Option<usize>,
     ) -> StoreFuture<Registration>;
 
-    /// Replaces a stored client (marking it used), or inserts it.
+    /// Replaces a stored client (marking it used), or inserts it. On sled the registry
+    /// serialises this with removals; a backend whose answers come later (and that other
+    /// processes write too) must make "mark used" an update of an existing row only, so a
+    /// removal that overtook it is not undone (issue 14).
     fn put_client(&self, client: Client) -> StoreFuture<()>;
 
-    /// Inserts or replaces a user.
+    /// Inserts or replaces a user. The same holds for a password change racing a removal:
+    /// a shared backend updates an existing row only.
     fn put_user(&self, user: User) -> StoreFuture<()>;
 
     /// Removes a client; removing an unknown one is not an error.

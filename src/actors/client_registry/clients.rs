@@ -218,10 +218,19 @@ impl Handler<RegisterClient> for ClientRegistry {
         };
         if let Some(client) = fingerprint.and_then(|fp| self.repeat_of(&fp, now)) {
             tracing::debug!(client_id = %client.client_id, "repeated registration answered");
-            return Box::pin(fut::ready(Ok(RegisteredClient {
-                client,
-                secret: None,
-            })));
+            // The first registration may still be waiting for its flush: a repeat is
+            // answered only once the client is on disk too, like the first answer.
+            let persist = self.store.persist();
+            return Box::pin(
+                async move {
+                    persist.await?;
+                    Ok(RegisteredClient {
+                        client,
+                        secret: None,
+                    })
+                }
+                .into_actor(self),
+            );
         }
         // Checked before the rate limit counts the attempt: a full registry is not the
         // caller's doing. The index answers here; the store decides (it also holds the

@@ -29,6 +29,8 @@ pub(super) struct Listed {
 #[derive(Clone)]
 pub struct SessionDirectory {
     base: Instant,
+    /// A session unused for longer is over, swept or not yet.
+    idle_timeout: Duration,
     sessions: Arc<RwLock<HashMap<SessionId, Arc<Listed>>>>,
 }
 
@@ -39,24 +41,44 @@ impl std::fmt::Debug for SessionDirectory {
 }
 
 impl SessionDirectory {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(idle_timeout: Duration) -> Self {
         Self {
             base: Instant::now(),
+            idle_timeout,
             sessions: Arc::default(),
         }
     }
 
-    /// Is session `id` the caller's? If so it is marked used and its handle comes back.
+    /// Is session `id` the caller's? If so it is marked used and its handle comes back. A
+    /// session idle past the timeout is over even before the sweep removes it (`Unknown`,
+    /// so the client initializes again), and is never brought back by a late request.
     pub fn admit(&self, id: &SessionId, owner: &Owner) -> Admission {
         let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         match sessions.get(id) {
             None => Admission::Unknown,
+            Some(listed) if self.is_idle(listed) => Admission::Unknown,
             Some(listed) if listed.owner != *owner => Admission::Foreign,
             Some(listed) => {
                 self.touch(listed);
                 Admission::Admitted(listed.handle.clone())
             }
         }
+    }
+
+    fn is_idle(&self, listed: &Listed) -> bool {
+        self.last_seen(listed).elapsed() > self.idle_timeout
+    }
+
+    /// Removes session `id` if it is still idle, checked under the write lock: a request
+    /// admitted between the sweep's look and this removal keeps its session (readers mark
+    /// use under the read lock, so none can slip in while this holds the write lock).
+    pub(super) fn remove_if_idle(&self, id: &SessionId) -> bool {
+        let mut sessions = self.write();
+        let idle = sessions.get(id).is_some_and(|l| self.is_idle(l));
+        if idle {
+            sessions.remove(id);
+        }
+        idle
     }
 
     fn now_ms(&self) -> u64 {

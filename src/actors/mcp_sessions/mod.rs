@@ -154,7 +154,7 @@ impl McpSessions {
     pub fn new(limits: SessionLimits) -> Self {
         Self {
             sessions: HashMap::new(),
-            directory: SessionDirectory::new(),
+            directory: SessionDirectory::new(limits.idle_timeout),
             limits,
         }
     }
@@ -190,8 +190,12 @@ impl McpSessions {
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
-            if let Some(entry) = self.remove(&id) {
-                Self::close_entry(&id, entry);
+            // Rechecked under the directory's write lock: the guard may have admitted a
+            // request to it since the look above.
+            if self.directory.remove_if_idle(&id) {
+                if let Some(entry) = self.sessions.remove(&id) {
+                    Self::close_entry(&id, entry);
+                }
             }
         }
     }

@@ -100,3 +100,37 @@ async fn a_session_is_served_only_to_an_admitted_request_or_the_one_that_created
     let (seen, _) = other.scope(manager.has_session(&created)).await;
     assert!(!seen.unwrap());
 }
+
+#[actix::test]
+async fn a_session_idle_past_the_timeout_is_over_before_the_sweep_and_stays_over() {
+    let mut limits = SessionLimits::from_config(&crate::Config::default());
+    limits.idle_timeout = Duration::from_millis(50);
+    let sessions = McpSessions::new(limits);
+    let directory = sessions.directory();
+    let addr = sessions.start();
+    let alice = Owner {
+        subject: Some("alice".into()),
+        client_id: "c".into(),
+    };
+    let id = SessionId::from("s-idle");
+    let (handle, _worker) = create_local_session(id.clone(), SessionConfig::default());
+    let msg = CreateSession {
+        id: id.clone(),
+        handle,
+        owner: alice.clone(),
+        protocol_version: None,
+        client_info: None,
+    };
+    addr.send(msg).await.unwrap().unwrap();
+    assert!(matches!(
+        directory.admit(&id, &alice),
+        Admission::Admitted(_)
+    ));
+    // Idle past the timeout; the sweep (every second at the least) has not run yet.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(matches!(directory.admit(&id, &alice), Admission::Unknown));
+    // The refused look did not mark it used: the sweep still removes it.
+    assert!(!directory.remove_if_idle(&SessionId::from("unknown")));
+    assert!(directory.remove_if_idle(&id));
+    assert!(matches!(directory.admit(&id, &alice), Admission::Unknown));
+}
