@@ -35,6 +35,7 @@ mod client_store;
 mod code_store;
 pub mod codec;
 pub mod group_commit;
+pub mod postgres;
 pub mod records;
 pub mod sled;
 mod token_store;
@@ -88,6 +89,23 @@ pub enum StorageError {
         found: String,
         /// The format this build reads and writes.
         supported: u32,
+    },
+    /// The PostgreSQL schema is outside the range of versions this build runs on: written
+    /// by a newer oauth-mcp whose contract step no longer admits this one (see
+    /// `postgres::migrations`).
+    #[error(
+        "the PostgreSQL schema version is {found} (runs builds of schema {readers_from} or \
+         newer), but this oauth-mcp runs on schema versions {min} to {max}; upgrade it"
+    )]
+    UnsupportedSchema {
+        /// The schema version found in the database.
+        found: i32,
+        /// The oldest build (by its newest schema version) that schema still admits.
+        readers_from: i32,
+        /// The oldest schema version this build runs on.
+        min: i32,
+        /// The newest schema version this build knows.
+        max: i32,
     },
 }
 

@@ -1,0 +1,62 @@
+//! The migrations against PostgreSQL: applied once by instances starting together, and a
+//! schema outside this build's range refused.
+
+use super::{drop_db, empty_db};
+use crate::storage::{
+    postgres::{migrations::MAX_SCHEMA, PgStores},
+    StorageError,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_migrate_once_and_a_newer_contracted_schema_is_refused() {
+    let Some((admin, config, name)) = empty_db(module_path!()).await else {
+        return;
+    };
+    let starts: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(PgStores::connect_with(config.clone(), 2)))
+        .collect();
+    let mut stores = Vec::new();
+    for start in starts {
+        stores.push(start.await.unwrap().unwrap());
+    }
+    let client = stores[0].pool.get().await.unwrap();
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM schema_version ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, (1..=MAX_SCHEMA).collect::<Vec<_>>());
+
+    // A later build's expand step: this one still runs on it.
+    client
+        .execute(
+            "INSERT INTO schema_version (version, readers_from) VALUES ($1, $2)",
+            &[&(MAX_SCHEMA + 1), &MAX_SCHEMA],
+        )
+        .await
+        .unwrap();
+    PgStores::connect_with(config.clone(), 1)
+        .await
+        .unwrap()
+        .close();
+    // Its contract step: refused with a message.
+    client
+        .execute(
+            "INSERT INTO schema_version (version, readers_from) VALUES ($1, $1)",
+            &[&(MAX_SCHEMA + 2)],
+        )
+        .await
+        .unwrap();
+    let refused = PgStores::connect_with(config.clone(), 1).await.unwrap_err();
+    assert!(
+        matches!(refused, StorageError::UnsupportedSchema { found, .. } if found == MAX_SCHEMA + 2),
+        "{refused}"
+    );
+    drop(client);
+    for s in stores {
+        s.close();
+    }
+    drop_db(admin, name);
+}

@@ -1,0 +1,409 @@
+//! The PostgreSQL token store: each intent's outcomes (as the sled store's tests), and
+//! concurrent rotations of one refresh token.
+
+use super::{db, refresh_token, rotation, token};
+use crate::{
+    domain::secrets::{AccessToken, RefreshToken},
+    storage::{
+        postgres::PgTokenStore, GrantHolder, GrantId, GrantRevocation, IssueOutcome, NewToken,
+        RotateOutcome, TokenRecord, TokenRevocation, TokenStore,
+    },
+};
+
+async fn put(store: &PgTokenStore, record: TokenRecord) -> crate::domain::secrets::TokenKey {
+    let key = AccessToken::generate().key();
+    let outcome = store.issue(NewToken { key, record }, None).await.unwrap();
+    assert_eq!(outcome, IssueOutcome::Issued);
+    key
+}
+
+async fn stored(store: &PgTokenStore, grant: GrantId, expires_at: i64) -> RefreshToken {
+    let token = RefreshToken::generate();
+    store
+        .issue(
+            NewToken {
+                key: token.key(),
+                record: refresh_token(grant, expires_at),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    token
+}
+
+#[tokio::test]
+async fn issue_stores_the_tokens_unless_the_grant_is_revoked() {
+    let Some(db) = db!() else { return };
+    let store = db.stores.tokens();
+    let grant = GrantId::generate();
+    let new = |record: TokenRecord| NewToken {
+        key: AccessToken::generate().key(),
+        record,
+    };
+    let (access, refresh) = (
+        new(token(grant, "app", None, 50)),
+        new(refresh_token(grant, 90)),
+    );
+    let (access_key, refresh_key) = (access.key, refresh.key);
+    assert_eq!(
+        store.issue(access, Some(refresh)).await.unwrap(),
+        IssueOutcome::Issued
+    );
+    let read = store.get(&access_key).await.unwrap().unwrap();
+    assert_eq!((read.expires_at, read.subject), (50, None));
+    let read = store.get(&refresh_key).await.unwrap().unwrap();
+    assert_eq!(read.scopes.to_string(), "mcp:read mcp:write");
+    assert_eq!(read.subject.as_deref(), Some("alice"));
+    assert_eq!(store.count().await.unwrap(), 2);
+
+    store.revoke_grant(grant, 100).await.unwrap();
+    let late = new(token(grant, "app", None, 50));
+    let late_key = late.key;
+    assert_eq!(
+        store.issue(late, None).await.unwrap(),
+        IssueOutcome::GrantRevoked
+    );
+    assert!(
+        store.get(&late_key).await.unwrap().is_none(),
+        "nothing stored"
+    );
+    assert_eq!(store.count().await.unwrap(), 2);
+    // Stored as digests: the key column holds the 40-byte key, never a token value.
+    let client = db.stores.pool.get().await.unwrap();
+    let row = client
+        .query_one("SELECT octet_length(key) FROM tokens LIMIT 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 40);
+}
+
+#[tokio::test]
+async fn rotate_rotates_once_repeats_within_the_window_and_revokes_on_reuse_after_it() {
+    let Some(db) = db!() else { return };
+    let store = db.stores.tokens();
+    let grant = GrantId::generate();
+    let presented = stored(&store, grant, 10_000).await;
+
+    let RotateOutcome::Rotated(first) = store
+        .rotate(rotation(&presented, 100, Some("mcp:read")))
+        .await
+        .unwrap()
+    else {
+        panic!("first presentation rotates");
+    };
+    assert_eq!(first.access_record.scopes.to_string(), "mcp:read");
+    assert_eq!(first.access_record.expires_at, 200);
+    let successor = store.get(&first.refresh.key()).await.unwrap().unwrap();
+    assert_eq!(successor.scopes.to_string(), "mcp:read mcp:write");
+    assert_eq!((successor.grant_id, successor.expires_at), (grant, 1_100));
+    let old = store.get(&presented.key()).await.unwrap().unwrap();
+    assert_eq!(old.rotated_at_us, Some(100_000_000));
+    assert_eq!(store.count().await.unwrap(), 3);
+
+    let RotateOutcome::Repeated(again) =
+        store.rotate(rotation(&presented, 110, None)).await.unwrap()
+    else {
+        panic!("a replay within the window repeats");
+    };
+    assert_eq!(again.access.secret(), first.access.secret());
+    assert_eq!(again.refresh.secret(), first.refresh.secret());
+    assert_eq!(again.access_record.scopes.to_string(), "mcp:read");
+    assert_eq!(store.count().await.unwrap(), 3);
+
+    assert!(matches!(
+        store
+            .rotate(rotation(&presented, 110, Some("mcp:admin")))
+            .await
+            .unwrap(),
+        RotateOutcome::InvalidScope
+    ));
+
+    let RotateOutcome::Reused {
+        grant_id,
+        forget_at,
+        ..
+    } = store.rotate(rotation(&presented, 111, None)).await.unwrap()
+    else {
+        panic!("a replay after the window is reuse");
+    };
+    assert_eq!((grant_id, forget_at), (grant, 111 + 5_000));
+    assert_eq!(
+        store.revoked_grants().await.unwrap().grants,
+        [(grant, 5_111)]
+    );
+    assert!(matches!(
+        store
+            .rotate(rotation(&first.refresh, 112, None))
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid
+    ));
+}
+
+#[tokio::test]
+async fn rotate_refuses_unknown_expired_foreign_and_access_tokens_without_writing() {
+    let Some(db) = db!() else { return };
+    let store = db.stores.tokens();
+    let grant = GrantId::generate();
+    let invalid = |outcome| assert!(matches!(outcome, RotateOutcome::Invalid), "{outcome:?}");
+    invalid(
+        store
+            .rotate(rotation(&RefreshToken::generate(), 100, None))
+            .await
+            .unwrap(),
+    );
+    let expired = stored(&store, grant, 100).await;
+    invalid(store.rotate(rotation(&expired, 100, None)).await.unwrap());
+    let live = stored(&store, grant, 1_000).await;
+    let mut foreign = rotation(&live, 100, None);
+    foreign.client_id = "other".into();
+    invalid(store.rotate(foreign).await.unwrap());
+    let access = RefreshToken::generate();
+    store
+        .issue(
+            NewToken {
+                key: access.key(),
+                record: token(grant, "app", Some("alice"), 1_000),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    invalid(store.rotate(rotation(&access, 100, None)).await.unwrap());
+    assert_eq!(store.count().await.unwrap(), 3, "nothing written");
+    assert!(store
+        .get(&live.key())
+        .await
+        .unwrap()
+        .unwrap()
+        .rotated_at_us
+        .is_none());
+    let RotateOutcome::Rotated(first) = store.rotate(rotation(&live, 100, None)).await.unwrap()
+    else {
+        panic!("rotates");
+    };
+    assert_eq!(
+        store
+            .revoke_token(&first.access.key(), "app", 0)
+            .await
+            .unwrap(),
+        TokenRevocation::AccessRemoved
+    );
+    invalid(store.rotate(rotation(&live, 105, None)).await.unwrap());
+}
+
+#[tokio::test]
+async fn revoking_a_token_is_per_client_and_a_refresh_token_takes_its_grant() {
+    let Some(db) = db!() else { return };
+    let store = db.stores.tokens();
+    let grant = GrantId::generate();
+    let refresh = stored(&store, grant, 1_000).await;
+    assert_eq!(
+        store
+            .revoke_token(&refresh.key(), "other", 50)
+            .await
+            .unwrap(),
+        TokenRevocation::Ignored
+    );
+    assert_eq!(
+        store
+            .revoke_token(&RefreshToken::generate().key(), "app", 50)
+            .await
+            .unwrap(),
+        TokenRevocation::Ignored
+    );
+    assert_eq!(
+        store.revoke_token(&refresh.key(), "app", 50).await.unwrap(),
+        TokenRevocation::GrantRevoked(GrantRevocation {
+            grant_id: grant,
+            newly: true,
+            forget_at: 50
+        })
+    );
+    assert!(store.get(&refresh.key()).await.unwrap().is_none());
+    let again = store.revoke_grant(grant, 40).await.unwrap();
+    assert_eq!((again.newly, again.forget_at), (false, 50));
+    let later = store.revoke_grant(grant, 70).await.unwrap();
+    assert_eq!((later.newly, later.forget_at), (false, 70));
+}
+
+#[tokio::test]
+async fn grants_of_a_subject_or_client_with_their_latest_expiry() {
+    let Some(db) = db!() else { return };
+    let store = db.stores.tokens();
+    let (a, b, c) = (
+        GrantId::generate(),
+        GrantId::generate(),
+        GrantId::generate(),
+    );
+    for record in [
+        token(a, "app", Some("alice"), 10),
+        token(a, "app", Some("alice"), 30),
+        token(b, "app", Some("bob"), 20),
+        token(c, "machine", None, 40),
+    ] {
+        put(&store, record).await;
+    }
+    let of = |holder| {
+        let store = store.clone();
+        async move {
+            let mut grants = store.grants_of(&holder).await.unwrap();
+            grants.sort_by_key(|(_, exp)| *exp);
+            grants
+        }
+    };
+    assert_eq!(
+        of(GrantHolder::Subject("alice".into())).await,
+        vec![(a, 30)]
+    );
+    assert_eq!(
+        of(GrantHolder::Client("app".into())).await,
+        vec![(b, 20), (a, 30)]
+    );
+    assert_eq!(
+        of(GrantHolder::Client("machine".into())).await,
+        vec![(c, 40)]
+    );
+    assert!(of(GrantHolder::Subject("nobody".into())).await.is_empty());
+}
+
+#[tokio::test]
+async fn sweeps_remove_expired_tokens_and_forgotten_grants_a_bounded_batch_at_a_time() {
+    let Some(db) = db!() else { return };
+    let store = db.stores.tokens();
+    let grants: Vec<GrantId> = (0..5u8).map(|i| GrantId([i; 16])).collect();
+    for g in &grants {
+        store.revoke_grant(*g, 10).await.unwrap();
+    }
+    store.revoke_grant(GrantId([9; 16]), 1_000).await.unwrap();
+    for expires in [5, 6, 7, 500] {
+        put(&store, token(GrantId::generate(), "app", None, expires)).await;
+    }
+    let mut forgotten = Vec::new();
+    let mut removed = 0;
+    for _ in 0..3 {
+        let swept = store.sweep(100, 2).await.unwrap();
+        assert!(swept.forgotten_grants.len() <= 2 && swept.removed <= 2);
+        forgotten.extend(swept.forgotten_grants);
+        removed += swept.removed;
+    }
+    forgotten.sort_by_key(|g| g.0);
+    assert_eq!(forgotten, grants);
+    assert_eq!(removed, 3);
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert_eq!(
+        store.revoked_grants().await.unwrap().grants,
+        [(GrantId([9; 16]), 1_000)]
+    );
+}
+
+#[tokio::test]
+async fn lifetime_records_only_grow_and_are_swept_once_no_token_can_outlive_them() {
+    let Some(db) = db!() else { return };
+    let store = db.stores.tokens();
+    let sorted = |mut v: Vec<(i64, i64)>| {
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(store.record_lifetime(100, 50).await.unwrap(), [(100, 50)]);
+    store.record_lifetime(100, 20).await.unwrap();
+    let seen = sorted(store.record_lifetime(10, 60).await.unwrap());
+    assert_eq!(seen, [(10, 60), (100, 50)]);
+    store.sweep(70, 10).await.unwrap();
+    assert_eq!(store.record_lifetime(100, 0).await.unwrap(), [(100, 50)]);
+    store.sweep(149, 10).await.unwrap();
+    assert_eq!(store.record_lifetime(100, 0).await.unwrap(), [(100, 50)]);
+    store.sweep(150, 10).await.unwrap();
+    // Recorded anew by the read-back, at the time given.
+    assert_eq!(store.record_lifetime(100, 0).await.unwrap(), [(100, 0)]);
+    // A record that never ends does not overflow the sweep.
+    store.record_lifetime(7, i64::MAX).await.unwrap();
+    store.sweep(i64::MAX, 10).await.unwrap();
+}
+
+/// Several instances rotating one refresh token at once (a client retrying through a
+/// load balancer): exactly one rotates, every other answers the same successors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rotations_of_one_token_rotate_once_and_repeat_the_rest() {
+    let Some(db) = db!() else { return };
+    let store = db.stores.tokens();
+    const N: usize = 16;
+    // Several rounds: one round's interleaving is up to the scheduler.
+    for round in 1..=10 {
+        let grant = GrantId::generate();
+        let presented = stored(&store, grant, 10_000).await;
+        let tasks: Vec<_> = (0..N)
+            .map(|i| {
+                let (store, presented) = (store.clone(), presented.clone());
+                // Different stamps, as different instances would take: only the winner's
+                // counts.
+                tokio::spawn(async move {
+                    let mut r = rotation(&presented, 100, None);
+                    r.rotated_at_us += i64::try_from(i).unwrap();
+                    store.rotate(r).await.unwrap()
+                })
+            })
+            .collect();
+        let (mut rotated, mut repeated) = (Vec::new(), Vec::new());
+        for task in tasks {
+            match task.await.unwrap() {
+                RotateOutcome::Rotated(s) => rotated.push(s),
+                RotateOutcome::Repeated(s) => repeated.push(s),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((rotated.len(), repeated.len()), (1, N - 1), "round {round}");
+        for s in &repeated {
+            assert_eq!(s.refresh.secret(), rotated[0].refresh.secret());
+        }
+        assert_eq!(
+            store.count().await.unwrap(),
+            round * 3,
+            "one successor pair"
+        );
+    }
+}
+
+/// A revocation racing issues into its grant: afterwards no issue is refused that
+/// committed after the revocation, and every stored token predates it (none slipped in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issues_racing_a_revocation_either_precede_it_or_are_refused() {
+    let Some(db) = db!() else { return };
+    let store = db.stores.tokens();
+    let grant = GrantId::generate();
+    let issues: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let key = AccessToken::generate().key();
+                let record = token(grant, "app", None, 1_000);
+                (
+                    key,
+                    store.issue(NewToken { key, record }, None).await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    store.revoke_grant(grant, 2_000).await.unwrap();
+    let mut issued = 0;
+    for task in issues {
+        let (key, outcome) = task.await.unwrap();
+        let present = store.get(&key).await.unwrap().is_some();
+        assert_eq!(present, outcome == IssueOutcome::Issued);
+        issued += usize::from(present);
+    }
+    assert_eq!(store.count().await.unwrap(), issued);
+    let late = AccessToken::generate().key();
+    let outcome = store
+        .issue(
+            NewToken {
+                key: late,
+                record: token(grant, "app", None, 1_000),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, IssueOutcome::GrantRevoked);
+}

@@ -1,0 +1,488 @@
+//! [`TokenStore`] on PostgreSQL: the tables `tokens`, `revoked_grants` and
+//! `token_lifetimes`. Each intent is one statement or one transaction, as the trait says
+//! (the SQL of each is in docs/storage.md, "PostgreSQL"): a refresh token is rotated once
+//! across every process (`SELECT .. FOR UPDATE` of the presented token, then the outcome
+//! decided in the same transaction), and no token is issued into or rotated in a grant once
+//! its revocation has committed (a transaction-scoped advisory lock per grant orders issue,
+//! rotation and revocation of one grant).
+
+use deadpool_postgres::{GenericClient, Pool};
+use tokio_postgres::Row;
+
+use super::{corrupt, grant_id, lock, persisted, to_i64, to_usize};
+use crate::{
+    domain::{scope::Scopes, secrets::TokenKey},
+    storage::{
+        GrantHolder, GrantId, GrantRevocation, IssueOutcome, NewToken, Persist, RevokedGrants,
+        RotateOutcome, Rotation, StorageError, StoreFuture, Successors, Swept, TokenKind,
+        TokenRecord, TokenRevocation, TokenStore,
+    },
+};
+
+const TOKENS: &str = "tokens";
+
+/// The columns of a [`TokenRecord`], in the order [`token_record`] reads them.
+const COLUMNS: &str =
+    "kind, grant_id, client_id, subject, scopes, resource, issued_at, expires_at, rotated_at_us";
+
+/// [`TokenStore`] on PostgreSQL: a handle on the shared pool (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct PgTokenStore {
+    pool: Pool,
+}
+
+impl PgTokenStore {
+    pub(super) fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+fn kind_name(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Access => "access",
+        TokenKind::Refresh => "refresh",
+    }
+}
+
+fn token_record(row: &Row) -> Result<TokenRecord, StorageError> {
+    let kind = match row.try_get::<_, &str>(0)? {
+        "access" => TokenKind::Access,
+        "refresh" => TokenKind::Refresh,
+        other => return Err(corrupt(TOKENS, format!("token kind {other:?}"))),
+    };
+    let scopes: &str = row.try_get(4)?;
+    Ok(TokenRecord {
+        kind,
+        grant_id: grant_id(TOKENS, row.try_get(1)?)?,
+        client_id: row.try_get(2)?,
+        subject: row.try_get(3)?,
+        scopes: Scopes::parse(scopes).map_err(|e| corrupt(TOKENS, e))?,
+        resource: row.try_get(5)?,
+        issued_at: row.try_get(6)?,
+        expires_at: row.try_get(7)?,
+        rotated_at_us: row.try_get(8)?,
+    })
+}
+
+async fn insert(
+    c: &impl GenericClient,
+    key: &TokenKey,
+    t: &TokenRecord,
+) -> Result<(), StorageError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO tokens (key, kind, grant_id, client_id, subject, scopes, resource, \
+             issued_at, expires_at, rotated_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .await?;
+    c.execute(
+        &stmt,
+        &[
+            &&key.0[..],
+            &kind_name(t.kind),
+            &&t.grant_id.0[..],
+            &t.client_id,
+            &t.subject,
+            &t.scopes.to_string(),
+            &t.resource,
+            &t.issued_at,
+            &t.expires_at,
+            &t.rotated_at_us,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn get(c: &impl GenericClient, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError> {
+    let stmt = c
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE key = $1"))
+        .await?;
+    c.query_opt(&stmt, &[&&key.0[..]])
+        .await?
+        .as_ref()
+        .map(token_record)
+        .transpose()
+}
+
+/// Takes the grant's transaction lock: `shared` to issue into it, exclusive to revoke it or
+/// rotate in it (see [`lock::GRANT`]).
+async fn lock_grant(
+    c: &impl GenericClient,
+    grant: &GrantId,
+    shared: bool,
+) -> Result<(), StorageError> {
+    let sql = if shared {
+        "SELECT pg_advisory_xact_lock_shared($1, $2)"
+    } else {
+        "SELECT pg_advisory_xact_lock($1, $2)"
+    };
+    let stmt = c.prepare_cached(sql).await?;
+    c.execute(&stmt, &[&lock::GRANT, &lock::grant_key(grant)])
+        .await?;
+    Ok(())
+}
+
+async fn is_revoked(c: &impl GenericClient, grant: &GrantId) -> Result<bool, StorageError> {
+    let stmt = c
+        .prepare_cached("SELECT 1 FROM revoked_grants WHERE grant_id = $1")
+        .await?;
+    Ok(c.query_opt(&stmt, &[&&grant.0[..]]).await?.is_some())
+}
+
+/// Revokes `grant` until at least `forget_at`, inside the caller's transaction: the
+/// grant's lock, then one upsert that only raises the time (`GREATEST`).
+async fn revoke_grant_in(
+    c: &impl GenericClient,
+    grant: GrantId,
+    forget_at: i64,
+) -> Result<GrantRevocation, StorageError> {
+    lock_grant(c, &grant, false).await?;
+    let stmt = c
+        .prepare_cached(
+            "WITH before AS (SELECT 1 FROM revoked_grants WHERE grant_id = $1) \
+             INSERT INTO revoked_grants AS r (grant_id, forget_at) VALUES ($1, $2) \
+             ON CONFLICT (grant_id) DO UPDATE SET forget_at = GREATEST(r.forget_at, EXCLUDED.forget_at) \
+             RETURNING r.forget_at, NOT EXISTS (SELECT 1 FROM before)",
+        )
+        .await?;
+    let row = c.query_one(&stmt, &[&&grant.0[..], &forget_at]).await?;
+    Ok(GrantRevocation {
+        grant_id: grant,
+        forget_at: row.try_get(0)?,
+        newly: row.try_get(1)?,
+    })
+}
+
+async fn issue(
+    pool: Pool,
+    access: NewToken,
+    refresh: Option<NewToken>,
+) -> Result<IssueOutcome, StorageError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    // Shared: issues into one grant run side by side; a revocation waits for them (and
+    // covers their tokens), or they wait for it (and see it).
+    lock_grant(&tx, &access.record.grant_id, true).await?;
+    if is_revoked(&tx, &access.record.grant_id).await? {
+        tx.rollback().await?;
+        return Ok(IssueOutcome::GrantRevoked);
+    }
+    insert(&tx, &access.key, &access.record).await?;
+    if let Some(refresh) = &refresh {
+        insert(&tx, &refresh.key, &refresh.record).await?;
+    }
+    tx.commit().await?;
+    Ok(IssueOutcome::Issued)
+}
+
+async fn rotate(pool: Pool, r: Rotation) -> Result<RotateOutcome, StorageError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    // The row lock makes concurrent rotations of one token take turns: the second reads
+    // the token as the first left it (rotated) and answers within the grace rule.
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM tokens WHERE key = $1 FOR UPDATE"
+        ))
+        .await?;
+    let Some(row) = tx.query_opt(&stmt, &[&&r.presented.0[..]]).await? else {
+        tx.rollback().await?;
+        return Ok(RotateOutcome::Invalid);
+    };
+    let old = token_record(&row)?;
+    if old.kind != TokenKind::Refresh || old.client_id != r.client_id || old.expires_at <= r.now {
+        tx.rollback().await?;
+        return Ok(RotateOutcome::Invalid);
+    }
+    lock_grant(&tx, &old.grant_id, false).await?;
+    if is_revoked(&tx, &old.grant_id).await? {
+        tx.rollback().await?;
+        return Ok(RotateOutcome::Invalid);
+    }
+    if let Some(rotated_at_us) = old.rotated_at_us {
+        let rotated_at = rotated_at_us.div_euclid(1_000_000);
+        if !(r.grace > 0 && r.now - rotated_at <= r.grace) {
+            let revoked = revoke_grant_in(&tx, old.grant_id, r.forget_at).await?;
+            tx.commit().await?;
+            return Ok(RotateOutcome::Reused {
+                grant_id: old.grant_id,
+                forget_at: revoked.forget_at,
+                client_id: old.client_id,
+            });
+        }
+    }
+    let access_scopes = match &r.scopes {
+        Some(s) if !s.is_subset(&old.scopes) => {
+            tx.rollback().await?;
+            return Ok(RotateOutcome::InvalidScope);
+        }
+        Some(s) => s.for_access_token(),
+        None => old.scopes.for_access_token(),
+    };
+    if let Some(rotated_at_us) = old.rotated_at_us {
+        let (access, refresh) = (r.successors)(&old.grant_id, rotated_at_us);
+        let same_grant = |t: &TokenRecord| t.grant_id == old.grant_id;
+        let access_record = get(&tx, &access.key()).await?.filter(same_grant);
+        let refresh_record = get(&tx, &refresh.key()).await?.filter(same_grant);
+        tx.rollback().await?;
+        return Ok(match (access_record, refresh_record) {
+            (Some(a), Some(f)) if a.expires_at > r.now && f.expires_at > r.now => {
+                RotateOutcome::Repeated(Successors {
+                    access,
+                    refresh,
+                    access_record: a,
+                })
+            }
+            _ => RotateOutcome::Invalid,
+        });
+    }
+    let (access, refresh) = (r.successors)(&old.grant_id, r.rotated_at_us);
+    let access_record = TokenRecord {
+        kind: TokenKind::Access,
+        grant_id: old.grant_id,
+        client_id: old.client_id.clone(),
+        subject: old.subject.clone(),
+        scopes: access_scopes,
+        resource: old.resource.clone(),
+        issued_at: r.now,
+        expires_at: r.access_expires_at,
+        rotated_at_us: None,
+    };
+    // The new refresh token keeps the grant's full scope (OAuth 2.1 §4.3.3).
+    let refresh_record = TokenRecord {
+        kind: TokenKind::Refresh,
+        scopes: old.scopes.clone(),
+        expires_at: r.refresh_expires_at,
+        ..access_record.clone()
+    };
+    insert(&tx, &access.key(), &access_record).await?;
+    insert(&tx, &refresh.key(), &refresh_record).await?;
+    let stmt = tx
+        .prepare_cached("UPDATE tokens SET rotated_at_us = $2 WHERE key = $1")
+        .await?;
+    tx.execute(&stmt, &[&&r.presented.0[..], &r.rotated_at_us])
+        .await?;
+    tx.commit().await?;
+    Ok(RotateOutcome::Rotated(Successors {
+        access,
+        refresh,
+        access_record,
+    }))
+}
+
+async fn revoke_token(
+    pool: Pool,
+    key: TokenKey,
+    client_id: String,
+    forget_at: i64,
+) -> Result<TokenRevocation, StorageError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let stmt = tx
+        .prepare_cached("SELECT kind, grant_id, client_id FROM tokens WHERE key = $1 FOR UPDATE")
+        .await?;
+    let Some(row) = tx.query_opt(&stmt, &[&&key.0[..]]).await? else {
+        tx.rollback().await?;
+        return Ok(TokenRevocation::Ignored);
+    };
+    if row.try_get::<_, &str>(2)? != client_id {
+        tx.rollback().await?;
+        return Ok(TokenRevocation::Ignored);
+    }
+    let refresh = row.try_get::<_, &str>(0)? == kind_name(TokenKind::Refresh);
+    let revoked = if refresh {
+        let grant = grant_id(TOKENS, row.try_get(1)?)?;
+        Some(revoke_grant_in(&tx, grant, forget_at).await?)
+    } else {
+        None
+    };
+    let stmt = tx
+        .prepare_cached("DELETE FROM tokens WHERE key = $1")
+        .await?;
+    tx.execute(&stmt, &[&&key.0[..]]).await?;
+    tx.commit().await?;
+    Ok(match revoked {
+        Some(revoked) => TokenRevocation::GrantRevoked(revoked),
+        None => TokenRevocation::AccessRemoved,
+    })
+}
+
+async fn revoke_grant(
+    pool: Pool,
+    grant: GrantId,
+    forget_at: i64,
+) -> Result<GrantRevocation, StorageError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let revoked = revoke_grant_in(&tx, grant, forget_at).await?;
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+async fn record_lifetime(
+    pool: Pool,
+    lifetime: i64,
+    in_force_until: i64,
+) -> Result<Vec<(i64, i64)>, StorageError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO token_lifetimes AS l (lifetime, in_force_until) VALUES ($1, $2) \
+         ON CONFLICT (lifetime) DO UPDATE \
+         SET in_force_until = GREATEST(l.in_force_until, EXCLUDED.in_force_until)",
+        &[&lifetime, &in_force_until],
+    )
+    .await?;
+    let rows = tx
+        .query("SELECT lifetime, in_force_until FROM token_lifetimes", &[])
+        .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+async fn revoked_grants(pool: Pool) -> Result<RevokedGrants, StorageError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query("SELECT grant_id, forget_at FROM revoked_grants", &[])
+        .await?;
+    let mut out = RevokedGrants::default();
+    for row in &rows {
+        // The schema's CHECK keeps grant ids 16 bytes long; one that is not names no grant.
+        match grant_id("revoked_grants", row.try_get(0)?) {
+            Ok(grant) => out.grants.push((grant, row.try_get(1)?)),
+            Err(e) => {
+                tracing::error!(table = "revoked_grants", error = %e, "undecodable revocation");
+                out.undecodable += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn grants_of(pool: Pool, holder: GrantHolder) -> Result<Vec<(GrantId, i64)>, StorageError> {
+    let client = pool.get().await?;
+    let (sql, who) = match &holder {
+        GrantHolder::Subject(s) => (
+            "SELECT grant_id, max(expires_at) FROM tokens WHERE subject = $1 GROUP BY grant_id",
+            s,
+        ),
+        GrantHolder::Client(c) => (
+            "SELECT grant_id, max(expires_at) FROM tokens WHERE client_id = $1 GROUP BY grant_id",
+            c,
+        ),
+    };
+    let rows = client.query(sql, &[who]).await?;
+    rows.iter()
+        .map(|row| Ok((grant_id(TOKENS, row.try_get(0)?)?, row.try_get(1)?)))
+        .collect()
+}
+
+/// One bounded slice: expired tokens and forgotten revocations, oldest first by index, at
+/// most `limit` of each (no cursor needed: the indexes find them). The outer conditions
+/// repeat the inner ones so that a row changed meanwhile (a revocation raised by another
+/// process) is re-checked, not deleted on the strength of the subquery.
+async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError> {
+    let client = pool.get().await?;
+    let limit = to_i64(limit);
+    let removed = client
+        .execute(
+            "DELETE FROM tokens WHERE expires_at <= $1 AND key IN \
+             (SELECT key FROM tokens WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)",
+            &[&now, &limit],
+        )
+        .await?;
+    let rows = client
+        .query(
+            "DELETE FROM revoked_grants WHERE forget_at <= $1 AND grant_id IN \
+             (SELECT grant_id FROM revoked_grants WHERE forget_at <= $1 ORDER BY forget_at LIMIT $2) \
+             RETURNING grant_id",
+            &[&now, &limit],
+        )
+        .await?;
+    // numeric: `in_force_until` may be i64::MAX (fail closed), and must not overflow.
+    client
+        .execute(
+            "DELETE FROM token_lifetimes WHERE in_force_until::numeric + lifetime <= $1::bigint",
+            &[&now],
+        )
+        .await?;
+    let mut swept = Swept {
+        removed: usize::try_from(removed).unwrap_or(usize::MAX),
+        ..Swept::default()
+    };
+    for row in &rows {
+        swept
+            .forgotten_grants
+            .push(grant_id("revoked_grants", row.try_get(0)?)?);
+    }
+    Ok(swept)
+}
+
+impl TokenStore for PgTokenStore {
+    fn issue(&self, access: NewToken, refresh: Option<NewToken>) -> StoreFuture<IssueOutcome> {
+        Box::pin(issue(self.pool.clone(), access, refresh))
+    }
+
+    fn rotate(&self, rotation: Rotation) -> StoreFuture<RotateOutcome> {
+        Box::pin(rotate(self.pool.clone(), rotation))
+    }
+
+    fn get(&self, key: &TokenKey) -> StoreFuture<Option<TokenRecord>> {
+        let (pool, key) = (self.pool.clone(), *key);
+        Box::pin(async move { get(&pool.get().await?, &key).await })
+    }
+
+    fn revoke_token(
+        &self,
+        key: &TokenKey,
+        client_id: &str,
+        forget_at: i64,
+    ) -> StoreFuture<TokenRevocation> {
+        Box::pin(revoke_token(
+            self.pool.clone(),
+            *key,
+            client_id.to_owned(),
+            forget_at,
+        ))
+    }
+
+    fn revoke_grant(&self, grant: GrantId, forget_at: i64) -> StoreFuture<GrantRevocation> {
+        Box::pin(revoke_grant(self.pool.clone(), grant, forget_at))
+    }
+
+    fn record_lifetime(&self, lifetime: i64, in_force_until: i64) -> StoreFuture<Vec<(i64, i64)>> {
+        Box::pin(record_lifetime(self.pool.clone(), lifetime, in_force_until))
+    }
+
+    fn revoked_grants(&self) -> StoreFuture<RevokedGrants> {
+        Box::pin(revoked_grants(self.pool.clone()))
+    }
+
+    fn grants_of(&self, holder: &GrantHolder) -> StoreFuture<Vec<(GrantId, i64)>> {
+        Box::pin(grants_of(self.pool.clone(), holder.clone()))
+    }
+
+    fn sweep(&self, now: i64, limit: usize) -> StoreFuture<Swept> {
+        Box::pin(sweep(self.pool.clone(), now, limit))
+    }
+
+    fn count(&self) -> StoreFuture<usize> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let row = pool
+                .get()
+                .await?
+                .query_one("SELECT count(*) FROM tokens", &[])
+                .await?;
+            Ok(to_usize(row.try_get(0)?))
+        })
+    }
+
+    /// Resolves at once: every intent answered after its COMMIT (see [`super::persisted`]).
+    fn persist(&self) -> Persist {
+        persisted()
+    }
+}
