@@ -16,9 +16,11 @@ use tokio_postgres::NoTls;
 
 use super::{Persist, StorageError};
 
+mod codes;
 pub mod migrations;
 mod tokens;
 
+pub use codes::PgCodeStore;
 pub use tokens::PgTokenStore;
 
 /// How long a request waits for a pooled connection, or for a new one to be made, before
@@ -74,6 +76,11 @@ impl PgStores {
     /// The token ledger's store.
     pub fn tokens(&self) -> PgTokenStore {
         PgTokenStore::new(self.pool.clone())
+    }
+
+    /// The code issuer's store.
+    pub fn codes(&self) -> PgCodeStore {
+        PgCodeStore::new(self.pool.clone())
     }
 
     /// Closes the pool: intents still running finish, new ones fail.

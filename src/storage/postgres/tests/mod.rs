@@ -19,6 +19,7 @@ use crate::{
     storage::{GrantId, Rotation, TokenKind, TokenRecord},
 };
 
+mod codes;
 mod migrations;
 mod tokens;
 
