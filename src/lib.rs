@@ -25,7 +25,9 @@
 //! Storage sits behind narrow asynchronous traits ([`storage::ClientStore`],
 //! [`storage::CodeStore`], [`storage::TokenStore`]) whose writes are atomic intents (issue,
 //! rotate, redeem once, revoke, register) that a database shared by several processes could
-//! arbitrate; sled is the implementation today. Answers that hand out a
+//! arbitrate; sled is the implementation the server uses today, and
+//! [`storage::postgres`] implements them on PostgreSQL for several processes (not wired
+//! into the server yet). Answers that hand out a
 //! credential or acknowledge a revocation are released only after a group-commit flush
 //! ([`storage::Durable`]). `docs/architecture.md` in the repository has the diagrams.
 //!
@@ -81,7 +83,8 @@
 //! - `config` — [`Config`] and validated [`config::Settings`].
 //! - `domain` — secrets, PKCE, scopes, redirect URI rules, clients, grants, the clock.
 //! - `storage` — store traits (one file per owner, atomic intents), sled implementations
-//!   (`storage::sled`, one file per owner),
+//!   (`storage::sled`, one file per owner), PostgreSQL implementations (`storage::postgres`,
+//!   the same shape, with embedded migrations),
 //!   binary record codecs, group commit.
 //! - `actors` — the state owners of the authorization server and their messages, one folder
 //!   or file per actor: `client_registry` (clients, users, sign-in), `client_documents`

@@ -201,7 +201,7 @@ impl CodeStore for PgCodeStore {
         Box::pin(sweep(self.pool.clone(), now, limit))
     }
 
-    /// Resolves at once: every intent answered after its COMMIT (see [`super::persisted`]).
+    /// Resolves at once: every intent answered after its COMMIT, with `synchronous_commit` on.
     fn persist(&self) -> Persist {
         persisted()
     }

@@ -16,10 +16,12 @@ use tokio_postgres::NoTls;
 
 use super::{Persist, StorageError};
 
+mod clients;
 mod codes;
 pub mod migrations;
 mod tokens;
 
+pub use clients::PgClientStore;
 pub use codes::PgCodeStore;
 pub use tokens::PgTokenStore;
 
@@ -81,6 +83,11 @@ impl PgStores {
     /// The code issuer's store.
     pub fn codes(&self) -> PgCodeStore {
         PgCodeStore::new(self.pool.clone())
+    }
+
+    /// The client registry's store.
+    pub fn clients(&self) -> PgClientStore {
+        PgClientStore::new(self.pool.clone())
     }
 
     /// Closes the pool: intents still running finish, new ones fail.
@@ -158,6 +165,9 @@ mod lock {
         let [a, b, c, d, ..] = grant.0;
         i32::from_be_bytes([a, b, c, d])
     }
+
+    /// Dynamic client registration under the bound: counting and inserting.
+    pub(super) const REGISTRATION: i32 = 0x6f61_0002;
 }
 
 #[cfg(test)]

@@ -481,7 +481,7 @@ impl TokenStore for PgTokenStore {
         })
     }
 
-    /// Resolves at once: every intent answered after its COMMIT (see [`super::persisted`]).
+    /// Resolves at once: every intent answered after its COMMIT, with `synchronous_commit` on.
     fn persist(&self) -> Persist {
         persisted()
     }

@@ -19,6 +19,7 @@ use crate::{
     storage::{GrantId, Rotation, TokenKind, TokenRecord},
 };
 
+mod clients;
 mod codes;
 mod migrations;
 mod tokens;

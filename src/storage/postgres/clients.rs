@@ -1,0 +1,321 @@
+//! [`ClientStore`] on PostgreSQL: the tables `clients`, `users` and `sign_in_failures`.
+//! Registration counts dynamically registered clients and inserts in one transaction under
+//! a transaction advisory lock, so `--max-registered-clients` bounds every process sharing
+//! the database together (RFC 7591 registration is open to anyone: the bound is what keeps
+//! it from filling the database); sign-in failures are counted by one upsert, so the login
+//! throttle counts across processes.
+
+use deadpool_postgres::{GenericClient, Pool};
+use serde::{de::DeserializeOwned, Serialize};
+use tokio_postgres::Row;
+
+use super::{corrupt, lock, persisted};
+use crate::{
+    domain::{
+        client::{Client, ClientOrigin, User},
+        scope::Scopes,
+        secrets::Digest,
+    },
+    storage::{ClientStore, Persist, Registration, StorageError, StoreFuture},
+};
+
+const CLIENTS: &str = "clients";
+
+/// The columns of a [`Client`], in the order [`client_record`] reads and
+/// [`client_params`] writes them (`extra` as JSON text).
+const COLUMNS: &str = "client_id, secret_digest, auth_method, client_name, redirect_uris, \
+                       grant_types, scopes, issued_at, extra, origin, used";
+
+/// [`ClientStore`] on PostgreSQL: a handle on the shared pool (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct PgClientStore {
+    pool: Pool,
+}
+
+impl PgClientStore {
+    pub(super) fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+/// The serde name of a unit enum value (`client_secret_basic`, `dynamic`, ...): the same
+/// names as the JSON of the sled records and of RFC 7591.
+fn name<T: Serialize>(value: &T) -> Result<String, StorageError> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => Ok(s),
+        _ => Err(corrupt(CLIENTS, "a value without a name")),
+    }
+}
+
+fn from_name<T: DeserializeOwned>(s: &str) -> Result<T, StorageError> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| corrupt(CLIENTS, e))
+}
+
+/// A client's column values, owned, in [`COLUMNS`] order.
+struct ClientRow {
+    secret_digest: Option<Vec<u8>>,
+    auth_method: String,
+    grant_types: Vec<String>,
+    scopes: String,
+    extra: String,
+    origin: String,
+}
+
+fn client_params(c: &Client) -> Result<ClientRow, StorageError> {
+    Ok(ClientRow {
+        secret_digest: c.secret_digest.as_ref().map(|d| d.0.to_vec()),
+        auth_method: name(&c.auth_method)?,
+        grant_types: c.grant_types.iter().map(name).collect::<Result<_, _>>()?,
+        scopes: c.scopes.to_string(),
+        extra: serde_json::to_string(&c.extra).map_err(|e| corrupt(CLIENTS, e))?,
+        origin: name(&c.origin)?,
+    })
+}
+
+fn client_record(row: &Row) -> Result<Client, StorageError> {
+    let digest: Option<&[u8]> = row.try_get(1)?;
+    let secret_digest = digest
+        .map(|d| <[u8; 32]>::try_from(d).map(Digest))
+        .transpose()
+        .map_err(|_| corrupt(CLIENTS, "secret digest not 32 bytes"))?;
+    let grant_types: Vec<&str> = row.try_get(5)?;
+    let scopes: &str = row.try_get(6)?;
+    let extra: &str = row.try_get(8)?;
+    Ok(Client {
+        client_id: row.try_get(0)?,
+        secret_digest,
+        auth_method: from_name(row.try_get(2)?)?,
+        client_name: row.try_get(3)?,
+        redirect_uris: row.try_get(4)?,
+        grant_types: grant_types
+            .into_iter()
+            .map(from_name)
+            .collect::<Result<_, _>>()?,
+        scopes: Scopes::parse(scopes).map_err(|e| corrupt(CLIENTS, e))?,
+        issued_at: row.try_get(7)?,
+        extra: serde_json::from_str(extra).map_err(|e| corrupt(CLIENTS, e))?,
+        origin: from_name(row.try_get(9)?)?,
+        used: row.try_get(10)?,
+    })
+}
+
+async fn load(pool: Pool) -> Result<(Vec<Client>, Vec<User>), StorageError> {
+    let client = pool.get().await?;
+    let select = COLUMNS.replace("extra", "extra::text");
+    let clients = client
+        .query(&format!("SELECT {select} FROM clients"), &[])
+        .await?
+        .iter()
+        .map(client_record)
+        .collect::<Result<_, _>>()?;
+    let users = client
+        .query("SELECT username, password_hash FROM users", &[])
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(User {
+                username: row.try_get(0)?,
+                password_hash: row.try_get(1)?,
+            })
+        })
+        .collect::<Result<_, StorageError>>()?;
+    Ok((clients, users))
+}
+
+async fn register(
+    pool: Pool,
+    c: Client,
+    max_dynamic: Option<usize>,
+) -> Result<Registration, StorageError> {
+    let p = client_params(&c)?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let bound = max_dynamic.filter(|_| c.origin == ClientOrigin::Dynamic);
+    if let Some(max) = bound {
+        // Registrations under the bound take turns: count-then-insert is then exact
+        // across processes (READ COMMITTED alone would let two both see max - 1).
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, 0)",
+            &[&lock::REGISTRATION],
+        )
+        .await?;
+        let taken = tx
+            .query_opt(
+                "SELECT 1 FROM clients WHERE client_id = $1",
+                &[&c.client_id],
+            )
+            .await?
+            .is_some();
+        if taken {
+            tx.rollback().await?;
+            return Ok(Registration::IdTaken);
+        }
+        let row = tx
+            .query_one(
+                "SELECT count(*) FROM clients WHERE origin = $1",
+                &[&p.origin],
+            )
+            .await?;
+        let count: i64 = row.try_get(0)?;
+        if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+            tx.rollback().await?;
+            return Ok(Registration::Full);
+        }
+    }
+    let inserted = tx
+        .execute(
+            &format!(
+                "INSERT INTO clients ({COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11) \
+                 ON CONFLICT (client_id) DO NOTHING"
+            ),
+            &[
+                &c.client_id,
+                &p.secret_digest,
+                &p.auth_method,
+                &c.client_name,
+                &c.redirect_uris,
+                &p.grant_types,
+                &p.scopes,
+                &c.issued_at,
+                &p.extra,
+                &p.origin,
+                &c.used,
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(if inserted == 1 {
+        Registration::Registered
+    } else {
+        Registration::IdTaken
+    })
+}
+
+/// Rewrites an existing client only (the registry marks a client used): a removal that
+/// overtook it, here or in another process, is not undone.
+async fn put_client(pool: Pool, c: Client) -> Result<(), StorageError> {
+    let p = client_params(&c)?;
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE clients SET secret_digest = $2, auth_method = $3, client_name = $4, \
+             redirect_uris = $5, grant_types = $6, scopes = $7, issued_at = $8, \
+             extra = $9::text::jsonb, origin = $10, used = $11 WHERE client_id = $1",
+            &[
+                &c.client_id,
+                &p.secret_digest,
+                &p.auth_method,
+                &c.client_name,
+                &c.redirect_uris,
+                &p.grant_types,
+                &p.scopes,
+                &c.issued_at,
+                &p.extra,
+                &p.origin,
+                &c.used,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+async fn execute(
+    pool: Pool,
+    sql: &'static str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<(), StorageError> {
+    pool.get().await?.execute(sql, params).await?;
+    Ok(())
+}
+
+/// One upsert: a first failure opens a window at `now`; a failure after the window has
+/// passed opens a new one; otherwise the count grows.
+async fn record_sign_in_failure(
+    pool: Pool,
+    key: Digest,
+    window: i64,
+    now: i64,
+) -> Result<Option<u32>, StorageError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO sign_in_failures AS f (key, window_start, failures) VALUES ($1, $2, 1) \
+             ON CONFLICT (key) DO UPDATE SET \
+               window_start = CASE WHEN $2 - f.window_start >= $3 THEN $2 ELSE f.window_start END, \
+               failures = CASE WHEN $2 - f.window_start >= $3 THEN 1 ELSE f.failures + 1 END \
+             RETURNING failures",
+        )
+        .await?;
+    let row = client
+        .query_one(&stmt, &[&&key.0[..], &now, &window])
+        .await?;
+    let failures: i32 = row.try_get(0)?;
+    Ok(Some(u32::try_from(failures).unwrap_or(0)))
+}
+
+impl ClientStore for PgClientStore {
+    fn load(&self) -> StoreFuture<(Vec<Client>, Vec<User>)> {
+        Box::pin(load(self.pool.clone()))
+    }
+
+    fn register_client(
+        &self,
+        client: Client,
+        max_dynamic: Option<usize>,
+    ) -> StoreFuture<Registration> {
+        Box::pin(register(self.pool.clone(), client, max_dynamic))
+    }
+
+    fn put_client(&self, client: Client) -> StoreFuture<()> {
+        Box::pin(put_client(self.pool.clone(), client))
+    }
+
+    /// An upsert: the trait has one method for adding a user and changing a password (an
+    /// update-only change racing a removal needs the two apart: the wiring step).
+    fn put_user(&self, user: User) -> StoreFuture<()> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            execute(
+                pool,
+                "INSERT INTO users (username, password_hash) VALUES ($1, $2) \
+                 ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash",
+                &[&user.username, &user.password_hash],
+            )
+            .await
+        })
+    }
+
+    fn remove_client(&self, client_id: &str) -> StoreFuture<()> {
+        let (pool, id) = (self.pool.clone(), client_id.to_owned());
+        Box::pin(
+            async move { execute(pool, "DELETE FROM clients WHERE client_id = $1", &[&id]).await },
+        )
+    }
+
+    fn remove_user(&self, username: &str) -> StoreFuture<()> {
+        let (pool, name) = (self.pool.clone(), username.to_owned());
+        Box::pin(
+            async move { execute(pool, "DELETE FROM users WHERE username = $1", &[&name]).await },
+        )
+    }
+
+    fn record_sign_in_failure(
+        &self,
+        key: &Digest,
+        window: i64,
+        now: i64,
+    ) -> StoreFuture<Option<u32>> {
+        Box::pin(record_sign_in_failure(
+            self.pool.clone(),
+            Digest(key.0),
+            window,
+            now,
+        ))
+    }
+
+    /// Resolves at once: every intent answered after its COMMIT, with `synchronous_commit` on.
+    fn persist(&self) -> Persist {
+        persisted()
+    }
+}
