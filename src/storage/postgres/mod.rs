@@ -53,7 +53,16 @@ impl PgStores {
     ) -> Result<Self, StorageError> {
         // "Committed" must mean "on disk" (a credential is handed out only after COMMIT
         // returned): refuse a server default of `synchronous_commit = off` for our sessions.
-        config.options("-c synchronous_commit=on");
+        // Appended, so options given in the URL are kept (a later `-c` wins).
+        let options = match config.get_options() {
+            Some(given) => format!("{given} -c synchronous_commit=on"),
+            None => "-c synchronous_commit=on".to_owned(),
+        };
+        config.options(&options);
+        // Fail fast when the database is unreachable, unless the URL says otherwise.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(POOL_TIMEOUT);
+        }
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -172,3 +181,23 @@ mod lock {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod connect_tests {
+    use super::*;
+
+    /// Needs no PostgreSQL: nothing listens on the port.
+    #[tokio::test]
+    async fn an_unreachable_database_is_a_storage_error_not_a_hang() {
+        let started = std::time::Instant::now();
+        let err = PgStores::connect("postgres://postgres@127.0.0.1:1/postgres", 2)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Database(_)), "{err}");
+        assert!(started.elapsed() < POOL_TIMEOUT * 2);
+        assert!(matches!(
+            PgStores::connect("not a url", 2).await,
+            Err(StorageError::Database(_))
+        ));
+    }
+}

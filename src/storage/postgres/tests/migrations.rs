@@ -60,3 +60,27 @@ async fn instances_starting_together_migrate_once_and_a_newer_contracted_schema_
     }
     drop_db(admin, name);
 }
+
+/// Options given in the URL are kept, and `synchronous_commit` is on whatever they say.
+#[tokio::test]
+async fn sessions_run_with_synchronous_commit_on() {
+    let Some(db) = super::db!() else { return };
+    let mut config = db.admin.clone();
+    config.dbname(&db.name);
+    config.options("-c synchronous_commit=off -c application_name=probe");
+    let stores = PgStores::connect_with(config, 1).await.unwrap();
+    let client = stores.pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT current_setting('synchronous_commit'), current_setting('application_name')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("on".to_owned(), "probe".to_owned())
+    );
+    drop(client);
+    stores.close();
+}
