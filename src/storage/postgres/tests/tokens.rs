@@ -427,13 +427,16 @@ async fn mixed_intents_on_one_grant_never_deadlock() {
             tasks.push(tokio::spawn(async move {
                 let store = task_store;
                 match i % 4 {
-                    0 => drop(store.rotate(rotation(&a, 100, None)).await?),
-                    1 => drop(store.rotate(rotation(&b, 100, None)).await?),
-                    2 => drop(store.revoke_token(&b.key(), "app", 5_000).await?),
+                    0 => store.rotate(rotation(&a, 100, None)).await.map(drop)?,
+                    1 => store.rotate(rotation(&b, 100, None)).await.map(drop)?,
+                    2 => store.revoke_token(&b.key(), "app", 5_000).await.map(drop)?,
                     _ => {
                         let record = token(grant, "app", None, 1_000);
                         let key = AccessToken::generate().key();
-                        drop(store.issue(NewToken { key, record }, None).await?);
+                        store
+                            .issue(NewToken { key, record }, None)
+                            .await
+                            .map(drop)?;
                     }
                 }
                 Ok::<_, crate::storage::StorageError>(())
