@@ -52,8 +52,8 @@ pub use records::{
     CodeRecord, GrantHolder, GrantId, StoredCode, TokenKind, TokenRecord, UsedCodeRecord,
 };
 pub use token_store::{
-    DeriveSuccessors, GrantRevocation, IssueOutcome, NewToken, RotateOutcome, Rotation, Successors,
-    TokenRevocation, TokenStore,
+    DeriveSuccessors, GrantRevocation, IssueOutcome, NewToken, RotateOutcome, Rotation,
+    RotationStep, Successors, TokenRevocation, TokenStore,
 };
 
 /// Storage failures. Never shown to clients beyond `server_error`.

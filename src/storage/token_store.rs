@@ -3,7 +3,9 @@
 //! doc says what is atomic, that is what a backend shared by several server processes must
 //! do in one statement or transaction (see the module docs of [`crate::storage`]).
 
-use super::{GrantHolder, GrantId, Persist, RevokedGrants, StoreFuture, Swept, TokenRecord};
+use super::{
+    GrantHolder, GrantId, Persist, RevokedGrants, StoreFuture, Swept, TokenKind, TokenRecord,
+};
 use crate::domain::{
     scope::Scopes,
     secrets::{AccessToken, RefreshToken, TokenKey},
@@ -70,6 +72,121 @@ impl std::fmt::Debug for Rotation {
             .field("client_id", &self.client_id)
             .field("now", &self.now)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a rotation does with the presented token once it is read, may be rotated at all
+/// ([`Rotation::accepts`]) and its grant is known not to be revoked: decided here, the same
+/// for every backend, which then does the reads and writes the step names inside its
+/// transaction.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per rotation and matched at once; boxing would only add an allocation"
+)]
+pub enum RotationStep {
+    /// Rotated before, past the grace window: revoke the grant (until at least
+    /// [`Rotation::forget_at`]) and answer [`RotateOutcome::Reused`].
+    Reuse,
+    /// The requested scope is wider than the presented token's: [`RotateOutcome::InvalidScope`].
+    InvalidScope,
+    /// Rotated before, within the window: read these successors and answer
+    /// [`Rotation::repeated`].
+    Repeat {
+        /// The first rotation's access token.
+        access: AccessToken,
+        /// The first rotation's refresh token.
+        refresh: RefreshToken,
+    },
+    /// The first rotation: store both records, then mark the presented token rotated at
+    /// [`Rotation::rotated_at_us`] (in that order: a crash in between leaves the presented
+    /// token current), and answer [`RotateOutcome::Rotated`].
+    Rotate {
+        /// The new access token.
+        access: AccessToken,
+        /// The new refresh token.
+        refresh: RefreshToken,
+        /// The access token's record: the requested or the presented scope, never
+        /// `offline_access` (SEP-2207).
+        access_record: TokenRecord,
+        /// The refresh token's record: the grant's full scope (OAuth 2.1 §4.3.3).
+        refresh_record: TokenRecord,
+    },
+}
+
+impl Rotation {
+    /// Whether `old`, the presented token as stored, may be rotated at all: a refresh token
+    /// of this client, unexpired. Otherwise the answer is [`RotateOutcome::Invalid`].
+    /// (Whether its grant is revoked is the backend's to read, under its own locking.)
+    pub fn accepts(&self, old: &TokenRecord) -> bool {
+        old.kind == TokenKind::Refresh
+            && old.client_id == self.client_id
+            && old.expires_at > self.now
+    }
+
+    /// The step for `old`, accepted and of a grant not revoked.
+    pub fn step(&self, old: &TokenRecord) -> RotationStep {
+        if let Some(rotated_at_us) = old.rotated_at_us {
+            let rotated_at = rotated_at_us.div_euclid(1_000_000);
+            if !(self.grace > 0 && self.now - rotated_at <= self.grace) {
+                return RotationStep::Reuse;
+            }
+        }
+        let access_scopes = match &self.scopes {
+            Some(s) if !s.is_subset(&old.scopes) => return RotationStep::InvalidScope,
+            Some(s) => s.for_access_token(),
+            None => old.scopes.for_access_token(),
+        };
+        if let Some(rotated_at_us) = old.rotated_at_us {
+            let (access, refresh) = (self.successors)(&old.grant_id, rotated_at_us);
+            return RotationStep::Repeat { access, refresh };
+        }
+        let (access, refresh) = (self.successors)(&old.grant_id, self.rotated_at_us);
+        let access_record = TokenRecord {
+            kind: TokenKind::Access,
+            grant_id: old.grant_id,
+            client_id: old.client_id.clone(),
+            subject: old.subject.clone(),
+            scopes: access_scopes,
+            resource: old.resource.clone(),
+            issued_at: self.now,
+            expires_at: self.access_expires_at,
+            rotated_at_us: None,
+        };
+        let refresh_record = TokenRecord {
+            kind: TokenKind::Refresh,
+            scopes: old.scopes.clone(),
+            expires_at: self.refresh_expires_at,
+            ..access_record.clone()
+        };
+        RotationStep::Rotate {
+            access,
+            refresh,
+            access_record,
+            refresh_record,
+        }
+    }
+
+    /// The answer of a [`RotationStep::Repeat`]: the successors again if both are stored
+    /// (`access_record`, `refresh_record` as read), in `grant` and unexpired; else
+    /// [`RotateOutcome::Invalid`] (one was revoked, expired or swept since).
+    pub fn repeated(
+        &self,
+        grant: &GrantId,
+        access: AccessToken,
+        refresh: RefreshToken,
+        access_record: Option<TokenRecord>,
+        refresh_record: Option<TokenRecord>,
+    ) -> RotateOutcome {
+        let usable = |t: &TokenRecord| t.grant_id == *grant && t.expires_at > self.now;
+        match (access_record, refresh_record) {
+            (Some(a), Some(f)) if usable(&a) && usable(&f) => RotateOutcome::Repeated(Successors {
+                access,
+                refresh,
+                access_record: a,
+            }),
+            _ => RotateOutcome::Invalid,
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use crate::{
     domain::{scope::Scopes, secrets::TokenKey},
     storage::{
         GrantHolder, GrantId, GrantRevocation, IssueOutcome, NewToken, Persist, RevokedGrants,
-        RotateOutcome, Rotation, StorageError, StoreFuture, Successors, Swept, TokenKind,
-        TokenRecord, TokenRevocation, TokenStore,
+        RotateOutcome, Rotation, RotationStep, StorageError, StoreFuture, Successors, Swept,
+        TokenKind, TokenRecord, TokenRevocation, TokenStore,
     },
 };
 
@@ -191,7 +191,7 @@ async fn rotate(pool: Pool, r: Rotation) -> Result<RotateOutcome, StorageError> 
         return Ok(RotateOutcome::Invalid);
     };
     let old = token_record(&row)?;
-    if old.kind != TokenKind::Refresh || old.client_id != r.client_id || old.expires_at <= r.now {
+    if !r.accepts(&old) {
         tx.rollback().await?;
         return Ok(RotateOutcome::Invalid);
     }
@@ -200,75 +200,53 @@ async fn rotate(pool: Pool, r: Rotation) -> Result<RotateOutcome, StorageError> 
         tx.rollback().await?;
         return Ok(RotateOutcome::Invalid);
     }
-    if let Some(rotated_at_us) = old.rotated_at_us {
-        let rotated_at = rotated_at_us.div_euclid(1_000_000);
-        if !(r.grace > 0 && r.now - rotated_at <= r.grace) {
+    match r.step(&old) {
+        RotationStep::Reuse => {
             let revoked = revoke_grant_in(&tx, old.grant_id, r.forget_at).await?;
             tx.commit().await?;
-            return Ok(RotateOutcome::Reused {
+            Ok(RotateOutcome::Reused {
                 grant_id: old.grant_id,
                 forget_at: revoked.forget_at,
                 client_id: old.client_id,
-            });
+            })
         }
-    }
-    let access_scopes = match &r.scopes {
-        Some(s) if !s.is_subset(&old.scopes) => {
+        RotationStep::InvalidScope => {
             tx.rollback().await?;
-            return Ok(RotateOutcome::InvalidScope);
+            Ok(RotateOutcome::InvalidScope)
         }
-        Some(s) => s.for_access_token(),
-        None => old.scopes.for_access_token(),
-    };
-    if let Some(rotated_at_us) = old.rotated_at_us {
-        let (access, refresh) = (r.successors)(&old.grant_id, rotated_at_us);
-        let same_grant = |t: &TokenRecord| t.grant_id == old.grant_id;
-        let access_record = get(&tx, &access.key()).await?.filter(same_grant);
-        let refresh_record = get(&tx, &refresh.key()).await?.filter(same_grant);
-        tx.rollback().await?;
-        return Ok(match (access_record, refresh_record) {
-            (Some(a), Some(f)) if a.expires_at > r.now && f.expires_at > r.now => {
-                RotateOutcome::Repeated(Successors {
-                    access,
-                    refresh,
-                    access_record: a,
-                })
-            }
-            _ => RotateOutcome::Invalid,
-        });
+        RotationStep::Repeat { access, refresh } => {
+            let access_record = get(&tx, &access.key()).await?;
+            let refresh_record = get(&tx, &refresh.key()).await?;
+            tx.rollback().await?;
+            Ok(r.repeated(
+                &old.grant_id,
+                access,
+                refresh,
+                access_record,
+                refresh_record,
+            ))
+        }
+        RotationStep::Rotate {
+            access,
+            refresh,
+            access_record,
+            refresh_record,
+        } => {
+            insert(&tx, &access.key(), &access_record).await?;
+            insert(&tx, &refresh.key(), &refresh_record).await?;
+            let stmt = tx
+                .prepare_cached("UPDATE tokens SET rotated_at_us = $2 WHERE key = $1")
+                .await?;
+            tx.execute(&stmt, &[&&r.presented.0[..], &r.rotated_at_us])
+                .await?;
+            tx.commit().await?;
+            Ok(RotateOutcome::Rotated(Successors {
+                access,
+                refresh,
+                access_record,
+            }))
+        }
     }
-    let (access, refresh) = (r.successors)(&old.grant_id, r.rotated_at_us);
-    let access_record = TokenRecord {
-        kind: TokenKind::Access,
-        grant_id: old.grant_id,
-        client_id: old.client_id.clone(),
-        subject: old.subject.clone(),
-        scopes: access_scopes,
-        resource: old.resource.clone(),
-        issued_at: r.now,
-        expires_at: r.access_expires_at,
-        rotated_at_us: None,
-    };
-    // The new refresh token keeps the grant's full scope (OAuth 2.1 §4.3.3).
-    let refresh_record = TokenRecord {
-        kind: TokenKind::Refresh,
-        scopes: old.scopes.clone(),
-        expires_at: r.refresh_expires_at,
-        ..access_record.clone()
-    };
-    insert(&tx, &access.key(), &access_record).await?;
-    insert(&tx, &refresh.key(), &refresh_record).await?;
-    let stmt = tx
-        .prepare_cached("UPDATE tokens SET rotated_at_us = $2 WHERE key = $1")
-        .await?;
-    tx.execute(&stmt, &[&&r.presented.0[..], &r.rotated_at_us])
-        .await?;
-    tx.commit().await?;
-    Ok(RotateOutcome::Rotated(Successors {
-        access,
-        refresh,
-        access_record,
-    }))
 }
 
 async fn revoke_token(

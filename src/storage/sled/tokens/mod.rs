@@ -8,8 +8,8 @@ use crate::{
     storage::{
         codec::{decode_token, encode_token, token_expires_at},
         ready, GrantHolder, GrantId, GrantRevocation, IssueOutcome, NewToken, Persist,
-        RevokedGrants, RotateOutcome, Rotation, StorageError, StoreFuture, Successors, Swept,
-        TokenKind, TokenRecord, TokenRevocation, TokenStore,
+        RevokedGrants, RotateOutcome, Rotation, RotationStep, StorageError, StoreFuture,
+        Successors, Swept, TokenKind, TokenRecord, TokenRevocation, TokenStore,
     },
 };
 
@@ -150,78 +150,51 @@ impl SledTokenStore {
         let Some(mut old) = self.get_now(&r.presented)? else {
             return Ok(RotateOutcome::Invalid);
         };
-        if old.kind != TokenKind::Refresh
-            || old.client_id != r.client_id
-            || old.expires_at <= r.now
-            || self.is_revoked(&old.grant_id)?
-        {
+        if !r.accepts(&old) || self.is_revoked(&old.grant_id)? {
             return Ok(RotateOutcome::Invalid);
         }
-        if let Some(rotated_at_us) = old.rotated_at_us {
-            let rotated_at = rotated_at_us.div_euclid(1_000_000);
-            if !(r.grace > 0 && r.now - rotated_at <= r.grace) {
+        match r.step(&old) {
+            RotationStep::Reuse => {
                 let revoked = self.revoke_grant_now(old.grant_id, r.forget_at)?;
-                return Ok(RotateOutcome::Reused {
+                Ok(RotateOutcome::Reused {
                     grant_id: old.grant_id,
                     forget_at: revoked.forget_at,
                     client_id: old.client_id,
-                });
+                })
+            }
+            RotationStep::InvalidScope => Ok(RotateOutcome::InvalidScope),
+            RotationStep::Repeat { access, refresh } => {
+                let access_record = self.get_now(&access.key())?;
+                let refresh_record = self.get_now(&refresh.key())?;
+                Ok(r.repeated(
+                    &old.grant_id,
+                    access,
+                    refresh,
+                    access_record,
+                    refresh_record,
+                ))
+            }
+            RotationStep::Rotate {
+                access,
+                refresh,
+                access_record,
+                refresh_record,
+            } => {
+                self.put_now(&access.key(), &access_record)?;
+                self.put_now(&refresh.key(), &refresh_record)?;
+                // Rotated out only after the successors are written: sled's log is
+                // ordered, so a crash before the flush leaves either both or the presented
+                // token still current (never a rotated token whose successors are missing,
+                // which the client could not recover from).
+                old.rotated_at_us = Some(r.rotated_at_us);
+                self.put_now(&r.presented, &old)?;
+                Ok(RotateOutcome::Rotated(Successors {
+                    access,
+                    refresh,
+                    access_record,
+                }))
             }
         }
-        let access_scopes = match &r.scopes {
-            Some(s) if !s.is_subset(&old.scopes) => return Ok(RotateOutcome::InvalidScope),
-            Some(s) => s.for_access_token(),
-            None => old.scopes.for_access_token(),
-        };
-        if let Some(rotated_at_us) = old.rotated_at_us {
-            let (access, refresh) = (r.successors)(&old.grant_id, rotated_at_us);
-            let same_grant = |t: &TokenRecord| t.grant_id == old.grant_id;
-            let access_record = self.get_now(&access.key())?.filter(same_grant);
-            let refresh_record = self.get_now(&refresh.key())?.filter(same_grant);
-            return Ok(match (access_record, refresh_record) {
-                (Some(a), Some(f)) if a.expires_at > r.now && f.expires_at > r.now => {
-                    RotateOutcome::Repeated(Successors {
-                        access,
-                        refresh,
-                        access_record: a,
-                    })
-                }
-                _ => RotateOutcome::Invalid,
-            });
-        }
-        let (access, refresh) = (r.successors)(&old.grant_id, r.rotated_at_us);
-        let access_record = TokenRecord {
-            kind: TokenKind::Access,
-            grant_id: old.grant_id,
-            client_id: old.client_id.clone(),
-            subject: old.subject.clone(),
-            scopes: access_scopes,
-            resource: old.resource.clone(),
-            issued_at: r.now,
-            expires_at: r.access_expires_at,
-            rotated_at_us: None,
-        };
-        // The new refresh token keeps the grant's full scope (OAuth 2.1 §4.3.3); only the
-        // access token is narrowed.
-        let refresh_record = TokenRecord {
-            kind: TokenKind::Refresh,
-            scopes: old.scopes.clone(),
-            expires_at: r.refresh_expires_at,
-            ..access_record.clone()
-        };
-        self.put_now(&access.key(), &access_record)?;
-        self.put_now(&refresh.key(), &refresh_record)?;
-        // Rotated out only after the successors are written: sled's log is ordered, so a
-        // crash before the flush leaves either both or the presented token still current
-        // (never a rotated token whose successors are missing, which the client could not
-        // recover from).
-        old.rotated_at_us = Some(r.rotated_at_us);
-        self.put_now(&r.presented, &old)?;
-        Ok(RotateOutcome::Rotated(Successors {
-            access,
-            refresh,
-            access_record,
-        }))
     }
 
     fn revoke_token_now(
