@@ -7,6 +7,7 @@ use std::{net::TcpListener, sync::Arc};
 
 use actix_web::{dev::ServerHandle, web, App, HttpServer};
 
+use crate::storage::postgres::{self, PgStores};
 use crate::{
     config::Config,
     domain::clock::Clock,
@@ -22,6 +23,9 @@ pub use crate::{
     },
     storage::sled::open_db,
 };
+
+/// Connections in the PostgreSQL pool of one server (the actors and the sweeps share them).
+const POSTGRES_POOL_SIZE: usize = 16;
 
 /// Mounts everything the default server offers: the authorization server and the demo MCP
 /// endpoint at `/mcp`. Call once per worker with the same [`Services`] (started once,
@@ -45,7 +49,8 @@ pub struct RunningServer {
     services: Services,
     handle: ServerHandle,
     local_addr: std::net::SocketAddr,
-    db: sled::Db,
+    /// The sled database; `None` on PostgreSQL (`Services::shutdown` closes that pool).
+    db: Option<sled::Db>,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -72,8 +77,47 @@ impl RunningServer {
     pub async fn stop(self) {
         self.handle.stop(true).await;
         self.services.shutdown().await;
-        let db = self.db;
-        let _ = tokio::task::spawn_blocking(move || db.flush()).await;
+        if let Some(db) = self.db {
+            let _ = tokio::task::spawn_blocking(move || db.flush()).await;
+        }
+    }
+}
+
+/// Connects to PostgreSQL when `config.database_url` is set (migrating it), else opens the
+/// sled database in the data directory; then starts the services on it.
+async fn start_services(
+    config: &Config,
+    settings: crate::config::Settings,
+    clock: Arc<dyn Clock>,
+) -> Result<(Services, Option<sled::Db>), StartError> {
+    let Some(url) = &config.database_url else {
+        let db = open_db(config)?;
+        let services = Services::start(settings, &db, clock).await?;
+        return Ok((services, Some(db)));
+    };
+    // Only the target is ever logged or shown, never the URL (it may hold a password).
+    let parsed = postgres::parse_url(url).map_err(|reason| StartError::Database {
+        target: "(--database-url)".into(),
+        reason,
+    })?;
+    let target = postgres::describe(&parsed);
+    let stores = PgStores::connect_with(parsed, POSTGRES_POOL_SIZE)
+        .await
+        .map_err(|reason| StartError::Database {
+            target: target.clone(),
+            reason,
+        })?;
+    tracing::info!(
+        database = %target,
+        schema_version = stores.schema_version(),
+        "storage: PostgreSQL (single instance)"
+    );
+    match Services::start_postgres(settings, &stores, clock).await {
+        Ok(services) => Ok((services, None)),
+        Err(e) => {
+            stores.close();
+            Err(e)
+        }
     }
 }
 
@@ -89,8 +133,7 @@ pub async fn start(
     let mut config = config;
     config.bind = local_addr;
     let settings = config.settings(local_addr.port())?;
-    let db = open_db(&config)?;
-    let services = Services::start(settings, &db, clock).await?;
+    let (services, db) = start_services(&config, settings, clock).await?;
     let app_services = services.clone();
     let server = HttpServer::new(move || {
         let services = app_services.clone();

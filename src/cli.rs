@@ -24,6 +24,10 @@ pub struct Cli {
     /// sled data directory.
     #[arg(long, env = "OAUTH_MCP_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of sled (postgres://user:password@host:port/db); migrated at
+    /// start. Single instance for now; plain TCP only (sslmode=require is refused).
+    #[arg(long, env = "OAUTH_MCP_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Server key file (at least 32 random bytes; keys the form CSRF values and the refresh
     /// grace derivation). Default: `server.key` in the data directory, generated at first
     /// start. Give every instance sharing a database the same file.
@@ -140,6 +144,17 @@ pub enum Command {
     Loadtest(LoadtestArgs),
     /// Manage clients, users and grants in the data directory of a stopped server.
     Admin(AdminArgs),
+    /// Apply the pending PostgreSQL migrations (under the migration lock, as a starting
+    /// server does) and print the schema version.
+    Migrate(MigrateArgs),
+}
+
+/// Flags of `oauth-mcp migrate`.
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// The PostgreSQL database to migrate (postgres://user:password@host:port/db).
+    #[arg(long, env = "OAUTH_MCP_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
 }
 
 /// Flags of `oauth-mcp admin`. It works on a stopped server's data directory: sled locks
@@ -345,6 +360,7 @@ impl Cli {
             bind: self.bind,
             public_url: self.public_url.clone(),
             data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
             key_file: self.key_file.clone(),
             demo: !self.no_demo,
             keep_demo: self.keep_demo,
@@ -464,6 +480,21 @@ mod tests {
             ["app.example", "*.vendor.example"]
         );
         assert_eq!(c.mcp_max_sessions, 7);
+    }
+
+    #[test]
+    fn the_database_url_reaches_the_config_and_migrate_takes_it() {
+        assert_eq!(config(&[]).database_url, None);
+        let url = "postgres://app:pw@db.internal:5432/auth";
+        assert_eq!(
+            config(&["--database-url", url]).database_url.as_deref(),
+            Some(url)
+        );
+        let cli = Cli::try_parse_from(["oauth-mcp", "migrate", "--database-url", url]).unwrap();
+        match cli.command {
+            Some(Command::Migrate(args)) => assert_eq!(args.database_url, url),
+            other => panic!("not migrate: {other:?}"),
+        }
     }
 
     #[test]

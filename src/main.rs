@@ -10,7 +10,7 @@ use clap::Parser as _;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use oauth_mcp::{
-    cli::{Cli, Command, LoadtestArgs},
+    cli::{Cli, Command, LoadtestArgs, MigrateArgs},
     clock::SystemClock,
 };
 
@@ -47,10 +47,52 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Migrate(args)) = cli.command {
+        return match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(migrate(args)),
+            Err(e) => {
+                eprintln!("oauth-mcp migrate: cannot start: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Admin(args)) = cli.command {
         return actix_web::rt::System::new().block_on(oauth_mcp::admin::command::run(args));
     }
     actix_web::rt::System::new().block_on(serve(cli))
+}
+
+/// `oauth-mcp migrate`: connects as a starting server does (which applies the pending
+/// migrations under the migration lock and checks the range) and prints the version.
+async fn migrate(args: MigrateArgs) -> ExitCode {
+    use oauth_mcp::storage::postgres::{self, migrations, PgStores};
+    let config = match postgres::parse_url(&args.database_url) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("oauth-mcp migrate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let target = postgres::describe(&config);
+    match PgStores::connect_with(config, 1).await {
+        Ok(stores) => {
+            println!(
+                "{target}: schema version {} (this build runs on {}..={})",
+                stores.schema_version(),
+                migrations::MIN_SCHEMA,
+                migrations::MAX_SCHEMA
+            );
+            stores.close();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("oauth-mcp migrate: PostgreSQL database {target}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn loadtest(args: LoadtestArgs) -> ExitCode {

@@ -36,8 +36,9 @@ use crate::{
     error::Error,
     metrics::{Metered, Metrics},
     storage::{
+        postgres::PgStores,
         sled::{Durability, SledClientStore, SledCodeStore, SledTokenStore},
-        GroupCommit, StorageError,
+        ClientStore, CodeStore, GroupCommit, StorageError, TokenStore,
     },
 };
 
@@ -70,6 +71,16 @@ pub enum StartError {
     /// A socket or thread could not be set up.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The PostgreSQL database (`--database-url`) could not be reached, migrated, or its
+    /// schema is outside this build's range. `target` names hosts and database only, never
+    /// the URL's password.
+    #[error("PostgreSQL database {target}: {reason}")]
+    Database {
+        /// Hosts, ports and database name.
+        target: String,
+        /// What went wrong.
+        reason: StorageError,
+    },
 }
 
 /// How long start-up waits for the registry while checking and seeding the demo records.
@@ -118,6 +129,14 @@ pub struct Services {
     /// test can see how many are free.
     pub password_checks: Arc<tokio::sync::Semaphore>,
     commit: Option<GroupCommit>,
+    postgres: Option<PgStores>,
+}
+
+/// The three stores the actors are given, from one backend.
+struct Stores {
+    clients: Box<dyn ClientStore>,
+    codes: Box<dyn CodeStore>,
+    tokens: Box<dyn TokenStore>,
 }
 
 impl std::fmt::Debug for Services {
@@ -143,11 +162,6 @@ impl Services {
         db: &sled::Db,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
-        let settings = Arc::new(settings);
-        let key = Arc::new(ServerKey::load_or_create(
-            settings.config.key_file.as_deref(),
-            &settings.config.data_dir,
-        )?);
         let metrics = Arc::new(Metrics::default());
         let commit = if settings.config.durable {
             Some(GroupCommit::start(
@@ -161,12 +175,64 @@ impl Services {
             Some(c) => Durability::durable(c.clone()),
             None => Durability::relaxed(),
         };
+        let stores = Stores {
+            clients: Box::new(SledClientStore::open(db, durability.clone())?),
+            codes: Box::new(SledCodeStore::open(db, durability.clone())?),
+            tokens: Box::new(SledTokenStore::open(db, durability)?),
+        };
+        Self::start_on(settings, stores, commit, None, metrics, clock).await
+    }
+
+    /// [`start`](Self::start) on the PostgreSQL stores (`--database-url`), connected and
+    /// migrated by [`PgStores::connect`]. Every intent answers after its COMMIT, so
+    /// `durable` has nothing to change here. [`shutdown`](Self::shutdown) closes the pool.
+    pub async fn start_postgres(
+        settings: Settings,
+        stores: &PgStores,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let backend = Stores {
+            clients: Box::new(stores.clients()),
+            codes: Box::new(stores.codes()),
+            tokens: Box::new(stores.tokens()),
+        };
+        let metrics = Arc::new(Metrics::default());
+        Self::start_on(
+            settings,
+            backend,
+            None,
+            Some(stores.clone()),
+            metrics,
+            clock,
+        )
+        .await
+    }
+
+    async fn start_on(
+        settings: Settings,
+        stores: Stores,
+        commit: Option<GroupCommit>,
+        postgres: Option<PgStores>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let settings = Arc::new(settings);
+        let key = match ServerKey::load_or_create(
+            settings.config.key_file.as_deref(),
+            &settings.config.data_dir,
+        ) {
+            Ok(key) => Arc::new(key),
+            Err(e) => {
+                release(commit, postgres).await;
+                return Err(e.into());
+            }
+        };
         let dummy_hash = blocking_hash("not-a-password").await?;
         let password_checks = Arc::new(tokio::sync::Semaphore::new(
             settings.password_hash_concurrency.max(1),
         ));
         let registry = ClientRegistry::new(
-            Box::new(SledClientStore::open(db, durability.clone())?),
+            stores.clients,
             Arc::clone(&settings),
             Arc::clone(&clock),
             dummy_hash,
@@ -177,16 +243,12 @@ impl Services {
         let documents = ClientDocuments::new(Arc::clone(&settings), Arc::clone(&clock))
             .with_metrics(Arc::clone(&metrics))
             .start();
-        let codes = CodeIssuer::new(
-            Box::new(SledCodeStore::open(db, durability.clone())?),
-            Arc::clone(&settings),
-            Arc::clone(&clock),
-        )
-        .with_metrics(Arc::clone(&metrics))
-        .start();
+        let codes = CodeIssuer::new(stores.codes, Arc::clone(&settings), Arc::clone(&clock))
+            .with_metrics(Arc::clone(&metrics))
+            .start();
         let revocations = Revocations::default();
         let ledger = TokenLedger::new(
-            Box::new(SledTokenStore::open(db, durability)?),
+            stores.tokens,
             Arc::clone(&settings),
             Arc::clone(&clock),
             Arc::clone(&key),
@@ -218,6 +280,7 @@ impl Services {
             key,
             password_checks,
             commit,
+            postgres,
         };
         if let Err(e) = services.demo_policy(clock.now()).await {
             // Release the database, so the operator (or a host retrying) can open it.
@@ -357,10 +420,18 @@ impl Services {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if let Some(commit) = &self.commit {
-            let commit = commit.clone();
-            let _ = tokio::task::spawn_blocking(move || commit.shutdown()).await;
-        }
+        release(self.commit.clone(), self.postgres.clone()).await;
+    }
+}
+
+/// Flushes and stops the group commit, and closes the PostgreSQL pool (running intents
+/// finish, new ones fail).
+async fn release(commit: Option<GroupCommit>, postgres: Option<PgStores>) {
+    if let Some(commit) = commit {
+        let _ = tokio::task::spawn_blocking(move || commit.shutdown()).await;
+    }
+    if let Some(stores) = postgres {
+        stores.close();
     }
 }
 

@@ -24,8 +24,17 @@ pub struct Config {
     /// Public base URL: the issuer (RFC 8414) and the base of the MCP resource
     /// `<public-url>/mcp`. `None` means `http://localhost:<port of bind>`.
     pub public_url: Option<Url>,
-    /// sled data directory.
+    /// sled data directory. With `database_url` it holds only the generated server key
+    /// (when no `key_file` is given).
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of sled: a `postgres://user:password@host:port/db` URL (or a
+    /// `key=value` connection string). The stores connect at start, apply the pending
+    /// migrations under an advisory lock and refuse a schema outside this build's range
+    /// (docs/storage.md, "PostgreSQL"). Single instance for now (docs/deployment.md). Plain
+    /// TCP only: a URL with `sslmode=require` is refused. `None` (the default): sled in
+    /// `data_dir`. Holds a secret: never log it (`storage::postgres::describe` names the
+    /// target without the password).
+    pub database_url: Option<String>,
     /// File holding the server key (at least 32 random bytes): it keys the CSRF values of
     /// the forms and the refresh grace-window derivation. `None` means `server.key` in the
     /// data directory, generated at first start (mode 0600). Instances sharing a database
@@ -178,6 +187,7 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             public_url: None,
             data_dir: PathBuf::from("./data"),
+            database_url: None,
             key_file: None,
             demo: true,
             scopes: vec!["mcp:read".into(), "mcp:write".into()],

@@ -25,6 +25,7 @@ mod logs;
 mod mcp;
 mod metadata;
 mod metrics;
+mod postgres;
 mod refresh;
 mod registration;
 mod restart;

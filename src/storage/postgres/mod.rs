@@ -6,8 +6,10 @@
 //!
 //! Several server processes may share one database: every intent is one statement or one
 //! transaction, as the trait docs say, and the database arbitrates (docs/storage.md,
-//! "PostgreSQL"). Not wired into the server yet (no `--database-url`), and the connection is
-//! plain TCP (`NoTls`): TLS comes with the wiring.
+//! "PostgreSQL"). The server uses them when given `--database-url` (`crate::app::start`,
+//! [`crate::Services::start_postgres`]); the connection is plain TCP (`NoTls`), so a URL
+//! that asks for TLS (`sslmode=require`) is refused ([`parse_url`]) rather than connected
+//! to in plain text.
 
 use std::time::Duration;
 
@@ -33,17 +35,68 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct PgStores {
     pool: Pool,
+    version: i32,
+}
+
+/// Parses a `postgres://` URL (or `key=value` string) into a driver configuration. Refuses
+/// a URL that requires TLS (`sslmode=require`): this build connects in plain TCP only, and
+/// must not silently downgrade. The error never repeats the URL (it may hold a password).
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StorageError> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        StorageError::Database(format!("the database URL is not valid: {e}"))
+    })?;
+    match config.get_ssl_mode() {
+        tokio_postgres::config::SslMode::Disable | tokio_postgres::config::SslMode::Prefer => {
+            Ok(config)
+        }
+        _ => Err(StorageError::Database(
+            "the database URL requires TLS (sslmode), which this build does not support yet: \
+             connect over a local socket or a trusted network with sslmode=disable or prefer"
+                .into(),
+        )),
+    }
+}
+
+/// Where `config` connects, for logs and error messages: hosts, ports and database name,
+/// never the user's password.
+pub fn describe(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = config
+                .get_ports()
+                .get(i)
+                .or_else(|| config.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
+            match host {
+                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "localhost:5432".to_owned()
+    } else {
+        hosts.join(",")
+    };
+    let db = config
+        .get_dbname()
+        .or_else(|| config.get_user())
+        .unwrap_or("postgres");
+    format!("{hosts}/{db}")
 }
 
 impl PgStores {
     /// Connects to `url` (`postgres://user@host:port/db`) with a pool of at most
     /// `pool_size` connections, applies the pending migrations under the migration lock and
     /// checks that the schema is within this build's range ([`migrations::SUPPORTED`]).
+    /// A URL requiring TLS is refused ([`parse_url`]).
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StorageError> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StorageError::Database(e.to_string()))?;
-        Self::connect_with(config, pool_size).await
+        Self::connect_with(parse_url(url)?, pool_size).await
     }
 
     /// [`connect`](Self::connect) with a parsed configuration.
@@ -79,9 +132,14 @@ impl PgStores {
             .build()
             .map_err(|e| StorageError::Database(e.to_string()))?;
         let mut client = pool.get().await?;
-        migrations::migrate(&mut client).await?;
+        let version = migrations::migrate(&mut client).await?;
         drop(client);
-        Ok(Self { pool })
+        Ok(Self { pool, version })
+    }
+
+    /// The schema version in force when these stores connected (after migrating).
+    pub fn schema_version(&self) -> i32 {
+        self.version
     }
 
     /// The token ledger's store.
@@ -199,5 +257,28 @@ mod connect_tests {
             PgStores::connect("not a url", 2).await,
             Err(StorageError::Database(_))
         ));
+    }
+
+    /// Fail closed: TLS asked for is never downgraded to plain TCP (no connection is tried).
+    #[tokio::test]
+    async fn a_url_requiring_tls_is_refused_without_its_password() {
+        let err = PgStores::connect("postgres://app:s3cret@127.0.0.1:1/auth?sslmode=require", 2)
+            .await
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("TLS"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        assert!(parse_url("postgres://app@db.internal/auth?sslmode=disable").is_ok());
+        assert!(parse_url("postgres://app@db.internal/auth").is_ok());
+    }
+
+    #[test]
+    fn describe_names_hosts_and_database_but_not_the_password() {
+        let config = parse_url("postgres://app:s3cret@db.internal:6543/auth").unwrap();
+        assert_eq!(describe(&config), "db.internal:6543/auth");
+        let config = parse_url("postgres://app:s3cret@a,b:7/auth").unwrap();
+        assert_eq!(describe(&config), "a:5432,b:7/auth");
+        let config = parse_url("host=/run/postgresql user=app password=s3cret").unwrap();
+        assert_eq!(describe(&config), "/run/postgresql:5432/app");
     }
 }

@@ -22,13 +22,15 @@ mod document_host;
 mod html;
 mod mcp;
 mod metrics;
+mod postgres;
 mod register;
 mod reply;
 mod token;
 
 // `token` and `register` add methods to `TestApp` only; `token::basic_auth` is theirs.
 pub use self::{
-    app::*, assertions::*, authorize::*, document_host::*, html::*, mcp::*, metrics::*, reply::*,
+    app::*, assertions::*, authorize::*, document_host::*, html::*, mcp::*, metrics::*,
+    postgres::*, reply::*,
 };
 
 /// Unix time the manual clock starts at; timestamps in responses are checked against it.
