@@ -25,9 +25,9 @@
 //! Storage sits behind narrow asynchronous traits ([`storage::ClientStore`],
 //! [`storage::CodeStore`], [`storage::TokenStore`]) whose writes are atomic intents (issue,
 //! rotate, redeem once, revoke, register) that a database shared by several processes could
-//! arbitrate; sled is the implementation the server uses today, and
-//! [`storage::postgres`] implements them on PostgreSQL for several processes (not wired
-//! into the server yet). Answers that hand out a
+//! arbitrate; sled is the default implementation, and [`storage::postgres`] implements them
+//! on PostgreSQL (used with `--database-url`, [`Config::database_url`]; one instance for
+//! now). Answers that hand out a
 //! credential or acknowledge a revocation are released only after a group-commit flush
 //! ([`storage::Durable`]). `docs/architecture.md` in the repository has the diagrams.
 //!
