@@ -164,6 +164,26 @@ async fn an_unreachable_database_is_a_start_error_without_the_password() {
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
 }
 
+/// A database whose schema a later build contracted past this one (schema 99, read only by
+/// builds from 99 on) is refused at start with a message, before anything is read.
+#[actix_web::test]
+async fn a_schema_outside_the_range_is_a_start_error() {
+    let Some(db) = test_database(module_path!()).await else {
+        return;
+    };
+    db.execute(
+        "CREATE TABLE schema_version (version integer PRIMARY KEY, \
+         readers_from integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()); \
+         INSERT INTO schema_version (version, readers_from) VALUES (99, 99)",
+    )
+    .await;
+    let err = start_error(&db.url).await;
+    let message = err.to_string();
+    assert!(matches!(err, StartError::Database { .. }), "{message}");
+    assert!(message.contains("99"), "{message}");
+    assert_eq!(db.count("SELECT count(*) FROM schema_version").await, 1);
+}
+
 /// Fail closed: TLS is not supported yet, so a URL asking for it is refused at start-up
 /// instead of being connected to in plain text.
 #[actix_web::test]

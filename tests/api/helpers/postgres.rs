@@ -57,12 +57,30 @@ impl TestDatabase {
     /// Runs one query on this test's database and answers the first column of the first
     /// row as a count (`SELECT count(*) ...`): to see that the server really wrote here.
     pub async fn count(&self, query: &str) -> i64 {
+        let row = self
+            .client()
+            .await
+            .query_one(query, &[])
+            .await
+            .expect("the query runs");
+        row.get(0)
+    }
+
+    /// Runs `sql` (one or more statements) on this test's database.
+    pub async fn execute(&self, sql: &str) {
+        self.client()
+            .await
+            .batch_execute(sql)
+            .await
+            .expect("the statements run");
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
         let mut config = self.admin.clone();
         config.dbname(&self.name);
         let (client, conn) = config.connect(NoTls).await.expect("connect to the test db");
         tokio::spawn(conn);
-        let row = client.query_one(query, &[]).await.expect("the query runs");
-        row.get(0)
+        client
     }
 }
 
