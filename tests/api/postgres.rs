@@ -194,3 +194,68 @@ async fn a_database_url_requiring_tls_is_refused_at_start() {
     assert!(message.contains("TLS"), "{message}");
     assert!(!message.contains("s3cret"), "{message}");
 }
+
+/// The real binary on PostgreSQL: it logs the database as host:port/db and never the
+/// password of the URL (even at debug level), and serves.
+#[actix_web::test]
+async fn the_binary_logs_the_database_without_its_password() {
+    let Some(db) = test_database(module_path!()).await else {
+        return;
+    };
+    // The throw-away cluster trusts local connections, so any password is accepted.
+    let mut url = url::Url::parse(&db.url).expect("a URL");
+    url.set_password(Some("s3cret-pw")).expect("a password");
+    let target = format!(
+        "{}:{}{}",
+        url.host_str().expect("a host"),
+        url.port().unwrap_or(5432),
+        url.path()
+    );
+    let dir = tempfile::tempdir().expect("a data dir");
+    let (mut child, port, log) = crate::shutdown::start_binary_with(
+        dir.path(),
+        "debug",
+        "127.0.0.1:0",
+        &["--database-url", url.as_str()],
+    )
+    .unwrap_or_else(|output| panic!("the binary did not start: {output}"));
+    let metadata = reqwest::get(format!(
+        "http://127.0.0.1:{port}/.well-known/oauth-authorization-server"
+    ))
+    .await
+    .expect("GET metadata");
+    assert_eq!(metadata.status(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = log.lock().expect("the log").join("\n");
+    assert!(log.contains("storage: PostgreSQL"), "{log}");
+    assert!(log.contains(&target), "{target} not in {log}");
+    assert!(!log.contains("s3cret-pw"), "the password was logged: {log}");
+    assert!(!dir.path().join("db").exists(), "no sled database");
+}
+
+/// Needs no PostgreSQL: the binary exits with status 1 and a message naming the target
+/// (not the password) when the database cannot be reached.
+#[actix_web::test]
+async fn the_binary_exits_with_a_message_when_the_database_is_unreachable() {
+    let dir = tempfile::tempdir().expect("a data dir");
+    let output = crate::shutdown::start_binary_with(
+        dir.path(),
+        "info",
+        "127.0.0.1:0",
+        &[
+            "--database-url",
+            "postgres://app:s3cret-pw@127.0.0.1:1/auth",
+        ],
+    )
+    .map(|(mut child, _, _)| {
+        let _ = child.kill();
+        let _ = child.wait();
+    })
+    .expect_err("the binary must not start");
+    assert!(
+        output.contains("oauth-mcp: PostgreSQL database 127.0.0.1:1/auth"),
+        "{output}"
+    );
+    assert!(!output.contains("s3cret-pw"), "{output}");
+}
