@@ -169,6 +169,16 @@ pub struct AdminArgs {
         default_value = "./data"
     )]
     pub data_dir: PathBuf,
+    /// Refused for now: `admin` works on a sled data directory only. Read (also from
+    /// OAUTH_MCP_DATABASE_URL) so that a server configured for PostgreSQL is never
+    /// administered through an unrelated sled directory by mistake.
+    #[arg(
+        long,
+        global = true,
+        env = "OAUTH_MCP_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
     /// The server's supported scopes (as its --scopes), to check a new client's scopes.
     #[arg(
         long,
@@ -494,6 +504,13 @@ mod tests {
         match cli.command {
             Some(Command::Migrate(args)) => assert_eq!(args.database_url, url),
             other => panic!("not migrate: {other:?}"),
+        }
+        let cli =
+            Cli::try_parse_from(["oauth-mcp", "admin", "--database-url", url, "user", "list"])
+                .unwrap();
+        match cli.command {
+            Some(Command::Admin(args)) => assert_eq!(args.database_url.as_deref(), Some(url)),
+            other => panic!("not admin: {other:?}"),
         }
     }
 

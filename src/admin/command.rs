@@ -43,6 +43,16 @@ pub async fn run(args: AdminArgs) -> ExitCode {
 
 /// Runs one administrative command and answers the report to print.
 pub async fn execute(args: &AdminArgs, clock: Arc<dyn Clock>) -> Result<String, AdminError> {
+    // Fail closed: with a database URL the operator means the PostgreSQL deployment, and
+    // changing a sled directory instead would silently do nothing to it.
+    if args.database_url.is_some() {
+        return Err(AdminError::Invalid(
+            "`oauth-mcp admin` does not work on PostgreSQL yet (--database-url or \
+             OAUTH_MCP_DATABASE_URL is set): it manages a stopped server's sled data directory \
+             only; unset the variable to administer one"
+                .into(),
+        ));
+    }
     // Before the database is opened: a server cannot start while the operator types.
     let password = match &args.command {
         AdminCommand::User(UserCommand::Add { username })
@@ -314,6 +324,34 @@ mod tests {
         assert_eq!(without_newline("pw\r\n".into()), "pw");
         assert_eq!(without_newline("pw".into()), "pw");
         assert_eq!(without_newline("\n".into()), "");
+    }
+
+    /// Nothing is opened: the data directory does not even exist.
+    #[actix_web::test]
+    async fn a_database_url_is_refused_before_anything_is_opened() {
+        use clap::Parser as _;
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent");
+        let argv = [
+            "oauth-mcp",
+            "admin",
+            "--data-dir",
+            missing.to_str().unwrap(),
+            "--database-url",
+            "postgres://app:s3cret@db/auth",
+            "client",
+            "list",
+        ];
+        let Some(crate::cli::Command::Admin(args)) =
+            crate::cli::Cli::try_parse_from(argv).unwrap().command
+        else {
+            panic!("not admin");
+        };
+        let err = execute(&args, Arc::new(SystemClock)).await.unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("PostgreSQL"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        assert!(!missing.exists());
     }
 
     #[test]
