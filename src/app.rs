@@ -9,7 +9,7 @@ use actix_web::{dev::ServerHandle, web, App, HttpServer};
 
 use crate::storage::postgres::{self, PgStores};
 use crate::{
-    config::Config,
+    config::{Config, DatabaseUrl},
     domain::clock::Clock,
     http::configure_authorization_server,
     mcp::{
@@ -90,7 +90,7 @@ async fn start_services(
     settings: crate::config::Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<(Services, Option<sled::Db>), StartError> {
-    let Some(url) = &config.database_url else {
+    let Some(url) = config.database_url.as_ref().map(DatabaseUrl::as_str) else {
         let db = open_db(config)?;
         let services = Services::start(settings, &db, clock).await?;
         return Ok((services, Some(db)));

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 use url::Url;
 
-use crate::config::Config;
+use crate::config::{Config, DatabaseUrl};
 
 /// oauth-mcp: an OAuth 2.1 authorization server protecting an MCP server.
 #[derive(Debug, Parser)]
@@ -370,7 +370,7 @@ impl Cli {
             bind: self.bind,
             public_url: self.public_url.clone(),
             data_dir: self.data_dir.clone(),
-            database_url: self.database_url.clone(),
+            database_url: self.database_url.clone().map(DatabaseUrl::from),
             key_file: self.key_file.clone(),
             demo: !self.no_demo,
             keep_demo: self.keep_demo,
@@ -497,7 +497,10 @@ mod tests {
         assert_eq!(config(&[]).database_url, None);
         let url = "postgres://app:pw@db.internal:5432/auth";
         assert_eq!(
-            config(&["--database-url", url]).database_url.as_deref(),
+            config(&["--database-url", url])
+                .database_url
+                .as_ref()
+                .map(DatabaseUrl::as_str),
             Some(url)
         );
         let cli = Cli::try_parse_from(["oauth-mcp", "migrate", "--database-url", url]).unwrap();

@@ -34,7 +34,7 @@ pub struct Config {
     /// TCP only: a URL with `sslmode=require` is refused. `None` (the default): sled in
     /// `data_dir`. Holds a secret: never log it (`storage::postgres::describe` names the
     /// target without the password).
-    pub database_url: Option<String>,
+    pub database_url: Option<DatabaseUrl>,
     /// File holding the server key (at least 32 random bytes): it keys the CSRF values of
     /// the forms and the refresh grace-window derivation. `None` means `server.key` in the
     /// data directory, generated at first start (mode 0600). Instances sharing a database
@@ -181,6 +181,36 @@ pub struct Config {
     pub password_hash_concurrency: usize,
 }
 
+/// A PostgreSQL connection URL. It may hold a password, so its `Debug` shows nothing of
+/// it: a `{:?}` of the [`Config`] (or of the settings that carry it) cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(..)")
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -243,3 +273,21 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_database_url() {
+        let mut config = Config::default();
+        config.database_url = Some("postgres://app:hunter2@db.internal/auth".into());
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("db.internal"),
+            "{shown}"
+        );
+        let settings = config.settings(8000).unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}

@@ -57,7 +57,7 @@ async fn the_server_runs_on_postgres_and_keeps_its_state_across_a_restart() {
         return;
     };
     let url = db.url.clone();
-    let mut app = spawn_app_with(move |c| c.database_url = Some(url.clone())).await;
+    let mut app = spawn_app_with(move |c| c.database_url = Some(url.clone().into())).await;
 
     // The code flow, a tools/call and a refresh, on PostgreSQL and not on sled.
     let kept = app.exchange_code_demo().await;
@@ -143,7 +143,7 @@ async fn start_error(database_url: &str) -> StartError {
     let dir = tempfile::tempdir().expect("a temporary data dir");
     let mut config = Config::default();
     config.data_dir = dir.path().to_owned();
-    config.database_url = Some(database_url.to_owned());
+    config.database_url = Some(database_url.into());
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     match oauth_mcp::start(config, listener, Arc::new(SystemClock)).await {
         Ok(_) => panic!("the server started on {database_url}"),
