@@ -33,6 +33,7 @@ const POSTGRES_POOL_SIZE: usize = 16;
 /// [`Services::attachments`].
 pub fn configure(cfg: &mut web::ServiceConfig, services: &Services) {
     configure_authorization_server(cfg, services);
+    crate::http::probes::configure_probes(cfg);
     // Built here, in each worker, unlike a host's endpoint (built once, outside the
     // factory): it holds only clones of the services' addresses and settings, its sessions
     // live in the session actor, and the one thing every worker must share, the demo

@@ -401,6 +401,16 @@ impl Services {
         Ok(answer?)
     }
 
+    /// Whether the storage can serve requests: on PostgreSQL the database answers and its
+    /// schema is in this build's range; sled is in the process, so it is ready once the
+    /// services started. The error says why, without secrets.
+    pub async fn ready(&self) -> Result<(), StorageError> {
+        match &self.postgres {
+            Some(stores) => stores.ready().await.map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
     /// Stops the actors, waits until they have dropped their stores, then flushes and stops
     /// the group-commit thread.
     pub async fn shutdown(&self) {

@@ -7,6 +7,7 @@ pub mod error_response;
 pub mod forms;
 pub mod oauth;
 pub mod pages;
+pub mod probes;
 pub mod well_known;
 
 use std::{net::IpAddr, sync::Arc};

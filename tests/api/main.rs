@@ -26,6 +26,7 @@ mod mcp;
 mod metadata;
 mod metrics;
 mod postgres;
+mod probes;
 mod refresh;
 mod registration;
 mod restart;

@@ -184,6 +184,28 @@ async fn a_schema_outside_the_range_is_a_start_error() {
     assert_eq!(db.count("SELECT count(*) FROM schema_version").await, 1);
 }
 
+/// `GET /readyz` says whether the database answers with a schema this build runs on: ready
+/// after the start, not ready once another (later) build has contracted the schema past
+/// this one, which a balancer then takes out of rotation.
+#[actix_web::test]
+async fn readyz_follows_the_database() {
+    let Some(db) = test_database(module_path!()).await else {
+        return;
+    };
+    let url = db.url.clone();
+    let app = spawn_app_with(move |c| c.database_url = Some(url.clone().into())).await;
+    let readyz =
+        || async { Reply::read(app.client.get(app.url("/readyz")).send().await.unwrap()).await };
+    let reply = readyz().await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ready\n"));
+    db.execute("INSERT INTO schema_version (version, readers_from) VALUES (99, 99)")
+        .await;
+    let reply = readyz().await;
+    assert_eq!((reply.status, reply.body.as_str()), (503, "not ready\n"));
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "alive, though not ready");
+}
+
 /// Fail closed: TLS is not supported yet, so a URL asking for it is refused at start-up
 /// instead of being connected to in plain text.
 #[actix_web::test]

@@ -92,6 +92,14 @@ async fn migrate_locked(client: &mut Object) -> Result<i32, StorageError> {
 }
 
 /// The newest applied version and its `readers_from`; `(0, 0)` for an empty database.
+/// The schema version in force, checked against this build's range (readiness: another
+/// instance may have migrated past what this one runs on).
+pub async fn check_current(client: &Object) -> Result<i32, StorageError> {
+    let (version, readers_from) = current(client).await?;
+    check(version, readers_from, false)?;
+    Ok(version)
+}
+
 async fn current(client: &Object) -> Result<(i32, i32), StorageError> {
     let row = client
         .query_opt(

@@ -157,6 +157,13 @@ impl PgStores {
         PgClientStore::new(self.pool.clone())
     }
 
+    /// Whether the database answers and its schema is still one this build runs on (the
+    /// readiness probe, `GET /readyz`): a pooled connection (bounded wait) and one read.
+    pub async fn ready(&self) -> Result<i32, StorageError> {
+        let client = self.pool.get().await?;
+        migrations::check_current(&client).await
+    }
+
     /// Closes the pool: intents still running finish, new ones fail.
     pub fn close(&self) {
         self.pool.close();
