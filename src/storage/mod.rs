@@ -34,6 +34,8 @@
 mod client_store;
 mod code_store;
 pub mod codec;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod group_commit;
 pub mod postgres;
 pub mod records;

@@ -9,27 +9,15 @@ use super::{
 };
 use crate::{
     config::Config,
-    domain::{
-        client::{AuthMethod, ClientOrigin},
-        clock::ManualClock,
-        scope::Scopes,
-    },
+    domain::{client::ClientOrigin, clock::ManualClock},
     oauth::client_document::CachePolicy,
+    storage::fixtures::client,
 };
 
 fn document_client(url: &str) -> Client {
     Client {
-        client_id: url.into(),
-        secret_digest: None,
-        auth_method: AuthMethod::None,
-        client_name: None,
-        redirect_uris: Vec::new(),
-        grant_types: Vec::new(),
-        scopes: Scopes::default(),
-        issued_at: 0,
-        extra: serde_json::Map::new(),
-        origin: ClientOrigin::Document,
         used: true,
+        ..client(url, ClientOrigin::Document)
     }
 }
 

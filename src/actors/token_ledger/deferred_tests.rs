@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use super::*;
+use super::{tests::active, *};
 use crate::{
     config::Config,
     domain::{clock::ManualClock, secrets::TokenKey},
@@ -99,13 +99,6 @@ fn issue(grant_id: GrantId) -> IssueTokens {
         resource: "http://localhost:8000/mcp".into(),
         with_refresh: true,
     }
-}
-
-async fn active(addr: &Addr<TokenLedger>, token: &str) -> bool {
-    let msg = IntrospectToken {
-        token: PresentedToken::new(token.to_owned()),
-    };
-    addr.send(msg).await.unwrap().unwrap().is_some()
 }
 
 fn refresh(token: &RefreshToken) -> RefreshTokens {

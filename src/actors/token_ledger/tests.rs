@@ -61,7 +61,8 @@ fn issue(grant_id: GrantId) -> IssueTokens {
     }
 }
 
-async fn active(addr: &Addr<TokenLedger>, token: &str) -> bool {
+/// Whether the ledger answers `token` as active (introspection).
+pub(super) async fn active(addr: &Addr<TokenLedger>, token: &str) -> bool {
     let msg = IntrospectToken {
         token: PresentedToken::new(token.to_owned()),
     };

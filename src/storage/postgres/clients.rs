@@ -7,7 +7,7 @@
 
 use deadpool_postgres::{GenericClient, Pool};
 use serde::{de::DeserializeOwned, Serialize};
-use tokio_postgres::Row;
+use tokio_postgres::{types::ToSql, Row};
 
 use super::{corrupt, lock, persisted};
 use crate::{
@@ -59,6 +59,26 @@ struct ClientRow {
     scopes: String,
     extra: String,
     origin: String,
+}
+
+impl ClientRow {
+    /// The statement parameters `$1`..`$11` of `c`, in [`COLUMNS`] order (its own fields
+    /// with this row's converted ones).
+    fn params<'a>(&'a self, c: &'a Client) -> [&'a (dyn ToSql + Sync); 11] {
+        [
+            &c.client_id,
+            &self.secret_digest,
+            &self.auth_method,
+            &c.client_name,
+            &c.redirect_uris,
+            &self.grant_types,
+            &self.scopes,
+            &c.issued_at,
+            &self.extra,
+            &self.origin,
+            &c.used,
+        ]
+    }
 }
 
 fn client_params(c: &Client) -> Result<ClientRow, StorageError> {
@@ -169,19 +189,7 @@ async fn register(
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11) \
                  ON CONFLICT (client_id) DO NOTHING"
             ),
-            &[
-                &c.client_id,
-                &p.secret_digest,
-                &p.auth_method,
-                &c.client_name,
-                &c.redirect_uris,
-                &p.grant_types,
-                &p.scopes,
-                &c.issued_at,
-                &p.extra,
-                &p.origin,
-                &c.used,
-            ],
+            &p.params(&c),
         )
         .await?;
     tx.commit().await?;
@@ -202,19 +210,7 @@ async fn put_client(pool: Pool, c: Client) -> Result<(), StorageError> {
             "UPDATE clients SET secret_digest = $2, auth_method = $3, client_name = $4, \
              redirect_uris = $5, grant_types = $6, scopes = $7, issued_at = $8, \
              extra = $9::text::jsonb, origin = $10, used = $11 WHERE client_id = $1",
-            &[
-                &c.client_id,
-                &p.secret_digest,
-                &p.auth_method,
-                &c.client_name,
-                &c.redirect_uris,
-                &p.grant_types,
-                &p.scopes,
-                &c.issued_at,
-                &p.extra,
-                &p.origin,
-                &c.used,
-            ],
+            &p.params(&c),
         )
         .await?;
     Ok(())

@@ -179,32 +179,7 @@ impl ClientStore for SledClientStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{client::AuthMethod, scope::Scopes};
-
-    /// Runs an intent through the trait, as the registry does; sled answers at once.
-    fn run<T>(answer: StoreFuture<T>) -> T {
-        use futures_util::FutureExt as _;
-        answer
-            .now_or_never()
-            .expect("the sled store answers ready futures")
-            .unwrap()
-    }
-
-    fn client(id: &str, origin: ClientOrigin) -> Client {
-        Client {
-            client_id: id.into(),
-            secret_digest: None,
-            auth_method: AuthMethod::None,
-            client_name: None,
-            redirect_uris: Vec::new(),
-            grant_types: Vec::new(),
-            scopes: Scopes::default(),
-            issued_at: 0,
-            extra: serde_json::Map::new(),
-            origin,
-            used: false,
-        }
-    }
+    use crate::storage::fixtures::{client, run};
 
     #[test]
     fn removed_clients_and_users_are_not_loaded_again() {

@@ -161,16 +161,7 @@ impl CodeStore for SledCodeStore {
 mod tests {
     use super::*;
     use crate::domain::{scope::Scopes, secrets::AccessToken};
-    use crate::storage::GrantId;
-
-    /// Runs an intent through the trait, as the code issuer does; sled answers at once.
-    fn run<T>(answer: StoreFuture<T>) -> T {
-        use futures_util::FutureExt as _;
-        answer
-            .now_or_never()
-            .expect("the sled store answers ready futures")
-            .unwrap()
-    }
+    use crate::storage::{fixtures::run, GrantId};
 
     fn code(client: &str, subject: &str) -> CodeRecord {
         CodeRecord {

@@ -5,28 +5,12 @@
 use super::db;
 use crate::{
     domain::{
-        client::{AuthMethod, Client, ClientOrigin, GrantType, User},
+        client::{AuthMethod, ClientOrigin, GrantType, User},
         scope::Scopes,
         secrets::Digest,
     },
-    storage::{ClientStore, Registration},
+    storage::{fixtures::client, ClientStore, Registration},
 };
-
-fn client(id: &str, origin: ClientOrigin) -> Client {
-    Client {
-        client_id: id.into(),
-        secret_digest: None,
-        auth_method: AuthMethod::None,
-        client_name: None,
-        redirect_uris: Vec::new(),
-        grant_types: Vec::new(),
-        scopes: Scopes::default(),
-        issued_at: 0,
-        extra: serde_json::Map::new(),
-        origin,
-        used: false,
-    }
-}
 
 #[tokio::test]
 async fn a_client_and_its_fields_round_trip_and_removed_ones_are_not_loaded_again() {

@@ -10,14 +10,9 @@
 
 use tokio_postgres::NoTls;
 
+use crate::storage::GrantId;
+
 use super::PgStores;
-use crate::{
-    domain::{
-        scope::Scopes,
-        secrets::{AccessToken, RefreshToken},
-    },
-    storage::{GrantId, Rotation, TokenKind, TokenRecord},
-};
 
 mod clients;
 mod codes;
@@ -118,59 +113,3 @@ macro_rules! db {
     };
 }
 pub(super) use db;
-
-pub(super) fn token(
-    grant: GrantId,
-    client: &str,
-    subject: Option<&str>,
-    expires_at: i64,
-) -> TokenRecord {
-    TokenRecord {
-        kind: TokenKind::Access,
-        grant_id: grant,
-        client_id: client.into(),
-        subject: subject.map(Into::into),
-        scopes: Scopes::parse("mcp:read").unwrap(),
-        resource: "http://localhost:8000/mcp".into(),
-        issued_at: 0,
-        expires_at,
-        rotated_at_us: None,
-    }
-}
-
-pub(super) fn refresh_token(grant: GrantId, expires_at: i64) -> TokenRecord {
-    TokenRecord {
-        kind: TokenKind::Refresh,
-        scopes: Scopes::parse("mcp:read mcp:write").unwrap(),
-        ..token(grant, "app", Some("alice"), expires_at)
-    }
-}
-
-/// A rotation at second `now` (stamped `now` seconds exactly) with a 10 s window, as in the
-/// sled store's tests.
-pub(super) fn rotation(presented: &RefreshToken, now: i64, scopes: Option<&str>) -> Rotation {
-    let presented_secret = presented.secret().to_owned();
-    Rotation {
-        presented: presented.key(),
-        client_id: "app".into(),
-        scopes: scopes.map(|s| Scopes::parse(s).unwrap()),
-        now,
-        rotated_at_us: now * 1_000_000,
-        grace: 10,
-        access_expires_at: now + 100,
-        refresh_expires_at: now + 1_000,
-        forget_at: now + 5_000,
-        // Deterministic per (presented, grant, time), like the ledger's HMAC.
-        successors: Box::new(move |grant, at| {
-            let tag = format!("{presented_secret}-{:?}-{at}", grant.0);
-            let derive = |kind: &str| {
-                let digest = crate::domain::secrets::Digest::of(format!("{tag}-{kind}").as_bytes());
-                crate::domain::secrets::ordered_token_with(u64::try_from(at).unwrap(), &digest.0)
-            };
-            (
-                AccessToken::new(derive("access")),
-                RefreshToken::new(derive("refresh")),
-            )
-        }),
-    }
-}

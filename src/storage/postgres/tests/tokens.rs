@@ -1,7 +1,8 @@
 //! The PostgreSQL token store: each intent's outcomes (as the sled store's tests), and
 //! concurrent rotations of one refresh token.
 
-use super::{db, refresh_token, rotation, token};
+use super::db;
+use crate::storage::fixtures::{refresh_token, rotation, token};
 use crate::{
     domain::secrets::{AccessToken, RefreshToken},
     storage::{
