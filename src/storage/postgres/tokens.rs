@@ -94,6 +94,28 @@ async fn insert(
     Ok(())
 }
 
+/// The trait's `get`: the token unless its grant is revoked, in one statement (the primary
+/// key and the revocation's primary key), so validation on this instance is right at once
+/// about revocations committed by any instance, whatever the ledger's in-memory set holds.
+async fn get_live(
+    c: &impl GenericClient,
+    key: &TokenKey,
+) -> Result<Option<TokenRecord>, StorageError> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM tokens t WHERE key = $1 AND NOT EXISTS \
+             (SELECT 1 FROM revoked_grants r WHERE r.grant_id = t.grant_id)"
+        ))
+        .await?;
+    c.query_opt(&stmt, &[&&key.0[..]])
+        .await?
+        .as_ref()
+        .map(token_record)
+        .transpose()
+}
+
+/// A token as stored, revoked grant or not (inside a rotation, which has checked the grant
+/// under its lock already).
 async fn get(c: &impl GenericClient, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError> {
     let stmt = c
         .prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE key = $1"))
@@ -410,7 +432,7 @@ impl TokenStore for PgTokenStore {
 
     fn get(&self, key: &TokenKey) -> StoreFuture<Option<TokenRecord>> {
         let (pool, key) = (self.pool.clone(), *key);
-        Box::pin(async move { get(&pool.get().await?, &key).await })
+        Box::pin(async move { get_live(&pool.get().await?, &key).await })
     }
 
     fn revoke_token(
