@@ -9,7 +9,10 @@
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
 
-use super::{corrupt, grant_id, lock, persisted, to_i64, to_usize};
+use super::{
+    changes::{self, ChangeKind},
+    corrupt, grant_id, lock, persisted, to_i64, to_usize,
+};
 use crate::{
     domain::{scope::Scopes, secrets::TokenKey},
     storage::{
@@ -153,7 +156,9 @@ async fn is_revoked(c: &impl GenericClient, grant: &GrantId) -> Result<bool, Sto
 }
 
 /// Revokes `grant` until at least `forget_at`, inside the caller's transaction: the
-/// grant's lock, then one upsert that only raises the time (`GREATEST`).
+/// grant's lock, then one upsert that only raises the time (`GREATEST`), then the change
+/// published to the other instances (last: see [`changes::publish`]; the counter comes
+/// after the token row and the grant lock in the one lock order).
 async fn revoke_grant_in(
     c: &impl GenericClient,
     grant: GrantId,
@@ -169,6 +174,7 @@ async fn revoke_grant_in(
         )
         .await?;
     let row = c.query_one(&stmt, &[&&grant.0[..], &forget_at]).await?;
+    changes::publish(c, ChangeKind::Grant, &changes::grant_subject(&grant)).await?;
     Ok(GrantRevocation {
         grant_id: grant,
         forget_at: row.try_get(0)?,
@@ -301,6 +307,11 @@ async fn revoke_token(
         .prepare_cached("DELETE FROM tokens WHERE key = $1")
         .await?;
     tx.execute(&stmt, &[&&key.0[..]]).await?;
+    if revoked.is_none() {
+        // An access token removed: caches of validated tokens elsewhere must forget it
+        // (a grant's revocation above published already).
+        changes::publish(&tx, ChangeKind::Token, "").await?;
+    }
     tx.commit().await?;
     Ok(match revoked {
         Some(revoked) => TokenRevocation::GrantRevoked(revoked),
@@ -409,6 +420,7 @@ async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError
             &[&now],
         )
         .await?;
+    changes::trim(&client, changes::KEEP, limit).await?;
     let mut swept = Swept {
         removed: usize::try_from(removed).unwrap_or(usize::MAX),
         ..Swept::default()
