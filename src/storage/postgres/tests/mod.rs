@@ -17,6 +17,7 @@ use super::PgStores;
 mod clients;
 mod codes;
 mod migrations;
+mod shared_state;
 mod tokens;
 
 /// The variable naming the test cluster.
