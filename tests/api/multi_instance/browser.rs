@@ -215,3 +215,26 @@ async fn the_per_address_registration_limit_counts_across_instances() {
         );
     }
 }
+
+#[actix_web::test]
+async fn an_identical_public_registration_on_another_instance_answers_the_same_client() {
+    let Some(mut cluster) = cluster(module_path!(), &[]).await else {
+        return;
+    };
+    let body = serde_json::json!({
+        "redirect_uris": ["http://127.0.0.1:7777/cb"],
+        "token_endpoint_auth_method": "none",
+        "client_name": "Hosted"
+    });
+    let first = cluster.app(0).register_ok(&body).await;
+    // B learns of A's client at start (reading through to the database is the change
+    // feed's); the fingerprint it answers from is the shared one.
+    cluster.kill(1);
+    cluster.restart(1);
+    let again = cluster.app(1).register_ok(&body).await;
+    assert_eq!(
+        str_field(&again, "client_id"),
+        str_field(&first, "client_id"),
+        "the repeat on B answers the client A registered"
+    );
+}
