@@ -1,6 +1,7 @@
 //! PostgreSQL implementations of the store traits (issue 14, first step), beside
 //! [`sled`](super::sled) and with the same shape: one file per owning actor (`tokens.rs`
-//! [`PgTokenStore`], `codes.rs` [`PgCodeStore`], `clients.rs` [`PgClientStore`]), and this
+//! [`PgTokenStore`], `codes.rs` [`PgCodeStore`], `clients.rs` [`PgClientStore`]; `shared_state.rs` [`PgSharedState`], the short-lived
+//! state of every instance), and this
 //! file for what they share: connecting ([`PgStores::connect`]), the versioned migrations
 //! applied at connect (`migrations.rs`), and turning driver errors into [`StorageError`].
 //!
@@ -22,11 +23,13 @@ pub mod changes;
 mod clients;
 mod codes;
 pub mod migrations;
+mod shared_state;
 mod tokens;
 
 pub use changes::{Change, ChangeKind, ChangeListener, Wake};
 pub use clients::PgClientStore;
 pub use codes::PgCodeStore;
+pub use shared_state::PgSharedState;
 pub use tokens::PgTokenStore;
 
 /// How long a request waits for a pooled connection, or for a new one to be made, before
@@ -182,6 +185,11 @@ impl PgStores {
         PgClientStore::new(self.pool.clone())
     }
 
+    /// The short-lived state every instance shares (sign-in sessions, throttles, limits).
+    pub fn shared_state(&self) -> PgSharedState {
+        PgSharedState::new(self.pool.clone())
+    }
+
     /// Whether the database answers and its schema is still one this build runs on (the
     /// readiness probe, `GET /readyz`): a pooled connection (bounded wait) and one read.
     pub async fn ready(&self) -> Result<i32, StorageError> {
@@ -267,6 +275,33 @@ mod lock {
 
     /// Dynamic client registration under the bound: counting and inserting.
     pub(super) const REGISTRATION: i32 = 0x6f61_0002;
+
+    /// The sweeps (issue 14: one instance at a time, in bounded batches). The second key
+    /// names the table, so different tables are swept at once, each by one instance.
+    pub(super) const SWEEP: i32 = 0x6f61_0003;
+    /// Second key of [`SWEEP`]: expired tokens, forgotten revocations and lifetimes.
+    pub(super) const SWEEP_TOKENS: i32 = 1;
+    /// Second key of [`SWEEP`]: expired codes and forgotten redemption markers.
+    pub(super) const SWEEP_CODES: i32 = 2;
+    /// Second key of [`SWEEP`]: expired shared state (`shared_state.rs`).
+    pub(super) const SWEEP_SHARED_STATE: i32 = 3;
+
+    /// Takes the sweep lock of `table` for the transaction `tx`, without waiting: `false`
+    /// when another instance holds it (it is sweeping that table now), and this instance
+    /// skips its tick rather than delete the same rows in turn. Released at COMMIT or
+    /// ROLLBACK, so a crashed sweeper never holds it.
+    pub(super) async fn try_sweep(
+        tx: &deadpool_postgres::Transaction<'_>,
+        table: i32,
+    ) -> Result<bool, crate::storage::StorageError> {
+        let row = tx
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock($1, $2)",
+                &[&SWEEP, &table],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
 }
 
 #[cfg(test)]
