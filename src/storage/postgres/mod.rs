@@ -27,9 +27,34 @@ pub use clients::PgClientStore;
 pub use codes::PgCodeStore;
 pub use tokens::PgTokenStore;
 
-/// How long a request waits for a pooled connection, or for a new one to be made, before
-/// the intent fails with [`StorageError::Database`] (fail fast, never hang).
-const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for a pooled connection, for a new one to be made (TCP connect
+/// and start-up), or for a connection to be checked before reuse, before the intent fails
+/// with [`StorageError::Unavailable`]: fail fast, never hang (issue 14, "Loss of the
+/// database"). Two seconds is far above a healthy round trip (well under a millisecond on a
+/// LAN) and well under the actors' answer timeout (`actor_timeout`, 5 s), so a request
+/// during an outage gets a 503 from the storage, not a timeout of the actor it waited on.
+pub const POOL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// TCP keepalive on every connection: a peer that vanished without closing (a failed-over
+/// primary, a dropped network path) is noticed within about `IDLE + INTERVAL * RETRIES`
+/// (8 s) even while a statement waits for its reply, instead of the kernel's two hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// Data sent but not acknowledged for this long ends the connection (Linux
+/// `TCP_USER_TIMEOUT`): a COMMIT written into a dead path fails instead of retransmitting
+/// for minutes. Its outcome is then unknown, and the intent answers
+/// [`StorageError::Unavailable`]: the credential is not handed out.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The server cancels a statement that runs longer than this (`statement_timeout`): no
+/// intent of ours comes close (they are single-row statements and short transactions), so
+/// one that does is stuck behind a lock or an overloaded server and fails as
+/// [`StorageError::Unavailable`] rather than holding a pooled connection and a request.
+/// The migrations, which may wait for another instance's migration lock, lift it for their
+/// own session (`migrations::migrate`).
+const STATEMENT_TIMEOUT_MS: u64 = 5_000;
 
 /// The three stores on one connection pool, after the schema was migrated and checked.
 #[derive(Clone, Debug)]
@@ -107,14 +132,25 @@ impl PgStores {
         // "Committed" must mean "on disk" (a credential is handed out only after COMMIT
         // returned): refuse a server default of `synchronous_commit = off` for our sessions.
         // Appended, so options given in the URL are kept (a later `-c` wins).
+        // The statement timeout is ours too, whatever the server's default.
+        let ours = format!("-c synchronous_commit=on -c statement_timeout={STATEMENT_TIMEOUT_MS}");
         let options = match config.get_options() {
-            Some(given) => format!("{given} -c synchronous_commit=on"),
-            None => "-c synchronous_commit=on".to_owned(),
+            Some(given) => format!("{given} {ours}"),
+            None => ours,
         };
         config.options(&options);
-        // Fail fast when the database is unreachable, unless the URL says otherwise.
+        // Fail fast when the database is unreachable, and notice a vanished peer, unless
+        // the URL says otherwise.
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(POOL_TIMEOUT);
+        }
+        config
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES);
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
         let manager = Manager::from_config(
             config,
@@ -132,7 +168,14 @@ impl PgStores {
             .build()
             .map_err(|e| StorageError::Database(e.to_string()))?;
         let mut client = pool.get().await?;
-        let version = migrations::migrate(&mut client).await?;
+        // Waiting for another instance's migration lock, or a long migration, is not a
+        // stuck intent: no statement timeout for them, restored for the pooled connection
+        // afterwards whatever happened.
+        client.batch_execute("SET statement_timeout = 0").await?;
+        let migrated = migrations::migrate(&mut client).await;
+        let restored = client.batch_execute("RESET statement_timeout").await;
+        let version = migrated?;
+        restored?;
         drop(client);
         Ok(Self { pool, version })
     }
@@ -176,16 +219,59 @@ fn persisted() -> Persist {
     Box::pin(std::future::ready(Ok(())))
 }
 
+/// Driver errors become [`StorageError::Unavailable`] when the database could not be
+/// reached or the connection was lost (including a COMMIT whose outcome is therefore
+/// unknown: the intent failed as far as the caller knows, and nothing it would have handed
+/// out is), and [`StorageError::Database`] when the database answered with an error.
 impl From<tokio_postgres::Error> for StorageError {
     fn from(e: tokio_postgres::Error) -> Self {
         // The driver's Display of a server error is only "db error"; the SQLSTATE and the
         // server's message say what happened (no values of ours are in them: keys are
         // digests, and statements carry parameters, not literals).
         match e.as_db_error() {
-            Some(db) => Self::Database(format!("{}: {}", db.code().code(), db.message())),
+            Some(db) => {
+                let code = db.code().code();
+                let message = format!("{code}: {}", db.message());
+                if unavailable_sqlstate(code) {
+                    Self::Unavailable(message)
+                } else {
+                    Self::Database(message)
+                }
+            }
+            None if lost_connection(&e) => Self::Unavailable(e.to_string()),
             None => Self::Database(e.to_string()),
         }
     }
+}
+
+/// Server errors that say "not now" rather than "wrong": class 08 (connection exception),
+/// 53 (insufficient resources: too many connections, out of memory or disk), 57P01..57P03
+/// (the server is shutting down, crashed, or is starting), 57014 (our statement timeout),
+/// and 25006 (a read-only transaction: the server we reached is a standby, as during a
+/// failover before the address moves to the new primary).
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "57014" | "25006")
+}
+
+/// A driver error without a server error that is about the connection itself: closed, an
+/// I/O failure (refused, reset, keepalive or user timeout), or the connect timeout. Other
+/// kinds (a column of the wrong type, a parameter that does not encode) are our mistakes
+/// and stay [`StorageError::Database`].
+fn lost_connection(e: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_closed() {
+        return true;
+    }
+    if e.source().is_some_and(|s| s.is::<std::io::Error>()) {
+        return true;
+    }
+    // The driver exposes no kind for these two; its Display is fixed text.
+    matches!(
+        e.to_string().as_str(),
+        "timeout waiting for server" | "error connecting to server"
+    )
 }
 
 impl From<deadpool_postgres::PoolError> for StorageError {
@@ -193,6 +279,11 @@ impl From<deadpool_postgres::PoolError> for StorageError {
         match e {
             deadpool_postgres::PoolError::Closed => Self::Closed,
             deadpool_postgres::PoolError::Backend(e) => e.into(),
+            // No connection within POOL_TIMEOUT: all busy and none freed, or none could
+            // be made (or checked) in time.
+            deadpool_postgres::PoolError::Timeout(kind) => {
+                Self::Unavailable(format!("no database connection in time ({kind:?})"))
+            }
             other => Self::Database(other.to_string()),
         }
     }
@@ -258,7 +349,7 @@ mod connect_tests {
         let err = PgStores::connect("postgres://postgres@127.0.0.1:1/postgres", 2)
             .await
             .unwrap_err();
-        assert!(matches!(err, StorageError::Database(_)), "{err}");
+        assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
         assert!(started.elapsed() < POOL_TIMEOUT * 2);
         assert!(matches!(
             PgStores::connect("not a url", 2).await,
