@@ -221,26 +221,41 @@ impl PrivateCluster {
     /// Runs a server binary as the cluster's owner, from inside its directory; panics with
     /// its output when it fails.
     fn run(&self, program: &str, args: &[&str]) {
-        let path = self.bin.join(program);
-        let mut command = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&path);
-            c
-        } else {
-            Command::new(&path)
-        };
-        let output = command
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap_or_else(|e| panic!("run {program}: {e}"));
-        assert!(
-            output.status.success(),
-            "{program} {args:?} failed: {}{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-            self.log()
-        );
+        self.runner().run(program, args);
+    }
+
+    fn runner(&self) -> Runner {
+        Runner {
+            bin: self.bin.clone(),
+            dir: self.dir.path().to_owned(),
+            as_postgres: self.as_postgres,
+        }
+    }
+
+    /// [`crash`](Self::crash) on a blocking thread, so that requests go on meanwhile.
+    pub async fn crash_in_background(&self) {
+        let runner = self.runner();
+        let data = self.data().display().to_string();
+        tokio::task::spawn_blocking(move || {
+            runner.run("pg_ctl", &["stop", "-D", &data, "-m", "immediate", "-w"]);
+        })
+        .await
+        .expect("pg_ctl stop");
+    }
+
+    /// [`start`](Self::start) on a blocking thread, so that requests go on meanwhile.
+    pub async fn start_in_background(&self) {
+        let runner = self.runner();
+        let log = self.dir.path().join("server.log").display().to_string();
+        let data = self.data().display().to_string();
+        tokio::task::spawn_blocking(move || {
+            runner.run(
+                "pg_ctl",
+                &["start", "-D", &data, "-l", &log, "-w", "-t", "60"],
+            );
+        })
+        .await
+        .expect("pg_ctl start");
     }
 
     fn give_to_owner(&self, path: &Path) {
@@ -252,6 +267,40 @@ impl PrivateCluster {
                 .expect("run chown");
             assert!(status.success(), "chown postgres {}", path.display());
         }
+    }
+}
+
+/// What running a server binary needs, apart from the cluster (to run it on another thread).
+struct Runner {
+    bin: PathBuf,
+    dir: PathBuf,
+    as_postgres: bool,
+}
+
+impl Runner {
+    /// Runs `program` as the cluster's owner, from inside its directory; panics with its
+    /// output and the server's log when it fails.
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let output = command
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        );
     }
 }
 

@@ -2,4 +2,5 @@
 //! These tests stop and start a PostgreSQL cluster of their own
 //! ([`crate::helpers::PrivateCluster`]), never the shared test cluster.
 
+mod crash;
 mod database_loss;
