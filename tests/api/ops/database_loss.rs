@@ -5,9 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header;
-use serde_json::json;
-
 use crate::helpers::{spawn_app_with, str_field, PrivateCluster, Reply, TestApp, DEMO_BASIC};
 
 /// "Fast": the pool gives up after 2 s; a little slack for a loaded machine.
@@ -15,24 +12,7 @@ const FAST: Duration = Duration::from_secs(4);
 
 /// A stateless (2026-07-28) `tools/call` of `whoami` with `token`.
 async fn whoami(app: &TestApp, token: &str) -> Reply {
-    let meta = json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "api-test", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": {}
-    });
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "whoami", "arguments": {}, "_meta": meta}});
-    let request = app
-        .client
-        .post(app.url("/mcp"))
-        .bearer_auth(token)
-        .header(header::ACCEPT, "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "whoami")
-        .json(&body)
-        .send();
-    Reply::read(request.await.expect("POST /mcp")).await
+    app.mcp_stateless_call(token, "whoami").await
 }
 
 /// Runs `request`, failing if it takes longer than [`FAST`] (a hang is a failure, not a
