@@ -7,24 +7,26 @@
 //! Several server processes may share one database: every intent is one statement or one
 //! transaction, as the trait docs say, and the database arbitrates (docs/storage.md,
 //! "PostgreSQL"). The server uses them when given `--database-url` (`crate::app::start`,
-//! [`crate::Services::start_postgres`]); the connection is plain TCP (`NoTls`), so a URL
-//! that asks for TLS (`sslmode=require`) is refused ([`parse_url`]) rather than connected
-//! to in plain text.
+//! [`crate::Services::start_postgres`]); TLS with rustls as the URL's `sslmode` says
+//! (`tls.rs`: `require`, `verify-ca`, `verify-full`, never a fallback to plain text when
+//! TLS is required).
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Persist, StorageError};
 
 mod clients;
 mod codes;
 pub mod migrations;
+pub mod tls;
 mod tokens;
 
 pub use clients::PgClientStore;
 pub use codes::PgCodeStore;
+pub use tls::{Mode as TlsMode, Target};
 pub use tokens::PgTokenStore;
 
 /// How long a request waits for a pooled connection, for a new one to be made (TCP connect
@@ -61,25 +63,24 @@ const STATEMENT_TIMEOUT_MS: u64 = 5_000;
 pub struct PgStores {
     pool: Pool,
     version: i32,
+    tls: Connector,
 }
 
-/// Parses a `postgres://` URL (or `key=value` string) into a driver configuration. Refuses
-/// a URL that requires TLS (`sslmode=require`): this build connects in plain TCP only, and
-/// must not silently downgrade. The error never repeats the URL (it may hold a password).
-pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StorageError> {
-    let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-        StorageError::Database(format!("the database URL is not valid: {e}"))
-    })?;
-    match config.get_ssl_mode() {
-        tokio_postgres::config::SslMode::Disable | tokio_postgres::config::SslMode::Prefer => {
-            Ok(config)
-        }
-        _ => Err(StorageError::Database(
-            "the database URL requires TLS (sslmode), which this build does not support yet: \
-             connect over a local socket or a trusted network with sslmode=disable or prefer"
-                .into(),
-        )),
+/// The pool's TLS connector, for connections of their own (the change feed's).
+#[derive(Clone)]
+struct Connector(MakeRustlsConnect);
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("rustls")
     }
+}
+
+/// Parses a `postgres://` URL (or `key=value` string): the driver's configuration and the
+/// TLS mode of its `sslmode` ([`tls`] has the modes; `verify-ca` and `verify-full` too).
+/// The error never repeats the URL (it may hold a password).
+pub fn parse_url(url: &str) -> Result<Target, StorageError> {
+    Target::parse(url)
 }
 
 /// Where `config` connects, for logs and error messages: hosts, ports and database name,
@@ -119,16 +120,20 @@ impl PgStores {
     /// Connects to `url` (`postgres://user@host:port/db`) with a pool of at most
     /// `pool_size` connections, applies the pending migrations under the migration lock and
     /// checks that the schema is within this build's range ([`migrations::SUPPORTED`]).
-    /// A URL requiring TLS is refused ([`parse_url`]).
+    /// TLS as the URL's `sslmode` says ([`tls`]), with the bundled roots only.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StorageError> {
         Self::connect_with(parse_url(url)?, pool_size).await
     }
 
-    /// [`connect`](Self::connect) with a parsed configuration.
+    /// [`connect`](Self::connect) with a parsed configuration ([`parse_url`], perhaps with
+    /// a private CA: [`Target::with_ca_pem`]), or a driver configuration as it is (its
+    /// `sslmode=require` is then TLS without a certificate check, as libpq's).
     pub async fn connect_with(
-        mut config: tokio_postgres::Config,
+        config: impl Into<Target>,
         pool_size: usize,
     ) -> Result<Self, StorageError> {
+        let mut config: Target = config.into();
+        let tls = config.connector()?;
         // "Committed" must mean "on disk" (a credential is handed out only after COMMIT
         // returned): refuse a server default of `synchronous_commit = off` for our sessions.
         // Appended, so options given in the URL are kept (a later `-c` wins).
@@ -153,8 +158,8 @@ impl PgStores {
             config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            config.driver().clone(),
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -177,7 +182,17 @@ impl PgStores {
         let version = migrated?;
         restored?;
         drop(client);
-        Ok(Self { pool, version })
+        Ok(Self {
+            pool,
+            version,
+            tls: Connector(tls),
+        })
+    }
+
+    /// The TLS connector the pool uses (the URL's `sslmode`, the same roots), for a
+    /// connection of one's own to the same database.
+    pub fn connector(&self) -> MakeRustlsConnect {
+        self.tls.0.clone()
     }
 
     /// The schema version in force when these stores connected (after migrating).
@@ -238,10 +253,29 @@ impl From<tokio_postgres::Error> for StorageError {
                     Self::Database(message)
                 }
             }
+            // A refused certificate is a configuration error, not an outage: say why.
+            None if is_tls_failure(&e) => Self::Database(with_cause(&e)),
             None if lost_connection(&e) => Self::Unavailable(e.to_string()),
             None => Self::Database(e.to_string()),
         }
     }
+}
+
+/// The TLS handshake failed (the driver's Display is fixed text; rustls says why in the
+/// cause: an unknown issuer, a name the certificate does not have, a server without TLS).
+fn is_tls_failure(e: &tokio_postgres::Error) -> bool {
+    e.to_string() == "error performing TLS handshake"
+}
+
+/// The error and its causes, `: `-separated (the driver's own Display omits them).
+fn with_cause(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// Server errors that say "not now" rather than "wrong": class 08 (connection exception),
@@ -357,15 +391,20 @@ mod connect_tests {
         ));
     }
 
-    /// Fail closed: TLS asked for is never downgraded to plain TCP (no connection is tried).
+    /// TLS asked for is never downgraded to plain TCP: nothing listens here, and the
+    /// error names neither the password nor a fallback.
     #[tokio::test]
-    async fn a_url_requiring_tls_is_refused_without_its_password() {
-        let err = PgStores::connect("postgres://app:s3cret@127.0.0.1:1/auth?sslmode=require", 2)
-            .await
-            .unwrap_err();
-        let message = err.to_string();
-        assert!(message.contains("TLS"), "{message}");
-        assert!(!message.contains("s3cret"), "{message}");
+    async fn a_url_requiring_tls_is_accepted_and_its_password_never_shown() {
+        let err = PgStores::connect(
+            "postgres://app:s3cret@127.0.0.1:1/auth?sslmode=verify-full",
+            2,
+        )
+        .await
+        .unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        let target = parse_url("postgres://app:s3cret@db.internal/auth?sslmode=require").unwrap();
+        assert_eq!(target.mode(), TlsMode::Require);
+        assert!(!format!("{target:?}").contains("s3cret"));
         assert!(parse_url("postgres://app@db.internal/auth?sslmode=disable").is_ok());
         assert!(parse_url("postgres://app@db.internal/auth").is_ok());
     }

@@ -7,3 +7,4 @@
 mod balancer;
 mod crash;
 mod database_loss;
+mod database_tls;
