@@ -193,6 +193,12 @@ async fn serve(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The admin socket serves a sled data directory, which this process then holds; on
+    // PostgreSQL `oauth-mcp admin` goes to the database itself.
+    let admin_socket_dir = config
+        .database_url
+        .is_none()
+        .then(|| config.data_dir.clone());
     let server = match oauth_mcp::start(config, listener, Arc::new(SystemClock)).await {
         Ok(s) => s,
         Err(e) => {
@@ -200,8 +206,25 @@ async fn serve(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    #[cfg(unix)]
+    let admin_socket = match admin_socket_dir.map(|dir| {
+        oauth_mcp::admin::socket::AdminSocket::serve(server.services(), &dir)
+            .map_err(|e| format!("cannot serve the admin socket in {}: {e}", dir.display()))
+    }) {
+        Some(Err(e)) => {
+            eprintln!("oauth-mcp: {e}");
+            server.stop().await;
+            return ExitCode::FAILURE;
+        }
+        other => other,
+    };
+    #[cfg(not(unix))]
+    let _ = admin_socket_dir;
     oauth_mcp::app::shutdown_signal().await;
     tracing::info!("shutting down");
+    // No administration during the stop; the socket file goes with it.
+    #[cfg(unix)]
+    drop(admin_socket);
     server.stop().await;
     ExitCode::SUCCESS
 }
