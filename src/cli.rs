@@ -207,6 +207,13 @@ pub enum AdminCommand {
     User(UserCommand),
     /// Revoke every grant (all access and refresh tokens, unused codes) of a user or client.
     Revoke(RevokeArgs),
+    /// Write the clients, users and live grants as JSON lines to standard output (from a
+    /// stopped server's sled directory, or from PostgreSQL), to move to another backend.
+    Export,
+    /// Read an export from standard input into this storage (PostgreSQL, or an empty sled
+    /// directory); records present already are kept. Nothing is written unless every line
+    /// is valid.
+    Import,
 }
 
 /// `oauth-mcp admin client ...`.

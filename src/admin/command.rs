@@ -17,7 +17,7 @@ use std::{
 
 use super::{
     request::{apply, Request, WirePassword},
-    Admin, AdminError, ClientSpec,
+    transfer, Admin, AdminError, ClientSpec,
 };
 use crate::{
     cli::{AdminArgs, AdminCommand, ClientAddArgs, ClientCommand, RevokeArgs, UserCommand},
@@ -44,6 +44,22 @@ pub async fn run(args: AdminArgs) -> ExitCode {
 
 /// Runs one administrative command and answers the report to print.
 pub async fn execute(args: &AdminArgs, clock: Arc<dyn Clock>) -> Result<String, AdminError> {
+    match &args.command {
+        AdminCommand::Export => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let counts = transfer::export(&args.config(), &mut out, clock.now()).await?;
+            // Standard output holds the export only.
+            eprintln!("oauth-mcp admin: exported {counts}");
+            return Ok(String::new());
+        }
+        AdminCommand::Import => {
+            let counts = transfer::import(&args.config(), std::io::stdin().lock()).await?;
+            return Ok(format!(
+                "Imported {counts} (records present already were kept).\n"
+            ));
+        }
+        _ => {}
+    }
     // Before the database is opened: a server cannot start while the operator types.
     let request = request_of(&args.command)?;
     let admin = match Admin::open(args.config(), clock).await {
@@ -93,6 +109,11 @@ fn request_of(command: &AdminCommand) -> Result<Request, AdminError> {
             user: user.clone(),
             client: client.clone(),
         },
+        AdminCommand::Export | AdminCommand::Import => {
+            return Err(AdminError::Internal(
+                "export and import are no request".into(),
+            ))
+        }
     })
 }
 

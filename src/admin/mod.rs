@@ -20,6 +20,7 @@ pub mod command;
 pub mod request;
 #[cfg(unix)]
 pub mod socket;
+pub mod transfer;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 

@@ -22,6 +22,7 @@ mod clients;
 mod codes;
 pub mod migrations;
 mod tokens;
+mod transfer;
 
 pub use clients::PgClientStore;
 pub use codes::PgCodeStore;

@@ -18,6 +18,7 @@ mod clients;
 mod codes;
 mod migrations;
 mod tokens;
+mod transfer;
 
 /// The variable naming the test cluster.
 pub(super) const DATABASE_URL: &str = "OAUTH_MCP_TEST_DATABASE_URL";

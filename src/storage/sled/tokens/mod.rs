@@ -334,6 +334,48 @@ impl SledTokenStore {
 /// Each intent runs to completion inside the call (see [`TokenStore`]'s atomicity section:
 /// the ledger, the one owner of these trees, handles one message at a time) and answers a
 /// ready future.
+impl SledTokenStore {
+    fn tokens_after_now(
+        &self,
+        after: Option<TokenKey>,
+        limit: usize,
+    ) -> Result<Vec<NewToken>, StorageError> {
+        let range = match after {
+            Some(after) => self.tokens.range((
+                std::ops::Bound::Excluded(after.0),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.tokens.iter(),
+        };
+        let mut page = Vec::new();
+        for kv in range.take(limit) {
+            let (k, v) = kv?;
+            let key = <[u8; 40]>::try_from(&k[..]).map_err(|_| corrupt_token())?;
+            let record = decode_token(&v).ok_or_else(corrupt_token)?;
+            page.push(NewToken {
+                key: TokenKey(key),
+                record,
+            });
+        }
+        Ok(page)
+    }
+
+    fn import_tokens_now(&self, tokens: &[NewToken]) -> Result<usize, StorageError> {
+        let mut inserted = 0;
+        for t in tokens {
+            let absent = self.tokens.compare_and_swap(
+                t.key.0,
+                None::<&[u8]>,
+                Some(encode_token(&t.record)),
+            )?;
+            if absent.is_ok() {
+                inserted += 1;
+            }
+        }
+        Ok(inserted)
+    }
+}
+
 impl TokenStore for SledTokenStore {
     fn issue(&self, access: NewToken, refresh: Option<NewToken>) -> StoreFuture<IssueOutcome> {
         ready(self.issue_now(&access, refresh.as_ref()))
@@ -378,6 +420,18 @@ impl TokenStore for SledTokenStore {
 
     fn count(&self) -> StoreFuture<usize> {
         ready(Ok(self.tokens.len()))
+    }
+
+    fn tokens_after(&self, after: Option<TokenKey>, limit: usize) -> StoreFuture<Vec<NewToken>> {
+        ready(self.tokens_after_now(after, limit))
+    }
+
+    fn lifetimes(&self) -> StoreFuture<Vec<(i64, i64)>> {
+        ready(self.lifetimes_now())
+    }
+
+    fn import_tokens(&self, tokens: Vec<NewToken>) -> StoreFuture<usize> {
+        ready(self.import_tokens_now(&tokens))
     }
 
     fn persist(&self) -> Persist {
