@@ -11,7 +11,7 @@ use reqwest::header;
 use serde_json::json;
 
 use crate::helpers::{
-    assert_inactive, rpc_result, spawn_app_with, str_field, test_database, Reply, TestApp,
+    assert_inactive, rpc_result, spawn_app_with, str_field, test_database, Cluster, Reply, TestApp,
     DEMO_BASIC,
 };
 
@@ -280,4 +280,33 @@ async fn the_binary_exits_with_a_message_when_the_database_is_unreachable() {
         "{output}"
     );
     assert!(!output.contains("s3cret-pw"), "{output}");
+}
+
+/// Three processes started together on one empty database race through the migrations: one
+/// applies them under the advisory lock, the others wait and find them applied, and all are
+/// ready, with nothing logged as an error. One of them SIGKILLed stops answering while the
+/// others serve, and is ready again after a restart on the same database.
+#[actix_web::test]
+async fn three_instances_start_together_and_one_restarts_after_a_kill() {
+    let Some(mut cluster) = Cluster::start(module_path!(), 3, &[]).await else {
+        return;
+    };
+    let ready = |app: &TestApp| {
+        let request = app.client.get(app.url("/readyz"));
+        async move { request.send().await.map(|r| r.status().as_u16()) }
+    };
+    for i in 0..3 {
+        assert_eq!(ready(cluster.app(i)).await.ok(), Some(200), "instance {i}");
+    }
+    cluster.kill(1);
+    assert!(
+        ready(cluster.app(1)).await.is_err(),
+        "killed, yet it answers"
+    );
+    assert_eq!(ready(cluster.app(0)).await.ok(), Some(200), "a survivor");
+    cluster.restart(1);
+    assert_eq!(ready(cluster.app(1)).await.ok(), Some(200), "restarted");
+    for instance in &cluster.instances {
+        assert_eq!(instance.problems(), Vec::<String>::new());
+    }
 }

@@ -300,14 +300,37 @@ impl Handler<AuthenticateUser> for ClientRegistry {
                 retry_after: PASSWORD_CHECK_RETRY_SECS,
             })));
         };
-        let known = self
-            .users
-            .get(&msg.username)
-            .map(|u| u.password_hash.clone());
+        // Counted now, before the check (and before a read of the store, on a shared
+        // database): a burst of guesses reaches the limit as soon as the limit's worth of
+        // them have started. (Whether the name is an account only guides eviction.)
+        let indexed = self.users.contains_key(&msg.username);
+        let started = self.reserve_attempt(name, indexed, address);
+        // On a shared database the index is a cache: the lookup reads the user through
+        // when it may not answer (`index.rs`). A failed read stays counted.
+        let lookup = self.lookup_user(&msg.username);
+        Box::pin(
+            lookup.then(move |found, act, _| -> ResponseActFuture<Self, _> {
+                match found {
+                    Ok(user) => act.check_password(msg, user, permit, (name, address, started)),
+                    Err(e) => Box::pin(fut::ready(Err(e.into()))),
+                }
+            }),
+        )
+    }
+}
+
+impl ClientRegistry {
+    /// The password check of [`AuthenticateUser`] against `user` as looked up, holding
+    /// `permit`, for the attempt reserved as `(name, address, started)`.
+    fn check_password(
+        &mut self,
+        msg: AuthenticateUser,
+        user: Option<User>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        (name, address, started): (Digest, Option<IpAddr>, i64),
+    ) -> ResponseActFuture<Self, Result<String, RegistryError>> {
+        let known = user.map(|u| u.password_hash);
         let exists = known.is_some();
-        // Counted now, before the check: a burst of guesses reaches the limit as soon as
-        // the limit's worth of them have started.
-        let started = self.reserve_attempt(name, exists, address);
         let phc: Arc<str> = known
             .map(Into::into)
             .unwrap_or_else(|| Arc::clone(&self.dummy_hash));

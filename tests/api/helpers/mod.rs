@@ -5,7 +5,8 @@
 //! instead of sleeping. `TestApp` then offers one helper per OAuth step (consent page, decision,
 //! token, refresh, revoke, introspect, register) so that each test reads as the protocol it checks.
 //!
-//! One concern a file: `app` (spawning, restarting, URLs), `authorize` (the consent page and the
+//! One concern a file: `app` (spawning, restarting, URLs), `cluster` (several real server
+//! processes on one PostgreSQL database), `authorize` (the consent page and the
 //! code flow, PKCE), `token` (token, revoke, introspect), `register`, `mcp`, `metrics`,
 //! `document_host` (a local web site serving client ID metadata documents), `reply`
 //! (reading responses), `assertions` (the OAuth error shapes) and `html`, the scraper shared
@@ -16,6 +17,7 @@
 mod app;
 mod assertions;
 mod authorize;
+mod cluster;
 mod document_host;
 // The same scraper the client examples use (examples/oauth_client), kept once.
 #[path = "../../../examples/common/html.rs"]
@@ -29,7 +31,7 @@ mod token;
 
 // `token` and `register` add methods to `TestApp` only; `token::basic_auth` is theirs.
 pub use self::{
-    app::*, assertions::*, authorize::*, document_host::*, html::*, mcp::*, metrics::*,
+    app::*, assertions::*, authorize::*, cluster::*, document_host::*, html::*, mcp::*, metrics::*,
     postgres::*, reply::*,
 };
 
