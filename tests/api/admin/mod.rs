@@ -75,9 +75,18 @@ impl Offline {
         config
     }
 
+    /// Opens the directory, retrying while a server stopped in this process still holds it
+    /// for a moment (see `start`).
     async fn admin(&self) -> Admin {
-        let clock: Arc<dyn Clock> = self.clock.clone();
-        Admin::open(self.config(), clock).await.unwrap()
+        for _ in 0..50 {
+            let clock: Arc<dyn Clock> = self.clock.clone();
+            match Admin::open(self.config(), clock).await {
+                Ok(admin) => return admin,
+                Err(AdminError::InUse(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => panic!("admin did not open: {e}"),
+            }
+        }
+        panic!("the data directory stayed in use");
     }
 
     /// Starts the server (seeding the demo client and user) and answers an HTTP client.

@@ -1,11 +1,10 @@
 //! `oauth-mcp admin --database-url` on a live PostgreSQL deployment: it runs while a server
 //! does, reads and changes the same database through the store intents, and creates no key
-//! file. Whether the running instances see each change at once needs the change feed and
-//! the registry's read-through (issue 14, the "feed" part): those checks are in
-//! [`admin_changes_reach_a_running_server_at_once`], ignored until that work is merged.
+//! file; its changes reach a running server, and every instance of a cluster of real
+//! processes, within two seconds (through the change feed and the registry's read-through).
 
 use super::*;
-use crate::helpers::{spawn_app_with, test_database};
+use crate::helpers::{spawn_app_with, test_database, Cluster};
 
 /// Runs `oauth-mcp admin --database-url URL ARGS...` (the data directory `dir` unused).
 fn pg_admin(dir: &Path, url: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
@@ -111,7 +110,6 @@ async fn admin_works_on_a_postgres_database_while_a_server_runs_on_it() {
 }
 
 #[actix_web::test]
-#[ignore = "needs the change feed and the registry's read-through (issue 14, the feed branch)"]
 async fn admin_changes_reach_a_running_server_at_once() {
     let Some(db) = test_database(module_path!()).await else {
         return;
@@ -172,4 +170,65 @@ async fn admin_changes_reach_a_running_server_at_once() {
             .await,
         "the removed client still gets tokens"
     );
+}
+
+#[actix_web::test]
+async fn admin_changes_reach_every_instance_of_a_cluster() {
+    let Some(cluster) = Cluster::start(module_path!(), 2, &[]).await else {
+        return;
+    };
+    let url = cluster.db.url.clone();
+    let unused = tempfile::tempdir().unwrap();
+    let dir = unused.path();
+    let (ok, stdout, stderr) = pg_admin(
+        dir,
+        &url,
+        &[
+            "client",
+            "add",
+            "--redirect-uri",
+            "https://a.example/cb",
+            "--grant-type",
+            "client_credentials",
+        ],
+        None,
+    );
+    assert!(ok, "{stdout}{stderr}");
+    let (id, secret) = (
+        field(&stdout, "client_id:"),
+        field(&stdout, "client_secret:"),
+    );
+    for i in 0..2 {
+        let reply = client_credentials(cluster.app(i), &id, &secret).await;
+        assert_eq!(reply.status, 200, "instance {i}: {}", reply.body);
+    }
+    // A user's grants revoked by admin: refused at /mcp by every instance (each checks the
+    // token it issued, which sits in its token cache; the instances have different
+    // addresses, so a token's audience is its own instance's).
+    let mut tokens = Vec::new();
+    for i in 0..2 {
+        let demo = cluster.app(i).exchange_code_demo().await;
+        let access = str_field(&demo, "access_token");
+        assert_eq!(mcp_status(cluster.app(i), &access).await, 200);
+        tokens.push(access);
+    }
+    let (ok, stdout, _) = pg_admin(dir, &url, &["revoke", "--user", DEMO_USER], None);
+    assert!(ok && stdout.contains("revoked 2 grants"), "{stdout}");
+    for (i, access) in tokens.iter().enumerate() {
+        let app = cluster.app(i);
+        assert!(
+            within_two_seconds(async || mcp_status(app, access).await == 401).await,
+            "instance {i} still accepts the revoked token"
+        );
+    }
+    let (ok, _, _) = pg_admin(dir, &url, &["client", "remove", &id], None);
+    assert!(ok);
+    for i in 0..2 {
+        let app = cluster.app(i);
+        assert!(
+            within_two_seconds(async || client_credentials(app, &id, &secret).await.status == 401)
+                .await,
+            "instance {i} still serves the removed client"
+        );
+    }
 }
