@@ -206,18 +206,20 @@ async fn serve(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Without the socket the server still serves (administration then needs it stopped,
+    // as before the socket existed): a convenience must not cost availability.
     #[cfg(unix)]
-    let admin_socket = match admin_socket_dir.map(|dir| {
+    let admin_socket = admin_socket_dir.and_then(|dir| {
         oauth_mcp::admin::socket::AdminSocket::serve(server.services(), &dir)
-            .map_err(|e| format!("cannot serve the admin socket in {}: {e}", dir.display()))
-    }) {
-        Some(Err(e)) => {
-            eprintln!("oauth-mcp: {e}");
-            server.stop().await;
-            return ExitCode::FAILURE;
-        }
-        other => other,
-    };
+            .inspect_err(|e| {
+                tracing::warn!(
+                    error = %e,
+                    data_dir = %dir.display(),
+                    "admin socket not served: `oauth-mcp admin` needs this server stopped"
+                );
+            })
+            .ok()
+    });
     #[cfg(not(unix))]
     let _ = admin_socket_dir;
     oauth_mcp::app::shutdown_signal().await;

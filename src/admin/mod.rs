@@ -1,20 +1,27 @@
-//! Operator administration of a **stopped** server's data directory (`oauth-mcp admin`):
-//! add, list and remove clients; add users, change their passwords, remove them; revoke every
-//! grant of a user or a client.
+//! Operator administration (`oauth-mcp admin`): add, list and remove clients; add users,
+//! change their passwords, remove them; revoke every grant of a user or a client; export and
+//! import a whole store (issue 14: live administration, moving from sled to PostgreSQL).
 //!
-//! Why offline: sled 0.34 takes an exclusive lock on the database when it opens a directory,
-//! so only one process can hold it. [`Admin::open`] fails with [`AdminError::InUse`] while a
-//! server runs on the directory. There is deliberately no admin endpoint on the running
-//! server: it would be a new network-facing credential to protect, for operations that are
-//! rare.
+//! Where it runs:
+//! - **PostgreSQL** (`--database-url`): live, while any number of servers run on the
+//!   database. [`Admin::open`] starts the same actors on the PostgreSQL stores
+//!   ([`Services::start_postgres_with_key`]: no demo seeding, no sweep, a throw-away key, so
+//!   no key file is needed or created). Every change goes through the store intents the
+//!   servers use, which record it in the change feed; the running instances apply it within
+//!   the feed's bound (and read a client or user they do not know through). Never raw SQL.
+//! - **sled, no server running**: [`Admin::open`] opens the data directory (sled locks it, so
+//!   it fails with [`AdminError::InUse`] while a server holds it) and starts the actors on it.
+//! - **sled, server running**: the command goes to the server over its admin socket
+//!   ([`socket`], Unix only, `<data-dir>/admin.sock`, mode 0600) and the server runs it on
+//!   its own actors ([`Admin::attach`]).
 //!
-//! Policy stays where it lives for the server: [`Admin`] starts the same actors
-//! ([`Services::start`], without demo seeding) on the opened database and sends them typed
-//! messages; client metadata goes through the RFC 7591 registration rules
-//! ([`crate::oauth::registration::parse`]) and passwords through the same Argon2id helper as
-//! the demo user ([`hash_password`]). Every change is flushed before the call returns, and
-//! [`Admin::close`] stops the actors and flushes once more. The command-line front end is
-//! [`command`].
+//! Policy stays in one place: every operation is a [`request::Request`] run by
+//! [`request::apply`] on an [`Admin`], whichever way it came; client metadata goes through
+//! the RFC 7591 registration rules ([`crate::oauth::registration::parse`]) and passwords
+//! through the same Argon2id helper as the demo user ([`hash_password`]). Every change is
+//! durable before the call returns; [`Admin::close`] stops the actors it started and
+//! releases the storage. [`transfer`] copies a whole store (export / import), [`command`]
+//! is the command-line front end.
 
 pub mod command;
 pub mod request;
@@ -53,7 +60,7 @@ use crate::{
 };
 
 /// How long one administrative message may take. Generous: revoking walks the whole token
-/// and code trees, and nothing else is waiting on a stopped server's actors.
+/// and code trees, and no request is waiting on the answer.
 const TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Longest accepted username and password, in bytes.

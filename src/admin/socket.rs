@@ -10,7 +10,8 @@
 //! set to 0600 there, and only then renamed to `admin.sock` (atomically, replacing a stale
 //! file). A socket file that exists already is replaced only when nothing answers on it
 //! (a server that crashed); one that answers belongs to another process, and serving is
-//! refused. The file is removed when the [`AdminSocket`] is dropped, if it is still ours.
+//! refused (the binary then runs without a socket and logs a warning). The file is removed
+//! when the [`AdminSocket`] is dropped, if it is still ours.
 //!
 //! # Protocol
 //! One connection, one request, one answer, each a line of JSON ([`Request`],
@@ -131,11 +132,8 @@ fn refuse_if_answering(path: &Path) -> io::Result<()> {
 /// Binds the socket in a fresh 0700 directory, makes it 0600, then renames it to `path`:
 /// at no instant is a socket reachable by another user under either name.
 fn bind_private(data_dir: &Path, path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
-    let private = data_dir.join(format!(
-        ".admin.sock.{}.{:016x}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
+    // Short: a socket path has at most about 100 bytes (`sun_path`).
+    let private = data_dir.join(format!(".admin-{:08x}", rand::random::<u32>()));
     std::fs::DirBuilder::new().mode(0o700).create(&private)?;
     let bound = (|| {
         let temporary = private.join("s");

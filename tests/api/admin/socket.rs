@@ -172,7 +172,7 @@ async fn a_stale_socket_is_replaced_and_a_live_one_is_not() {
     let leftovers: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".admin.sock"))
+        .filter(|n| n.starts_with(".admin"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
@@ -209,4 +209,50 @@ async fn the_binary_serves_the_socket_and_removes_it_when_it_stops() {
     let (ok, stdout, stderr) = run(dir.path(), &["user", "list"], None).await;
     assert!(ok && stdout.contains("demo_user"), "{stdout}{stderr}");
     assert!(!stderr.contains("admin socket"), "{stderr}");
+}
+
+#[actix_web::test]
+async fn the_binary_serves_without_a_socket_it_cannot_create() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(SOCKET_NAME);
+    std::fs::write(&path, b"not a socket").unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_oauth-mcp"))
+        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        // The log goes to standard output.
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read the log until the server says what became of the socket (after it started, so
+    // it holds the directory then).
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let stdout = server.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !log.contains("admin socket") && std::time::Instant::now() < deadline {
+        match lines_rx.try_recv() {
+            Ok(line) => log.push_str(&(line + "\n")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(log.contains("oauth-mcp listening"), "{log}");
+    assert!(log.contains("admin socket not served"), "{log}");
+    let (ok, _, stderr) = run(dir.path(), &["user", "list"], None).await;
+    assert!(!ok && stderr.contains("admin socket"), "{stderr}");
+    assert!(server.try_wait().unwrap().is_none(), "the server runs on");
+    assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert!(server.wait().unwrap().success());
 }
