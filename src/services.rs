@@ -194,22 +194,7 @@ impl Services {
         stores: &PgStores,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
-        let backend = Stores {
-            clients: Box::new(stores.clients()),
-            codes: Box::new(stores.codes()),
-            tokens: Box::new(stores.tokens()),
-        };
-        let metrics = Arc::new(Metrics::default());
-        Self::start_on(
-            settings,
-            backend,
-            None,
-            Some(stores.clone()),
-            metrics,
-            clock,
-            None,
-        )
-        .await
+        Self::start_on_postgres(settings, stores, clock, None).await
     }
 
     /// [`start_postgres`](Self::start_postgres) with a server key given rather than read
@@ -221,6 +206,15 @@ impl Services {
         stores: &PgStores,
         clock: Arc<dyn Clock>,
         key: ServerKey,
+    ) -> Result<Self, StartError> {
+        Self::start_on_postgres(settings, stores, clock, Some(key)).await
+    }
+
+    async fn start_on_postgres(
+        settings: Settings,
+        stores: &PgStores,
+        clock: Arc<dyn Clock>,
+        key: Option<ServerKey>,
     ) -> Result<Self, StartError> {
         let backend = Stores {
             clients: Box::new(stores.clients()),
@@ -235,7 +229,7 @@ impl Services {
             Some(stores.clone()),
             metrics,
             clock,
-            Some(key),
+            key,
         )
         .await
     }
