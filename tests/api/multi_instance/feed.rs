@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use super::*;
 use oauth_mcp::{
-    domain::grant::GrantHolder,
+    actors::client_registry::hash_password,
+    domain::{client::User, grant::GrantHolder},
     storage::{postgres::PgStores, ClientStore as _, TokenStore as _},
 };
 
@@ -73,12 +74,52 @@ async fn revocations_and_client_changes_on_one_instance_reach_the_others_within_
         assert!(!app.is_active(&refresh).await);
     }
 
-    // 3. A client registered on A is usable at once on B (authorize) and C (token), and its
-    // token on A.
-    let (client_id, secret) = a.register_confidential(&[DEMO_REDIRECT_URI]).await;
-    let (code, verifier) = b
-        .obtain_code_for(&client_id, DEMO_REDIRECT_URI, ALL_SCOPES)
+    // 2b. demo_user's password changed through the stores: C, which holds the user in its
+    // index (it signed in above), takes the new one past the bound. One attempt each, so
+    // the login throttle is not involved; correct past the bound by design (a stale index
+    // is read through), so the wait is not a race.
+    let (verifier, challenge) = pkce_pair();
+    let params = demo_authorize_params(&challenge, FLOW_STATE);
+    let _ = verifier;
+    let signed_in = c
+        .login_and_consent(&params, DEMO_USER, DEMO_PASSWORD, true)
         .await;
+    assert_eq!(
+        signed_in.status(),
+        303,
+        "the old password, before the change"
+    );
+    let hash = tokio::task::spawn_blocking(|| hash_password("a-new-password").unwrap())
+        .await
+        .unwrap();
+    let user = User {
+        username: DEMO_USER.into(),
+        password_hash: hash,
+    };
+    stores.clients().put_user(user).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let signed_in = c
+        .login_and_consent(&params, DEMO_USER, "a-new-password", true)
+        .await;
+    assert_eq!(signed_in.status(), 303, "the new password on C");
+    let signed_in = b
+        .login_and_consent(&params, DEMO_USER, DEMO_PASSWORD, true)
+        .await;
+    assert_ne!(signed_in.status(), 303, "the old password on B");
+
+    // 3. A client registered on A is usable at once on B (authorize) and C (token), and its
+    // token on A. (Signed in as demo_user with its new password.)
+    let (client_id, secret) = a.register_confidential(&[DEMO_REDIRECT_URI]).await;
+    let (verifier, challenge) = pkce_pair();
+    let mut params = demo_authorize_params(&challenge, FLOW_STATE);
+    set_param(&mut params, "client_id", &client_id);
+    let reply = Reply::read(
+        b.login_and_consent(&params, DEMO_USER, "a-new-password", true)
+            .await,
+    )
+    .await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let code = reply.location_query()["code"].clone();
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
