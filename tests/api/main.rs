@@ -25,6 +25,7 @@ mod logs;
 mod mcp;
 mod metadata;
 mod metrics;
+mod multi_instance;
 mod postgres;
 mod probes;
 mod refresh;
