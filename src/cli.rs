@@ -146,7 +146,8 @@ pub struct Cli {
 pub enum Command {
     /// Load-test a running server (ours or any RFC 8414 server) and print a report.
     Loadtest(LoadtestArgs),
-    /// Manage clients, users and grants in the data directory of a stopped server.
+    /// Manage clients, users and grants: on PostgreSQL (--database-url) or in a sled data
+    /// directory (through the running server's admin socket when one holds it).
     Admin(AdminArgs),
     /// Apply the pending PostgreSQL migrations (under the migration lock, as a starting
     /// server does) and print the schema version.
@@ -165,11 +166,12 @@ pub struct MigrateArgs {
     pub database_ca_file: Option<PathBuf>,
 }
 
-/// Flags of `oauth-mcp admin`. It works on a stopped server's data directory: sled locks
-/// the database, so it refuses to run while a server holds it (see [`crate::admin`]).
+/// Flags of `oauth-mcp admin`. It works on the PostgreSQL database of `--database-url`
+/// while servers run, or on a sled data directory: directly when no server holds it, else
+/// through the running server's admin socket (see [`crate::admin`]).
 #[derive(Debug, clap::Args)]
 pub struct AdminArgs {
-    /// sled data directory of the (stopped) server; must exist.
+    /// sled data directory of the server; must exist.
     #[arg(
         long,
         global = true,
@@ -177,9 +179,8 @@ pub struct AdminArgs {
         default_value = "./data"
     )]
     pub data_dir: PathBuf,
-    /// Refused for now: `admin` works on a sled data directory only. Read (also from
-    /// OAUTH_MCP_DATABASE_URL) so that a server configured for PostgreSQL is never
-    /// administered through an unrelated sled directory by mistake.
+    /// The PostgreSQL database of the deployment (as the servers' --database-url): then
+    /// `admin` works on it directly, while the servers run, and --data-dir is not used.
     #[arg(
         long,
         global = true,
@@ -214,6 +215,13 @@ pub enum AdminCommand {
     User(UserCommand),
     /// Revoke every grant (all access and refresh tokens, unused codes) of a user or client.
     Revoke(RevokeArgs),
+    /// Write the clients, users and live grants as JSON lines to standard output (from a
+    /// stopped server's sled directory, or from PostgreSQL), to move to another backend.
+    Export,
+    /// Read an export from standard input into this storage (PostgreSQL, or an empty sled
+    /// directory); records present already are kept. Nothing is written unless every line
+    /// is valid.
+    Import,
 }
 
 /// `oauth-mcp admin client ...`.
@@ -422,12 +430,13 @@ impl Cli {
 }
 
 impl AdminArgs {
-    /// The configuration the administration actors run with: the data directory and the
-    /// server's scopes; everything else at its default.
+    /// The configuration the administration actors run with: the data directory or the
+    /// database, and the server's scopes; everything else at its default.
     pub fn config(&self) -> Config {
         let (scopes, default_scopes) = scope_lists(&self.scopes, self.default_scopes.as_deref());
         Config {
             data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone().map(DatabaseUrl::from),
             scopes,
             default_scopes,
             ..Config::default()

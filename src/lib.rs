@@ -105,8 +105,9 @@
 //!   nothing about HTTP.
 //! - `app` — the HTTP server over the services: `start`, `RunningServer`, and `configure`
 //!   (the authorization server plus the demo MCP server).
-//! - `admin` — `oauth-mcp admin`: clients, users and grants in a stopped server's data
-//!   directory.
+//! - `admin` — `oauth-mcp admin`: clients, users and grants, live on PostgreSQL or through a
+//!   running sled server's admin socket (Unix; `admin::socket::AdminSocket`, off unless
+//!   the host serves it); export and import between backends.
 //! - `cli`, `loadtest` — the binary's flags and its load generator.
 
 #![warn(missing_docs)]

@@ -206,6 +206,12 @@ async fn serve(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The admin socket serves a sled data directory, which this process then holds; on
+    // PostgreSQL `oauth-mcp admin` goes to the database itself.
+    let admin_socket_dir = config
+        .database_url
+        .is_none()
+        .then(|| config.data_dir.clone());
     let server = match oauth_mcp::start(config, listener, Arc::new(SystemClock)).await {
         Ok(s) => s,
         Err(e) => {
@@ -213,8 +219,27 @@ async fn serve(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Without the socket the server still serves (administration then needs it stopped,
+    // as before the socket existed): a convenience must not cost availability.
+    #[cfg(unix)]
+    let admin_socket = admin_socket_dir.and_then(|dir| {
+        oauth_mcp::admin::socket::AdminSocket::serve(server.services(), &dir)
+            .inspect_err(|e| {
+                tracing::warn!(
+                    error = %e,
+                    data_dir = %dir.display(),
+                    "admin socket not served: `oauth-mcp admin` needs this server stopped"
+                );
+            })
+            .ok()
+    });
+    #[cfg(not(unix))]
+    let _ = admin_socket_dir;
     oauth_mcp::app::shutdown_signal().await;
     tracing::info!("shutting down");
+    // No administration during the stop; the socket file goes with it.
+    #[cfg(unix)]
+    drop(admin_socket);
     server.stop().await;
     ExitCode::SUCCESS
 }

@@ -183,7 +183,7 @@ impl Services {
             codes: Box::new(SledCodeStore::open(db, durability.clone())?),
             tokens: Box::new(SledTokenStore::open(db, durability)?),
         };
-        Self::start_on(settings, stores, commit, None, metrics, clock).await
+        Self::start_on(settings, stores, commit, None, metrics, clock, None).await
     }
 
     /// [`start`](Self::start) on the PostgreSQL stores (`--database-url`), connected and
@@ -193,6 +193,28 @@ impl Services {
         settings: Settings,
         stores: &PgStores,
         clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        Self::start_on_postgres(settings, stores, clock, None).await
+    }
+
+    /// [`start_postgres`](Self::start_postgres) with a server key given rather than read
+    /// from `--key-file` or the data directory: for `oauth-mcp admin` on a PostgreSQL
+    /// deployment, which issues no token and derives nothing, so it needs no key file and
+    /// must not create one in an unrelated directory.
+    pub async fn start_postgres_with_key(
+        settings: Settings,
+        stores: &PgStores,
+        clock: Arc<dyn Clock>,
+        key: ServerKey,
+    ) -> Result<Self, StartError> {
+        Self::start_on_postgres(settings, stores, clock, Some(key)).await
+    }
+
+    async fn start_on_postgres(
+        settings: Settings,
+        stores: &PgStores,
+        clock: Arc<dyn Clock>,
+        key: Option<ServerKey>,
     ) -> Result<Self, StartError> {
         let backend = Stores {
             clients: Box::new(stores.clients()),
@@ -207,6 +229,7 @@ impl Services {
             Some(stores.clone()),
             metrics,
             clock,
+            key,
         )
         .await
     }
@@ -218,12 +241,15 @@ impl Services {
         postgres: Option<PgStores>,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
+        key: Option<ServerKey>,
     ) -> Result<Self, StartError> {
         let settings = Arc::new(settings);
-        let key = match ServerKey::load_or_create(
-            settings.config.key_file.as_deref(),
-            &settings.config.data_dir,
-        ) {
+        let key = match key.map(Ok).unwrap_or_else(|| {
+            ServerKey::load_or_create(
+                settings.config.key_file.as_deref(),
+                &settings.config.data_dir,
+            )
+        }) {
             Ok(key) => Arc::new(key),
             Err(e) => {
                 release(commit, postgres).await;

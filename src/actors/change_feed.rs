@@ -206,6 +206,11 @@ impl ChangeFeed {
         let mut listener = self.stores.listen().await?;
         // Listening before reading: a change committed from here on notifies us.
         let head = listener.head().await?;
+        // Every cached token goes at each (re)connection: cheap (one miss per token), and
+        // a revocation that reached the database without a change (an instance of a build
+        // before schema 2, during a rolling upgrade) is then served by no cache here longer
+        // than the feed was away.
+        self.revocations.bump();
         match *last {
             Some(seen) if seen <= head => {}
             // First start, or the numbers went back (a restored database): everything

@@ -85,8 +85,9 @@ pub struct RedeemCode {
 /// `RevokeGrantsOf` handles grants that already have tokens). Answers how many codes were
 /// discarded.
 ///
-/// Walks the whole code tree on the actor's thread: acceptable only because the one sender
-/// is `oauth-mcp admin`, on a stopped server's data directory.
+/// Walks the whole code tree on the actor's thread: acceptable because the one sender is
+/// `oauth-mcp admin` (directly or through a running server's admin socket), and the tree
+/// holds only the codes of the last minute and the redeemed-code markers.
 #[derive(Debug, Message)]
 #[rtype(result = "Durable<Result<usize, CodeError>>")]
 pub struct DiscardCodesOf {

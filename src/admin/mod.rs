@@ -1,22 +1,33 @@
-//! Operator administration of a **stopped** server's data directory (`oauth-mcp admin`):
-//! add, list and remove clients; add users, change their passwords, remove them; revoke every
-//! grant of a user or a client.
+//! Operator administration (`oauth-mcp admin`): add, list and remove clients; add users,
+//! change their passwords, remove them; revoke every grant of a user or a client; export and
+//! import a whole store (issue 14: live administration, moving from sled to PostgreSQL).
 //!
-//! Why offline: sled 0.34 takes an exclusive lock on the database when it opens a directory,
-//! so only one process can hold it. [`Admin::open`] fails with [`AdminError::InUse`] while a
-//! server runs on the directory. There is deliberately no admin endpoint on the running
-//! server: it would be a new network-facing credential to protect, for operations that are
-//! rare.
+//! Where it runs:
+//! - **PostgreSQL** (`--database-url`): live, while any number of servers run on the
+//!   database. [`Admin::open`] starts the same actors on the PostgreSQL stores
+//!   ([`Services::start_postgres_with_key`]: no demo seeding, no sweep, a throw-away key, so
+//!   no key file is needed or created). Every change goes through the store intents the
+//!   servers use, which record it in the change feed; the running instances apply it within
+//!   the feed's bound (and read a client or user they do not know through). Never raw SQL.
+//! - **sled, no server running**: [`Admin::open`] opens the data directory (sled locks it, so
+//!   it fails with [`AdminError::InUse`] while a server holds it) and starts the actors on it.
+//! - **sled, server running**: the command goes to the server over its admin socket
+//!   ([`socket`], Unix only, `<data-dir>/admin.sock`, mode 0600) and the server runs it on
+//!   its own actors ([`Admin::attach`]).
 //!
-//! Policy stays where it lives for the server: [`Admin`] starts the same actors
-//! ([`Services::start`], without demo seeding) on the opened database and sends them typed
-//! messages; client metadata goes through the RFC 7591 registration rules
-//! ([`crate::oauth::registration::parse`]) and passwords through the same Argon2id helper as
-//! the demo user ([`hash_password`]). Every change is flushed before the call returns, and
-//! [`Admin::close`] stops the actors and flushes once more. The command-line front end is
-//! [`command`].
+//! Policy stays in one place: every operation is a [`request::Request`] run by
+//! [`request::apply`] on an [`Admin`], whichever way it came; client metadata goes through
+//! the RFC 7591 registration rules ([`crate::oauth::registration::parse`]) and passwords
+//! through the same Argon2id helper as the demo user ([`hash_password`]). Every change is
+//! durable before the call returns; [`Admin::close`] stops the actors it started and
+//! releases the storage. [`transfer`] copies a whole store (export / import), [`command`]
+//! is the command-line front end.
 
 pub mod command;
+pub mod request;
+#[cfg(unix)]
+pub mod socket;
+pub mod transfer;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -32,19 +43,24 @@ use crate::{
         token_ledger::{LedgerError, RevokeGrantsOf},
     },
     clock::Clock,
-    config::Config,
+    config::{Config, Settings},
     domain::{
         client::{Client, ClientOrigin, User},
         grant::GrantHolder,
         secrets::Password,
+        server_key::ServerKey,
     },
     oauth::registration,
     services::{Services, StartError},
-    storage::{sled::open_db, StorageError},
+    storage::{
+        postgres::{self, PgStores},
+        sled::open_db,
+        StorageError,
+    },
 };
 
 /// How long one administrative message may take. Generous: revoking walks the whole token
-/// and code trees, and nothing else is waiting on a stopped server's actors.
+/// and code trees, and no request is waiting on the answer.
 const TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Longest accepted username and password, in bytes.
@@ -61,6 +77,26 @@ pub enum AdminError {
          command); stop it first"
     )]
     InUse(PathBuf),
+    /// The data directory is in use by a running server, and its admin socket could not
+    /// be used.
+    #[error(
+        "the data directory {} is in use by a running oauth-mcp server, and its admin socket \
+         {} cannot be used ({reason}); stop the server first, or run admin as the user the \
+         server runs as",
+        dir.display(),
+        socket.display()
+    )]
+    SocketUnavailable {
+        /// The data directory.
+        dir: PathBuf,
+        /// The socket tried.
+        socket: PathBuf,
+        /// Why it could not be used.
+        reason: String,
+    },
+    /// The running server refused or failed the request sent over its admin socket.
+    #[error("{0}")]
+    Remote(String),
     /// The data directory does not exist (it is not created, so a typo cannot start an
     /// empty database).
     #[error(
@@ -79,6 +115,15 @@ pub enum AdminError {
     /// A user with this name exists already.
     #[error("a user named {0} exists already (change the password with `admin user passwd`)")]
     UserExists(String),
+    /// The PostgreSQL database could not be reached or migrated, or its schema is outside
+    /// this build's range. `target` names hosts and database only, never the password.
+    #[error("PostgreSQL database {target}: {reason}")]
+    Database {
+        /// Hosts, ports and database name.
+        target: String,
+        /// What went wrong.
+        reason: StorageError,
+    },
     /// The actors could not be started (configuration, corrupt data).
     #[error(transparent)]
     Start(#[from] StartError),
@@ -103,7 +148,8 @@ pub enum AdminError {
 }
 
 /// A client to create, as the operator describes it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ClientSpec {
     /// Display name on the consent page.
     pub name: Option<String>,
@@ -129,10 +175,25 @@ pub struct Revoked {
     pub codes: usize,
 }
 
-/// The server's actors running on a data directory that no server holds.
+/// The server's actors, on the storage `oauth-mcp admin` was pointed at: a sled data
+/// directory no server holds ([`Admin::open`]), a PostgreSQL database that any number of
+/// servers may be using ([`Admin::open`] with a database URL), or a running server's own
+/// actors ([`Admin::attach`], for the admin socket).
 pub struct Admin {
     services: Services,
-    db: sled::Db,
+    /// The server's settings with the operator's allowances (see [`Admin::open`]): what
+    /// a new client's metadata is checked against.
+    settings: Arc<Settings>,
+    /// What [`Admin::close`] releases; `None` when attached to a running server's actors.
+    owned: Option<Owned>,
+}
+
+/// The storage an [`Admin`] opened itself.
+enum Owned {
+    /// A sled directory, flushed and released at close.
+    Sled(sled::Db),
+    /// A PostgreSQL pool (closed by `Services::shutdown`).
+    Postgres,
 }
 
 impl std::fmt::Debug for Admin {
@@ -141,33 +202,105 @@ impl std::fmt::Debug for Admin {
     }
 }
 
+/// Connections `admin` opens to PostgreSQL: one command at a time, and a revocation's
+/// walk next to the registry's reads.
+const POSTGRES_POOL_SIZE: usize = 2;
+
+/// What the operator may do that dynamic registration may not: `config` as the server's,
+/// with the allowances and start-up behaviour of administration.
+fn operator_config(mut config: Config) -> Config {
+    config.demo = false;
+    // Removing the demo records is one of the things `admin` is for: never refuse.
+    config.keep_demo = true;
+    config.registered_client_credentials = true;
+    config.durable = true;
+    // No sweep from an administration process: the servers sweep (and an `admin` command
+    // lives for seconds; the first tick of an interval comes only after it).
+    config.sweep_interval = Duration::from_secs(24 * 3600);
+    config
+}
+
+/// Connects to (and migrates, as a starting server would) the PostgreSQL database at `url`.
+/// Errors name the hosts and database, never the URL's password.
+pub(crate) async fn connect_postgres(url: &str) -> Result<PgStores, AdminError> {
+    let parsed = postgres::parse_url(url).map_err(|reason| AdminError::Database {
+        target: "(--database-url)".into(),
+        reason,
+    })?;
+    let target = postgres::describe(&parsed);
+    PgStores::connect_with(parsed, POSTGRES_POOL_SIZE)
+        .await
+        .map_err(|reason| AdminError::Database { target, reason })
+}
+
 impl Admin {
-    /// Opens `config.data_dir` and starts the actors on it, inside the current actix System.
+    /// Starts the actors, inside the current actix System, on the storage `config` names:
+    /// the PostgreSQL database of `config.database_url` (live: servers may be running on
+    /// it; every change goes through the same store intents as theirs, which let the
+    /// running servers know), else the sled database in `config.data_dir`, which must
+    /// exist and which no server may hold ([`AdminError::InUse`]; a running server is
+    /// reached through its admin socket instead, see [`socket`]).
     ///
     /// `config` should carry the server's scopes and default scopes (they validate and fill
-    /// in a new client's scopes). Demo seeding is turned off, and clients created here may be
-    /// given `client_credentials`: that restriction is for dynamic registration, and here
-    /// the operator is the one registering.
-    pub async fn open(mut config: Config, clock: Arc<dyn Clock>) -> Result<Self, AdminError> {
+    /// in a new client's scopes). Demo seeding and sweeps are turned off, and clients
+    /// created here may be given `client_credentials`: that restriction is for dynamic
+    /// registration, and here the operator is the one registering.
+    pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AdminError> {
+        let config = operator_config(config);
+        let settings = config
+            .settings(config.bind.port())
+            .map_err(StartError::from)?;
+        if let Some(url) = &config.database_url {
+            let stores = connect_postgres(url.as_str()).await?;
+            // Administration issues no token and derives nothing: a key of its own, so no
+            // key file is needed (or created).
+            let Some(key) = ServerKey::generate() else {
+                stores.close();
+                return Err(AdminError::Internal("no randomness for a key".into()));
+            };
+            let services =
+                Services::start_postgres_with_key(settings.clone(), &stores, clock, key).await;
+            let services = match services {
+                Ok(services) => services,
+                Err(e) => {
+                    stores.close();
+                    return Err(e.into());
+                }
+            };
+            return Ok(Self {
+                services,
+                settings: Arc::new(settings),
+                owned: Some(Owned::Postgres),
+            });
+        }
         let dir = config.data_dir.clone();
         if !dir.is_dir() {
             return Err(AdminError::NoDataDir(dir));
         }
-        config.demo = false;
-        // Removing the demo records is one of the things `admin` is for: never refuse.
-        config.keep_demo = true;
-        config.registered_client_credentials = true;
-        config.durable = true;
-        let settings = config
-            .settings(config.bind.port())
-            .map_err(StartError::from)?;
         let db = match open_db(&config) {
             Ok(db) => db,
             Err(StorageError::InUse(_)) => return Err(AdminError::InUse(dir)),
             Err(e) => return Err(e.into()),
         };
-        let services = Services::start(settings, &db, clock).await?;
-        Ok(Self { services, db })
+        let services = Services::start(settings.clone(), &db, clock).await?;
+        Ok(Self {
+            services,
+            settings: Arc::new(settings),
+            owned: Some(Owned::Sled(db)),
+        })
+    }
+
+    /// Administration through a running server's own actors (its admin socket): the same
+    /// operations, with the running server's scopes and the operator's allowances.
+    /// [`close`](Self::close) then releases nothing.
+    pub fn attach(services: &Services) -> Self {
+        let mut settings = (*services.settings).clone();
+        settings.config.registered_client_credentials = true;
+        Self {
+            services: services.clone(),
+            settings: Arc::new(settings),
+            owned: None,
+        }
     }
 
     async fn ask<A, M>(&self, addr: &Addr<A>, msg: M) -> Result<M::Result, AdminError>
@@ -183,7 +316,7 @@ impl Admin {
     /// Registers a client; the answer holds the secret of a confidential client, which
     /// exists nowhere else (only its digest is stored).
     pub async fn add_client(&self, spec: &ClientSpec) -> Result<RegisteredClient, AdminError> {
-        let client = registration::parse(&spec.to_metadata(), &self.services.settings)
+        let client = registration::parse(&spec.to_metadata(), &self.settings)
             .map_err(|e| AdminError::Invalid(e.to_string()))?;
         let msg = RegisterClient {
             client,
@@ -275,16 +408,24 @@ impl Admin {
         Ok(Revoked { grants, codes })
     }
 
-    /// Stops the actors and flushes the database; the directory is free again when this
-    /// returns.
+    /// Stops the actors and releases the storage (flushes and frees a sled directory,
+    /// closes a PostgreSQL pool). Attached to a running server ([`Admin::attach`]), does
+    /// nothing: the server's actors are its own.
     pub async fn close(self) -> Result<(), AdminError> {
-        let Self { services, db } = self;
+        let Self {
+            services, owned, ..
+        } = self;
+        let Some(owned) = owned else {
+            return Ok(());
+        };
         services.shutdown().await;
         drop(services);
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| AdminError::Internal(e.to_string()))?
-            .map_err(StorageError::from)?;
+        if let Owned::Sled(db) = owned {
+            tokio::task::spawn_blocking(move || db.flush())
+                .await
+                .map_err(|e| AdminError::Internal(e.to_string()))?
+                .map_err(StorageError::from)?;
+        }
         Ok(())
     }
 }

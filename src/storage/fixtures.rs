@@ -93,3 +93,53 @@ pub(crate) fn rotation(presented: &RefreshToken, now: i64, scopes: Option<&str>)
         }),
     }
 }
+
+/// The export and import reads and writes of a token store (`oauth-mcp admin export` /
+/// `import`), the same checks for every backend: an import inserts only absent keys, the
+/// pages of `tokens_after` cover every token once in key order, and `lifetimes` reads
+/// without recording.
+pub(crate) async fn export_and_import(store: &dyn super::TokenStore) {
+    use super::NewToken;
+    use crate::domain::secrets::TokenKey;
+    let grant = GrantId::generate();
+    let new = |byte: u8, expires_at: i64| NewToken {
+        key: TokenKey([byte; 40]),
+        record: token(grant, "app", Some("alice"), expires_at),
+    };
+    assert!(store.tokens_after(None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .import_tokens(vec![new(3, 30), new(1, 10)])
+            .await
+            .unwrap(),
+        2
+    );
+    // Idempotent: a stored key keeps its record.
+    assert_eq!(
+        store
+            .import_tokens(vec![new(1, 99), new(2, 20)])
+            .await
+            .unwrap(),
+        1
+    );
+    let first = store.tokens_after(None, 2).await.unwrap();
+    let keys: Vec<u8> = first.iter().map(|t| t.key.0[0]).collect();
+    assert_eq!(keys, [1, 2]);
+    assert_eq!(first[0].record.expires_at, 10);
+    assert_eq!(first[0].record.grant_id, grant);
+    let rest = store.tokens_after(Some(first[1].key), 2).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!((rest[0].key.0[0], rest[0].record.expires_at), (3, 30));
+    assert!(store
+        .tokens_after(Some(rest[0].key), 2)
+        .await
+        .unwrap()
+        .is_empty());
+    // The tokens are usable as issued ones.
+    let got = store.get(&TokenKey([2; 40])).await.unwrap().unwrap();
+    assert_eq!(got.expires_at, 20);
+
+    assert!(store.lifetimes().await.unwrap().is_empty());
+    store.record_lifetime(60, 500).await.unwrap();
+    assert_eq!(store.lifetimes().await.unwrap(), [(60, 500)]);
+}

@@ -353,6 +353,22 @@ pub trait TokenStore: Send + 'static {
     /// Number of stored token records (live, rotated or expired-not-yet-swept).
     fn count(&self) -> StoreFuture<usize>;
 
+    /// Up to `limit` stored tokens with keys after `after` (from the first when `None`), in
+    /// key order: `oauth-mcp admin export` pages through the store with it. A record that
+    /// does not decode is an error (an export must not silently lose a token).
+    /// Administration only, never on a request path.
+    fn tokens_after(&self, after: Option<TokenKey>, limit: usize) -> StoreFuture<Vec<NewToken>>;
+
+    /// Every recorded `(lifetime, in_force_until)`, as [`record_lifetime`](Self::record_lifetime)
+    /// answers them, without recording one (export).
+    fn lifetimes(&self) -> StoreFuture<Vec<(i64, i64)>>;
+
+    /// Inserts each token whose key is not stored yet, leaving stored ones as they are
+    /// (`oauth-mcp admin import`, idempotent): one transaction on a shared database. Does
+    /// not check revocations: an import copies a store as it was, its revoked grants
+    /// included. Answers how many were inserted.
+    fn import_tokens(&self, tokens: Vec<NewToken>) -> StoreFuture<usize>;
+
     /// Resolves once earlier writes are on disk.
     fn persist(&self) -> Persist;
 }

@@ -191,10 +191,14 @@ impl ClientRegistry {
 }
 
 impl Handler<GetClient> for ClientRegistry {
-    type Result = ResponseActFuture<Self, Option<Client>>;
+    type Result = ActorResponse<Self, Option<Client>>;
     fn handle(&mut self, msg: GetClient, _: &mut Self::Context) -> Self::Result {
-        let lookup = self.lookup_client(&msg.client_id);
-        Box::pin(lookup.map(|found, _, _| {
+        // Answered in the handler when the index may answer (always on sled).
+        if let Some(known) = self.indexed_client(&msg.client_id) {
+            return ActorResponse::reply(known.cloned());
+        }
+        let read = self.read_client(&msg.client_id);
+        ActorResponse::r#async(read.map(|found, _, _| {
             // The caller treats an unknown client as one it must not redirect to: failing
             // closed, a storage failure reads as unknown (and is logged).
             found.unwrap_or_else(|e| {
@@ -206,10 +210,17 @@ impl Handler<GetClient> for ClientRegistry {
 }
 
 impl Handler<AuthenticateClient> for ClientRegistry {
-    type Result = ResponseActFuture<Self, Result<Client, RegistryError>>;
+    type Result = ActorResponse<Self, Result<Client, RegistryError>>;
     fn handle(&mut self, msg: AuthenticateClient, _: &mut Self::Context) -> Self::Result {
-        let lookup = self.lookup_client(&msg.client_id);
-        Box::pin(lookup.map(move |found, _, _| authenticate(found?.as_ref(), msg.secret)))
+        // Answered in the handler when the index may answer (always on sled): the token
+        // endpoint's hot path stays as it was.
+        if let Some(known) = self.indexed_client(&msg.client_id) {
+            return ActorResponse::reply(authenticate(known, msg.secret));
+        }
+        let read = self.read_client(&msg.client_id);
+        ActorResponse::r#async(
+            read.map(move |found, _, _| authenticate(found?.as_ref(), msg.secret)),
+        )
     }
 }
 
@@ -450,14 +461,19 @@ impl Handler<ListClients> for ClientRegistry {
 impl Handler<RemoveClient> for ClientRegistry {
     type Result = ResponseActFuture<Self, Result<bool, RegistryError>>;
     fn handle(&mut self, msg: RemoveClient, _: &mut Self::Context) -> Self::Result {
-        if !self.clients.contains_key(&msg.client_id) {
-            return Box::pin(fut::ready(Ok(false)));
-        }
-        let answer = self.store.remove_client(&msg.client_id);
-        self.after_store(answer, move |act, out| {
-            out?;
-            act.forget_client(&msg.client_id);
-            Ok(true)
-        })
+        // Whether it exists: the store's answer on a shared database (`index.rs`).
+        let lookup = self.lookup_client(&msg.client_id);
+        Box::pin(lookup.then(move |found, act, _| match found {
+            Ok(Some(_)) => {
+                let answer = act.store.remove_client(&msg.client_id);
+                act.after_store(answer, move |act, out| {
+                    out?;
+                    act.forget_client(&msg.client_id);
+                    Ok(true)
+                })
+            }
+            Ok(None) => Box::pin(fut::ready(Ok(false))),
+            Err(e) => Box::pin(fut::ready(Err(e.into()))),
+        }))
     }
 }

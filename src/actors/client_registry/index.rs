@@ -56,13 +56,24 @@ impl ClientRegistry {
         !self.freshness.is_shared() || self.freshness.is_fresh()
     }
 
+    /// The index's answer for `client_id` when it may give one (always on sled; on a
+    /// shared database a hit while the feed is fresh), `None` when the store must be read.
+    pub(super) fn indexed_client(&self, client_id: &str) -> Option<Option<&Client>> {
+        let known = self.clients.get(client_id);
+        (!self.freshness.is_shared() || (known.is_some() && self.index_serves())).then_some(known)
+    }
+
     /// The client `client_id`: from the index when it may answer (see the module docs),
     /// else read from the store.
     pub(super) fn lookup_client(&mut self, client_id: &str) -> Lookup<Client> {
-        let known = self.clients.get(client_id);
-        if !self.freshness.is_shared() || (known.is_some() && self.index_serves()) {
+        if let Some(known) = self.indexed_client(client_id) {
             return Box::pin(fut::ready(Ok(known.cloned())));
         }
+        self.read_client(client_id)
+    }
+
+    /// Reads `client_id` from the store (and enters the answer into the index).
+    pub(super) fn read_client(&mut self, client_id: &str) -> Lookup<Client> {
         let read = self.store.get_client(client_id);
         let id = client_id.to_owned();
         self.read_through(read, move |act, found| {

@@ -243,11 +243,25 @@ impl Handler<ListUsers> for ClientRegistry {
 impl Handler<SetPassword> for ClientRegistry {
     type Result = ResponseActFuture<Self, Result<bool, RegistryError>>;
     fn handle(&mut self, msg: SetPassword, _: &mut Self::Context) -> Self::Result {
-        let Some(existing) = self.users.get(&msg.username) else {
-            return Box::pin(fut::ready(Ok(false)));
-        };
+        // Whether the user exists: the store's answer on a shared database (`index.rs`).
+        let lookup = self.lookup_user(&msg.username);
+        Box::pin(lookup.then(move |found, act, _| match found {
+            Ok(Some(existing)) => act.set_password(msg, existing),
+            Ok(None) => Box::pin(fut::ready(Ok(false))),
+            Err(e) => Box::pin(fut::ready(Err(e.into()))),
+        }))
+    }
+}
+
+impl ClientRegistry {
+    /// [`SetPassword`] for `existing`, as looked up.
+    fn set_password(
+        &mut self,
+        msg: SetPassword,
+        existing: User,
+    ) -> ResponseActFuture<Self, Result<bool, RegistryError>> {
         let user = User {
-            username: existing.username.clone(),
+            username: existing.username,
             password_hash: msg.password_hash,
         };
         let written = self.store.put_user(user.clone());
@@ -274,20 +288,25 @@ impl Handler<SetPassword> for ClientRegistry {
 impl Handler<RemoveUser> for ClientRegistry {
     type Result = ResponseActFuture<Self, Result<bool, RegistryError>>;
     fn handle(&mut self, msg: RemoveUser, _: &mut Self::Context) -> Self::Result {
-        if !self.users.contains_key(&msg.username) {
-            return Box::pin(fut::ready(Ok(false)));
-        }
-        let removed = self.store.remove_user(&msg.username);
-        let ended = self.end_login_sessions_of(&msg.username);
-        let answer: StoreFuture<()> = Box::pin(async move {
-            removed.await?;
-            ended.await.map(drop)
-        });
-        self.after_store(answer, move |act, out| {
-            out?;
-            act.users.remove(&msg.username);
-            Ok(true)
-        })
+        // Whether the user exists: the store's answer on a shared database (`index.rs`).
+        let lookup = self.lookup_user(&msg.username);
+        Box::pin(lookup.then(move |found, act, _| match found {
+            Ok(Some(_)) => {
+                let removed = act.store.remove_user(&msg.username);
+                let ended = act.end_login_sessions_of(&msg.username);
+                let answer: StoreFuture<()> = Box::pin(async move {
+                    removed.await?;
+                    ended.await.map(drop)
+                });
+                act.after_store(answer, move |act, out| {
+                    out?;
+                    act.users.remove(&msg.username);
+                    Ok(true)
+                })
+            }
+            Ok(None) => Box::pin(fut::ready(Ok(false))),
+            Err(e) => Box::pin(fut::ready(Err(e.into()))),
+        }))
     }
 }
 

@@ -59,6 +59,15 @@ impl TokenStore for Deferred {
     fn record_lifetime(&self, lifetime: i64, until: i64) -> StoreFuture<Vec<(i64, i64)>> {
         self.later(move |s| s.record_lifetime(lifetime, until))
     }
+    fn tokens_after(&self, after: Option<TokenKey>, limit: usize) -> StoreFuture<Vec<NewToken>> {
+        self.later(move |s| s.tokens_after(after, limit))
+    }
+    fn lifetimes(&self) -> StoreFuture<Vec<(i64, i64)>> {
+        self.later(|s| s.lifetimes())
+    }
+    fn import_tokens(&self, tokens: Vec<NewToken>) -> StoreFuture<usize> {
+        self.later(move |s| s.import_tokens(tokens))
+    }
     fn revoked_grants(&self) -> StoreFuture<RevokedGrants> {
         self.later(|s| s.revoked_grants())
     }

@@ -215,9 +215,10 @@ pub struct RevokeGrant {
 /// token would have expired, so every access and refresh token of those grants stops
 /// validating.
 ///
-/// Finding the grants walks the whole token tree on the actor's thread (there is no index
-/// by subject or client). That is acceptable only because the one sender is `oauth-mcp
-/// admin`, on a stopped server's data directory, where no request waits behind it.
+/// Finding the grants walks the whole token tree (there is no index by subject or client;
+/// the store's `grants_of` answers a future, which sled computes on a blocking thread, so
+/// requests do not wait behind it). The one sender is `oauth-mcp admin`, directly or
+/// through a running server's admin socket.
 #[derive(Debug, Message)]
 #[rtype(result = "Durable<Result<usize, LedgerError>>")]
 pub struct RevokeGrantsOf {

@@ -26,6 +26,7 @@ pub mod migrations;
 mod shared_state;
 pub mod tls;
 mod tokens;
+mod transfer;
 
 pub use changes::{Change, ChangeKind, ChangeListener, Wake};
 pub use clients::PgClientStore;

@@ -25,7 +25,7 @@ use crate::{
 const TOKENS: &str = "tokens";
 
 /// The columns of a [`TokenRecord`], in the order [`token_record`] reads them.
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "kind, grant_id, client_id, subject, scopes, resource, issued_at, expires_at, rotated_at_us";
 
 /// [`TokenStore`] on PostgreSQL: a handle on the shared pool (cheap to clone).
@@ -40,14 +40,14 @@ impl PgTokenStore {
     }
 }
 
-fn kind_name(kind: TokenKind) -> &'static str {
+pub(super) fn kind_name(kind: TokenKind) -> &'static str {
     match kind {
         TokenKind::Access => "access",
         TokenKind::Refresh => "refresh",
     }
 }
 
-fn token_record(row: &Row) -> Result<TokenRecord, StorageError> {
+pub(super) fn token_record(row: &Row) -> Result<TokenRecord, StorageError> {
     let kind = match row.try_get::<_, &str>(0)? {
         "access" => TokenKind::Access,
         "refresh" => TokenKind::Refresh,
@@ -499,6 +499,22 @@ impl TokenStore for PgTokenStore {
                 .await?;
             Ok(to_usize(row.try_get(0)?))
         })
+    }
+
+    fn tokens_after(&self, after: Option<TokenKey>, limit: usize) -> StoreFuture<Vec<NewToken>> {
+        Box::pin(super::transfer::tokens_after(
+            self.pool.clone(),
+            after,
+            limit,
+        ))
+    }
+
+    fn lifetimes(&self) -> StoreFuture<Vec<(i64, i64)>> {
+        Box::pin(super::transfer::lifetimes(self.pool.clone()))
+    }
+
+    fn import_tokens(&self, tokens: Vec<NewToken>) -> StoreFuture<usize> {
+        Box::pin(super::transfer::import_tokens(self.pool.clone(), tokens))
     }
 
     /// Resolves at once: every intent answered after its COMMIT, with `synchronous_commit` on.

@@ -26,6 +26,10 @@ use crate::helpers::{
 
 mod cli;
 mod offline;
+mod postgres;
+#[cfg(unix)]
+mod socket;
+mod transfer;
 
 const REDIRECT_URI: &str = "http://127.0.0.1:33501/callback";
 
@@ -34,6 +38,10 @@ const REDIRECT_URI: &str = "http://127.0.0.1:33501/callback";
 struct Offline {
     dir: TempDir,
     port: u16,
+    /// Set: the server and the admin side use this PostgreSQL database instead of sled.
+    database_url: Option<String>,
+    /// The server key file (default: the one generated in the data directory).
+    key_file: Option<std::path::PathBuf>,
     clock: Arc<ManualClock>,
     listener: Option<TcpListener>,
     server: Option<RunningServer>,
@@ -45,6 +53,8 @@ impl Offline {
         Self {
             dir: tempfile::tempdir().unwrap(),
             port: listener.local_addr().unwrap().port(),
+            database_url: None,
+            key_file: None,
             clock: ManualClock::new(START_UNIX),
             listener: Some(listener),
             server: None,
@@ -60,12 +70,23 @@ impl Offline {
         let mut config = Config::default();
         config.public_url = Some(Url::parse(&self.address()).unwrap());
         config.data_dir = self.dir.path().to_path_buf();
+        config.database_url = self.database_url.clone().map(Into::into);
+        config.key_file = self.key_file.clone();
         config
     }
 
+    /// Opens the directory, retrying while a server stopped in this process still holds it
+    /// for a moment (see `start`).
     async fn admin(&self) -> Admin {
-        let clock: Arc<dyn Clock> = self.clock.clone();
-        Admin::open(self.config(), clock).await.unwrap()
+        for _ in 0..50 {
+            let clock: Arc<dyn Clock> = self.clock.clone();
+            match Admin::open(self.config(), clock).await {
+                Ok(admin) => return admin,
+                Err(AdminError::InUse(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => panic!("admin did not open: {e}"),
+            }
+        }
+        panic!("the data directory stayed in use");
     }
 
     /// Starts the server (seeding the demo client and user) and answers an HTTP client.

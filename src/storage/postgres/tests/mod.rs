@@ -20,6 +20,7 @@ mod codes;
 mod migrations;
 mod shared_state;
 mod tokens;
+mod transfer;
 
 /// The variable naming the test cluster.
 pub(super) const DATABASE_URL: &str = "OAUTH_MCP_TEST_DATABASE_URL";

@@ -49,6 +49,27 @@ fn log_undecodable_revocation(grant: Option<GrantId>, value_len: usize) {
     }
 }
 
+/// Every grant of `holder` with a token in `tokens`, with its latest expiry: a walk of the
+/// whole tree (administration only).
+fn grants_in(
+    tokens: &sled::Tree,
+    holder: &GrantHolder,
+) -> Result<Vec<(GrantId, i64)>, StorageError> {
+    let mut grants: std::collections::HashMap<GrantId, i64> = Default::default();
+    for kv in tokens.iter() {
+        let (_, v) = kv?;
+        // An undecodable record can never validate, so it belongs to no one.
+        let Some(record) = decode_token(&v) else {
+            continue;
+        };
+        if holder.holds(&record.client_id, record.subject.as_deref()) {
+            let latest = grants.entry(record.grant_id).or_insert(record.expires_at);
+            *latest = (*latest).max(record.expires_at);
+        }
+    }
+    Ok(grants.into_iter().collect())
+}
+
 /// [`TokenStore`] on sled.
 ///
 /// No expiry index: an index entry per token doubled the writes of every issuance. The
@@ -275,20 +296,9 @@ impl SledTokenStore {
         Ok(out)
     }
 
+    #[cfg(test)]
     fn grants_of_now(&self, holder: &GrantHolder) -> Result<Vec<(GrantId, i64)>, StorageError> {
-        let mut grants: std::collections::HashMap<GrantId, i64> = Default::default();
-        for kv in self.tokens.iter() {
-            let (_, v) = kv?;
-            // An undecodable record can never validate, so it belongs to no one.
-            let Some(record) = decode_token(&v) else {
-                continue;
-            };
-            if holder.holds(&record.client_id, record.subject.as_deref()) {
-                let latest = grants.entry(record.grant_id).or_insert(record.expires_at);
-                *latest = (*latest).max(record.expires_at);
-            }
-        }
-        Ok(grants.into_iter().collect())
+        grants_in(&self.tokens, holder)
     }
 
     fn sweep_now(&self, now: i64, limit: usize) -> Result<Swept, StorageError> {
@@ -334,6 +344,48 @@ impl SledTokenStore {
 /// Each intent runs to completion inside the call (see [`TokenStore`]'s atomicity section:
 /// the ledger, the one owner of these trees, handles one message at a time) and answers a
 /// ready future.
+impl SledTokenStore {
+    fn tokens_after_now(
+        &self,
+        after: Option<TokenKey>,
+        limit: usize,
+    ) -> Result<Vec<NewToken>, StorageError> {
+        let range = match after {
+            Some(after) => self.tokens.range((
+                std::ops::Bound::Excluded(after.0),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.tokens.iter(),
+        };
+        let mut page = Vec::new();
+        for kv in range.take(limit) {
+            let (k, v) = kv?;
+            let key = <[u8; 40]>::try_from(&k[..]).map_err(|_| corrupt_token())?;
+            let record = decode_token(&v).ok_or_else(corrupt_token)?;
+            page.push(NewToken {
+                key: TokenKey(key),
+                record,
+            });
+        }
+        Ok(page)
+    }
+
+    fn import_tokens_now(&self, tokens: &[NewToken]) -> Result<usize, StorageError> {
+        let mut inserted = 0;
+        for t in tokens {
+            let absent = self.tokens.compare_and_swap(
+                t.key.0,
+                None::<&[u8]>,
+                Some(encode_token(&t.record)),
+            )?;
+            if absent.is_ok() {
+                inserted += 1;
+            }
+        }
+        Ok(inserted)
+    }
+}
+
 impl TokenStore for SledTokenStore {
     fn issue(&self, access: NewToken, refresh: Option<NewToken>) -> StoreFuture<IssueOutcome> {
         ready(self.issue_now(&access, refresh.as_ref()))
@@ -368,8 +420,17 @@ impl TokenStore for SledTokenStore {
         ready(self.revoked_grants_now())
     }
 
+    /// On a blocking thread, over a handle of the tree: through the admin socket a running
+    /// server's ledger keeps serving while the walk runs (it awaits this future without
+    /// blocking). The walk reads a moving tree; a grant first issued while it runs may be
+    /// missed, as one issued just after the revocation would be.
     fn grants_of(&self, holder: &GrantHolder) -> StoreFuture<Vec<(GrantId, i64)>> {
-        ready(self.grants_of_now(holder))
+        let (tokens, holder) = (self.tokens.clone(), holder.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || grants_in(&tokens, &holder))
+                .await
+                .map_err(|e| StorageError::Database(format!("the token walk failed: {e}")))?
+        })
     }
 
     fn sweep(&self, now: i64, limit: usize) -> StoreFuture<Swept> {
@@ -378,6 +439,18 @@ impl TokenStore for SledTokenStore {
 
     fn count(&self) -> StoreFuture<usize> {
         ready(Ok(self.tokens.len()))
+    }
+
+    fn tokens_after(&self, after: Option<TokenKey>, limit: usize) -> StoreFuture<Vec<NewToken>> {
+        ready(self.tokens_after_now(after, limit))
+    }
+
+    fn lifetimes(&self) -> StoreFuture<Vec<(i64, i64)>> {
+        ready(self.lifetimes_now())
+    }
+
+    fn import_tokens(&self, tokens: Vec<NewToken>) -> StoreFuture<usize> {
+        ready(self.import_tokens_now(&tokens))
     }
 
     fn persist(&self) -> Persist {

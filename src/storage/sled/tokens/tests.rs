@@ -275,3 +275,10 @@ fn revoking_a_token_is_per_client_and_a_refresh_token_takes_its_grant() {
     store.revoked.insert(grant.0, &b"bad"[..]).unwrap();
     assert_eq!(run(store.revoke_grant(grant, 80)).forget_at, i64::MAX);
 }
+
+#[tokio::test]
+async fn export_pages_and_import_inserts_absent_tokens_only() {
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let store = SledTokenStore::open(&db, Durability::relaxed()).unwrap();
+    crate::storage::fixtures::export_and_import(&store).await;
+}
