@@ -248,7 +248,13 @@ impl Services {
         )
         .await?
         .with_password_checks(Arc::clone(&password_checks))
-        .with_freshness(Arc::clone(&freshness))
+        .with_freshness(Arc::clone(&freshness));
+        // On PostgreSQL the sign-in sessions, throttles and limits are shared by every
+        // instance on the database; with sled they stay in this process's memory.
+        let registry = match &postgres {
+            Some(stores) => registry.with_shared_state(Arc::new(stores.shared_state())),
+            None => registry,
+        }
         .start();
         let documents = ClientDocuments::new(Arc::clone(&settings), Arc::clone(&clock))
             .with_metrics(Arc::clone(&metrics))

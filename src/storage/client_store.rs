@@ -1,12 +1,10 @@
 //! [`ClientStore`]: what the client registry stores (clients and users), as atomic intents:
-//! register a client under the global bound, record a sign-in failure; plus the plain
-//! writes of administration.
+//! register a client under the global bound; plus the plain writes of administration. The
+//! login throttle, sign-in sessions and registration limits are short-lived state shared
+//! across processes, kept apart in [`SharedState`](super::SharedState).
 
 use super::{Persist, StoreFuture};
-use crate::domain::{
-    client::{Client, User},
-    secrets::Digest,
-};
+use crate::domain::client::{Client, User};
 
 /// What [`ClientStore::register_client`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,16 +41,9 @@ pub trait ClientStore: Send + 'static {
     /// sharing the database; a SQL backend counts and inserts in one serializable
     /// transaction, or keeps the count in a row it locks).
     ///
-    /// Repeated registrations (the contract for a shared backend, issue 14): the registry
-    /// answers an identical public-client registration from the same address key within
-    /// 24 hours with the client registered first, from a fingerprint map in its memory
-    /// (`NewClient::fingerprint`). That is exact on sled, where one process serves the
-    /// data directory. On a shared backend each process would register its own client for
-    /// the same fingerprint, and each would count against the bound: the backend must
-    /// store the fingerprint and its registration time with the client (indexed), and this
-    /// intent must take it and, in the same transaction, answer the live client registered
-    /// under it within the window instead of inserting (without counting it against
-    /// `max_dynamic`). A removed client takes its fingerprint with it.
+    /// Repeated registrations are not this intent's: the registry answers an identical
+    /// public-client registration from its fingerprint in the shared state
+    /// ([`SharedState`](super::SharedState)), which every process of a deployment sees.
     fn register_client(
         &self,
         client: Client,
@@ -80,24 +71,6 @@ pub trait ClientStore: Send + 'static {
 
     /// Removes a user; removing an unknown one is not an error.
     fn remove_user(&self, username: &str) -> StoreFuture<()>;
-
-    /// Counts one sign-in failure against `key` (the digest of a submitted name, or of an
-    /// address key) in a fixed window of `window` seconds, and answers the count in the
-    /// current window, `None` when this backend does not keep sign-in failures.
-    ///
-    /// The login throttle must count across every process that accepts sign-ins, or an
-    /// attacker multiplies the allowed guesses by the number of processes: a shared
-    /// backend keeps the count (one upsert that restarts the window when it has passed and
-    /// adds one, `RETURNING` the count). The embedded backend answers `None`: one process
-    /// serves a data directory (sled locks it), so the registry's in-memory throttle is the
-    /// arbiter, with no write per attempt. The registry does not call this yet: it will
-    /// when a shared backend exists, taking the larger of the two counts.
-    fn record_sign_in_failure(
-        &self,
-        key: &Digest,
-        window: i64,
-        now: i64,
-    ) -> StoreFuture<Option<u32>>;
 
     /// Resolves once earlier writes are on disk.
     fn persist(&self) -> Persist;

@@ -1,6 +1,9 @@
 //! Storage behind narrow, typed interfaces: one trait per owning actor ([`TokenStore`] in
 //! `token_store.rs`, [`CodeStore`] in `code_store.rs`, [`ClientStore`] in
-//! `client_store.rs`), with sled implementations in [`sled`] (one file per owner). Policy code
+//! `client_store.rs`), with sled implementations in [`sled`] (one file per owner), and
+//! [`SharedState`] (`shared_state.rs`): the short-lived state every process of a deployment
+//! shares (sign-in sessions, throttles, limits), in memory beside sled and in a table on
+//! PostgreSQL. Policy code
 //! (the actors) sees only these traits and domain types, never sled, so a shared PostgreSQL
 //! backend can be added without touching policy.
 //!
@@ -39,6 +42,7 @@ pub(crate) mod fixtures;
 pub mod group_commit;
 pub mod postgres;
 pub mod records;
+pub mod shared_state;
 pub mod sled;
 mod token_store;
 
@@ -53,18 +57,26 @@ pub use group_commit::{FlushObserver, GroupCommit};
 pub use records::{
     CodeRecord, GrantHolder, GrantId, StoredCode, TokenKind, TokenRecord, UsedCodeRecord,
 };
+pub use shared_state::{MemorySharedState, SharedState};
 pub use token_store::{
     DeriveSuccessors, GrantRevocation, IssueOutcome, NewToken, RotateOutcome, Rotation,
     RotationStep, Successors, TokenRevocation, TokenStore,
 };
 
-/// Storage failures. Never shown to clients beyond `server_error`.
+/// Storage failures. Never shown to clients beyond `server_error`, or
+/// `temporarily_unavailable` for [`Unavailable`](Self::Unavailable).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
     /// The database reported an error.
     #[error("database error: {0}")]
     Database(String),
+    /// The database cannot be reached, or the connection was lost during the intent (its
+    /// outcome is then unknown, so nothing it would have produced is handed out): a
+    /// passing condition, answered 503 `temporarily_unavailable` with `Retry-After`
+    /// (issue 14, "Loss of the database"). The next intent tries a new connection.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// A stored record could not be decoded.
     #[error("corrupt record in {tree}: {reason}")]
     Corrupt {

@@ -1,9 +1,9 @@
-//! [`ClientStore`] on PostgreSQL: the tables `clients`, `users` and `sign_in_failures`.
+//! [`ClientStore`] on PostgreSQL: the tables `clients` and `users`.
 //! Registration counts dynamically registered clients and inserts in one transaction under
 //! a transaction advisory lock, so `--max-registered-clients` bounds every process sharing
 //! the database together (RFC 7591 registration is open to anyone: the bound is what keeps
-//! it from filling the database); sign-in failures are counted by one upsert, so the login
-//! throttle counts across processes.
+//! it from filling the database). The login throttle counts in `shared_state`
+//! (`shared_state.rs`); schema 1's `sign_in_failures` table is unused.
 
 use deadpool_postgres::{GenericClient, Pool};
 use serde::{de::DeserializeOwned, Serialize};
@@ -243,31 +243,6 @@ async fn write_and_publish(
     Ok(())
 }
 
-/// One upsert: a first failure opens a window at `now`; a failure after the window has
-/// passed opens a new one; otherwise the count grows.
-async fn record_sign_in_failure(
-    pool: Pool,
-    key: Digest,
-    window: i64,
-    now: i64,
-) -> Result<Option<u32>, StorageError> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "INSERT INTO sign_in_failures AS f (key, window_start, failures) VALUES ($1, $2, 1) \
-             ON CONFLICT (key) DO UPDATE SET \
-               window_start = CASE WHEN $2 - f.window_start >= $3 THEN $2 ELSE f.window_start END, \
-               failures = CASE WHEN $2 - f.window_start >= $3 THEN 1 ELSE f.failures + 1 END \
-             RETURNING failures",
-        )
-        .await?;
-    let row = client
-        .query_one(&stmt, &[&&key.0[..], &now, &window])
-        .await?;
-    let failures: i32 = row.try_get(0)?;
-    Ok(Some(u32::try_from(failures).unwrap_or(0)))
-}
-
 impl ClientStore for PgClientStore {
     fn load(&self) -> StoreFuture<(Vec<Client>, Vec<User>)> {
         Box::pin(load(self.pool.clone()))
@@ -355,20 +330,6 @@ impl ClientStore for PgClientStore {
                 })
                 .transpose()
         })
-    }
-
-    fn record_sign_in_failure(
-        &self,
-        key: &Digest,
-        window: i64,
-        now: i64,
-    ) -> StoreFuture<Option<u32>> {
-        Box::pin(record_sign_in_failure(
-            self.pool.clone(),
-            Digest(key.0),
-            window,
-            now,
-        ))
     }
 
     /// Resolves at once: every intent answered after its COMMIT, with `synchronous_commit` on.

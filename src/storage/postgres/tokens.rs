@@ -395,8 +395,15 @@ async fn grants_of(pool: Pool, holder: GrantHolder) -> Result<Vec<(GrantId, i64)
 /// most `limit` of each (no cursor needed: the indexes find them). The outer conditions
 /// repeat the inner ones so that a row changed meanwhile (a revocation raised by another
 /// process) is re-checked, not deleted on the strength of the subquery.
+///
+/// One instance at a time: under the sweep lock of this table, in one transaction; an
+/// instance that does not get the lock skips the tick (answers nothing swept).
 async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError> {
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
+    let client = client.transaction().await?;
+    if !lock::try_sweep(&client, lock::SWEEP_TOKENS).await? {
+        return Ok(Swept::default());
+    }
     let limit = to_i64(limit);
     let removed = client
         .execute(
@@ -421,6 +428,7 @@ async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError
         )
         .await?;
     changes::trim(&client, changes::KEEP, limit).await?;
+    client.commit().await?;
     let mut swept = Swept {
         removed: usize::try_from(removed).unwrap_or(usize::MAX),
         ..Swept::default()

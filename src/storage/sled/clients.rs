@@ -3,10 +3,7 @@
 
 use super::{decode, encode, Durability, CLIENTS_TREE, USERS_TREE};
 use crate::{
-    domain::{
-        client::{Client, ClientOrigin, User},
-        secrets::Digest,
-    },
+    domain::client::{Client, ClientOrigin, User},
     storage::{ready, ClientStore, Persist, Registration, StorageError, StoreFuture},
 };
 
@@ -178,17 +175,6 @@ impl ClientStore for SledClientStore {
         )
     }
 
-    /// Not kept: one process serves a sled directory, and the registry's in-memory
-    /// throttle arbitrates (see the trait).
-    fn record_sign_in_failure(
-        &self,
-        _key: &Digest,
-        _window: i64,
-        _now: i64,
-    ) -> StoreFuture<Option<u32>> {
-        ready(Ok(None))
-    }
-
     fn persist(&self) -> Persist {
         self.durability.persist()
     }
@@ -262,9 +248,5 @@ mod tests {
         assert_eq!(register("d", ClientOrigin::Dynamic), Registration::Full);
         let (clients, _) = run(store.load());
         assert_eq!(clients.len(), 3);
-        assert_eq!(
-            run(store.record_sign_in_failure(&Digest([0; 32]), 60, 0)),
-            None
-        );
     }
 }

@@ -18,6 +18,7 @@ mod changes;
 mod clients;
 mod codes;
 mod migrations;
+mod shared_state;
 mod tokens;
 
 /// The variable naming the test cluster.
