@@ -291,22 +291,30 @@ impl Handler<RemoveUser> for ClientRegistry {
         // Whether the user exists: the store's answer on a shared database (`index.rs`).
         let lookup = self.lookup_user(&msg.username);
         Box::pin(lookup.then(move |found, act, _| match found {
-            Ok(Some(_)) => {
-                let removed = act.store.remove_user(&msg.username);
-                let ended = act.end_login_sessions_of(&msg.username);
-                let answer: StoreFuture<()> = Box::pin(async move {
-                    removed.await?;
-                    ended.await.map(drop)
-                });
-                act.after_store(answer, move |act, out| {
-                    out?;
-                    act.users.remove(&msg.username);
-                    Ok(true)
-                })
-            }
+            Ok(Some(_)) => act.remove_user(msg),
             Ok(None) => Box::pin(fut::ready(Ok(false))),
             Err(e) => Box::pin(fut::ready(Err(e.into()))),
         }))
+    }
+}
+
+impl ClientRegistry {
+    /// [`RemoveUser`] for a user that exists.
+    fn remove_user(
+        &mut self,
+        msg: RemoveUser,
+    ) -> ResponseActFuture<Self, Result<bool, RegistryError>> {
+        let removed = self.store.remove_user(&msg.username);
+        let ended = self.end_login_sessions_of(&msg.username);
+        let answer: StoreFuture<()> = Box::pin(async move {
+            removed.await?;
+            ended.await.map(drop)
+        });
+        self.after_store(answer, move |act, out| {
+            out?;
+            act.users.remove(&msg.username);
+            Ok(true)
+        })
     }
 }
 

@@ -1,12 +1,12 @@
 //! Several real server processes on one PostgreSQL database (issue 14), through the
-//! coordinator's [`Cluster`]: every rule that rests on "one owner" holds across instances
-//! (`grants.rs`: one winner of a code raced on three instances, replay and refresh-token
-//! reuse revoking the grant everywhere), and revocations and client changes made on one
-//! instance take effect on the others within the change feed's bound, failing closed while
-//! the feed is down (`feed.rs`); a browser's sign-in and consent spread over instances, and
-//! the login throttle and the registration limit counted across them (`browser.rs`).
-//! Skipped without `OAUTH_MCP_TEST_DATABASE_URL` (a failure under `CI=true`), like every
-//! PostgreSQL test.
+//! coordinator's [`Cluster`]: one file per behaviour. `grants.rs`: every rule that rests on
+//! "one owner" holds across instances (one redemption of a code raced on three instances,
+//! replay and refresh-token reuse revoking the grant everywhere). `feed.rs`: revocations
+//! and client and user changes made on one instance take effect on the others within the
+//! change feed's bound, failing closed while the feed is down. `browser.rs`: a browser's
+//! sign-in and consent spread over instances, and the login throttle and the registration
+//! limit counted across them. Skipped without `OAUTH_MCP_TEST_DATABASE_URL` (a failure
+//! under `CI=true`), like every PostgreSQL test.
 
 mod browser;
 mod feed;
