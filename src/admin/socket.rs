@@ -11,7 +11,9 @@
 //! file). A socket file that exists already is replaced only when nothing answers on it
 //! (a server that crashed); one that answers belongs to another process, and serving is
 //! refused (the binary then runs without a socket and logs a warning). The file is removed
-//! when the [`AdminSocket`] is dropped, if it is still ours.
+//! when the [`AdminSocket`] is dropped, if it is still ours. The client side sends a request
+//! (which may carry a password) only to a socket owned by the owner of the data (sled's `db`
+//! file), never to one another user put there.
 //!
 //! # Protocol
 //! One connection, one request, one answer, each a line of JSON ([`Request`],
@@ -236,6 +238,24 @@ async fn write_answer(mut stream: UnixStream, answer: &Answer) -> io::Result<()>
     stream.shutdown().await
 }
 
+/// The request may carry a password: send it only to a socket owned by the owner of the
+/// data (sled's `db` file, written by the server), never to one someone else put there.
+fn check_owner(data_dir: &Path, path: &Path) -> Result<(), String> {
+    let socket = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    if !socket.file_type().is_socket() {
+        return Err("it is not a socket".into());
+    }
+    let data = std::fs::metadata(data_dir.join("db")).map_err(|e| e.to_string())?;
+    if socket.uid() != data.uid() {
+        return Err(format!(
+            "it belongs to uid {}, the data to uid {}: not sent",
+            socket.uid(),
+            data.uid()
+        ));
+    }
+    Ok(())
+}
+
 /// Sends `request` to the server running on `data_dir` and answers its report (the
 /// client side, used by `oauth-mcp admin` when the directory is in use).
 pub async fn send(data_dir: &Path, request: &Request) -> Result<String, AdminError> {
@@ -245,6 +265,7 @@ pub async fn send(data_dir: &Path, request: &Request) -> Result<String, AdminErr
         socket: path.clone(),
         reason,
     };
+    check_owner(data_dir, &path).map_err(unavailable)?;
     let mut stream = UnixStream::connect(&path)
         .await
         .map_err(|e| unavailable(e.to_string()))?;

@@ -256,3 +256,21 @@ async fn the_binary_serves_without_a_socket_it_cannot_create() {
         .status();
     assert!(server.wait().unwrap().success());
 }
+
+/// A socket owned by someone other than the data's owner is never sent a request (it may
+/// carry a password). Needs to change a file's owner: skipped where that is not allowed.
+#[actix_web::test]
+async fn admin_sends_nothing_to_a_socket_of_another_owner() {
+    let app = spawn_app().await;
+    let dir = app.data_dir.path();
+    let socket = AdminSocket::serve(app.services(), dir).unwrap();
+    if let Err(e) = std::os::unix::fs::lchown(socket.path(), Some(65534), None) {
+        eprintln!("skipped: cannot change the socket's owner ({e})");
+        return;
+    }
+    let (ok, _, stderr) = run(dir, &["user", "add", "mallory"], Some("pw\n")).await;
+    assert!(!ok && stderr.contains("belongs to uid 65534"), "{stderr}");
+    let (ok, _, stderr) = run(dir, &["user", "list"], None).await;
+    assert!(!ok, "{stderr}");
+    drop(socket);
+}
