@@ -146,7 +146,7 @@ pub async fn decide(
         }
         Decision::ApproveSignedIn { session } => {
             let msg = ResolveLoginSession { token: session };
-            return match services.ask(&services.registry, msg).await? {
+            return match services.ask(&services.registry, msg).await?? {
                 Some(subject) => issue_code(services, request, subject, issuer, None).await,
                 None => Ok(DecisionOutcome::Retry(
                     Box::new(request),
@@ -187,7 +187,7 @@ pub async fn decide(
                         subject: subject.clone(),
                     },
                 )
-                .await?,
+                .await??,
         )
     };
     issue_code(services, request, subject, issuer, new_session).await

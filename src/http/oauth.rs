@@ -111,7 +111,7 @@ async fn show_login(
     let signed_in = match session.clone() {
         Some(token) if !prompts_login(&params) => services
             .ask(&services.registry, ResolveLoginSession { token })
-            .await?
+            .await??
             .zip(session),
         _ => None,
     };

@@ -1,12 +1,10 @@
 //! [`ClientStore`]: what the client registry stores (clients and users), as atomic intents:
-//! register a client under the global bound, record a sign-in failure; plus the plain
-//! writes of administration.
+//! register a client under the global bound; plus the plain writes of administration. The
+//! login throttle, sign-in sessions and registration limits are short-lived state shared
+//! across processes, kept apart in [`SharedState`](super::SharedState).
 
 use super::{Persist, StoreFuture};
-use crate::domain::{
-    client::{Client, User},
-    secrets::Digest,
-};
+use crate::domain::client::{Client, User};
 
 /// What [`ClientStore::register_client`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +27,13 @@ pub trait ClientStore: Send + 'static {
     /// Every client and user, read once at start-up into the registry's index.
     fn load(&self) -> StoreFuture<(Vec<Client>, Vec<User>)>;
 
+    /// One client as stored now (the registry's read-through: on a shared backend its index
+    /// is a cache, and a client registered or changed by another process is read here).
+    fn get_client(&self, client_id: &str) -> StoreFuture<Option<Client>>;
+
+    /// One user as stored now (read-through, as [`get_client`](Self::get_client)).
+    fn get_user(&self, username: &str) -> StoreFuture<Option<User>>;
+
     /// Registers a new client: in one transaction, refused if a client with its id exists
     /// ([`Registration::IdTaken`]) or, when `max_dynamic` is given and the client is
     /// dynamically registered, if `max_dynamic` dynamically registered clients exist
@@ -36,22 +41,21 @@ pub trait ClientStore: Send + 'static {
     /// sharing the database; a SQL backend counts and inserts in one serializable
     /// transaction, or keeps the count in a row it locks).
     ///
-    /// Repeated registrations (the contract for a shared backend, issue 14): the registry
-    /// answers an identical public-client registration from the same address key within
-    /// 24 hours with the client registered first, from a fingerprint map in its memory
-    /// (`NewClient::fingerprint`). That is exact on sled, where one process serves the
-    /// data directory. On a shared backend each process would register its own client for
-    /// the same fingerprint, and each would count against the bound: the backend must
-    /// store the fingerprint and its registration time with the client (indexed), and this
-    /// intent must take it and, in the same transaction, answer the live client registered
-    /// under it within the window instead of inserting (without counting it against
-    /// `max_dynamic`). A removed client takes its fingerprint with it.
+    /// Repeated registrations are not this intent's: the registry answers an identical
+    /// public-client registration from its fingerprint in the shared state
+    /// ([`SharedState`](super::SharedState)), which every process of a deployment sees.
     fn register_client(
         &self,
         client: Client,
         max_dynamic: Option<usize>,
     ) -> StoreFuture<Registration>;
 
+    /// Changes to clients and users made through [`put_client`](Self::put_client),
+    /// [`put_user`](Self::put_user), [`remove_client`](Self::remove_client) and
+    /// [`remove_user`](Self::remove_user) reach every process sharing the backend: a shared
+    /// backend records each in its change feed in the same transaction (PostgreSQL:
+    /// `changes`), so `oauth-mcp admin` writing through these methods needs nothing else.
+    ///
     /// Replaces a stored client (marking it used), or inserts it. On sled the registry
     /// serialises this with removals; a backend whose answers come later (and that other
     /// processes write too) must make "mark used" an update of an existing row only, so a
@@ -67,24 +71,6 @@ pub trait ClientStore: Send + 'static {
 
     /// Removes a user; removing an unknown one is not an error.
     fn remove_user(&self, username: &str) -> StoreFuture<()>;
-
-    /// Counts one sign-in failure against `key` (the digest of a submitted name, or of an
-    /// address key) in a fixed window of `window` seconds, and answers the count in the
-    /// current window, `None` when this backend does not keep sign-in failures.
-    ///
-    /// The login throttle must count across every process that accepts sign-ins, or an
-    /// attacker multiplies the allowed guesses by the number of processes: a shared
-    /// backend keeps the count (one upsert that restarts the window when it has passed and
-    /// adds one, `RETURNING` the count). The embedded backend answers `None`: one process
-    /// serves a data directory (sled locks it), so the registry's in-memory throttle is the
-    /// arbiter, with no write per attempt. The registry does not call this yet: it will
-    /// when a shared backend exists, taking the larger of the two counts.
-    fn record_sign_in_failure(
-        &self,
-        key: &Digest,
-        window: i64,
-        now: i64,
-    ) -> StoreFuture<Option<u32>>;
 
     /// Resolves once earlier writes are on disk.
     fn persist(&self) -> Persist;

@@ -1,6 +1,9 @@
 //! Storage behind narrow, typed interfaces: one trait per owning actor ([`TokenStore`] in
 //! `token_store.rs`, [`CodeStore`] in `code_store.rs`, [`ClientStore`] in
-//! `client_store.rs`), with sled implementations in [`sled`] (one file per owner). Policy code
+//! `client_store.rs`), with sled implementations in [`sled`] (one file per owner), and
+//! [`SharedState`] (`shared_state.rs`): the short-lived state every process of a deployment
+//! shares (sign-in sessions, throttles, limits), in memory beside sled and in a table on
+//! PostgreSQL. Policy code
 //! (the actors) sees only these traits and domain types, never sled, so a shared PostgreSQL
 //! backend can be added without touching policy.
 //!
@@ -39,6 +42,7 @@ pub(crate) mod fixtures;
 pub mod group_commit;
 pub mod postgres;
 pub mod records;
+pub mod shared_state;
 pub mod sled;
 mod token_store;
 
@@ -53,6 +57,7 @@ pub use group_commit::{FlushObserver, GroupCommit};
 pub use records::{
     CodeRecord, GrantHolder, GrantId, StoredCode, TokenKind, TokenRecord, UsedCodeRecord,
 };
+pub use shared_state::{MemorySharedState, SharedState};
 pub use token_store::{
     DeriveSuccessors, GrantRevocation, IssueOutcome, NewToken, RotateOutcome, Rotation,
     RotationStep, Successors, TokenRevocation, TokenStore,

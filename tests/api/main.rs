@@ -25,6 +25,7 @@ mod logs;
 mod mcp;
 mod metadata;
 mod metrics;
+mod multi_instance;
 mod ops;
 mod postgres;
 mod probes;

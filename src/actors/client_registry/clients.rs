@@ -7,18 +7,21 @@
 //! answers the client registered first (see `repeats.rs`), before either limit is looked
 //! at: the per-address limit counts distinct clients, and a repeat writes nothing.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use actix::prelude::*;
 use futures_util::future::try_join_all;
 
-use super::{users::Window, ClientRegistry, RegistryError};
+use super::{repeats::REPEAT_WINDOW_SECS, users::address_digest, ClientRegistry, RegistryError};
 use crate::domain::{
     client::{AuthMethod, Client, ClientOrigin, NewClient, RegisteredClient},
     client_address::address_key,
     secrets::{ClientSecret, Digest},
 };
-use crate::storage::{Registration, StorageError, StoreFuture};
+use crate::storage::{
+    shared_state::{Entry, Namespace},
+    Registration, StorageError, StoreFuture,
+};
 
 /// Registers a client (RFC 7591). The registry mints `client_id` and secret.
 /// Dynamically registered clients count against `max_registered_clients`.
@@ -87,6 +90,9 @@ pub struct RemoveClient {
     pub client_id: String,
 }
 
+/// The window of the per-address registration limit (`registrations_per_hour`).
+const REGISTRATION_WINDOW_SECS: i64 = 3600;
+
 /// Most unused clients removed per sweep tick, so a sweep never holds the registry long.
 const MAX_REMOVALS_PER_SWEEP: usize = 256;
 
@@ -144,13 +150,27 @@ impl ClientRegistry {
 impl Handler<MarkClientUsed> for ClientRegistry {
     type Result = ResponseActFuture<Self, Result<bool, RegistryError>>;
     fn handle(&mut self, msg: MarkClientUsed, _: &mut Self::Context) -> Self::Result {
-        let Some(client) = self.clients.get(&msg.client_id) else {
-            return Box::pin(fut::ready(Ok(false)));
-        };
+        // On a shared database the client may be unknown to the index (registered
+        // elsewhere) or out of date: the lookup reads it then (`index.rs`).
+        let lookup = self.lookup_client(&msg.client_id);
+        Box::pin(lookup.then(|found, act, _| match found {
+            Ok(Some(client)) => act.mark_used(client),
+            Ok(None) => Box::pin(fut::ready(Ok(false))),
+            Err(e) => Box::pin(fut::ready(Err(e.into()))),
+        }))
+    }
+}
+
+impl ClientRegistry {
+    /// Marks `client` (as looked up) used in the store, then in the index.
+    fn mark_used(
+        &mut self,
+        client: Client,
+    ) -> ResponseActFuture<Self, Result<bool, RegistryError>> {
         if client.used {
             return Box::pin(fut::ready(Ok(true)));
         }
-        let mut marked = client.clone();
+        let mut marked = client;
         marked.used = true;
         let answer = self.store.put_client(marked.clone());
         self.after_store(answer, move |act, out| {
@@ -171,34 +191,50 @@ impl Handler<MarkClientUsed> for ClientRegistry {
 }
 
 impl Handler<GetClient> for ClientRegistry {
-    type Result = Option<Client>;
+    type Result = ResponseActFuture<Self, Option<Client>>;
     fn handle(&mut self, msg: GetClient, _: &mut Self::Context) -> Self::Result {
-        self.clients.get(&msg.client_id).cloned()
+        let lookup = self.lookup_client(&msg.client_id);
+        Box::pin(lookup.map(|found, _, _| {
+            // The caller treats an unknown client as one it must not redirect to: failing
+            // closed, a storage failure reads as unknown (and is logged).
+            found.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "client lookup failed");
+                None
+            })
+        }))
     }
 }
 
 impl Handler<AuthenticateClient> for ClientRegistry {
-    type Result = Result<Client, RegistryError>;
+    type Result = ResponseActFuture<Self, Result<Client, RegistryError>>;
     fn handle(&mut self, msg: AuthenticateClient, _: &mut Self::Context) -> Self::Result {
-        let client = self.clients.get(&msg.client_id);
-        match (client, msg.secret) {
-            (Some(c), None) if c.auth_method == AuthMethod::None => Ok(c.clone()),
-            (Some(c), Some(secret)) => {
-                // Server-minted secrets are 256 random bits, so SHA-256 at rest is enough and
-                // keeps authentication cheap; the comparison is constant time.
-                let presented = secret.digest();
-                match &c.secret_digest {
-                    Some(stored) if stored.ct_eq(&presented) => Ok(c.clone()),
-                    _ => Err(RegistryError::InvalidClient),
-                }
+        let lookup = self.lookup_client(&msg.client_id);
+        Box::pin(lookup.map(move |found, _, _| authenticate(found?.as_ref(), msg.secret)))
+    }
+}
+
+/// Client authentication against `client` as looked up (`None`: unknown).
+fn authenticate(
+    client: Option<&Client>,
+    secret: Option<ClientSecret>,
+) -> Result<Client, RegistryError> {
+    match (client, secret) {
+        (Some(c), None) if c.auth_method == AuthMethod::None => Ok(c.clone()),
+        (Some(c), Some(secret)) => {
+            // Server-minted secrets are 256 random bits, so SHA-256 at rest is enough and
+            // keeps authentication cheap; the comparison is constant time.
+            let presented = secret.digest();
+            match &c.secret_digest {
+                Some(stored) if stored.ct_eq(&presented) => Ok(c.clone()),
+                _ => Err(RegistryError::InvalidClient),
             }
-            (None, Some(secret)) => {
-                // Same work as for a known client, so timing does not reveal which ids exist.
-                let _ = Digest([0; 32]).ct_eq(&secret.digest());
-                Err(RegistryError::InvalidClient)
-            }
-            _ => Err(RegistryError::InvalidClient),
         }
+        (None, Some(secret)) => {
+            // Same work as for a known client, so timing does not reveal which ids exist.
+            let _ = Digest([0; 32]).ct_eq(&secret.digest());
+            Err(RegistryError::InvalidClient)
+        }
+        _ => Err(RegistryError::InvalidClient),
     }
 }
 
@@ -207,7 +243,6 @@ impl Handler<RegisterClient> for ClientRegistry {
     fn handle(&mut self, msg: RegisterClient, _: &mut Self::Context) -> Self::Result {
         let now = self.clock.now();
         let dynamic = msg.origin == ClientOrigin::Dynamic;
-        let max = self.settings.config.max_registered_clients;
         // Only public clients: a confidential client's secret is shown once, so a repeat
         // could not be answered with it and gets a new client.
         let fingerprint = match msg.address.map(address_key) {
@@ -216,12 +251,23 @@ impl Handler<RegisterClient> for ClientRegistry {
             }
             _ => None,
         };
-        if let Some(client) = fingerprint.and_then(|fp| self.repeat_of(&fp, now)) {
+        let Some(fp) = fingerprint else {
+            return self.register_counted(msg, None, now);
+        };
+        let earlier = self.shared.get(Namespace::RepeatRegistrations, &fp, now);
+        self.after_shared(earlier, move |act, out| {
+            let earlier = match out {
+                Ok(earlier) => earlier,
+                Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+            };
+            let Some(client) = earlier.and_then(|e| act.repeat_of(&e.value, now)) else {
+                return act.register_counted(msg, Some(fp), now);
+            };
             tracing::debug!(client_id = %client.client_id, "repeated registration answered");
             // The first registration may still be waiting for its flush: a repeat is
             // answered only once the client is on disk too, like the first answer.
-            let persist = self.store.persist();
-            return Box::pin(
+            let persist = act.store.persist();
+            Box::pin(
                 async move {
                     persist.await?;
                     Ok(RegisteredClient {
@@ -229,29 +275,60 @@ impl Handler<RegisterClient> for ClientRegistry {
                         secret: None,
                     })
                 }
-                .into_actor(self),
-            );
-        }
+                .into_actor(act),
+            )
+        })
+    }
+}
+
+impl ClientRegistry {
+    /// Registers a client that is not a repeat, after the bound and the per-address limit
+    /// (counted in the shared state, so across every process) admit it; remembers its
+    /// `fingerprint` for repeats.
+    fn register_counted(
+        &mut self,
+        msg: RegisterClient,
+        fingerprint: Option<Digest>,
+        now: i64,
+    ) -> ResponseActFuture<Self, Result<RegisteredClient, RegistryError>> {
+        let dynamic = msg.origin == ClientOrigin::Dynamic;
+        let max = self.settings.config.max_registered_clients;
         // Checked before the rate limit counts the attempt: a full registry is not the
         // caller's doing. The index answers here; the store decides (it also holds the
         // clients other processes registered, on a shared backend).
         if dynamic && self.dynamic_clients >= max {
             return Box::pin(fut::ready(Err(RegistryError::Full)));
         }
-        if let Some(addr) = msg.address.map(address_key) {
-            let w = Window::current(self.registrations.get(&addr), now, 3600);
-            if w.count >= self.settings.config.registrations_per_hour {
-                let retry_after = u64::try_from((w.started + 3600 - now).max(1)).unwrap_or(1);
-                return Box::pin(fut::ready(Err(RegistryError::RateLimited { retry_after })));
-            }
-            self.registrations.insert(
-                addr,
-                Window {
-                    started: w.started,
-                    count: w.count + 1,
-                },
-            );
-        }
+        let Some(address) = msg.address else {
+            return self.register(msg, fingerprint, now);
+        };
+        let limit = self.settings.config.registrations_per_hour;
+        let counted = self.shared.count(
+            Namespace::Registrations,
+            &address_digest(address),
+            REGISTRATION_WINDOW_SECS,
+            limit,
+            now,
+            false,
+        );
+        self.after_shared(counted, move |act, out| match out {
+            Ok(count) if count.admitted(limit) => act.register(msg, fingerprint, now),
+            Ok(count) => Box::pin(fut::ready(Err(RegistryError::RateLimited {
+                retry_after: count.retry_after(REGISTRATION_WINDOW_SECS, now),
+            }))),
+            Err(e) => Box::pin(fut::ready(Err(e.into()))),
+        })
+    }
+
+    /// Mints the client id and secret and stores the client.
+    fn register(
+        &mut self,
+        msg: RegisterClient,
+        fingerprint: Option<Digest>,
+        now: i64,
+    ) -> ResponseActFuture<Self, Result<RegisteredClient, RegistryError>> {
+        let dynamic = msg.origin == ClientOrigin::Dynamic;
+        let max = self.settings.config.max_registered_clients;
         let new = msg.client;
         let secret = (new.auth_method != AuthMethod::None).then(ClientSecret::generate);
         // 256 random bits, unguessable and collision-free in practice; retried anyway
@@ -267,15 +344,30 @@ impl Handler<RegisterClient> for ClientRegistry {
             now,
             msg.origin,
         );
-        let answer = self
+        let registered = self
             .store
             .register_client(client.clone(), dynamic.then_some(max));
+        // Remembered once the client is stored (a failed registration answers nothing to
+        // repeat). Two identical registrations racing on two processes may each register
+        // a client; the later fingerprint wins, and both clients work.
+        let shared = Arc::clone(&self.shared);
+        let (remembered_id, expires_at) = (client.client_id.clone(), now + REPEAT_WINDOW_SECS);
+        let answer: StoreFuture<Registration> = Box::pin(async move {
+            let registration = registered.await?;
+            if let (Registration::Registered, Some(fp)) = (registration, fingerprint) {
+                let entry = Entry {
+                    value: remembered_id.into_bytes(),
+                    owner: None,
+                    expires_at,
+                };
+                shared
+                    .put(Namespace::RepeatRegistrations, &fp, entry, now)
+                    .await?;
+            }
+            Ok(registration)
+        });
         self.after_store(answer, move |act, out| match out? {
             Registration::Registered => {
-                if let Some(fp) = fingerprint {
-                    act.recent_registrations
-                        .insert(fp, client.client_id.clone(), client.issued_at);
-                }
                 act.remember_client(client.clone());
                 Ok(RegisteredClient { client, secret })
             }
@@ -288,18 +380,16 @@ impl Handler<RegisterClient> for ClientRegistry {
 }
 
 impl ClientRegistry {
-    /// The client an identical registration (same `fingerprint`) registered within
+    /// The client an identical registration (same fingerprint, whose entry names
+    /// `client_id`) registered within
     /// [`REPEAT_WINDOW_SECS`](super::repeats::REPEAT_WINDOW_SECS), if it still exists and, when never issued a token, is not
     /// about to be removed as unused: with less than [`repeat_margin`](Self::repeat_margin)
     /// (at most an hour) left, the caller could not finish an authorization before the sweep, so it gets a
     /// new client instead.
-    fn repeat_of(&mut self, fingerprint: &Digest, now: i64) -> Option<Client> {
-        let client_id = self.recent_registrations.get(fingerprint, now)?;
-        let Some(client) = self.clients.get(client_id) else {
-            // Removed by the unused-client sweep or by administration.
-            self.recent_registrations.remove(fingerprint);
-            return None;
-        };
+    fn repeat_of(&self, client_id: &[u8], now: i64) -> Option<Client> {
+        // Unknown when removed by the unused-client sweep or by administration: the repeat
+        // registers a new client, whose fingerprint then replaces this one.
+        let client = self.clients.get(std::str::from_utf8(client_id).ok()?)?;
         let ttl =
             i64::try_from(self.settings.config.unused_client_ttl.as_secs()).unwrap_or(i64::MAX);
         let removed_at = client.issued_at.saturating_add(ttl);
@@ -318,7 +408,7 @@ impl ClientRegistry {
     }
 
     /// Adds a stored client to the index and its bookkeeping.
-    fn remember_client(&mut self, client: Client) {
+    pub(super) fn remember_client(&mut self, client: Client) {
         if client.origin == ClientOrigin::Dynamic {
             self.dynamic_clients += 1;
             if !client.used {

@@ -1,5 +1,8 @@
 //! The client registry: owns registered clients and user accounts (trees `oauth.clients.v1`
-//! and `oauth.users.v1`), the login throttle and the registration rate limit.
+//! and `oauth.users.v1`), and applies the login throttle, the registration rate limit and
+//! browser sign-in sessions, whose state lives in a [`SharedState`] so that every process
+//! of a deployment counts and resolves alike (in memory beside sled, a table on
+//! PostgreSQL; issue 14).
 //!
 //! Users live here rather than in an actor of their own because both are principals that
 //! authenticate, and both change rarely: one small in-memory index serves every lookup.
@@ -29,15 +32,16 @@
 //! - `mod.rs`: the actor itself, its state, start-up and timers, [`RegistryError`];
 //! - `clients.rs`: registered clients, client authentication, the registration rate limit
 //!   and the unused-client sweep;
-//! - `repeats.rs`: recent public-client registrations by fingerprint, so that an identical
-//!   repeat answers the same client (and is not counted by the rate limit);
+//! - `repeats.rs`: why and how an identical public-client registration is answered with
+//!   the same client (and not counted by the rate limit);
 //! - `users.rs`: user accounts, password hashing and the login throttle;
+//! - `index.rs`: the index of clients and users as a cache on a shared database (read
+//!   through on a miss or while the change feed is not fresh; forgotten on a change);
 //! - `sign_in.rs`: browser sign-in sessions;
 //! - `tests.rs`: the actor-level tests.
 
 use std::{
     collections::{BTreeSet, HashMap},
-    net::IpAddr,
     sync::Arc,
 };
 
@@ -45,19 +49,19 @@ use actix::prelude::*;
 use futures_util::{future::Either, FutureExt as _};
 use tokio::sync::Semaphore;
 
-use super::{Stop, Sweep};
+use super::{change_feed::Freshness, Stop, Sweep};
 use crate::{
     config::Settings,
     domain::{
         client::{Client, ClientOrigin, User},
         clock::Clock,
-        secrets::Digest,
     },
     metrics::{ActorKind, Metered},
-    storage::{ClientStore, StorageError, StoreFuture},
+    storage::{ClientStore, MemorySharedState, SharedState, StorageError, StoreFuture},
 };
 
 mod clients;
+mod index;
 mod repeats;
 mod sign_in;
 #[cfg(test)]
@@ -68,13 +72,11 @@ pub use clients::{
     AuthenticateClient, GetClient, InsertClientIfAbsent, ListClients, MarkClientUsed,
     RegisterClient, RemoveClient,
 };
+pub use index::{ForgetClient, ForgetUser, ReloadIndex};
 pub use sign_in::{ResolveLoginSession, StartLoginSession};
 pub use users::{
     hash_password, AuthenticateUser, InsertUserIfAbsent, ListUsers, RemoveUser, SetPassword,
 };
-
-use repeats::RecentRegistrations;
-use users::{NameWindow, Window};
 
 /// Registry failures.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,10 @@ pub enum RegistryError {
 
 pub use crate::domain::client::{NewClient, RegisteredClient};
 
+/// Most expired shared-state entries one sweep tick removes from a database (the rest wait
+/// for the next tick), so a sweep never holds locks or the pool for long.
+const SHARED_STATE_SWEEP_BATCH: usize = 1_000;
+
 /// The client registry actor.
 pub struct ClientRegistry {
     store: Box<dyn ClientStore>,
@@ -126,27 +132,29 @@ pub struct ClientRegistry {
     clock: Arc<dyn Clock>,
     /// Verified against when the user is unknown, so timing does not reveal which names exist.
     dummy_hash: Arc<str>,
-    /// Login attempts (started, and not ended by a success) per submitted username, keyed
-    /// by the name's digest: unknown names are counted exactly like accounts.
-    user_failures: HashMap<Digest, NameWindow>,
-    /// Login attempts per client address key ([`address_key`]).
-    address_failures: HashMap<IpAddr, Window>,
     /// The server-wide bound on concurrent password checks.
     password_checks: Arc<Semaphore>,
-    /// Distinct clients registered per client address key in the current hour (a repeated
-    /// identical registration is not counted).
-    registrations: HashMap<IpAddr, Window>,
-    /// Public clients registered in the last 24 hours by fingerprint, so that an identical
-    /// repeat answers the same client (`repeats.rs`).
-    recent_registrations: RecentRegistrations,
-    /// Browser sign-in sessions: digest of the cookie → (user, expiry). In memory: a restart
-    /// signs everyone out, which is the safe direction.
-    login_sessions: HashMap<Digest, (String, i64)>,
+    /// Short-lived state shared with every process of the deployment: login attempts
+    /// (started, and not ended by a success) per submitted name's digest (unknown names
+    /// counted exactly like accounts) and per client address key ([`address_key`]);
+    /// distinct clients registered per address key in the hour; public clients registered
+    /// in the last 24 hours by fingerprint (`repeats.rs`); browser sign-in sessions by the
+    /// cookie's digest. In this process's memory unless [`Self::with_shared_state`] says
+    /// otherwise: then a restart signs everyone out, which is the safe direction.
+    ///
+    /// [`address_key`]: crate::domain::client_address::address_key
+    shared: Arc<dyn SharedState>,
     /// Dynamically registered clients never issued a token, by registration time: the
     /// expiry index of the unused-client sweep.
     unused: BTreeSet<(i64, String)>,
     /// How many dynamically registered clients exist (`max_registered_clients` bounds it).
     dynamic_clients: usize,
+    /// Whether the index is complete (sled) or a cache that the change feed keeps within
+    /// its bound (a shared database; `index.rs`).
+    freshness: Arc<Freshness>,
+    /// Counts the changes applied to the index from the feed, so a read-through that was
+    /// under way during one does not enter the index (`index.rs`).
+    generation: u64,
 }
 
 impl ClientRegistry {
@@ -179,12 +187,17 @@ impl ClientRegistry {
             settings,
             clock,
             dummy_hash: dummy_hash.into(),
-            user_failures: HashMap::new(),
-            address_failures: HashMap::new(),
-            registrations: HashMap::new(),
-            recent_registrations: RecentRegistrations::default(),
-            login_sessions: HashMap::new(),
+            shared: Arc::new(MemorySharedState::default()),
+            freshness: Freshness::local(),
+            generation: 0,
         })
+    }
+
+    /// Treats the index as a cache kept by the change feed (a shared database; see
+    /// `index.rs`): hits only while `freshness` says so, misses read from the store.
+    pub fn with_freshness(mut self, freshness: Arc<Freshness>) -> Self {
+        self.freshness = freshness;
+        self
     }
 
     /// Shares `checks` as the bound on concurrent password checks (instead of a private one
@@ -192,6 +205,31 @@ impl ClientRegistry {
     pub fn with_password_checks(mut self, checks: Arc<Semaphore>) -> Self {
         self.password_checks = checks;
         self
+    }
+
+    /// Keeps the sign-in sessions, throttles and limits in `shared` (a database every
+    /// process of the deployment uses) instead of this process's memory.
+    pub fn with_shared_state(mut self, shared: Arc<dyn SharedState>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Continues with the answer of a [`SharedState`] step: `then` runs at once, in the
+    /// handler, when the answer is ready (in memory), so no other message runs in between,
+    /// as before the state could be shared; else when it arrives.
+    pub(super) fn after_shared<T: 'static, R: 'static>(
+        &mut self,
+        mut answer: StoreFuture<T>,
+        then: impl FnOnce(&mut Self, Result<T, StorageError>) -> ResponseActFuture<Self, R> + 'static,
+    ) -> ResponseActFuture<Self, R> {
+        match (&mut answer).now_or_never() {
+            Some(out) => then(self, out),
+            None => Box::pin(
+                answer
+                    .into_actor(self)
+                    .then(move |out, act, _| then(act, out)),
+            ),
+        }
     }
 
     /// Finishes a write with the store's answer: `then` updates the index from it (at
@@ -223,15 +261,18 @@ impl ClientRegistry {
         }))
     }
 
-    fn prune_windows(&mut self) {
-        let now = self.clock.now();
-        let len = self.lockout_secs();
-        self.user_failures
-            .retain(|_, n| now - n.window.started < len);
-        self.address_failures.retain(|_, w| now - w.started < len);
-        self.registrations.retain(|_, w| now - w.started < 3600);
-        self.login_sessions.retain(|_, (_, exp)| *exp > now);
-        self.recent_registrations.prune(now);
+    /// Removes expired sessions, ended throttle windows and old fingerprints: one bounded
+    /// batch, by one process at a time on a shared database. A failure is logged; the
+    /// entries are past their expiry, so they are ignored until a later sweep removes them.
+    fn sweep_shared_state(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let swept = self
+            .shared
+            .sweep(self.clock.now(), SHARED_STATE_SWEEP_BATCH);
+        async move {
+            if let Err(e) = swept.await {
+                tracing::error!(error = %e, "could not sweep expired sign-in sessions and throttles");
+            }
+        }
     }
 }
 
@@ -245,7 +286,7 @@ impl Actor for ClientRegistry {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.config.mailbox_capacity);
         ctx.run_interval(self.settings.config.sweep_interval, |act, ctx| {
-            act.prune_windows();
+            ctx.spawn(act.sweep_shared_state().into_actor(act));
             let swept = act.sweep_unused_clients();
             ctx.spawn(swept.map(|out, _, _| {
                 if let Err(e) = out {
@@ -266,7 +307,11 @@ impl Handler<Stop> for ClientRegistry {
 impl Handler<Sweep> for ClientRegistry {
     type Result = ResponseActFuture<Self, Result<usize, StorageError>>;
     fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
-        self.prune_windows();
-        self.sweep_unused_clients()
+        // The shared state first, to completion: a sweep asked for is finished when answered.
+        Box::pin(
+            self.sweep_shared_state()
+                .into_actor(self)
+                .then(|(), act, _| act.sweep_unused_clients()),
+        )
     }
 }

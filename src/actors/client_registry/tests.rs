@@ -1,8 +1,8 @@
 //! Actor-level tests of the client registry: `Addr::send`, no HTTP.
 
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
-use super::{users::make_room, *};
+use super::*;
 use crate::{
     config::Config,
     domain::{
@@ -13,28 +13,6 @@ use crate::{
     },
     storage::sled::{Durability, SledClientStore},
 };
-
-#[test]
-fn throttle_maps_make_room_from_expired_then_unknown_entries() {
-    // (live, known)
-    let mut map: HashMap<u8, (bool, bool)> =
-        HashMap::from([(1, (true, true)), (2, (false, true)), (3, (true, false))]);
-    let room = |map: &mut HashMap<u8, (bool, bool)>, key| {
-        make_room(map, &key, 3, |v| v.0, |v| !v.1);
-    };
-    room(&mut map, 1);
-    assert_eq!(map.len(), 3, "a key already present needs no room");
-    room(&mut map, 9);
-    assert!(!map.contains_key(&2), "the expired entry went first");
-    assert_eq!(map.len(), 2);
-    map.insert(4, (true, true));
-    room(&mut map, 9);
-    assert!(!map.contains_key(&3), "then the unknown name's");
-    assert!(map.contains_key(&1) && map.contains_key(&4));
-    map.insert(5, (true, true));
-    room(&mut map, 9);
-    assert_eq!(map.len(), 2, "all known and live: one goes anyway");
-}
 
 async fn start(cfg: Config) -> (Addr<ClientRegistry>, Arc<ManualClock>) {
     let db = sled::Config::new().temporary(true).open().unwrap();
@@ -331,7 +309,15 @@ async fn a_new_password_replaces_the_old_and_ends_sign_in_sessions() {
             subject: "alice".into(),
         })
         .await
+        .unwrap()
         .unwrap();
+    let resolve = || ResolveLoginSession {
+        token: cookie.clone(),
+    };
+    assert_eq!(
+        addr.send(resolve()).await.unwrap().unwrap().as_deref(),
+        Some("alice")
+    );
     let set = |name: &str| SetPassword {
         username: name.into(),
         password_hash: hash_password("new pw").unwrap(),
@@ -346,8 +332,7 @@ async fn a_new_password_replaces_the_old_and_ends_sign_in_sessions() {
         addr.send(login("new pw", None)).await.unwrap().unwrap(),
         "alice"
     );
-    let resolve = ResolveLoginSession { token: cookie };
-    assert_eq!(addr.send(resolve).await.unwrap(), None);
+    assert_eq!(addr.send(resolve()).await.unwrap().unwrap(), None);
     assert_eq!(addr.send(ListUsers).await.unwrap(), ["alice"]);
 }
 
@@ -359,7 +344,15 @@ async fn a_removed_user_cannot_sign_in() {
             subject: "alice".into(),
         })
         .await
+        .unwrap()
         .unwrap();
+    let resolve = || ResolveLoginSession {
+        token: cookie.clone(),
+    };
+    assert_eq!(
+        addr.send(resolve()).await.unwrap().unwrap().as_deref(),
+        Some("alice")
+    );
     let remove = || RemoveUser {
         username: "alice".into(),
     };
@@ -369,8 +362,7 @@ async fn a_removed_user_cannot_sign_in() {
         addr.send(login("pw", None)).await.unwrap(),
         Err(RegistryError::InvalidCredentials)
     ));
-    let resolve = ResolveLoginSession { token: cookie };
-    assert_eq!(addr.send(resolve).await.unwrap(), None);
+    assert_eq!(addr.send(resolve()).await.unwrap().unwrap(), None);
     assert!(addr.send(ListUsers).await.unwrap().is_empty());
 }
 

@@ -1,8 +1,9 @@
 //! User accounts: resource-owner login (Argon2id password checks off the actor's thread,
 //! under a server-wide bound) with its throttle (OAuth 2.1 §7, RFC 9700 §4.x brute force),
-//! and administration (insert, list, set a password, remove).
+//! and administration (insert, list, set a password, remove). The throttle's counters are
+//! the registry's shared state, so they count every process's attempts (issue 14).
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc};
 
 use actix::prelude::*;
 use argon2::{
@@ -11,10 +12,13 @@ use argon2::{
 };
 
 use super::{ClientRegistry, RegistryError};
-use crate::domain::{
-    client::User,
-    client_address::address_key,
-    secrets::{random_bytes, Digest, Password},
+use crate::{
+    domain::{
+        client::User,
+        client_address::address_key,
+        secrets::{random_bytes, Digest, Password},
+    },
+    storage::{shared_state::Namespace, SharedState, StoreFuture},
 };
 
 /// Inserts a user unless one with that name exists. Returns whether it was inserted.
@@ -63,69 +67,9 @@ pub struct RemoveUser {
     pub username: String,
 }
 
-/// Most names and addresses the login throttle tracks at once (each entry is a few dozen
-/// bytes: names are kept as digests). Beyond this, expired windows are dropped first, then
-/// windows of names that are not accounts, so a flood of invented names cannot push a real
-/// account's count out.
-const MAX_THROTTLE_ENTRIES: usize = 100_000;
-
 /// `Retry-After` seconds when every password-check slot is taken: one check takes tens of
 /// milliseconds, so a second is plenty.
 const PASSWORD_CHECK_RETRY_SECS: u64 = 1;
-
-/// The login throttle's count for one submitted username.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct NameWindow {
-    pub(super) window: Window,
-    /// The name was an account when last counted (eviction spares these).
-    pub(super) known: bool,
-}
-
-/// A fixed-window counter used by the throttles.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Window {
-    pub(super) started: i64,
-    pub(super) count: u32,
-}
-
-impl Window {
-    /// Count in the current window, restarting it when `len` has passed.
-    pub(super) fn current(entry: Option<&Window>, now: i64, len: i64) -> Window {
-        match entry {
-            Some(w) if now - w.started < len => *w,
-            _ => Window {
-                started: now,
-                count: 0,
-            },
-        }
-    }
-}
-
-/// Makes room for `key` in a throttle map holding `cap` entries at most: when it is new and
-/// the map is full, entries that are no longer `live` go first, then one that is
-/// `evictable` (any one, if none is).
-pub(super) fn make_room<K: Copy + Eq + std::hash::Hash, V>(
-    map: &mut HashMap<K, V>,
-    key: &K,
-    cap: usize,
-    live: impl Fn(&V) -> bool,
-    evictable: impl Fn(&V) -> bool,
-) {
-    if map.contains_key(key) || map.len() < cap {
-        return;
-    }
-    map.retain(|_, v| live(v));
-    if map.len() >= cap {
-        let victim = map
-            .iter()
-            .find(|(_, v)| evictable(v))
-            .or_else(|| map.iter().next())
-            .map(|(k, _)| *k);
-        if let Some(k) = victim {
-            map.remove(&k);
-        }
-    }
-}
 
 /// Hashes a password with Argon2id and a random salt. Blocking: call from a blocking task.
 pub fn hash_password(password: &str) -> Result<String, RegistryError> {
@@ -151,69 +95,123 @@ impl ClientRegistry {
     pub(super) fn lockout_secs(&self) -> i64 {
         i64::try_from(self.settings.config.login_lockout.as_secs()).unwrap_or(i64::MAX)
     }
+}
 
-    /// Seconds left on a lockout, if the name or address is locked out.
-    fn throttled(&self, name: &Digest, address: Option<IpAddr>) -> Option<u64> {
-        let now = self.clock.now();
-        let len = self.lockout_secs();
-        let cfg = &self.settings.config;
-        let user = Window::current(self.user_failures.get(name).map(|n| &n.window), now, len);
-        let addr = address.map(|a| Window::current(self.address_failures.get(&a), now, len));
+/// The login throttle's two counters for one attempt, on the registry's shared state.
+struct Throttle {
+    shared: Arc<dyn SharedState>,
+    name: Digest,
+    address: Option<Digest>,
+    len: i64,
+    now: i64,
+}
+
+impl Throttle {
+    /// Counts a login attempt that is about to check a password, before it does (the
+    /// attempt is a failure until it succeeds: [`Self::release`]), against the name and
+    /// the address, each in one atomic step of the shared state. Answers the address
+    /// window's start, to release the right window, or the lockout's `Retry-After` when
+    /// either limit is reached; then the attempt is not counted (a counter that admitted
+    /// it gives it back).
+    async fn reserve(
+        &self,
+        known: bool,
+        per_name: u32,
+        per_address: u32,
+    ) -> Result<Result<Reserved, u64>, RegistryError> {
+        let name = self
+            .shared
+            .count(
+                Namespace::LoginName,
+                &self.name,
+                self.len,
+                per_name,
+                self.now,
+                known,
+            )
+            .await?;
+        let address = match &self.address {
+            Some(a) => Some(
+                self.shared
+                    .count(
+                        Namespace::LoginAddress,
+                        a,
+                        self.len,
+                        per_address,
+                        self.now,
+                        false,
+                    )
+                    .await?,
+            ),
+            None => None,
+        };
         let mut wait = None;
-        if user.count >= cfg.login_max_failures_per_user {
-            wait = Some(user.started + len - now);
+        if !name.admitted(per_name) {
+            wait = Some(name.retry_after(self.len, self.now));
         }
-        if let Some(a) = addr {
-            if a.count >= cfg.login_max_failures_per_address {
-                wait = Some(wait.unwrap_or(0).max(a.started + len - now));
-            }
+        if let Some(a) = address.filter(|a| !a.admitted(per_address)) {
+            wait = Some(wait.unwrap_or(0).max(a.retry_after(self.len, self.now)));
         }
-        wait.map(|w| u64::try_from(w.max(1)).unwrap_or(1))
+        let Some(wait) = wait else {
+            return Ok(Ok(Reserved {
+                name: name.started,
+                address: address.map(|a| a.started),
+            }));
+        };
+        if name.admitted(per_name) {
+            self.uncount_name(name.started).await?;
+        }
+        self.uncount_address(
+            address
+                .filter(|a| a.admitted(per_address))
+                .map(|a| a.started),
+        )
+        .await?;
+        Ok(Err(wait))
     }
 
-    /// Counts a login attempt that is about to check a password, before it does: the
-    /// attempt is a failure until it succeeds ([`Self::release_attempt`]). Answers the
-    /// address window's start, to release the right window.
-    fn reserve_attempt(&mut self, name: Digest, known: bool, address: Option<IpAddr>) -> i64 {
-        let now = self.clock.now();
-        let len = self.lockout_secs();
-        let live = |w: &Window| now - w.started < len;
-        make_room(
-            &mut self.user_failures,
-            &name,
-            MAX_THROTTLE_ENTRIES,
-            |n| live(&n.window),
-            |n| !n.known,
-        );
-        let mut w = Window::current(self.user_failures.get(&name).map(|n| &n.window), now, len);
-        w.count = w.count.saturating_add(1);
-        self.user_failures
-            .insert(name, NameWindow { window: w, known });
-        let Some(a) = address else {
-            return now;
-        };
-        make_room(
-            &mut self.address_failures,
-            &a,
-            MAX_THROTTLE_ENTRIES,
-            live,
-            |_| true,
-        );
-        let mut w = Window::current(self.address_failures.get(&a), now, len);
-        w.count = w.count.saturating_add(1);
-        self.address_failures.insert(a, w);
-        w.started
+    async fn uncount_name(&self, started: i64) -> Result<(), RegistryError> {
+        self.shared
+            .uncount(Namespace::LoginName, &self.name, started, self.now)
+            .await?;
+        Ok(())
+    }
+
+    async fn uncount_address(&self, started: Option<i64>) -> Result<(), RegistryError> {
+        if let (Some(key), Some(started)) = (&self.address, started) {
+            self.shared
+                .uncount(Namespace::LoginAddress, key, started, self.now)
+                .await?;
+        }
+        Ok(())
     }
 
     /// A reserved attempt succeeded: the name's count is cleared (as a successful login
     /// always did) and the address gets its attempt back.
-    fn release_attempt(&mut self, name: &Digest, address: Option<IpAddr>, started: i64) {
-        self.user_failures.remove(name);
-        if let Some(w) = address.and_then(|a| self.address_failures.get_mut(&a)) {
-            if w.started == started {
-                w.count = w.count.saturating_sub(1);
-            }
-        }
+    async fn release(&self, reserved: &Reserved) -> Result<(), RegistryError> {
+        self.shared.remove(Namespace::LoginName, &self.name).await?;
+        self.uncount_address(reserved.address).await
+    }
+
+    /// A reserved attempt was refused before its password was checked: both counters get
+    /// it back.
+    async fn release_refused(&self, reserved: &Reserved) -> Result<(), RegistryError> {
+        self.uncount_name(reserved.name).await?;
+        self.uncount_address(reserved.address).await
+    }
+}
+
+/// The windows an admitted attempt was counted in (their start), to give it back.
+struct Reserved {
+    name: i64,
+    address: Option<i64>,
+}
+
+/// The key of a client address key in the shared state: the digest of its octets.
+pub(super) fn address_digest(address: IpAddr) -> Digest {
+    match address_key(address) {
+        IpAddr::V4(a) => Digest::of(&a.octets()),
+        IpAddr::V6(a) => Digest::of(&a.octets()),
     }
 }
 
@@ -252,15 +250,22 @@ impl Handler<SetPassword> for ClientRegistry {
             username: existing.username.clone(),
             password_hash: msg.password_hash,
         };
-        let answer = self.store.put_user(user.clone());
+        let written = self.store.put_user(user.clone());
+        // A new password is often a response to a leaked one: browsers signed in with the
+        // old one sign in again (on every process), and a lockout caused by guessing it
+        // ends. After the write: a sign-in with the old password cannot slip in between.
+        let ended = self.end_login_sessions_of(&msg.username);
+        let cleared = self
+            .shared
+            .remove(Namespace::LoginName, &Digest::of(msg.username.as_bytes()));
+        let answer: StoreFuture<()> = Box::pin(async move {
+            written.await?;
+            ended.await?;
+            cleared.await
+        });
         self.after_store(answer, move |act, out| {
             out?;
             act.users.insert(msg.username.clone(), user);
-            // A new password is often a response to a leaked one: browsers signed in with
-            // the old one sign in again, and a lockout caused by guessing it ends.
-            act.end_login_sessions_of(&msg.username);
-            act.user_failures
-                .remove(&Digest::of(msg.username.as_bytes()));
             Ok(true)
         })
     }
@@ -272,11 +277,15 @@ impl Handler<RemoveUser> for ClientRegistry {
         if !self.users.contains_key(&msg.username) {
             return Box::pin(fut::ready(Ok(false)));
         }
-        let answer = self.store.remove_user(&msg.username);
+        let removed = self.store.remove_user(&msg.username);
+        let ended = self.end_login_sessions_of(&msg.username);
+        let answer: StoreFuture<()> = Box::pin(async move {
+            removed.await?;
+            ended.await.map(drop)
+        });
         self.after_store(answer, move |act, out| {
             out?;
             act.users.remove(&msg.username);
-            act.end_login_sessions_of(&msg.username);
             Ok(true)
         })
     }
@@ -286,47 +295,60 @@ impl Handler<AuthenticateUser> for ClientRegistry {
     type Result = ResponseActFuture<Self, Result<String, RegistryError>>;
     fn handle(&mut self, msg: AuthenticateUser, _: &mut Self::Context) -> Self::Result {
         // The same steps, answers and counters for every name, account or not.
-        let name = Digest::of(msg.username.as_bytes());
-        let address = msg.address.map(address_key);
-        if let Some(retry_after) = self.throttled(&name, address) {
-            return Box::pin(fut::ready(Err(RegistryError::LoginThrottled {
-                retry_after,
-            })));
-        }
-        // Each check holds ~19 MiB for tens of milliseconds: a bounded number at once, and
-        // a refusal rather than a queue beyond it. Nothing is counted for a refusal.
-        let Ok(permit) = Arc::clone(&self.password_checks).try_acquire_owned() else {
-            return Box::pin(fut::ready(Err(RegistryError::PasswordCheckBusy {
-                retry_after: PASSWORD_CHECK_RETRY_SECS,
-            })));
+        let throttle = Throttle {
+            shared: Arc::clone(&self.shared),
+            name: Digest::of(msg.username.as_bytes()),
+            address: msg.address.map(address_digest),
+            len: self.lockout_secs(),
+            now: self.clock.now(),
         };
-        let known = self
-            .users
-            .get(&msg.username)
-            .map(|u| u.password_hash.clone());
-        let exists = known.is_some();
-        // Counted now, before the check: a burst of guesses reaches the limit as soon as
-        // the limit's worth of them have started.
-        let started = self.reserve_attempt(name, exists, address);
-        let phc: Arc<str> = known
-            .map(Into::into)
-            .unwrap_or_else(|| Arc::clone(&self.dummy_hash));
-        let password = msg.password;
-        // Argon2 takes tens of milliseconds: run it on the blocking pool, never on the
-        // actor's thread or an HTTP worker. The permit is released when it ends.
-        let verify = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            verify_password(password.secret(), &phc)
-        });
-        let username = msg.username;
-        Box::pin(verify.into_actor(self).map(move |res, act, _| match res {
-            Ok(true) if exists => {
-                act.release_attempt(&name, address, started);
-                Ok(username)
-            }
-            // The attempt stays counted.
-            Ok(_) => Err(RegistryError::InvalidCredentials),
-            Err(e) => Err(RegistryError::Internal(e.to_string())),
+        let cfg = &self.settings.config;
+        let (per_name, per_address) = (
+            cfg.login_max_failures_per_user,
+            cfg.login_max_failures_per_address,
+        );
+        let dummy_hash = Arc::clone(&self.dummy_hash);
+        let checks = Arc::clone(&self.password_checks);
+        // On a shared database the index is a cache: the lookup reads the user through
+        // when it may not answer (`index.rs`).
+        let lookup = self.lookup_user(&msg.username);
+        Box::pin(lookup.then(move |found, _, _| {
+            fut::wrap_future(async move {
+                let known = found?.map(|u| u.password_hash);
+                let exists = known.is_some();
+                let phc: Arc<str> = known.map(Into::into).unwrap_or(dummy_hash);
+                let (username, password) = (msg.username, msg.password);
+                // Counted now, before the check: a burst of guesses reaches the limit as soon
+                // as the limit's worth of them have started, on any number of processes.
+                let reserved = match throttle.reserve(exists, per_name, per_address).await? {
+                    Ok(reserved) => reserved,
+                    Err(retry_after) => return Err(RegistryError::LoginThrottled { retry_after }),
+                };
+                // Each check holds ~19 MiB for tens of milliseconds: a bounded number at once,
+                // and a refusal rather than a queue beyond it. Nothing stays counted for it.
+                let Ok(permit) = checks.try_acquire_owned() else {
+                    throttle.release_refused(&reserved).await?;
+                    return Err(RegistryError::PasswordCheckBusy {
+                        retry_after: PASSWORD_CHECK_RETRY_SECS,
+                    });
+                };
+                // Argon2 takes tens of milliseconds: run it on the blocking pool, never on the
+                // actor's thread or an HTTP worker. The permit is released when it ends.
+                let verified = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    verify_password(password.secret(), &phc)
+                })
+                .await;
+                match verified {
+                    Ok(true) if exists => {
+                        throttle.release(&reserved).await?;
+                        Ok(username)
+                    }
+                    // The attempt stays counted.
+                    Ok(_) => Err(RegistryError::InvalidCredentials),
+                    Err(e) => Err(RegistryError::Internal(e.to_string())),
+                }
+            })
         }))
     }
 }

@@ -1,15 +1,18 @@
-//! [`ClientStore`] on PostgreSQL: the tables `clients`, `users` and `sign_in_failures`.
+//! [`ClientStore`] on PostgreSQL: the tables `clients` and `users`.
 //! Registration counts dynamically registered clients and inserts in one transaction under
 //! a transaction advisory lock, so `--max-registered-clients` bounds every process sharing
 //! the database together (RFC 7591 registration is open to anyone: the bound is what keeps
-//! it from filling the database); sign-in failures are counted by one upsert, so the login
-//! throttle counts across processes.
+//! it from filling the database). The login throttle counts in `shared_state`
+//! (`shared_state.rs`); schema 1's `sign_in_failures` table is unused.
 
 use deadpool_postgres::{GenericClient, Pool};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio_postgres::{types::ToSql, Row};
 
-use super::{corrupt, lock, persisted};
+use super::{
+    changes::{self, ChangeKind},
+    corrupt, lock, persisted,
+};
 use crate::{
     domain::{
         client::{Client, ClientOrigin, User},
@@ -201,11 +204,13 @@ async fn register(
 }
 
 /// Rewrites an existing client only (the registry marks a client used): a removal that
-/// overtook it, here or in another process, is not undone.
+/// overtook it, here or in another process, is not undone. Published to the other
+/// instances when a row changed.
 async fn put_client(pool: Pool, c: Client) -> Result<(), StorageError> {
     let p = client_params(&c)?;
-    let client = pool.get().await?;
-    client
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let updated = tx
         .execute(
             "UPDATE clients SET secret_digest = $2, auth_method = $3, client_name = $4, \
              redirect_uris = $5, grant_types = $6, scopes = $7, issued_at = $8, \
@@ -213,41 +218,29 @@ async fn put_client(pool: Pool, c: Client) -> Result<(), StorageError> {
             &p.params(&c),
         )
         .await?;
+    if updated > 0 {
+        changes::publish(&tx, ChangeKind::Client, &c.client_id).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
-async fn execute(
+/// One write of a client or user and its change (published when a row changed), in one
+/// transaction: every instance drops or re-reads `subject` within the feed's bound.
+async fn write_and_publish(
     pool: Pool,
     sql: &'static str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    kind: ChangeKind,
+    subject: &str,
 ) -> Result<(), StorageError> {
-    pool.get().await?.execute(sql, params).await?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    if tx.execute(sql, params).await? > 0 {
+        changes::publish(&tx, kind, subject).await?;
+    }
+    tx.commit().await?;
     Ok(())
-}
-
-/// One upsert: a first failure opens a window at `now`; a failure after the window has
-/// passed opens a new one; otherwise the count grows.
-async fn record_sign_in_failure(
-    pool: Pool,
-    key: Digest,
-    window: i64,
-    now: i64,
-) -> Result<Option<u32>, StorageError> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "INSERT INTO sign_in_failures AS f (key, window_start, failures) VALUES ($1, $2, 1) \
-             ON CONFLICT (key) DO UPDATE SET \
-               window_start = CASE WHEN $2 - f.window_start >= $3 THEN $2 ELSE f.window_start END, \
-               failures = CASE WHEN $2 - f.window_start >= $3 THEN 1 ELSE f.failures + 1 END \
-             RETURNING failures",
-        )
-        .await?;
-    let row = client
-        .query_one(&stmt, &[&&key.0[..], &now, &window])
-        .await?;
-    let failures: i32 = row.try_get(0)?;
-    Ok(Some(u32::try_from(failures).unwrap_or(0)))
 }
 
 impl ClientStore for PgClientStore {
@@ -272,11 +265,13 @@ impl ClientStore for PgClientStore {
     fn put_user(&self, user: User) -> StoreFuture<()> {
         let pool = self.pool.clone();
         Box::pin(async move {
-            execute(
+            write_and_publish(
                 pool,
                 "INSERT INTO users (username, password_hash) VALUES ($1, $2) \
                  ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash",
                 &[&user.username, &user.password_hash],
+                ChangeKind::User,
+                &user.username,
             )
             .await
         })
@@ -284,30 +279,57 @@ impl ClientStore for PgClientStore {
 
     fn remove_client(&self, client_id: &str) -> StoreFuture<()> {
         let (pool, id) = (self.pool.clone(), client_id.to_owned());
-        Box::pin(
-            async move { execute(pool, "DELETE FROM clients WHERE client_id = $1", &[&id]).await },
-        )
+        Box::pin(async move {
+            let sql = "DELETE FROM clients WHERE client_id = $1";
+            write_and_publish(pool, sql, &[&id], ChangeKind::Client, &id).await
+        })
     }
 
     fn remove_user(&self, username: &str) -> StoreFuture<()> {
         let (pool, name) = (self.pool.clone(), username.to_owned());
-        Box::pin(
-            async move { execute(pool, "DELETE FROM users WHERE username = $1", &[&name]).await },
-        )
+        Box::pin(async move {
+            let sql = "DELETE FROM users WHERE username = $1";
+            write_and_publish(pool, sql, &[&name], ChangeKind::User, &name).await
+        })
     }
 
-    fn record_sign_in_failure(
-        &self,
-        key: &Digest,
-        window: i64,
-        now: i64,
-    ) -> StoreFuture<Option<u32>> {
-        Box::pin(record_sign_in_failure(
-            self.pool.clone(),
-            Digest(key.0),
-            window,
-            now,
-        ))
+    fn get_client(&self, client_id: &str) -> StoreFuture<Option<Client>> {
+        let (pool, id) = (self.pool.clone(), client_id.to_owned());
+        Box::pin(async move {
+            let client = pool.get().await?;
+            let select = COLUMNS.replace("extra", "extra::text");
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {select} FROM clients WHERE client_id = $1"
+                ))
+                .await?;
+            client
+                .query_opt(&stmt, &[&id])
+                .await?
+                .as_ref()
+                .map(client_record)
+                .transpose()
+        })
+    }
+
+    fn get_user(&self, username: &str) -> StoreFuture<Option<User>> {
+        let (pool, name) = (self.pool.clone(), username.to_owned());
+        Box::pin(async move {
+            let client = pool.get().await?;
+            let stmt = client
+                .prepare_cached("SELECT username, password_hash FROM users WHERE username = $1")
+                .await?;
+            client
+                .query_opt(&stmt, &[&name])
+                .await?
+                .map(|row| {
+                    Ok(User {
+                        username: row.try_get(0)?,
+                        password_hash: row.try_get(1)?,
+                    })
+                })
+                .transpose()
+        })
     }
 
     /// Resolves at once: every intent answered after its COMMIT, with `synchronous_commit` on.

@@ -6,7 +6,7 @@
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
 
-use super::{corrupt, grant_id, persisted, to_i64};
+use super::{corrupt, grant_id, lock, persisted, to_i64};
 use crate::{
     domain::{scope::Scopes, secrets::TokenKey},
     storage::{
@@ -143,8 +143,15 @@ async fn remove_live_codes_of(pool: Pool, holder: GrantHolder) -> Result<usize, 
 
 /// At most `limit` rows in all: live codes past their expiry first, then markers past
 /// their `forget_at`. Rows are typed columns, so nothing here can be undecodable.
+///
+/// One instance at a time: under the sweep lock of this table, in one transaction; an
+/// instance that does not get the lock skips the tick (answers nothing swept).
 async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError> {
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
+    let client = client.transaction().await?;
+    if !lock::try_sweep(&client, lock::SWEEP_CODES).await? {
+        return Ok(Swept::default());
+    }
     let expired = client
         .execute(
             "DELETE FROM codes WHERE used_at IS NULL AND expires_at <= $1 AND key IN \
@@ -166,6 +173,7 @@ async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError
     } else {
         0
     };
+    client.commit().await?;
     Ok(Swept {
         removed: usize::try_from(expired.saturating_add(forgotten)).unwrap_or(usize::MAX),
         ..Swept::default()

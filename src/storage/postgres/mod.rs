@@ -1,6 +1,7 @@
 //! PostgreSQL implementations of the store traits (issue 14, first step), beside
 //! [`sled`](super::sled) and with the same shape: one file per owning actor (`tokens.rs`
-//! [`PgTokenStore`], `codes.rs` [`PgCodeStore`], `clients.rs` [`PgClientStore`]), and this
+//! [`PgTokenStore`], `codes.rs` [`PgCodeStore`], `clients.rs` [`PgClientStore`]; `shared_state.rs` [`PgSharedState`], the short-lived
+//! state of every instance), and this
 //! file for what they share: connecting ([`PgStores::connect`]), the versioned migrations
 //! applied at connect (`migrations.rs`), and turning driver errors into [`StorageError`].
 //!
@@ -18,14 +19,18 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Persist, StorageError};
 
+pub mod changes;
 mod clients;
 mod codes;
 pub mod migrations;
+mod shared_state;
 pub mod tls;
 mod tokens;
 
+pub use changes::{Change, ChangeKind, ChangeListener, Wake};
 pub use clients::PgClientStore;
 pub use codes::PgCodeStore;
+pub use shared_state::PgSharedState;
 pub use tls::{Mode as TlsMode, Target};
 pub use tokens::PgTokenStore;
 
@@ -63,7 +68,20 @@ const STATEMENT_TIMEOUT_MS: u64 = 5_000;
 pub struct PgStores {
     pool: Pool,
     version: i32,
+    /// How to connect, for the change feed's own connection ([`PgStores::listen`]).
+    config: ListenConfig,
     tls: Connector,
+}
+
+/// The connection configuration kept for [`PgStores::listen`]; its `Debug` names hosts and
+/// database only ([`describe`]), never the password.
+#[derive(Clone)]
+struct ListenConfig(tokio_postgres::Config);
+
+impl std::fmt::Debug for ListenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&describe(&self.0))
+    }
 }
 
 /// The pool's TLS connector, for connections of their own (the change feed's).
@@ -157,6 +175,8 @@ impl PgStores {
         if config.get_tcp_user_timeout().is_none() {
             config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
+        // The change feed's connection: the same options, timeouts and TLS.
+        let listen = ListenConfig(config.driver().clone());
         let manager = Manager::from_config(
             config.driver().clone(),
             tls.clone(),
@@ -185,6 +205,7 @@ impl PgStores {
         Ok(Self {
             pool,
             version,
+            config: listen,
             tls: Connector(tls),
         })
     }
@@ -193,6 +214,12 @@ impl PgStores {
     /// connection of one's own to the same database.
     pub fn connector(&self) -> MakeRustlsConnect {
         self.tls.0.clone()
+    }
+
+    /// A new connection of its own listening to the change feed (see [`changes`]), with
+    /// the pool's options, timeouts and TLS.
+    pub async fn listen(&self) -> Result<ChangeListener, StorageError> {
+        ChangeListener::connect(self.config.0.clone(), self.connector()).await
     }
 
     /// The schema version in force when these stores connected (after migrating).
@@ -213,6 +240,11 @@ impl PgStores {
     /// The client registry's store.
     pub fn clients(&self) -> PgClientStore {
         PgClientStore::new(self.pool.clone())
+    }
+
+    /// The short-lived state every instance shares (sign-in sessions, throttles, limits).
+    pub fn shared_state(&self) -> PgSharedState {
+        PgSharedState::new(self.pool.clone())
     }
 
     /// Whether the database answers and its schema is still one this build runs on (the
@@ -367,6 +399,33 @@ mod lock {
 
     /// Dynamic client registration under the bound: counting and inserting.
     pub(super) const REGISTRATION: i32 = 0x6f61_0002;
+
+    /// The sweeps (issue 14: one instance at a time, in bounded batches). The second key
+    /// names the table, so different tables are swept at once, each by one instance.
+    pub(super) const SWEEP: i32 = 0x6f61_0003;
+    /// Second key of [`SWEEP`]: expired tokens, forgotten revocations and lifetimes.
+    pub(super) const SWEEP_TOKENS: i32 = 1;
+    /// Second key of [`SWEEP`]: expired codes and forgotten redemption markers.
+    pub(super) const SWEEP_CODES: i32 = 2;
+    /// Second key of [`SWEEP`]: expired shared state (`shared_state.rs`).
+    pub(super) const SWEEP_SHARED_STATE: i32 = 3;
+
+    /// Takes the sweep lock of `table` for the transaction `tx`, without waiting: `false`
+    /// when another instance holds it (it is sweeping that table now), and this instance
+    /// skips its tick rather than delete the same rows in turn. Released at COMMIT or
+    /// ROLLBACK, so a crashed sweeper never holds it.
+    pub(super) async fn try_sweep(
+        tx: &deadpool_postgres::Transaction<'_>,
+        table: i32,
+    ) -> Result<bool, crate::storage::StorageError> {
+        let row = tx
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock($1, $2)",
+                &[&SWEEP, &table],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
 }
 
 #[cfg(test)]

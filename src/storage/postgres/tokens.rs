@@ -9,7 +9,10 @@
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
 
-use super::{corrupt, grant_id, lock, persisted, to_i64, to_usize};
+use super::{
+    changes::{self, ChangeKind},
+    corrupt, grant_id, lock, persisted, to_i64, to_usize,
+};
 use crate::{
     domain::{scope::Scopes, secrets::TokenKey},
     storage::{
@@ -94,6 +97,28 @@ async fn insert(
     Ok(())
 }
 
+/// The trait's `get`: the token unless its grant is revoked, in one statement (the primary
+/// key and the revocation's primary key), so validation on this instance is right at once
+/// about revocations committed by any instance, whatever the ledger's in-memory set holds.
+async fn get_live(
+    c: &impl GenericClient,
+    key: &TokenKey,
+) -> Result<Option<TokenRecord>, StorageError> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM tokens t WHERE key = $1 AND NOT EXISTS \
+             (SELECT 1 FROM revoked_grants r WHERE r.grant_id = t.grant_id)"
+        ))
+        .await?;
+    c.query_opt(&stmt, &[&&key.0[..]])
+        .await?
+        .as_ref()
+        .map(token_record)
+        .transpose()
+}
+
+/// A token as stored, revoked grant or not (inside a rotation, which has checked the grant
+/// under its lock already).
 async fn get(c: &impl GenericClient, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError> {
     let stmt = c
         .prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE key = $1"))
@@ -131,7 +156,9 @@ async fn is_revoked(c: &impl GenericClient, grant: &GrantId) -> Result<bool, Sto
 }
 
 /// Revokes `grant` until at least `forget_at`, inside the caller's transaction: the
-/// grant's lock, then one upsert that only raises the time (`GREATEST`).
+/// grant's lock, then one upsert that only raises the time (`GREATEST`), then the change
+/// published to the other instances (last: see [`changes::publish`]; the counter comes
+/// after the token row and the grant lock in the one lock order).
 async fn revoke_grant_in(
     c: &impl GenericClient,
     grant: GrantId,
@@ -147,6 +174,7 @@ async fn revoke_grant_in(
         )
         .await?;
     let row = c.query_one(&stmt, &[&&grant.0[..], &forget_at]).await?;
+    changes::publish(c, ChangeKind::Grant, &changes::grant_subject(&grant)).await?;
     Ok(GrantRevocation {
         grant_id: grant,
         forget_at: row.try_get(0)?,
@@ -279,6 +307,11 @@ async fn revoke_token(
         .prepare_cached("DELETE FROM tokens WHERE key = $1")
         .await?;
     tx.execute(&stmt, &[&&key.0[..]]).await?;
+    if revoked.is_none() {
+        // An access token removed: caches of validated tokens elsewhere must forget it
+        // (a grant's revocation above published already).
+        changes::publish(&tx, ChangeKind::Token, "").await?;
+    }
     tx.commit().await?;
     Ok(match revoked {
         Some(revoked) => TokenRevocation::GrantRevoked(revoked),
@@ -362,8 +395,15 @@ async fn grants_of(pool: Pool, holder: GrantHolder) -> Result<Vec<(GrantId, i64)
 /// most `limit` of each (no cursor needed: the indexes find them). The outer conditions
 /// repeat the inner ones so that a row changed meanwhile (a revocation raised by another
 /// process) is re-checked, not deleted on the strength of the subquery.
+///
+/// One instance at a time: under the sweep lock of this table, in one transaction; an
+/// instance that does not get the lock skips the tick (answers nothing swept).
 async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError> {
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
+    let client = client.transaction().await?;
+    if !lock::try_sweep(&client, lock::SWEEP_TOKENS).await? {
+        return Ok(Swept::default());
+    }
     let limit = to_i64(limit);
     let removed = client
         .execute(
@@ -387,6 +427,8 @@ async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError
             &[&now],
         )
         .await?;
+    changes::trim(&client, changes::KEEP, limit).await?;
+    client.commit().await?;
     let mut swept = Swept {
         removed: usize::try_from(removed).unwrap_or(usize::MAX),
         ..Swept::default()
@@ -410,7 +452,7 @@ impl TokenStore for PgTokenStore {
 
     fn get(&self, key: &TokenKey) -> StoreFuture<Option<TokenRecord>> {
         let (pool, key) = (self.pool.clone(), *key);
-        Box::pin(async move { get(&pool.get().await?, &key).await })
+        Box::pin(async move { get_live(&pool.get().await?, &key).await })
     }
 
     fn revoke_token(

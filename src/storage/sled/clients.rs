@@ -3,10 +3,7 @@
 
 use super::{decode, encode, Durability, CLIENTS_TREE, USERS_TREE};
 use crate::{
-    domain::{
-        client::{Client, ClientOrigin, User},
-        secrets::Digest,
-    },
+    domain::client::{Client, ClientOrigin, User},
     storage::{ready, ClientStore, Persist, Registration, StorageError, StoreFuture},
 };
 
@@ -135,6 +132,24 @@ impl ClientStore for SledClientStore {
         ready(self.register_now(&client, max_dynamic))
     }
 
+    fn get_client(&self, client_id: &str) -> StoreFuture<Option<Client>> {
+        let read = self
+            .clients
+            .get(client_id.as_bytes())
+            .map_err(StorageError::from)
+            .and_then(|v| v.map(|v| decode(CLIENTS_TREE, &v)).transpose());
+        ready(read)
+    }
+
+    fn get_user(&self, username: &str) -> StoreFuture<Option<User>> {
+        let read = self
+            .users
+            .get(username.as_bytes())
+            .map_err(StorageError::from)
+            .and_then(|v| v.map(|v| decode(USERS_TREE, &v)).transpose());
+        ready(read)
+    }
+
     fn put_client(&self, client: Client) -> StoreFuture<()> {
         ready(self.put_now(&client))
     }
@@ -158,17 +173,6 @@ impl ClientStore for SledClientStore {
                 .map(drop)
                 .map_err(StorageError::from),
         )
-    }
-
-    /// Not kept: one process serves a sled directory, and the registry's in-memory
-    /// throttle arbitrates (see the trait).
-    fn record_sign_in_failure(
-        &self,
-        _key: &Digest,
-        _window: i64,
-        _now: i64,
-    ) -> StoreFuture<Option<u32>> {
-        ready(Ok(None))
     }
 
     fn persist(&self) -> Persist {
@@ -244,9 +248,5 @@ mod tests {
         assert_eq!(register("d", ClientOrigin::Dynamic), Registration::Full);
         let (clients, _) = run(store.load());
         assert_eq!(clients.len(), 3);
-        assert_eq!(
-            run(store.record_sign_in_failure(&Digest([0; 32]), 60, 0)),
-            None
-        );
     }
 }

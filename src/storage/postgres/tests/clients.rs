@@ -174,21 +174,3 @@ async fn concurrent_registrations_never_pass_the_bound() {
     assert_eq!(registered, 5);
     assert_eq!(store.load().await.unwrap().0.len(), 5);
 }
-
-#[tokio::test]
-async fn sign_in_failures_are_counted_per_key_in_fixed_windows() {
-    let Some(db) = db!() else { return };
-    let store = db.stores.clients();
-    let (name, other) = (Digest([1; 32]), Digest([2; 32]));
-    let fail = |key: Digest, now| {
-        let store = store.clone();
-        async move { store.record_sign_in_failure(&key, 60, now).await.unwrap() }
-    };
-    assert_eq!(fail(Digest(name.0), 100).await, Some(1));
-    assert_eq!(fail(Digest(name.0), 130).await, Some(2));
-    assert_eq!(fail(Digest(other.0), 130).await, Some(1));
-    assert_eq!(fail(Digest(name.0), 159).await, Some(3));
-    // The window opened at 100 is over at 160: a new one starts.
-    assert_eq!(fail(Digest(name.0), 160).await, Some(1));
-    assert_eq!(fail(Digest(name.0), 161).await, Some(2));
-}

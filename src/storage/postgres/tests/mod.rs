@@ -14,9 +14,11 @@ use crate::storage::GrantId;
 
 use super::PgStores;
 
+mod changes;
 mod clients;
 mod codes;
 mod migrations;
+mod shared_state;
 mod tokens;
 
 /// The variable naming the test cluster.
