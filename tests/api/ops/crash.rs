@@ -257,27 +257,32 @@ async fn one_of_three_instances_sigkilled_under_load_loses_nothing_acknowledged_
     }
 }
 
-/// Three instances of the binary on `url` with one shared key file; each answers `/readyz`.
-fn start_three(
-    url: &str,
-    key_file: &std::path::Path,
-) -> Vec<(Child, TestApp, Log, tempfile::TempDir)> {
-    (0..3)
-        .map(|_| {
-            let data_dir = tempfile::tempdir().expect("a data directory");
-            let key = key_file.display().to_string();
-            let args = ["--database-url", url, "--key-file", key.as_str()];
-            let (child, port, log) =
-                start_binary_with(data_dir.path(), "info", "127.0.0.1:0", &args)
-                    .unwrap_or_else(|out| panic!("an instance did not start: {out}"));
-            (
-                child,
-                attach(&format!("http://127.0.0.1:{port}"), port),
-                log,
-                data_dir,
-            )
-        })
-        .collect()
+/// Server processes of one test, SIGKILLed when dropped (pass or fail).
+struct Processes(Vec<(Child, Log, tempfile::TempDir)>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (child, _, _) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Three instances of the binary on `url` with one shared key file, and their helpers.
+fn start_three(url: &str, key_file: &std::path::Path) -> (Processes, Vec<TestApp>) {
+    let mut processes = Processes(Vec::new());
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        let data_dir = tempfile::tempdir().expect("a data directory");
+        let key = key_file.display().to_string();
+        let args = ["--database-url", url, "--key-file", key.as_str()];
+        let (child, port, log) = start_binary_with(data_dir.path(), "info", "127.0.0.1:0", &args)
+            .unwrap_or_else(|out| panic!("an instance did not start: {out}"));
+        processes.0.push((child, log, data_dir));
+        apps.push(attach(&format!("http://127.0.0.1:{port}"), port));
+    }
+    (processes, apps)
 }
 
 #[actix_web::test]
@@ -292,11 +297,7 @@ async fn a_postgresql_crash_and_restart_under_load_loses_nothing_acknowledged() 
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let mut instances = start_three(&pg.url(), &key_file);
-    let apps: Vec<TestApp> = instances
-        .iter()
-        .map(|(_, app, _, _)| attach(&app.address, app.port))
-        .collect();
+    let (processes, apps) = start_three(&pg.url(), &key_file);
 
     let back_at = Cell::new(None);
     let seen = run_load(&apps, async {
@@ -326,8 +327,5 @@ async fn a_postgresql_crash_and_restart_under_load_loses_nothing_acknowledged() 
     for (i, app) in apps.iter().enumerate() {
         verify(app, &seen, i == 0).await;
     }
-    for (child, _, _, _) in &mut instances {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(processes);
 }
