@@ -173,8 +173,7 @@ async fn bounded<T>(
 }
 
 impl ChangeListener {
-    /// Connects with `config` (named [`APPLICATION_NAME`]) over `tls` (the pool's: TLS as
-    /// the URL's `sslmode` says) and listens on [`CHANNEL`].
+    /// Connects with `config` (named [`APPLICATION_NAME`]) and listens on [`CHANNEL`].
     pub(super) async fn connect(
         mut config: tokio_postgres::Config,
         tls: MakeRustlsConnect,

@@ -175,7 +175,6 @@ impl PgStores {
         if config.get_tcp_user_timeout().is_none() {
             config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
-        // The change feed's connection: the same options, timeouts and TLS.
         let listen = ListenConfig(config.driver().clone());
         let manager = Manager::from_config(
             config.driver().clone(),
@@ -210,16 +209,16 @@ impl PgStores {
         })
     }
 
+    /// A new connection of its own listening to the change feed (see [`changes`]), with
+    /// the pool's settings and TLS.
+    pub async fn listen(&self) -> Result<ChangeListener, StorageError> {
+        ChangeListener::connect(self.config.0.clone(), self.connector()).await
+    }
+
     /// The TLS connector the pool uses (the URL's `sslmode`, the same roots), for a
     /// connection of one's own to the same database.
     pub fn connector(&self) -> MakeRustlsConnect {
         self.tls.0.clone()
-    }
-
-    /// A new connection of its own listening to the change feed (see [`changes`]), with
-    /// the pool's options, timeouts and TLS.
-    pub async fn listen(&self) -> Result<ChangeListener, StorageError> {
-        ChangeListener::connect(self.config.0.clone(), self.connector()).await
     }
 
     /// The schema version in force when these stores connected (after migrating).

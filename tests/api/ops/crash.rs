@@ -37,7 +37,7 @@ struct Seen {
     revoked: Vec<String>,
     /// The current refresh token, while its last rotation's outcome is known.
     refresh: Option<String>,
-    /// 200s per instance, and when the last one came.
+    /// 200s per instance, and when the last request answered 200 was sent.
     served: Vec<usize>,
     last_served: Vec<Option<Instant>>,
     /// Answers lost (transport errors) and 503s.
@@ -84,6 +84,9 @@ async fn load(apps: &[TestApp], worker: usize, refresh: String, stop: &Cell<bool
         step += 1;
         let i = step % apps.len();
         let app = &apps[i];
+        // When the request was sent: one sent after a kill returned cannot be answered by
+        // the killed instance, whenever its answer (from before) is read.
+        let sent = Instant::now();
         let op = step % 10;
         let (what, answer) = if op < 6 || (op < 8 && seen.live.is_empty()) {
             let form = [("grant_type", "client_credentials")];
@@ -119,7 +122,7 @@ async fn load(apps: &[TestApp], worker: usize, refresh: String, stop: &Cell<bool
                     seen.live.push(token(&body, "access_token"));
                 }
                 seen.served[i] += 1;
-                seen.last_served[i] = Some(Instant::now());
+                seen.last_served[i] = Some(sent);
             }
             Some((status, body)) => panic!("{what} on instance {i}: {status} {body}"),
         }

@@ -184,5 +184,26 @@ async fn verify_full_connects_with_the_ca_file_and_refuses_without_it_or_for_ano
     let (encrypted, plain): (i64, i64) = (row.get(0), row.get(1));
     assert!(encrypted > 0, "the server holds TLS connections");
     assert_eq!(plain, 0, "no connection of the server is in plain text");
+    // The change feed listens on a connection of its own, outside the pool: over TLS too.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let feed: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                  WHERE a.application_name = 'oauth-mcp-change-feed' AND s.ssl",
+                &[],
+            )
+            .await
+            .expect("read pg_stat_ssl")
+            .get(0);
+        if feed >= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change feed's connection is not there over TLS"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     drop(app);
 }
