@@ -155,12 +155,12 @@ impl PgStores {
         let tls = config.connector()?;
         // "Committed" must mean "on disk" (a credential is handed out only after COMMIT
         // returned): refuse a server default of `synchronous_commit = off` for our sessions.
-        // Appended, so options given in the URL are kept (a later `-c` wins).
-        // The statement timeout is ours too, whatever the server's default.
-        let ours = format!("-c synchronous_commit=on -c statement_timeout={STATEMENT_TIMEOUT_MS}");
+        // Appended, so options given in the URL are kept (a later `-c` wins). The
+        // statement timeout goes first, so a URL's own `-c statement_timeout=` wins over it.
+        let timeout = format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}");
         let options = match config.get_options() {
-            Some(given) => format!("{given} {ours}"),
-            None => ours,
+            Some(given) => format!("{timeout} {given} -c synchronous_commit=on"),
+            None => format!("{timeout} -c synchronous_commit=on"),
         };
         config.options(&options);
         // Fail fast when the database is unreachable, and notice a vanished peer, unless

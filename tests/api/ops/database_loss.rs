@@ -103,6 +103,14 @@ async fn requests_fail_fast_while_the_database_is_down_and_service_resumes_by_it
         );
         assert!(!reply.body.contains("access_token"), "{}", reply.body);
     }
+    // /mcp with a token validated before: while the change feed is down too, the token
+    // cache is not trusted (a revocation could be missed), so it cannot be checked now.
+    let reply = fast("/mcp, cached token", whoami(&app, &access)).await;
+    assert_eq!(
+        reply.status, 503,
+        "/mcp with a cached token: {}",
+        reply.body
+    );
     // /mcp with a token the server has not seen: it cannot be checked, so 503 with a
     // JSON-RPC error, not a 401 that would send the client to re-authorize.
     let reply = fast("/mcp", whoami(&app, "not-a-token-the-server-has-seen")).await;

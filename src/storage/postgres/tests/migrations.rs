@@ -84,3 +84,26 @@ async fn sessions_run_with_synchronous_commit_on() {
     drop(client);
     stores.close();
 }
+
+/// Sessions cancel a statement after 5 s unless the URL says otherwise; the migrations
+/// run without that limit and the pooled connection has it again afterwards.
+#[tokio::test]
+async fn sessions_have_a_statement_timeout_the_url_may_change() {
+    let Some(db) = super::db!() else { return };
+    for (options, expected) in [(None, "5s"), (Some("-c statement_timeout=750"), "750ms")] {
+        let mut config = db.admin.clone();
+        config.dbname(&db.name);
+        if let Some(options) = options {
+            config.options(options);
+        }
+        let stores = PgStores::connect_with(config, 1).await.unwrap();
+        let client = stores.pool.get().await.unwrap();
+        let row = client
+            .query_one("SELECT current_setting('statement_timeout')", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), expected, "{options:?}");
+        drop(client);
+        stores.close();
+    }
+}
