@@ -359,27 +359,57 @@ async fn grants_of(pool: Pool, holder: GrantHolder) -> Result<Vec<(GrantId, i64)
 }
 
 /// One bounded slice: expired tokens and forgotten revocations, oldest first by index, at
-/// most `limit` of each (no cursor needed: the indexes find them). The outer conditions
-/// repeat the inner ones so that a row changed meanwhile (a revocation raised by another
-/// process) is re-checked, not deleted on the strength of the subquery.
+/// most `limit` of each (no cursor needed: the indexes find them), deleted in batches of at
+/// most [`lock::SWEEP_BATCH_ROWS`] rows per statement, each batch a short transaction.
 ///
-/// One instance at a time: under the sweep lock of this table, in one transaction; an
-/// instance that does not get the lock skips the tick (answers nothing swept).
+/// One instance at a time: each batch first takes this table's sweep lock without waiting;
+/// an instance that does not get it for its first batch skips the tick (answers nothing
+/// swept), and one that loses it between batches stops there (another is sweeping).
 async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError> {
     let mut client = pool.get().await?;
-    let client = client.transaction().await?;
-    if !lock::try_sweep(&client, lock::SWEEP_TOKENS).await? {
-        return Ok(Swept::default());
+    let mut swept = Swept::default();
+    let mut left = limit;
+    let mut first = true;
+    while left > 0 {
+        let batch = left.min(lock::SWEEP_BATCH_ROWS);
+        let tx = client.transaction().await?;
+        if !lock::try_sweep(&tx, lock::SWEEP_TOKENS).await? {
+            break;
+        }
+        let (removed, forgotten) = sweep_batch(&tx, now, batch, first).await?;
+        tx.commit().await?;
+        swept.removed = swept.removed.saturating_add(removed);
+        let full = removed == batch || forgotten.len() == batch;
+        swept.forgotten_grants.extend(forgotten);
+        left -= batch;
+        first = false;
+        if !full {
+            break;
+        }
     }
-    let limit = to_i64(limit);
-    let removed = client
+    Ok(swept)
+}
+
+/// One batch of [`sweep`], in `tx` (which holds the sweep lock): at most `batch` expired
+/// tokens and `batch` forgotten revocations, and, on the first batch of a tick, the
+/// outlived lifetime records (one row per lifetime ever configured). The outer conditions
+/// repeat the inner ones so that a row changed meanwhile (a revocation raised by another
+/// process) is re-checked, not deleted on the strength of the subquery.
+async fn sweep_batch(
+    tx: &deadpool_postgres::Transaction<'_>,
+    now: i64,
+    batch: usize,
+    lifetimes: bool,
+) -> Result<(usize, Vec<GrantId>), StorageError> {
+    let limit = to_i64(batch);
+    let removed = tx
         .execute(
             "DELETE FROM tokens WHERE expires_at <= $1 AND key IN \
              (SELECT key FROM tokens WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)",
             &[&now, &limit],
         )
         .await?;
-    let rows = client
+    let rows = tx
         .query(
             "DELETE FROM revoked_grants WHERE forget_at <= $1 AND grant_id IN \
              (SELECT grant_id FROM revoked_grants WHERE forget_at <= $1 ORDER BY forget_at LIMIT $2) \
@@ -387,24 +417,19 @@ async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError
             &[&now, &limit],
         )
         .await?;
-    // numeric: `in_force_until` may be i64::MAX (fail closed), and must not overflow.
-    client
-        .execute(
+    if lifetimes {
+        // numeric: `in_force_until` may be i64::MAX (fail closed), and must not overflow.
+        tx.execute(
             "DELETE FROM token_lifetimes WHERE in_force_until::numeric + lifetime <= $1::bigint",
             &[&now],
         )
         .await?;
-    client.commit().await?;
-    let mut swept = Swept {
-        removed: usize::try_from(removed).unwrap_or(usize::MAX),
-        ..Swept::default()
-    };
-    for row in &rows {
-        swept
-            .forgotten_grants
-            .push(grant_id("revoked_grants", row.try_get(0)?)?);
     }
-    Ok(swept)
+    let forgotten = rows
+        .iter()
+        .map(|row| grant_id("revoked_grants", row.try_get(0)?))
+        .collect::<Result<_, _>>()?;
+    Ok((usize::try_from(removed).unwrap_or(usize::MAX), forgotten))
 }
 
 impl TokenStore for PgTokenStore {
