@@ -238,3 +238,39 @@ async fn an_identical_public_registration_on_another_instance_answers_the_same_c
         "the repeat on B answers the client A registered"
     );
 }
+
+#[actix_web::test]
+async fn concurrent_wrong_passwords_on_three_instances_never_pass_the_global_limit() {
+    // Room for every post at once on every instance, so only the throttle decides.
+    let Some(cluster) = cluster(module_path!(), &["--password-hash-concurrency", "64"]).await
+    else {
+        return;
+    };
+    let (_, challenge) = pkce_pair();
+    let params = demo_authorize_params(&challenge, "s");
+    let mut pages = Vec::new();
+    for i in 0..3 {
+        let page = cluster.app(i).consent_page(&params).await;
+        assert_eq!(page.reply.status, 200, "{}", page.reply.body);
+        pages.push(page);
+    }
+    let wrong = [
+        ("username", DEMO_USER),
+        ("password", "wrong"),
+        ("action", "approve"),
+    ];
+    let posts = (0..18).map(|n| {
+        let (app, page) = (cluster.app(n % 3), &pages[n % 3]);
+        async move {
+            post_decision(app, page, page.cookie.as_deref(), &wrong)
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(posts).await;
+    let checked = statuses.iter().filter(|s| **s == 400).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    // login_max_failures_per_user is 5 in all, not 5 per instance.
+    assert_eq!((checked, throttled), (5, 13), "{statuses:?}");
+}
