@@ -17,6 +17,7 @@ use std::{
 use actix::{Actor, Addr};
 
 use crate::{
+    actors::change_feed::{ChangeFeed, Freshness},
     actors::mcp_sessions::{McpSessions, SessionDirectory, SessionLimits},
     actors::token_cache::{Revocations, TokenCache},
     actors::{
@@ -130,6 +131,8 @@ pub struct Services {
     pub password_checks: Arc<tokio::sync::Semaphore>,
     commit: Option<GroupCommit>,
     postgres: Option<PgStores>,
+    /// The change feed's task on a shared database (aborted at shutdown).
+    feed: Option<tokio::task::AbortHandle>,
 }
 
 /// The three stores the actors are given, from one backend.
@@ -231,6 +234,12 @@ impl Services {
         let password_checks = Arc::new(tokio::sync::Semaphore::new(
             settings.password_hash_concurrency.max(1),
         ));
+        // On a shared database the in-memory state is a cache kept by the change feed
+        // (`actors::change_feed`), trusted only while it is fresh; sled: always.
+        let freshness = match &postgres {
+            Some(_) => Freshness::shared(),
+            None => Freshness::local(),
+        };
         let registry = ClientRegistry::new(
             stores.clients,
             Arc::clone(&settings),
@@ -238,7 +247,8 @@ impl Services {
             dummy_hash,
         )
         .await?
-        .with_password_checks(Arc::clone(&password_checks));
+        .with_password_checks(Arc::clone(&password_checks))
+        .with_freshness(Arc::clone(&freshness));
         // On PostgreSQL the sign-in sessions, throttles and limits are shared by every
         // instance on the database; with sled they stay in this process's memory.
         let registry = match &postgres {
@@ -263,12 +273,25 @@ impl Services {
         .with_metrics(Arc::clone(&metrics))
         .with_revocations(revocations.clone())
         .start();
-        let token_cache = Arc::new(TokenCache::new(
-            revocations,
-            Arc::clone(&clock),
-            TokenCache::TTL,
-            TokenCache::CAPACITY,
-        ));
+        let feed = postgres.as_ref().map(|stores| {
+            ChangeFeed::new(
+                stores.clone(),
+                revocations.clone(),
+                registry.clone(),
+                Arc::clone(&freshness),
+            )
+            .spawn()
+            .abort_handle()
+        });
+        let token_cache = Arc::new(
+            TokenCache::new(
+                revocations,
+                Arc::clone(&clock),
+                TokenCache::TTL,
+                TokenCache::CAPACITY,
+            )
+            .with_freshness(freshness),
+        );
         let sessions = McpSessions::new(SessionLimits::from_config(&settings.config));
         let session_directory = sessions.directory();
         let sessions = sessions.start();
@@ -287,6 +310,7 @@ impl Services {
             password_checks,
             commit,
             postgres,
+            feed,
         };
         if let Err(e) = services.demo_policy(clock.now()).await {
             // Release the database, so the operator (or a host retrying) can open it.
@@ -420,6 +444,9 @@ impl Services {
     /// Stops the actors, waits until they have dropped their stores, then flushes and stops
     /// the group-commit thread.
     pub async fn shutdown(&self) {
+        if let Some(feed) = &self.feed {
+            feed.abort();
+        }
         let _ = self.registry.send(Stop).await;
         let _ = self.documents.send(Stop).await;
         let _ = self.codes.send(Stop).await;

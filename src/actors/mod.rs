@@ -2,6 +2,7 @@
 //! and its in-memory indexes; nothing else touches them. Handlers talk to them with the
 //! verb-named messages defined next to each actor, through `Services::ask`.
 
+pub mod change_feed;
 pub mod client_documents;
 pub mod client_registry;
 pub mod code_issuer;

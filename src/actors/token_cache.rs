@@ -12,10 +12,12 @@
 //! already out of date). Expiry is checked on every hit, with the same clock and rule as the
 //! ledger (`expires_at > now`). Keys are the token's storage key (digest), never the token.
 //!
-//! Across processes (a shared database, issue 14) a bump in one process is not seen by
-//! another: there the cache must be bounded by a short time to live ([`TokenCache::new`]'s
-//! `ttl`, which bounds every entry here too) or a cross-process signal, and that bound is
-//! how late a revocation may take effect elsewhere.
+//! Across processes (a shared database, issue 14) the change feed
+//! ([`super::change_feed`]) bumps the count for every revocation any process commits, and
+//! the cache serves only while the feed is fresh ([`Freshness`], given by
+//! [`TokenCache::with_freshness`]): a revocation made elsewhere is served by no cache
+//! later than the feed's bound after it committed, and while the feed is down nothing is
+//! served (every request asks the ledger, which reads the database).
 
 use std::{
     collections::HashMap,
@@ -26,7 +28,7 @@ use std::{
     time::Duration,
 };
 
-use super::token_ledger::TokenInfo;
+use super::{change_feed::Freshness, token_ledger::TokenInfo};
 use crate::domain::{clock::Clock, secrets::TokenKey};
 
 /// The count of revocations made by a ledger, shared with the caches in front of it.
@@ -57,6 +59,8 @@ struct Cached {
 /// Access tokens the ledger answered as active, bounded in number and time.
 pub struct TokenCache {
     revocations: Revocations,
+    /// Whether revocations by other processes have reached `revocations` recently enough.
+    freshness: Arc<Freshness>,
     clock: Arc<dyn Clock>,
     ttl: i64,
     capacity: usize,
@@ -88,11 +92,19 @@ impl TokenCache {
     ) -> Self {
         Self {
             revocations,
+            freshness: Freshness::local(),
             clock,
             ttl: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
             capacity,
             entries: Mutex::default(),
         }
+    }
+
+    /// Serves entries only while `freshness` says so (a shared database; the default is
+    /// one process, always fresh).
+    pub fn with_freshness(mut self, freshness: Arc<Freshness>) -> Self {
+        self.freshness = freshness;
+        self
     }
 
     /// The revocation count to give [`insert`](Self::insert): read it *before* asking the
@@ -101,9 +113,13 @@ impl TokenCache {
         self.revocations.current()
     }
 
-    /// The remembered answer for `key`, if no revocation happened since it was obtained and
-    /// neither the token nor the entry has expired.
+    /// The remembered answer for `key`, if no revocation happened since it was obtained,
+    /// neither the token nor the entry has expired, and the change feed is fresh.
     pub fn get(&self, key: &TokenKey) -> Option<Arc<TokenInfo>> {
+        // Fail closed: revocations made elsewhere may not have reached us.
+        if !self.freshness.is_fresh() {
+            return None;
+        }
         let epoch = self.revocations.current();
         let now = self.clock.now();
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -193,6 +209,28 @@ mod tests {
         // Asked again after the revocation: served again.
         cache.insert(key(1), info(5_000), cache.epoch());
         assert!(cache.get(&key(1)).is_some());
+    }
+
+    #[test]
+    fn nothing_is_served_while_the_change_feed_is_not_fresh() {
+        let revocations = Revocations::default();
+        let freshness = Freshness::shared();
+        let cache = TokenCache::new(
+            revocations,
+            ManualClock::new(1_000),
+            Duration::from_secs(30),
+            8,
+        )
+        .with_freshness(Arc::clone(&freshness));
+        cache.insert(key(1), info(5_000), cache.epoch());
+        assert!(
+            cache.get(&key(1)).is_none(),
+            "served before the feed was read"
+        );
+        freshness.extend_for_tests();
+        assert!(cache.get(&key(1)).is_some());
+        std::thread::sleep(crate::actors::change_feed::BOUND + Duration::from_millis(5));
+        assert!(cache.get(&key(1)).is_none(), "served past the feed's bound");
     }
 
     #[test]

@@ -27,6 +27,13 @@ pub trait ClientStore: Send + 'static {
     /// Every client and user, read once at start-up into the registry's index.
     fn load(&self) -> StoreFuture<(Vec<Client>, Vec<User>)>;
 
+    /// One client as stored now (the registry's read-through: on a shared backend its index
+    /// is a cache, and a client registered or changed by another process is read here).
+    fn get_client(&self, client_id: &str) -> StoreFuture<Option<Client>>;
+
+    /// One user as stored now (read-through, as [`get_client`](Self::get_client)).
+    fn get_user(&self, username: &str) -> StoreFuture<Option<User>>;
+
     /// Registers a new client: in one transaction, refused if a client with its id exists
     /// ([`Registration::IdTaken`]) or, when `max_dynamic` is given and the client is
     /// dynamically registered, if `max_dynamic` dynamically registered clients exist
@@ -43,6 +50,12 @@ pub trait ClientStore: Send + 'static {
         max_dynamic: Option<usize>,
     ) -> StoreFuture<Registration>;
 
+    /// Changes to clients and users made through [`put_client`](Self::put_client),
+    /// [`put_user`](Self::put_user), [`remove_client`](Self::remove_client) and
+    /// [`remove_user`](Self::remove_user) reach every process sharing the backend: a shared
+    /// backend records each in its change feed in the same transaction (PostgreSQL:
+    /// `changes`), so `oauth-mcp admin` writing through these methods needs nothing else.
+    ///
     /// Replaces a stored client (marking it used), or inserts it. On sled the registry
     /// serialises this with removals; a backend whose answers come later (and that other
     /// processes write too) must make "mark used" an update of an existing row only, so a

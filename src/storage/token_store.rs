@@ -299,11 +299,12 @@ pub trait TokenStore: Send + 'static {
     /// Two concurrent rotations of one token: one rotates, the other sees it rotated.
     fn rotate(&self, rotation: Rotation) -> StoreFuture<RotateOutcome>;
 
-    /// Reads a token record (introspection, bearer validation): one read. Whether its
-    /// grant is revoked is the ledger's in-memory set's to say: complete on sled, where
-    /// this process made every revocation; with a shared backend, revocations made by
-    /// other processes reach the set only by a refresh of it (or a `get` that also reads
-    /// the grant's revocation), which is that backend's ledger's to add.
+    /// Reads a token record (introspection, bearer validation): one read. A backend
+    /// shared by several processes (PostgreSQL) answers `None` for a token whose grant is
+    /// revoked, in the same statement (one more indexed lookup), so a revocation committed
+    /// by any process is in force at once for every reader; the ledger's in-memory set
+    /// only adds to that. The sled backend may answer such a token: there the ledger's
+    /// set is complete (this process made every revocation) and says it is not active.
     fn get(&self, key: &TokenKey) -> StoreFuture<Option<TokenRecord>>;
 
     /// Revokes a token on behalf of `client_id` (RFC 7009): in one transaction, reads it;

@@ -150,13 +150,27 @@ impl ClientRegistry {
 impl Handler<MarkClientUsed> for ClientRegistry {
     type Result = ResponseActFuture<Self, Result<bool, RegistryError>>;
     fn handle(&mut self, msg: MarkClientUsed, _: &mut Self::Context) -> Self::Result {
-        let Some(client) = self.clients.get(&msg.client_id) else {
-            return Box::pin(fut::ready(Ok(false)));
-        };
+        // On a shared database the client may be unknown to the index (registered
+        // elsewhere) or out of date: the lookup reads it then (`index.rs`).
+        let lookup = self.lookup_client(&msg.client_id);
+        Box::pin(lookup.then(|found, act, _| match found {
+            Ok(Some(client)) => act.mark_used(client),
+            Ok(None) => Box::pin(fut::ready(Ok(false))),
+            Err(e) => Box::pin(fut::ready(Err(e.into()))),
+        }))
+    }
+}
+
+impl ClientRegistry {
+    /// Marks `client` (as looked up) used in the store, then in the index.
+    fn mark_used(
+        &mut self,
+        client: Client,
+    ) -> ResponseActFuture<Self, Result<bool, RegistryError>> {
         if client.used {
             return Box::pin(fut::ready(Ok(true)));
         }
-        let mut marked = client.clone();
+        let mut marked = client;
         marked.used = true;
         let answer = self.store.put_client(marked.clone());
         self.after_store(answer, move |act, out| {
@@ -177,34 +191,50 @@ impl Handler<MarkClientUsed> for ClientRegistry {
 }
 
 impl Handler<GetClient> for ClientRegistry {
-    type Result = Option<Client>;
+    type Result = ResponseActFuture<Self, Option<Client>>;
     fn handle(&mut self, msg: GetClient, _: &mut Self::Context) -> Self::Result {
-        self.clients.get(&msg.client_id).cloned()
+        let lookup = self.lookup_client(&msg.client_id);
+        Box::pin(lookup.map(|found, _, _| {
+            // The caller treats an unknown client as one it must not redirect to: failing
+            // closed, a storage failure reads as unknown (and is logged).
+            found.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "client lookup failed");
+                None
+            })
+        }))
     }
 }
 
 impl Handler<AuthenticateClient> for ClientRegistry {
-    type Result = Result<Client, RegistryError>;
+    type Result = ResponseActFuture<Self, Result<Client, RegistryError>>;
     fn handle(&mut self, msg: AuthenticateClient, _: &mut Self::Context) -> Self::Result {
-        let client = self.clients.get(&msg.client_id);
-        match (client, msg.secret) {
-            (Some(c), None) if c.auth_method == AuthMethod::None => Ok(c.clone()),
-            (Some(c), Some(secret)) => {
-                // Server-minted secrets are 256 random bits, so SHA-256 at rest is enough and
-                // keeps authentication cheap; the comparison is constant time.
-                let presented = secret.digest();
-                match &c.secret_digest {
-                    Some(stored) if stored.ct_eq(&presented) => Ok(c.clone()),
-                    _ => Err(RegistryError::InvalidClient),
-                }
+        let lookup = self.lookup_client(&msg.client_id);
+        Box::pin(lookup.map(move |found, _, _| authenticate(found?.as_ref(), msg.secret)))
+    }
+}
+
+/// Client authentication against `client` as looked up (`None`: unknown).
+fn authenticate(
+    client: Option<&Client>,
+    secret: Option<ClientSecret>,
+) -> Result<Client, RegistryError> {
+    match (client, secret) {
+        (Some(c), None) if c.auth_method == AuthMethod::None => Ok(c.clone()),
+        (Some(c), Some(secret)) => {
+            // Server-minted secrets are 256 random bits, so SHA-256 at rest is enough and
+            // keeps authentication cheap; the comparison is constant time.
+            let presented = secret.digest();
+            match &c.secret_digest {
+                Some(stored) if stored.ct_eq(&presented) => Ok(c.clone()),
+                _ => Err(RegistryError::InvalidClient),
             }
-            (None, Some(secret)) => {
-                // Same work as for a known client, so timing does not reveal which ids exist.
-                let _ = Digest([0; 32]).ct_eq(&secret.digest());
-                Err(RegistryError::InvalidClient)
-            }
-            _ => Err(RegistryError::InvalidClient),
         }
+        (None, Some(secret)) => {
+            // Same work as for a known client, so timing does not reveal which ids exist.
+            let _ = Digest([0; 32]).ct_eq(&secret.digest());
+            Err(RegistryError::InvalidClient)
+        }
+        _ => Err(RegistryError::InvalidClient),
     }
 }
 
@@ -378,7 +408,7 @@ impl ClientRegistry {
     }
 
     /// Adds a stored client to the index and its bookkeeping.
-    fn remember_client(&mut self, client: Client) {
+    pub(super) fn remember_client(&mut self, client: Client) {
         if client.origin == ClientOrigin::Dynamic {
             self.dynamic_clients += 1;
             if !client.used {

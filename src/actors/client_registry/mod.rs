@@ -35,6 +35,8 @@
 //! - `repeats.rs`: why and how an identical public-client registration is answered with
 //!   the same client (and not counted by the rate limit);
 //! - `users.rs`: user accounts, password hashing and the login throttle;
+//! - `index.rs`: the index of clients and users as a cache on a shared database (read
+//!   through on a miss or while the change feed is not fresh; forgotten on a change);
 //! - `sign_in.rs`: browser sign-in sessions;
 //! - `tests.rs`: the actor-level tests.
 
@@ -47,7 +49,7 @@ use actix::prelude::*;
 use futures_util::{future::Either, FutureExt as _};
 use tokio::sync::Semaphore;
 
-use super::{Stop, Sweep};
+use super::{change_feed::Freshness, Stop, Sweep};
 use crate::{
     config::Settings,
     domain::{
@@ -59,6 +61,7 @@ use crate::{
 };
 
 mod clients;
+mod index;
 mod repeats;
 mod sign_in;
 #[cfg(test)]
@@ -69,6 +72,7 @@ pub use clients::{
     AuthenticateClient, GetClient, InsertClientIfAbsent, ListClients, MarkClientUsed,
     RegisterClient, RemoveClient,
 };
+pub use index::{ForgetClient, ForgetUser, ReloadIndex};
 pub use sign_in::{ResolveLoginSession, StartLoginSession};
 pub use users::{
     hash_password, AuthenticateUser, InsertUserIfAbsent, ListUsers, RemoveUser, SetPassword,
@@ -145,6 +149,12 @@ pub struct ClientRegistry {
     unused: BTreeSet<(i64, String)>,
     /// How many dynamically registered clients exist (`max_registered_clients` bounds it).
     dynamic_clients: usize,
+    /// Whether the index is complete (sled) or a cache that the change feed keeps within
+    /// its bound (a shared database; `index.rs`).
+    freshness: Arc<Freshness>,
+    /// Counts the changes applied to the index from the feed, so a read-through that was
+    /// under way during one does not enter the index (`index.rs`).
+    generation: u64,
 }
 
 impl ClientRegistry {
@@ -178,7 +188,16 @@ impl ClientRegistry {
             clock,
             dummy_hash: dummy_hash.into(),
             shared: Arc::new(MemorySharedState::default()),
+            freshness: Freshness::local(),
+            generation: 0,
         })
+    }
+
+    /// Treats the index as a cache kept by the change feed (a shared database; see
+    /// `index.rs`): hits only while `freshness` says so, misses read from the store.
+    pub fn with_freshness(mut self, freshness: Arc<Freshness>) -> Self {
+        self.freshness = freshness;
+        self
     }
 
     /// Shares `checks` as the bound on concurrent password checks (instead of a private one

@@ -292,7 +292,7 @@ impl Handler<RemoveUser> for ClientRegistry {
 }
 
 impl Handler<AuthenticateUser> for ClientRegistry {
-    type Result = ResponseFuture<Result<String, RegistryError>>;
+    type Result = ResponseActFuture<Self, Result<String, RegistryError>>;
     fn handle(&mut self, msg: AuthenticateUser, _: &mut Self::Context) -> Self::Result {
         // The same steps, answers and counters for every name, account or not.
         let throttle = Throttle {
@@ -307,47 +307,48 @@ impl Handler<AuthenticateUser> for ClientRegistry {
             cfg.login_max_failures_per_user,
             cfg.login_max_failures_per_address,
         );
-        let known = self
-            .users
-            .get(&msg.username)
-            .map(|u| u.password_hash.clone());
-        let exists = known.is_some();
-        let phc: Arc<str> = known
-            .map(Into::into)
-            .unwrap_or_else(|| Arc::clone(&self.dummy_hash));
+        let dummy_hash = Arc::clone(&self.dummy_hash);
         let checks = Arc::clone(&self.password_checks);
-        let (username, password) = (msg.username, msg.password);
-        Box::pin(async move {
-            // Counted now, before the check: a burst of guesses reaches the limit as soon
-            // as the limit's worth of them have started, on any number of processes.
-            let reserved = match throttle.reserve(exists, per_name, per_address).await? {
-                Ok(reserved) => reserved,
-                Err(retry_after) => return Err(RegistryError::LoginThrottled { retry_after }),
-            };
-            // Each check holds ~19 MiB for tens of milliseconds: a bounded number at once,
-            // and a refusal rather than a queue beyond it. Nothing stays counted for it.
-            let Ok(permit) = checks.try_acquire_owned() else {
-                throttle.release_refused(&reserved).await?;
-                return Err(RegistryError::PasswordCheckBusy {
-                    retry_after: PASSWORD_CHECK_RETRY_SECS,
-                });
-            };
-            // Argon2 takes tens of milliseconds: run it on the blocking pool, never on the
-            // actor's thread or an HTTP worker. The permit is released when it ends.
-            let verified = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                verify_password(password.secret(), &phc)
-            })
-            .await;
-            match verified {
-                Ok(true) if exists => {
-                    throttle.release(&reserved).await?;
-                    Ok(username)
+        // On a shared database the index is a cache: the lookup reads the user through
+        // when it may not answer (`index.rs`).
+        let lookup = self.lookup_user(&msg.username);
+        Box::pin(lookup.then(move |found, _, _| {
+            fut::wrap_future(async move {
+                let known = found?.map(|u| u.password_hash);
+                let exists = known.is_some();
+                let phc: Arc<str> = known.map(Into::into).unwrap_or(dummy_hash);
+                let (username, password) = (msg.username, msg.password);
+                // Counted now, before the check: a burst of guesses reaches the limit as soon
+                // as the limit's worth of them have started, on any number of processes.
+                let reserved = match throttle.reserve(exists, per_name, per_address).await? {
+                    Ok(reserved) => reserved,
+                    Err(retry_after) => return Err(RegistryError::LoginThrottled { retry_after }),
+                };
+                // Each check holds ~19 MiB for tens of milliseconds: a bounded number at once,
+                // and a refusal rather than a queue beyond it. Nothing stays counted for it.
+                let Ok(permit) = checks.try_acquire_owned() else {
+                    throttle.release_refused(&reserved).await?;
+                    return Err(RegistryError::PasswordCheckBusy {
+                        retry_after: PASSWORD_CHECK_RETRY_SECS,
+                    });
+                };
+                // Argon2 takes tens of milliseconds: run it on the blocking pool, never on the
+                // actor's thread or an HTTP worker. The permit is released when it ends.
+                let verified = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    verify_password(password.secret(), &phc)
+                })
+                .await;
+                match verified {
+                    Ok(true) if exists => {
+                        throttle.release(&reserved).await?;
+                        Ok(username)
+                    }
+                    // The attempt stays counted.
+                    Ok(_) => Err(RegistryError::InvalidCredentials),
+                    Err(e) => Err(RegistryError::Internal(e.to_string())),
                 }
-                // The attempt stays counted.
-                Ok(_) => Err(RegistryError::InvalidCredentials),
-                Err(e) => Err(RegistryError::Internal(e.to_string())),
-            }
-        })
+            })
+        }))
     }
 }

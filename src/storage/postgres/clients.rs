@@ -9,7 +9,10 @@ use deadpool_postgres::{GenericClient, Pool};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio_postgres::{types::ToSql, Row};
 
-use super::{corrupt, lock, persisted};
+use super::{
+    changes::{self, ChangeKind},
+    corrupt, lock, persisted,
+};
 use crate::{
     domain::{
         client::{Client, ClientOrigin, User},
@@ -201,11 +204,13 @@ async fn register(
 }
 
 /// Rewrites an existing client only (the registry marks a client used): a removal that
-/// overtook it, here or in another process, is not undone.
+/// overtook it, here or in another process, is not undone. Published to the other
+/// instances when a row changed.
 async fn put_client(pool: Pool, c: Client) -> Result<(), StorageError> {
     let p = client_params(&c)?;
-    let client = pool.get().await?;
-    client
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let updated = tx
         .execute(
             "UPDATE clients SET secret_digest = $2, auth_method = $3, client_name = $4, \
              redirect_uris = $5, grant_types = $6, scopes = $7, issued_at = $8, \
@@ -213,15 +218,28 @@ async fn put_client(pool: Pool, c: Client) -> Result<(), StorageError> {
             &p.params(&c),
         )
         .await?;
+    if updated > 0 {
+        changes::publish(&tx, ChangeKind::Client, &c.client_id).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
-async fn execute(
+/// One write of a client or user and its change (published when a row changed), in one
+/// transaction: every instance drops or re-reads `subject` within the feed's bound.
+async fn write_and_publish(
     pool: Pool,
     sql: &'static str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    kind: ChangeKind,
+    subject: &str,
 ) -> Result<(), StorageError> {
-    pool.get().await?.execute(sql, params).await?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    if tx.execute(sql, params).await? > 0 {
+        changes::publish(&tx, kind, subject).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -247,11 +265,13 @@ impl ClientStore for PgClientStore {
     fn put_user(&self, user: User) -> StoreFuture<()> {
         let pool = self.pool.clone();
         Box::pin(async move {
-            execute(
+            write_and_publish(
                 pool,
                 "INSERT INTO users (username, password_hash) VALUES ($1, $2) \
                  ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash",
                 &[&user.username, &user.password_hash],
+                ChangeKind::User,
+                &user.username,
             )
             .await
         })
@@ -259,16 +279,57 @@ impl ClientStore for PgClientStore {
 
     fn remove_client(&self, client_id: &str) -> StoreFuture<()> {
         let (pool, id) = (self.pool.clone(), client_id.to_owned());
-        Box::pin(
-            async move { execute(pool, "DELETE FROM clients WHERE client_id = $1", &[&id]).await },
-        )
+        Box::pin(async move {
+            let sql = "DELETE FROM clients WHERE client_id = $1";
+            write_and_publish(pool, sql, &[&id], ChangeKind::Client, &id).await
+        })
     }
 
     fn remove_user(&self, username: &str) -> StoreFuture<()> {
         let (pool, name) = (self.pool.clone(), username.to_owned());
-        Box::pin(
-            async move { execute(pool, "DELETE FROM users WHERE username = $1", &[&name]).await },
-        )
+        Box::pin(async move {
+            let sql = "DELETE FROM users WHERE username = $1";
+            write_and_publish(pool, sql, &[&name], ChangeKind::User, &name).await
+        })
+    }
+
+    fn get_client(&self, client_id: &str) -> StoreFuture<Option<Client>> {
+        let (pool, id) = (self.pool.clone(), client_id.to_owned());
+        Box::pin(async move {
+            let client = pool.get().await?;
+            let select = COLUMNS.replace("extra", "extra::text");
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {select} FROM clients WHERE client_id = $1"
+                ))
+                .await?;
+            client
+                .query_opt(&stmt, &[&id])
+                .await?
+                .as_ref()
+                .map(client_record)
+                .transpose()
+        })
+    }
+
+    fn get_user(&self, username: &str) -> StoreFuture<Option<User>> {
+        let (pool, name) = (self.pool.clone(), username.to_owned());
+        Box::pin(async move {
+            let client = pool.get().await?;
+            let stmt = client
+                .prepare_cached("SELECT username, password_hash FROM users WHERE username = $1")
+                .await?;
+            client
+                .query_opt(&stmt, &[&name])
+                .await?
+                .map(|row| {
+                    Ok(User {
+                        username: row.try_get(0)?,
+                        password_hash: row.try_get(1)?,
+                    })
+                })
+                .transpose()
+        })
     }
 
     /// Resolves at once: every intent answered after its COMMIT, with `synchronous_commit` on.

@@ -34,18 +34,24 @@ const MIGRATIONS: &[Migration] = &[
         readers_from: 1,
         sql: include_str!("migrations/0001_initial.sql"),
     },
-    // Expand: a new table only; builds of schema 1 run on it unchanged.
+    // The change feed: new tables only (expand), so schema-1 builds keep running on it.
     Migration {
         version: 2,
         readers_from: 1,
-        sql: include_str!("migrations/0002_shared_state.sql"),
+        sql: include_str!("migrations/0002_changes.sql"),
+    },
+    // Shared short-lived state: a new table only (expand); builds of schema 1 and 2 run on it.
+    Migration {
+        version: 3,
+        readers_from: 1,
+        sql: include_str!("migrations/0003_shared_state.sql"),
     },
 ];
 
 /// The oldest schema version this build runs on.
 pub const MIN_SCHEMA: i32 = 1;
 /// The newest schema version this build knows (its last migration), applied at connect.
-pub const MAX_SCHEMA: i32 = 2;
+pub const MAX_SCHEMA: i32 = 3;
 /// The schema versions this build runs on: `MIN_SCHEMA..=MAX_SCHEMA`, and also any newer
 /// one whose `readers_from` is at most `MAX_SCHEMA` (a later build's expand step).
 pub const SUPPORTED: RangeInclusive<i32> = MIN_SCHEMA..=MAX_SCHEMA;

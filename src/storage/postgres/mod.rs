@@ -19,12 +19,15 @@ use tokio_postgres::NoTls;
 
 use super::{Persist, StorageError};
 
+pub mod changes;
 mod clients;
 mod codes;
 pub mod migrations;
 mod shared_state;
+mod token_sweep;
 mod tokens;
 
+pub use changes::{Change, ChangeKind, ChangeListener, Wake};
 pub use clients::PgClientStore;
 pub use codes::PgCodeStore;
 pub use shared_state::PgSharedState;
@@ -39,6 +42,19 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PgStores {
     pool: Pool,
     version: i32,
+    /// How to connect, for the change feed's own connection ([`PgStores::listen`]).
+    config: ListenConfig,
+}
+
+/// The connection configuration kept for [`PgStores::listen`]; its `Debug` names hosts and
+/// database only ([`describe`]), never the password.
+#[derive(Clone)]
+struct ListenConfig(tokio_postgres::Config);
+
+impl std::fmt::Debug for ListenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&describe(&self.0))
+    }
 }
 
 /// Parses a `postgres://` URL (or `key=value` string) into a driver configuration. Refuses
@@ -119,6 +135,7 @@ impl PgStores {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(POOL_TIMEOUT);
         }
+        let listen = ListenConfig(config.clone());
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -137,7 +154,16 @@ impl PgStores {
         let mut client = pool.get().await?;
         let version = migrations::migrate(&mut client).await?;
         drop(client);
-        Ok(Self { pool, version })
+        Ok(Self {
+            pool,
+            version,
+            config: listen,
+        })
+    }
+
+    /// A new connection of its own listening to the change feed (see [`changes`]).
+    pub async fn listen(&self) -> Result<ChangeListener, StorageError> {
+        ChangeListener::connect(self.config.0.clone()).await
     }
 
     /// The schema version in force when these stores connected (after migrating).

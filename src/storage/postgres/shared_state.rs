@@ -1,4 +1,4 @@
-//! [`SharedState`] on PostgreSQL: the table `shared_state` (schema 2), shared by every
+//! [`SharedState`] on PostgreSQL: the table `shared_state` (schema 3), shared by every
 //! instance on the database, so a browser may sign in on one instance and consent on
 //! another, and the login throttle and the registration limit count across all of them
 //! (issue 14). Every method is one statement: a counting step is one

@@ -9,7 +9,10 @@
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
 
-use super::{corrupt, grant_id, lock, persisted, to_i64, to_usize};
+use super::{
+    changes::{self, ChangeKind},
+    corrupt, grant_id, lock, persisted, to_usize,
+};
 use crate::{
     domain::{scope::Scopes, secrets::TokenKey},
     storage::{
@@ -94,6 +97,28 @@ async fn insert(
     Ok(())
 }
 
+/// The trait's `get`: the token unless its grant is revoked, in one statement (the primary
+/// key and the revocation's primary key), so validation on this instance is right at once
+/// about revocations committed by any instance, whatever the ledger's in-memory set holds.
+async fn get_live(
+    c: &impl GenericClient,
+    key: &TokenKey,
+) -> Result<Option<TokenRecord>, StorageError> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM tokens t WHERE key = $1 AND NOT EXISTS \
+             (SELECT 1 FROM revoked_grants r WHERE r.grant_id = t.grant_id)"
+        ))
+        .await?;
+    c.query_opt(&stmt, &[&&key.0[..]])
+        .await?
+        .as_ref()
+        .map(token_record)
+        .transpose()
+}
+
+/// A token as stored, revoked grant or not (inside a rotation, which has checked the grant
+/// under its lock already).
 async fn get(c: &impl GenericClient, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError> {
     let stmt = c
         .prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE key = $1"))
@@ -131,7 +156,9 @@ async fn is_revoked(c: &impl GenericClient, grant: &GrantId) -> Result<bool, Sto
 }
 
 /// Revokes `grant` until at least `forget_at`, inside the caller's transaction: the
-/// grant's lock, then one upsert that only raises the time (`GREATEST`).
+/// grant's lock, then one upsert that only raises the time (`GREATEST`), then the change
+/// published to the other instances (last: see [`changes::publish`]; the counter comes
+/// after the token row and the grant lock in the one lock order).
 async fn revoke_grant_in(
     c: &impl GenericClient,
     grant: GrantId,
@@ -147,6 +174,7 @@ async fn revoke_grant_in(
         )
         .await?;
     let row = c.query_one(&stmt, &[&&grant.0[..], &forget_at]).await?;
+    changes::publish(c, ChangeKind::Grant, &changes::grant_subject(&grant)).await?;
     Ok(GrantRevocation {
         grant_id: grant,
         forget_at: row.try_get(0)?,
@@ -279,6 +307,11 @@ async fn revoke_token(
         .prepare_cached("DELETE FROM tokens WHERE key = $1")
         .await?;
     tx.execute(&stmt, &[&&key.0[..]]).await?;
+    if revoked.is_none() {
+        // An access token removed: caches of validated tokens elsewhere must forget it
+        // (a grant's revocation above published already).
+        changes::publish(&tx, ChangeKind::Token, "").await?;
+    }
     tx.commit().await?;
     Ok(match revoked {
         Some(revoked) => TokenRevocation::GrantRevoked(revoked),
@@ -358,80 +391,6 @@ async fn grants_of(pool: Pool, holder: GrantHolder) -> Result<Vec<(GrantId, i64)
         .collect()
 }
 
-/// One bounded slice: expired tokens and forgotten revocations, oldest first by index, at
-/// most `limit` of each (no cursor needed: the indexes find them), deleted in batches of at
-/// most [`lock::SWEEP_BATCH_ROWS`] rows per statement, each batch a short transaction.
-///
-/// One instance at a time: each batch first takes this table's sweep lock without waiting;
-/// an instance that does not get it for its first batch skips the tick (answers nothing
-/// swept), and one that loses it between batches stops there (another is sweeping).
-async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError> {
-    let mut client = pool.get().await?;
-    let mut swept = Swept::default();
-    let mut left = limit;
-    let mut first = true;
-    while left > 0 {
-        let batch = left.min(lock::SWEEP_BATCH_ROWS);
-        let tx = client.transaction().await?;
-        if !lock::try_sweep(&tx, lock::SWEEP_TOKENS).await? {
-            break;
-        }
-        let (removed, forgotten) = sweep_batch(&tx, now, batch, first).await?;
-        tx.commit().await?;
-        swept.removed = swept.removed.saturating_add(removed);
-        let full = removed == batch || forgotten.len() == batch;
-        swept.forgotten_grants.extend(forgotten);
-        left -= batch;
-        first = false;
-        if !full {
-            break;
-        }
-    }
-    Ok(swept)
-}
-
-/// One batch of [`sweep`], in `tx` (which holds the sweep lock): at most `batch` expired
-/// tokens and `batch` forgotten revocations, and, on the first batch of a tick, the
-/// outlived lifetime records (one row per lifetime ever configured). The outer conditions
-/// repeat the inner ones so that a row changed meanwhile (a revocation raised by another
-/// process) is re-checked, not deleted on the strength of the subquery.
-async fn sweep_batch(
-    tx: &deadpool_postgres::Transaction<'_>,
-    now: i64,
-    batch: usize,
-    lifetimes: bool,
-) -> Result<(usize, Vec<GrantId>), StorageError> {
-    let limit = to_i64(batch);
-    let removed = tx
-        .execute(
-            "DELETE FROM tokens WHERE expires_at <= $1 AND key IN \
-             (SELECT key FROM tokens WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)",
-            &[&now, &limit],
-        )
-        .await?;
-    let rows = tx
-        .query(
-            "DELETE FROM revoked_grants WHERE forget_at <= $1 AND grant_id IN \
-             (SELECT grant_id FROM revoked_grants WHERE forget_at <= $1 ORDER BY forget_at LIMIT $2) \
-             RETURNING grant_id",
-            &[&now, &limit],
-        )
-        .await?;
-    if lifetimes {
-        // numeric: `in_force_until` may be i64::MAX (fail closed), and must not overflow.
-        tx.execute(
-            "DELETE FROM token_lifetimes WHERE in_force_until::numeric + lifetime <= $1::bigint",
-            &[&now],
-        )
-        .await?;
-    }
-    let forgotten = rows
-        .iter()
-        .map(|row| grant_id("revoked_grants", row.try_get(0)?))
-        .collect::<Result<_, _>>()?;
-    Ok((usize::try_from(removed).unwrap_or(usize::MAX), forgotten))
-}
-
 impl TokenStore for PgTokenStore {
     fn issue(&self, access: NewToken, refresh: Option<NewToken>) -> StoreFuture<IssueOutcome> {
         Box::pin(issue(self.pool.clone(), access, refresh))
@@ -443,7 +402,7 @@ impl TokenStore for PgTokenStore {
 
     fn get(&self, key: &TokenKey) -> StoreFuture<Option<TokenRecord>> {
         let (pool, key) = (self.pool.clone(), *key);
-        Box::pin(async move { get(&pool.get().await?, &key).await })
+        Box::pin(async move { get_live(&pool.get().await?, &key).await })
     }
 
     fn revoke_token(
@@ -477,7 +436,7 @@ impl TokenStore for PgTokenStore {
     }
 
     fn sweep(&self, now: i64, limit: usize) -> StoreFuture<Swept> {
-        Box::pin(sweep(self.pool.clone(), now, limit))
+        Box::pin(super::token_sweep::sweep(self.pool.clone(), now, limit))
     }
 
     fn count(&self) -> StoreFuture<usize> {

@@ -132,6 +132,24 @@ impl ClientStore for SledClientStore {
         ready(self.register_now(&client, max_dynamic))
     }
 
+    fn get_client(&self, client_id: &str) -> StoreFuture<Option<Client>> {
+        let read = self
+            .clients
+            .get(client_id.as_bytes())
+            .map_err(StorageError::from)
+            .and_then(|v| v.map(|v| decode(CLIENTS_TREE, &v)).transpose());
+        ready(read)
+    }
+
+    fn get_user(&self, username: &str) -> StoreFuture<Option<User>> {
+        let read = self
+            .users
+            .get(username.as_bytes())
+            .map_err(StorageError::from)
+            .and_then(|v| v.map(|v| decode(USERS_TREE, &v)).transpose());
+        ready(read)
+    }
+
     fn put_client(&self, client: Client) -> StoreFuture<()> {
         ready(self.put_now(&client))
     }

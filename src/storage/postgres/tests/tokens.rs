@@ -229,6 +229,48 @@ async fn revoking_a_token_is_per_client_and_a_refresh_token_takes_its_grant() {
     assert_eq!((later.newly, later.forget_at), (false, 70));
 }
 
+/// Issue 14: validation on any instance is right about a revocation committed by another
+/// at once, without its in-memory set: `get` answers nothing for a token of a revoked grant
+/// (revoked directly, by reuse in a rotation, or by revoking its refresh token), and still
+/// answers the tokens of other grants.
+#[tokio::test]
+async fn get_answers_nothing_for_a_token_of_a_revoked_grant() {
+    let Some(db) = db!() else { return };
+    let store = db.stores.tokens();
+    // Revoked directly (a replayed code, administration).
+    let (grant, other) = (GrantId::generate(), GrantId::generate());
+    let access = put(&store, token(grant, "app", None, 1_000)).await;
+    let kept = put(&store, token(other, "app", None, 1_000)).await;
+    assert!(store.get(&access).await.unwrap().is_some());
+    store.revoke_grant(grant, 2_000).await.unwrap();
+    assert!(store.get(&access).await.unwrap().is_none(), "revoked grant");
+    assert!(store.get(&kept).await.unwrap().is_some(), "another grant");
+
+    // Revoked by reuse detected in a rotation: the successors go with it.
+    let grant = GrantId::generate();
+    let presented = stored(&store, grant, 10_000).await;
+    let RotateOutcome::Rotated(first) =
+        store.rotate(rotation(&presented, 100, None)).await.unwrap()
+    else {
+        panic!("first presentation rotates");
+    };
+    assert!(store.get(&first.access.key()).await.unwrap().is_some());
+    let reused = store.rotate(rotation(&presented, 200, None)).await.unwrap();
+    assert!(matches!(reused, RotateOutcome::Reused { .. }), "{reused:?}");
+    assert!(store.get(&first.access.key()).await.unwrap().is_none());
+    assert!(store.get(&first.refresh.key()).await.unwrap().is_none());
+
+    // Revoked by revoking its refresh token (RFC 7009 §2.1): its access tokens go too.
+    let grant = GrantId::generate();
+    let access = put(&store, token(grant, "app", None, 1_000)).await;
+    let refresh = stored(&store, grant, 1_000).await;
+    store
+        .revoke_token(&refresh.key(), "app", 2_000)
+        .await
+        .unwrap();
+    assert!(store.get(&access).await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn grants_of_a_subject_or_client_with_their_latest_expiry() {
     let Some(db) = db!() else { return };
@@ -388,9 +430,15 @@ async fn issues_racing_a_revocation_either_precede_it_or_are_refused() {
         .collect();
     store.revoke_grant(grant, 2_000).await.unwrap();
     let mut issued = 0;
+    let client = db.stores.pool.get().await.unwrap();
     for task in issues {
         let (key, outcome) = task.await.unwrap();
-        let present = store.get(&key).await.unwrap().is_some();
+        // The row itself: `get` answers nothing for a revoked grant's tokens.
+        let present = client
+            .query_opt("SELECT 1 FROM tokens WHERE key = $1", &[&&key.0[..]])
+            .await
+            .unwrap()
+            .is_some();
         assert_eq!(present, outcome == IssueOutcome::Issued);
         issued += usize::from(present);
     }

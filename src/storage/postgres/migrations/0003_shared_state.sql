@@ -1,4 +1,4 @@
--- Schema 2 (expand: older builds run on it unchanged): short-lived state shared by every
+-- Schema 3 (expand: older builds run on it unchanged): short-lived state shared by every
 -- instance (storage::SharedState, docs/storage.md "shared_state"): browser sign-in sessions,
 -- the login throttle, the registration rate limit, repeat-registration fingerprints, and
 -- later more of the kind, one namespace each. Keys are SHA-256 digests, never cookie values,
