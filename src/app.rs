@@ -97,10 +97,12 @@ async fn start_services(
         return Ok((services, Some(db)));
     };
     // Only the target is ever logged or shown, never the URL (it may hold a password).
-    let parsed = postgres::parse_url(url).map_err(|reason| StartError::Database {
-        target: "(--database-url)".into(),
-        reason,
-    })?;
+    let parsed = postgres::parse_url(url)
+        .map_err(|reason| StartError::Database {
+            target: "(--database-url)".into(),
+            reason,
+        })?
+        .with_ca_pem(settings.database_roots.clone());
     let target = postgres::describe(&parsed);
     let stores = PgStores::connect_with(parsed, POSTGRES_POOL_SIZE)
         .await

@@ -25,9 +25,13 @@ pub struct Cli {
     #[arg(long, env = "OAUTH_MCP_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// PostgreSQL instead of sled (postgres://user:password@host:port/db); migrated at
-    /// start. Single instance for now; plain TCP only (sslmode=require is refused).
+    /// start. TLS per its sslmode (disable, prefer, require, verify-ca, verify-full).
     #[arg(long, env = "OAUTH_MCP_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// A PEM file of root certificates trusted for the database's TLS certificate beside
+    /// the bundled Mozilla roots (a private CA).
+    #[arg(long, env = "OAUTH_MCP_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
     /// Server key file (at least 32 random bytes; keys the form CSRF values and the refresh
     /// grace derivation). Default: `server.key` in the data directory, generated at first
     /// start. Give every instance sharing a database the same file.
@@ -155,6 +159,10 @@ pub struct MigrateArgs {
     /// The PostgreSQL database to migrate (postgres://user:password@host:port/db).
     #[arg(long, env = "OAUTH_MCP_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+    /// A PEM file of root certificates trusted for the database's TLS certificate beside
+    /// the bundled Mozilla roots (a private CA).
+    #[arg(long, env = "OAUTH_MCP_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
 }
 
 /// Flags of `oauth-mcp admin`. It works on a stopped server's data directory: sled locks
@@ -371,6 +379,7 @@ impl Cli {
             public_url: self.public_url.clone(),
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone().map(DatabaseUrl::from),
+            database_ca_file: self.database_ca_file.clone(),
             key_file: self.key_file.clone(),
             demo: !self.no_demo,
             keep_demo: self.keep_demo,
@@ -503,9 +512,24 @@ mod tests {
                 .map(DatabaseUrl::as_str),
             Some(url)
         );
-        let cli = Cli::try_parse_from(["oauth-mcp", "migrate", "--database-url", url]).unwrap();
+        assert_eq!(
+            config(&["--database-ca-file", "/etc/db-ca.pem"]).database_ca_file,
+            Some(PathBuf::from("/etc/db-ca.pem"))
+        );
+        let cli = Cli::try_parse_from([
+            "oauth-mcp",
+            "migrate",
+            "--database-url",
+            url,
+            "--database-ca-file",
+            "/etc/db-ca.pem",
+        ])
+        .unwrap();
         match cli.command {
-            Some(Command::Migrate(args)) => assert_eq!(args.database_url, url),
+            Some(Command::Migrate(args)) => {
+                assert_eq!(args.database_url, url);
+                assert_eq!(args.database_ca_file, Some(PathBuf::from("/etc/db-ca.pem")));
+            }
             other => panic!("not migrate: {other:?}"),
         }
         let cli =

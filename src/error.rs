@@ -28,9 +28,18 @@ pub struct OAuthError {
     pub description: Cow<'static, str>,
     /// Client authentication was attempted with HTTP Basic: answer `WWW-Authenticate: Basic`.
     pub basic_challenge: bool,
-    /// Answer 429 with this `Retry-After` (seconds) instead of the code's usual status.
+    /// Answer 429 with this `Retry-After` (seconds) instead of the code's usual status
+    /// (503 with it when `unavailable`).
     pub retry_after: Option<u64>,
+    /// The service itself cannot answer now (its database is unreachable): 503 with
+    /// `retry_after`, rather than 429, which would blame the client's rate.
+    pub unavailable: bool,
 }
+
+/// The `Retry-After` (seconds) of a 503 for an unreachable database: about the time a
+/// restarting PostgreSQL or a failover takes to come back, and several of the pool's
+/// connect attempts ([`crate::storage::postgres::POOL_TIMEOUT`]).
+pub const UNAVAILABLE_RETRY_AFTER: u64 = 2;
 
 /// An HTML error page (for /authorize and the login form).
 #[derive(Debug, Clone)]
@@ -93,6 +102,7 @@ impl Error {
             description: sanitize(description.into()),
             basic_challenge: false,
             retry_after: None,
+            unavailable: false,
         })
     }
 
@@ -156,9 +166,24 @@ impl From<actix::MailboxError> for Error {
     }
 }
 
+/// A storage failure: `server_error`, except an unreachable database (or a connection lost
+/// mid-intent), which is `temporarily_unavailable` (RFC 6749 §5.2 allows it at the token
+/// endpoint; RFC 7009 §2.2.1 names it for revocation) with 503 and `Retry-After`: the
+/// client retries, and the service resumes by itself when the database returns.
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
-        tracing::error!(request_id = %crate::domain::request_id::current(), error = %e, "storage failure");
+        let request_id = crate::domain::request_id::current();
+        if let StorageError::Unavailable(_) = e {
+            tracing::warn!(request_id = %request_id, error = %e, "storage unavailable");
+            return Self::OAuth(OAuthError {
+                code: ErrorCode::TemporarilyUnavailable,
+                description: "the database is unavailable, retry later".into(),
+                basic_challenge: false,
+                retry_after: Some(UNAVAILABLE_RETRY_AFTER),
+                unavailable: true,
+            });
+        }
+        tracing::error!(request_id = %request_id, error = %e, "storage failure");
         Self::oauth(ErrorCode::ServerError, "storage failure")
     }
 }
@@ -205,6 +230,7 @@ impl From<RegistryError> for Error {
                 description: "too many registrations from this address, retry later".into(),
                 basic_challenge: false,
                 retry_after: Some(retry_after),
+                unavailable: false,
             }),
             RegistryError::InvalidCredentials => Self::page(
                 StatusCode::BAD_REQUEST,
@@ -289,6 +315,15 @@ mod tests {
         assert_eq!(
             Error::oauth(ErrorCode::TemporarilyUnavailable, "x").status_code(),
             503
+        );
+        let unavailable = Error::from(StorageError::Unavailable("connection refused".into()));
+        assert_eq!(unavailable.status_code(), 503);
+        assert_eq!(unavailable.code(), Some(ErrorCode::TemporarilyUnavailable));
+        let r = unavailable.error_response();
+        assert_eq!(r.headers().get("retry-after").unwrap(), "2");
+        assert_eq!(
+            Error::from(StorageError::Database("42P01: no such table".into())).status_code(),
+            500
         );
         let r = Error::oauth(ErrorCode::InvalidClient, "x")
             .with_basic_challenge(true)

@@ -76,6 +76,19 @@ async fn migrate(args: MigrateArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let ca_pem = match args
+        .database_ca_file
+        .as_deref()
+        .map(std::fs::read)
+        .transpose()
+    {
+        Ok(pem) => pem,
+        Err(e) => {
+            eprintln!("oauth-mcp migrate: the database CA file: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = config.with_ca_pem(ca_pem);
     let target = postgres::describe(&config);
     match PgStores::connect_with(config, 1).await {
         Ok(stores) => {

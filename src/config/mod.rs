@@ -30,11 +30,16 @@ pub struct Config {
     /// PostgreSQL instead of sled: a `postgres://user:password@host:port/db` URL (or a
     /// `key=value` connection string). The stores connect at start, apply the pending
     /// migrations under an advisory lock and refuse a schema outside this build's range
-    /// (docs/storage.md, "PostgreSQL"). Single instance for now (docs/deployment.md). Plain
-    /// TCP only: a URL with `sslmode=require` is refused. `None` (the default): sled in
-    /// `data_dir`. Holds a secret: never log it (`storage::postgres::describe` names the
-    /// target without the password).
+    /// (docs/storage.md, "PostgreSQL"). TLS as its `sslmode` says (`disable`, `prefer`,
+    /// `require`, `verify-ca`, `verify-full`; `storage::postgres::tls`). `None` (the
+    /// default): sled in `data_dir`. Holds a secret: never log it
+    /// (`storage::postgres::describe` names the target without the password).
     pub database_url: Option<DatabaseUrl>,
+    /// A PEM file of root certificates trusted for the database's TLS certificate beside
+    /// the bundled Mozilla roots (a private CA, as managed databases and internal CAs
+    /// use). Read and checked at start. With `sslmode=require` it makes the chain checked
+    /// too (as libpq does with a root certificate).
+    pub database_ca_file: Option<PathBuf>,
     /// File holding the server key (at least 32 random bytes): it keys the CSRF values of
     /// the forms and the refresh grace-window derivation. `None` means `server.key` in the
     /// data directory, generated at first start (mode 0600). Instances sharing a database
@@ -218,6 +223,7 @@ impl Default for Config {
             public_url: None,
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            database_ca_file: None,
             key_file: None,
             demo: true,
             scopes: vec!["mcp:read".into(), "mcp:write".into()],

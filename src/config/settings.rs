@@ -33,6 +33,8 @@ pub struct Settings {
     pub mcp_scopes: Scopes,
     /// The PEM root certificates of `client_metadata_ca_file`, read at start.
     pub client_metadata_roots: Option<Vec<u8>>,
+    /// The PEM root certificates of `database_ca_file`, read at start.
+    pub database_roots: Option<Vec<u8>>,
     /// Parsed [`Config::trusted_proxies`].
     pub trusted_proxies: TrustedProxies,
     /// [`Config::password_hash_concurrency`], with zero resolved to the number of cores.
@@ -172,11 +174,16 @@ impl Config {
         };
         let client_metadata_roots = match &self.client_metadata_ca_file {
             None => None,
-            Some(path) => Some(read_roots(path)?),
+            Some(path) => Some(read_roots(path, "client metadata CA file")?),
+        };
+        let database_roots = match &self.database_ca_file {
+            None => None,
+            Some(path) => Some(read_roots(path, "database CA file")?),
         };
         let issuer = public_url.as_str().trim_end_matches('/').to_owned();
         Ok(Settings {
             client_metadata_roots,
+            database_roots,
             trusted_proxies,
             password_hash_concurrency,
             resource: format!("{issuer}/mcp"),
@@ -191,19 +198,20 @@ impl Config {
     }
 }
 
-/// The PEM file of `--client-metadata-ca-file`, checked to hold at least one certificate.
-fn read_roots(path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+/// A PEM file of root certificates (`--client-metadata-ca-file`, `--database-ca-file`;
+/// `what` names it in errors), checked to hold at least one certificate that the TLS
+/// library accepts.
+fn read_roots(path: &std::path::Path, what: &str) -> Result<Vec<u8>, ConfigError> {
     let shown = path.display();
-    let pem = std::fs::read(path)
-        .map_err(|e| ConfigError(format!("client metadata CA file {shown}: {e}")))?;
+    let pem = std::fs::read(path).map_err(|e| ConfigError(format!("{what} {shown}: {e}")))?;
     let certs = match reqwest::Certificate::from_pem_bundle(&pem) {
         Ok(certs) if !certs.is_empty() => certs,
         Ok(_) => {
             return Err(ConfigError(format!(
-                "client metadata CA file {shown}: no PEM certificate in it"
+                "{what} {shown}: no PEM certificate in it"
             )))
         }
-        Err(e) => return Err(ConfigError(format!("client metadata CA file {shown}: {e}"))),
+        Err(e) => return Err(ConfigError(format!("{what} {shown}: {e}"))),
     };
     // Decoding the PEM armour does not parse the certificates: the TLS library does that
     // when a client is built. Build one now, so a damaged file stops the start instead of
@@ -215,7 +223,7 @@ fn read_roots(path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
         })
         .build()
         .map(|_| pem)
-        .map_err(|e| ConfigError(format!("client metadata CA file {shown}: {e}")))
+        .map_err(|e| ConfigError(format!("{what} {shown}: {e}")))
 }
 
 #[cfg(test)]

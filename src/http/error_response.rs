@@ -18,6 +18,7 @@ impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::OAuth(e) => match (e.retry_after, e.code) {
+                _ if e.unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 (Some(_), _) => StatusCode::TOO_MANY_REQUESTS,
                 (None, ErrorCode::InvalidClient) => StatusCode::UNAUTHORIZED,
                 (None, ErrorCode::TemporarilyUnavailable) => StatusCode::SERVICE_UNAVAILABLE,

@@ -63,13 +63,20 @@ pub use token_store::{
     RotationStep, Successors, TokenRevocation, TokenStore,
 };
 
-/// Storage failures. Never shown to clients beyond `server_error`.
+/// Storage failures. Never shown to clients beyond `server_error`, or
+/// `temporarily_unavailable` for [`Unavailable`](Self::Unavailable).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
     /// The database reported an error.
     #[error("database error: {0}")]
     Database(String),
+    /// The database cannot be reached, or the connection was lost during the intent (its
+    /// outcome is then unknown, so nothing it would have produced is handed out): a
+    /// passing condition, answered 503 `temporarily_unavailable` with `Retry-After`
+    /// (issue 14, "Loss of the database"). The next intent tries a new connection.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// A stored record could not be decoded.
     #[error("corrupt record in {tree}: {reason}")]
     Corrupt {

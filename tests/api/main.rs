@@ -26,6 +26,7 @@ mod mcp;
 mod metadata;
 mod metrics;
 mod multi_instance;
+mod ops;
 mod postgres;
 mod probes;
 mod refresh;

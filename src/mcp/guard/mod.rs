@@ -16,6 +16,11 @@
 //! 6. An `initialize` naming no session may create one, owned by this caller from the start
 //!    ([`NewSession`]); when the session table is full it gets 503 with `Retry-After`.
 //!
+//! When the token cannot be checked now (the database is unreachable, the ledger does not
+//! answer in time), the answer is 503 with `Retry-After` and a JSON-RPC error body
+//! ([`unavailable`]), as for any transport-level refusal of `/mcp`: never a 401, which
+//! would send the client to re-authorize for nothing.
+//!
 //! The verified [`Caller`] goes into the request extensions, from where rmcp-actix-web's
 //! hook hands it to handlers and to the dispatch-side backstop.
 
@@ -32,7 +37,7 @@ use actix_web::{
 
 use crate::{
     actors::mcp_sessions::{AdmittedSession, NewSession, Owner},
-    error::Error,
+    error::{Error, ErrorCode},
     http::bearer::{origin, read_body, token, transport},
     mcp::{peek::peek, Caller, ToolScopes},
     services::Services,
@@ -41,6 +46,25 @@ use crate::{
 /// What [`Guard::admit`] lets through: permission to create a session (an `initialize`),
 /// and the session admission to serve the request with.
 type Admitted = (Option<NewSession>, Option<AdmittedSession>);
+
+/// The answer when the bearer token cannot be checked now (see the module docs): 503, the
+/// storage's `Retry-After` (1 s when it gave none: an actor that did not answer in time),
+/// and a JSON-RPC internal error with no id (the request was not read).
+pub fn unavailable(retry_after: Option<u64>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::ServiceUnavailable()
+        .insert_header((
+            actix_web::http::header::RETRY_AFTER,
+            retry_after.unwrap_or(1).to_string(),
+        ))
+        .json(serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {
+                "code": -32603,
+                "message": "Service Unavailable: the token cannot be checked now, retry later",
+            },
+        }))
+}
 
 /// The state the guard needs; one per mounted endpoint.
 pub struct Guard {
@@ -69,6 +93,10 @@ impl Guard {
     ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
         let (new_session, session) = match self.admit(&mut req).await {
             Ok(a) => a,
+            Err(Error::OAuth(e)) if e.code == ErrorCode::TemporarilyUnavailable => {
+                let refusal = unavailable(e.retry_after);
+                return Ok(req.into_response(refusal).map_into_right_body());
+            }
             Err(e) => return Ok(req.error_response(e).map_into_right_body()),
         };
         let res = match (session, new_session) {

@@ -24,7 +24,8 @@ use std::{sync::Arc, time::Duration};
 use deadpool_postgres::GenericClient;
 use futures_util::StreamExt as _;
 use tokio::sync::{watch, Notify};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::storage::StorageError;
 
@@ -173,9 +174,12 @@ async fn bounded<T>(
 
 impl ChangeListener {
     /// Connects with `config` (named [`APPLICATION_NAME`]) and listens on [`CHANNEL`].
-    pub(super) async fn connect(mut config: tokio_postgres::Config) -> Result<Self, StorageError> {
+    pub(super) async fn connect(
+        mut config: tokio_postgres::Config,
+        tls: MakeRustlsConnect,
+    ) -> Result<Self, StorageError> {
         config.application_name(APPLICATION_NAME);
-        let (client, mut connection) = bounded(config.connect(NoTls)).await?;
+        let (client, mut connection) = bounded(config.connect(tls)).await?;
         let notified = Arc::new(Notify::new());
         let (closed_tx, closed) = watch::channel(false);
         let wake = Arc::clone(&notified);

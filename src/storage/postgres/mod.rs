@@ -8,14 +8,14 @@
 //! Several server processes may share one database: every intent is one statement or one
 //! transaction, as the trait docs say, and the database arbitrates (docs/storage.md,
 //! "PostgreSQL"). The server uses them when given `--database-url` (`crate::app::start`,
-//! [`crate::Services::start_postgres`]); the connection is plain TCP (`NoTls`), so a URL
-//! that asks for TLS (`sslmode=require`) is refused ([`parse_url`]) rather than connected
-//! to in plain text.
+//! [`crate::Services::start_postgres`]); TLS with rustls as the URL's `sslmode` says
+//! (`tls.rs`: `require`, `verify-ca`, `verify-full`, never a fallback to plain text when
+//! TLS is required).
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Persist, StorageError};
 
@@ -24,6 +24,7 @@ mod clients;
 mod codes;
 pub mod migrations;
 mod shared_state;
+pub mod tls;
 mod token_sweep;
 mod tokens;
 
@@ -31,11 +32,37 @@ pub use changes::{Change, ChangeKind, ChangeListener, Wake};
 pub use clients::PgClientStore;
 pub use codes::PgCodeStore;
 pub use shared_state::PgSharedState;
+pub use tls::{Mode as TlsMode, Target};
 pub use tokens::PgTokenStore;
 
-/// How long a request waits for a pooled connection, or for a new one to be made, before
-/// the intent fails with [`StorageError::Database`] (fail fast, never hang).
-const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for a pooled connection, for a new one to be made (TCP connect
+/// and start-up), or for a connection to be checked before reuse, before the intent fails
+/// with [`StorageError::Unavailable`]: fail fast, never hang (issue 14, "Loss of the
+/// database"). Two seconds is far above a healthy round trip (well under a millisecond on a
+/// LAN) and well under the actors' answer timeout (`actor_timeout`, 5 s), so a request
+/// during an outage gets a 503 from the storage, not a timeout of the actor it waited on.
+pub const POOL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// TCP keepalive on every connection: a peer that vanished without closing (a failed-over
+/// primary, a dropped network path) is noticed within about `IDLE + INTERVAL * RETRIES`
+/// (8 s) even while a statement waits for its reply, instead of the kernel's two hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// Data sent but not acknowledged for this long ends the connection (Linux
+/// `TCP_USER_TIMEOUT`): a COMMIT written into a dead path fails instead of retransmitting
+/// for minutes. Its outcome is then unknown, and the intent answers
+/// [`StorageError::Unavailable`]: the credential is not handed out.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The server cancels a statement that runs longer than this (`statement_timeout`): no
+/// intent of ours comes close (they are single-row statements and short transactions), so
+/// one that does is stuck behind a lock or an overloaded server and fails as
+/// [`StorageError::Unavailable`] rather than holding a pooled connection and a request.
+/// The migrations, which may wait for another instance's migration lock, lift it for their
+/// own session (`migrations::migrate`).
+const STATEMENT_TIMEOUT_MS: u64 = 5_000;
 
 /// The three stores on one connection pool, after the schema was migrated and checked.
 #[derive(Clone, Debug)]
@@ -44,6 +71,7 @@ pub struct PgStores {
     version: i32,
     /// How to connect, for the change feed's own connection ([`PgStores::listen`]).
     config: ListenConfig,
+    tls: Connector,
 }
 
 /// The connection configuration kept for [`PgStores::listen`]; its `Debug` names hosts and
@@ -57,23 +85,21 @@ impl std::fmt::Debug for ListenConfig {
     }
 }
 
-/// Parses a `postgres://` URL (or `key=value` string) into a driver configuration. Refuses
-/// a URL that requires TLS (`sslmode=require`): this build connects in plain TCP only, and
-/// must not silently downgrade. The error never repeats the URL (it may hold a password).
-pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StorageError> {
-    let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-        StorageError::Database(format!("the database URL is not valid: {e}"))
-    })?;
-    match config.get_ssl_mode() {
-        tokio_postgres::config::SslMode::Disable | tokio_postgres::config::SslMode::Prefer => {
-            Ok(config)
-        }
-        _ => Err(StorageError::Database(
-            "the database URL requires TLS (sslmode), which this build does not support yet: \
-             connect over a local socket or a trusted network with sslmode=disable or prefer"
-                .into(),
-        )),
+/// The pool's TLS connector, for connections of their own (the change feed's).
+#[derive(Clone)]
+struct Connector(MakeRustlsConnect);
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("rustls")
     }
+}
+
+/// Parses a `postgres://` URL (or `key=value` string): the driver's configuration and the
+/// TLS mode of its `sslmode` ([`tls`] has the modes; `verify-ca` and `verify-full` too).
+/// The error never repeats the URL (it may hold a password).
+pub fn parse_url(url: &str) -> Result<Target, StorageError> {
+    Target::parse(url)
 }
 
 /// Where `config` connects, for logs and error messages: hosts, ports and database name,
@@ -113,32 +139,47 @@ impl PgStores {
     /// Connects to `url` (`postgres://user@host:port/db`) with a pool of at most
     /// `pool_size` connections, applies the pending migrations under the migration lock and
     /// checks that the schema is within this build's range ([`migrations::SUPPORTED`]).
-    /// A URL requiring TLS is refused ([`parse_url`]).
+    /// TLS as the URL's `sslmode` says ([`tls`]), with the bundled roots only.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StorageError> {
         Self::connect_with(parse_url(url)?, pool_size).await
     }
 
-    /// [`connect`](Self::connect) with a parsed configuration.
+    /// [`connect`](Self::connect) with a parsed configuration ([`parse_url`], perhaps with
+    /// a private CA: [`Target::with_ca_pem`]), or a driver configuration as it is (its
+    /// `sslmode=require` is then TLS without a certificate check, as libpq's).
     pub async fn connect_with(
-        mut config: tokio_postgres::Config,
+        config: impl Into<Target>,
         pool_size: usize,
     ) -> Result<Self, StorageError> {
+        let mut config: Target = config.into();
+        let tls = config.connector()?;
         // "Committed" must mean "on disk" (a credential is handed out only after COMMIT
         // returned): refuse a server default of `synchronous_commit = off` for our sessions.
         // Appended, so options given in the URL are kept (a later `-c` wins).
+        // The statement timeout is ours too, whatever the server's default.
+        let ours = format!("-c synchronous_commit=on -c statement_timeout={STATEMENT_TIMEOUT_MS}");
         let options = match config.get_options() {
-            Some(given) => format!("{given} -c synchronous_commit=on"),
-            None => "-c synchronous_commit=on".to_owned(),
+            Some(given) => format!("{given} {ours}"),
+            None => ours,
         };
         config.options(&options);
-        // Fail fast when the database is unreachable, unless the URL says otherwise.
+        // Fail fast when the database is unreachable, and notice a vanished peer, unless
+        // the URL says otherwise.
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(POOL_TIMEOUT);
         }
-        let listen = ListenConfig(config.clone());
+        config
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES);
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        let listen = ListenConfig(config.driver().clone());
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            config.driver().clone(),
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -152,18 +193,33 @@ impl PgStores {
             .build()
             .map_err(|e| StorageError::Database(e.to_string()))?;
         let mut client = pool.get().await?;
-        let version = migrations::migrate(&mut client).await?;
+        // Waiting for another instance's migration lock, or a long migration, is not a
+        // stuck intent: no statement timeout for them, restored for the pooled connection
+        // afterwards whatever happened.
+        client.batch_execute("SET statement_timeout = 0").await?;
+        let migrated = migrations::migrate(&mut client).await;
+        let restored = client.batch_execute("RESET statement_timeout").await;
+        let version = migrated?;
+        restored?;
         drop(client);
         Ok(Self {
             pool,
             version,
             config: listen,
+            tls: Connector(tls),
         })
     }
 
-    /// A new connection of its own listening to the change feed (see [`changes`]).
+    /// A new connection of its own listening to the change feed (see [`changes`]), with
+    /// the pool's settings and TLS.
     pub async fn listen(&self) -> Result<ChangeListener, StorageError> {
-        ChangeListener::connect(self.config.0.clone()).await
+        ChangeListener::connect(self.config.0.clone(), self.connector()).await
+    }
+
+    /// The TLS connector the pool uses (the URL's `sslmode`, the same roots), for a
+    /// connection of one's own to the same database.
+    pub fn connector(&self) -> MakeRustlsConnect {
+        self.tls.0.clone()
     }
 
     /// The schema version in force when these stores connected (after migrating).
@@ -210,16 +266,78 @@ fn persisted() -> Persist {
     Box::pin(std::future::ready(Ok(())))
 }
 
+/// Driver errors become [`StorageError::Unavailable`] when the database could not be
+/// reached or the connection was lost (including a COMMIT whose outcome is therefore
+/// unknown: the intent failed as far as the caller knows, and nothing it would have handed
+/// out is), and [`StorageError::Database`] when the database answered with an error.
 impl From<tokio_postgres::Error> for StorageError {
     fn from(e: tokio_postgres::Error) -> Self {
         // The driver's Display of a server error is only "db error"; the SQLSTATE and the
         // server's message say what happened (no values of ours are in them: keys are
         // digests, and statements carry parameters, not literals).
         match e.as_db_error() {
-            Some(db) => Self::Database(format!("{}: {}", db.code().code(), db.message())),
+            Some(db) => {
+                let code = db.code().code();
+                let message = format!("{code}: {}", db.message());
+                if unavailable_sqlstate(code) {
+                    Self::Unavailable(message)
+                } else {
+                    Self::Database(message)
+                }
+            }
+            // A refused certificate is a configuration error, not an outage: say why.
+            None if is_tls_failure(&e) => Self::Database(with_cause(&e)),
+            None if lost_connection(&e) => Self::Unavailable(e.to_string()),
             None => Self::Database(e.to_string()),
         }
     }
+}
+
+/// The TLS handshake failed (the driver's Display is fixed text; rustls says why in the
+/// cause: an unknown issuer, a name the certificate does not have, a server without TLS).
+fn is_tls_failure(e: &tokio_postgres::Error) -> bool {
+    e.to_string() == "error performing TLS handshake"
+}
+
+/// The error and its causes, `: `-separated (the driver's own Display omits them).
+fn with_cause(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// Server errors that say "not now" rather than "wrong": class 08 (connection exception),
+/// 53 (insufficient resources: too many connections, out of memory or disk), 57P01..57P03
+/// (the server is shutting down, crashed, or is starting), 57014 (our statement timeout),
+/// and 25006 (a read-only transaction: the server we reached is a standby, as during a
+/// failover before the address moves to the new primary).
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "57014" | "25006")
+}
+
+/// A driver error without a server error that is about the connection itself: closed, an
+/// I/O failure (refused, reset, keepalive or user timeout), or the connect timeout. Other
+/// kinds (a column of the wrong type, a parameter that does not encode) are our mistakes
+/// and stay [`StorageError::Database`].
+fn lost_connection(e: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_closed() {
+        return true;
+    }
+    if e.source().is_some_and(|s| s.is::<std::io::Error>()) {
+        return true;
+    }
+    // The driver exposes no kind for these two; its Display is fixed text.
+    matches!(
+        e.to_string().as_str(),
+        "timeout waiting for server" | "error connecting to server"
+    )
 }
 
 impl From<deadpool_postgres::PoolError> for StorageError {
@@ -227,6 +345,11 @@ impl From<deadpool_postgres::PoolError> for StorageError {
         match e {
             deadpool_postgres::PoolError::Closed => Self::Closed,
             deadpool_postgres::PoolError::Backend(e) => e.into(),
+            // No connection within POOL_TIMEOUT: all busy and none freed, or none could
+            // be made (or checked) in time.
+            deadpool_postgres::PoolError::Timeout(kind) => {
+                Self::Unavailable(format!("no database connection in time ({kind:?})"))
+            }
             other => Self::Database(other.to_string()),
         }
     }
@@ -324,7 +447,7 @@ mod connect_tests {
         let err = PgStores::connect("postgres://postgres@127.0.0.1:1/postgres", 2)
             .await
             .unwrap_err();
-        assert!(matches!(err, StorageError::Database(_)), "{err}");
+        assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
         assert!(started.elapsed() < POOL_TIMEOUT * 2);
         assert!(matches!(
             PgStores::connect("not a url", 2).await,
@@ -332,15 +455,20 @@ mod connect_tests {
         ));
     }
 
-    /// Fail closed: TLS asked for is never downgraded to plain TCP (no connection is tried).
+    /// TLS asked for is never downgraded to plain TCP: nothing listens here, and the
+    /// error names neither the password nor a fallback.
     #[tokio::test]
-    async fn a_url_requiring_tls_is_refused_without_its_password() {
-        let err = PgStores::connect("postgres://app:s3cret@127.0.0.1:1/auth?sslmode=require", 2)
-            .await
-            .unwrap_err();
-        let message = err.to_string();
-        assert!(message.contains("TLS"), "{message}");
-        assert!(!message.contains("s3cret"), "{message}");
+    async fn a_url_requiring_tls_is_accepted_and_its_password_never_shown() {
+        let err = PgStores::connect(
+            "postgres://app:s3cret@127.0.0.1:1/auth?sslmode=verify-full",
+            2,
+        )
+        .await
+        .unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        let target = parse_url("postgres://app:s3cret@db.internal/auth?sslmode=require").unwrap();
+        assert_eq!(target.mode(), TlsMode::Require);
+        assert!(!format!("{target:?}").contains("s3cret"));
         assert!(parse_url("postgres://app@db.internal/auth?sslmode=disable").is_ok());
         assert!(parse_url("postgres://app@db.internal/auth").is_ok());
     }

@@ -4,7 +4,7 @@
 use reqwest::{header, Response};
 use serde_json::Value;
 
-use super::TestApp;
+use super::{Reply, TestApp};
 
 impl TestApp {
     /// An MCP `initialize` at `/mcp` with `token` as the bearer; the raw response.
@@ -21,6 +21,29 @@ impl TestApp {
             .send()
             .await
             .expect("POST /mcp")
+    }
+
+    /// A stateless (2026-07-28: no session, the protocol version and client in `_meta`)
+    /// `tools/call` of `tool` without arguments, with `token` as the bearer.
+    pub async fn mcp_stateless_call(&self, token: &str, tool: &str) -> Reply {
+        let meta = serde_json::json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "api-test", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {}
+        });
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": tool, "arguments": {}, "_meta": meta}});
+        let request = self
+            .client
+            .post(self.url("/mcp"))
+            .bearer_auth(token)
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", tool)
+            .json(&body)
+            .send();
+        Reply::read(request.await.expect("POST /mcp")).await
     }
 }
 

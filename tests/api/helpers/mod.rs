@@ -8,7 +8,9 @@
 //! One concern a file: `app` (spawning, restarting, URLs), `cluster` (several real server
 //! processes on one PostgreSQL database), `authorize` (the consent page and the
 //! code flow, PKCE), `token` (token, revoke, introspect), `register`, `mcp`, `metrics`,
-//! `document_host` (a local web site serving client ID metadata documents), `reply`
+//! `document_host` (a local web site serving client ID metadata documents), `postgres` (a
+//! database of the shared test cluster), `pg_cluster` (a PostgreSQL cluster of one test's
+//! own, to stop and start), `reply`
 //! (reading responses), `assertions` (the OAuth error shapes) and `html`, the scraper shared
 //! with the client examples. Everything is re-exported here, so tests import
 //! `crate::helpers::...`.
@@ -24,6 +26,7 @@ mod document_host;
 mod html;
 mod mcp;
 mod metrics;
+mod pg_cluster;
 mod postgres;
 mod register;
 mod reply;
@@ -32,7 +35,7 @@ mod token;
 // `token` and `register` add methods to `TestApp` only; `token::basic_auth` is theirs.
 pub use self::{
     app::*, assertions::*, authorize::*, cluster::*, document_host::*, html::*, mcp::*, metrics::*,
-    postgres::*, reply::*,
+    pg_cluster::*, postgres::*, reply::*,
 };
 
 /// Unix time the manual clock starts at; timestamps in responses are checked against it.
