@@ -84,7 +84,8 @@
 //! - `domain` — secrets, PKCE, scopes, redirect URI rules, clients, grants, the clock.
 //! - `storage` — store traits (one file per owner, atomic intents), sled implementations
 //!   (`storage::sled`, one file per owner), PostgreSQL implementations (`storage::postgres`,
-//!   the same shape, with embedded migrations),
+//!   the same shape, with embedded migrations), the short-lived state processes share
+//!   (`storage::shared_state`: sign-in sessions, throttles, limits),
 //!   binary record codecs, group commit.
 //! - `actors` — the state owners of the authorization server and their messages, one folder
 //!   or file per actor: `client_registry` (clients, users, sign-in), `client_documents`

@@ -154,3 +154,54 @@ async fn a_forged_session_cookie_signs_nobody_in() {
     let (page, _) = page_with_cookie(&app, &params, "oauth_mcp_session=forged").await;
     assert!(page.body.contains("type=\"password\""));
 }
+
+/// On PostgreSQL (`--database-url`) the session lives in the `shared_state` table, under
+/// the cookie's digest only; it ends when it expires, and the registry's sweep deletes it
+/// together with the ended throttle window of a failed login.
+#[actix_web::test]
+async fn on_postgres_a_session_is_stored_as_a_digest_expires_and_is_swept() {
+    let Some(db) = test_database(module_path!()).await else {
+        return;
+    };
+    let url = db.url.clone();
+    let app = spawn_app_with(move |c| c.database_url = Some(url.clone().into())).await;
+    let session = sign_in(&app).await;
+    let (_, challenge) = pkce_pair();
+    let wrong = app
+        .login_and_consent(
+            &demo_authorize_params(&challenge, "s"),
+            DEMO_USER,
+            "wrong",
+            true,
+        )
+        .await;
+    assert_eq!(wrong.status(), 400);
+    let cookie = session.trim_start_matches("oauth_mcp_session=");
+    let stored = format!(
+        "SELECT count(*) FROM shared_state WHERE namespace = 'sign_in' \
+         AND key = sha256(convert_to('{cookie}', 'UTF8'))"
+    );
+    assert_eq!(db.count(&stored).await, 1, "the cookie's digest is the key");
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM shared_state WHERE position(convert_to('{cookie}', 'UTF8') \
+             IN key || value) > 0"
+        ))
+        .await,
+        0,
+        "the cookie itself is nowhere"
+    );
+    let (page, _) = page_with_cookie(&app, &demo_authorize_params(&challenge, "s"), &session).await;
+    assert!(!page.body.contains("type=\"password\""), "signed in");
+    app.clock
+        .advance(std::time::Duration::from_secs(8 * 3600 + 1));
+    let (page, _) = page_with_cookie(&app, &demo_authorize_params(&challenge, "s"), &session).await;
+    assert!(page.body.contains("type=\"password\""), "expired");
+    assert!(db.count("SELECT count(*) FROM shared_state").await >= 2);
+    app.sweep_clients().await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM shared_state").await,
+        0,
+        "swept"
+    );
+}

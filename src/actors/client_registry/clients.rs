@@ -271,23 +271,36 @@ impl Handler<RegisterClient> for ClientRegistry {
                 Ok(earlier) => earlier,
                 Err(e) => return Box::pin(fut::ready(Err(e.into()))),
             };
-            let Some(client) = earlier.and_then(|e| act.repeat_of(&e.value, now)) else {
+            let Some(client_id) = earlier.and_then(|e| String::from_utf8(e.value).ok()) else {
                 return act.register_counted(msg, Some(fp), now);
             };
-            tracing::debug!(client_id = %client.client_id, "repeated registration answered");
-            // The first registration may still be waiting for its flush: a repeat is
-            // answered only once the client is on disk too, like the first answer.
-            let persist = act.store.persist();
-            Box::pin(
-                async move {
-                    persist.await?;
-                    Ok(RegisteredClient {
-                        client,
-                        secret: None,
-                    })
-                }
-                .into_actor(act),
-            )
+            // The client may have been registered by another instance: looked up through
+            // the index (read through to the store on a miss).
+            Box::pin(act.lookup_client(&client_id).then(move |found, act, _| {
+                let client = match found {
+                    Ok(found) => found.filter(|c| act.repeatable(c, now)),
+                    Err(e) => return Box::pin(fut::ready(Err(e.into()))) as Self::Result,
+                };
+                // Unknown when removed by the unused-client sweep or by administration:
+                // the repeat registers a new client, whose fingerprint replaces this one.
+                let Some(client) = client else {
+                    return act.register_counted(msg, Some(fp), now);
+                };
+                tracing::debug!(client_id = %client.client_id, "repeated registration answered");
+                // The first registration may still be waiting for its flush: a repeat is
+                // answered only once the client is on disk too, like the first answer.
+                let persist = act.store.persist();
+                Box::pin(
+                    async move {
+                        persist.await?;
+                        Ok(RegisteredClient {
+                            client,
+                            secret: None,
+                        })
+                    }
+                    .into_actor(act),
+                )
+            }))
         })
     }
 }
@@ -391,23 +404,16 @@ impl ClientRegistry {
 }
 
 impl ClientRegistry {
-    /// The client an identical registration (same fingerprint, whose entry names
-    /// `client_id`) registered within
-    /// [`REPEAT_WINDOW_SECS`](super::repeats::REPEAT_WINDOW_SECS), if it still exists and, when never issued a token, is not
-    /// about to be removed as unused: with less than [`repeat_margin`](Self::repeat_margin)
-    /// (at most an hour) left, the caller could not finish an authorization before the sweep, so it gets a
-    /// new client instead.
-    fn repeat_of(&self, client_id: &[u8], now: i64) -> Option<Client> {
-        // Unknown when removed by the unused-client sweep or by administration: the repeat
-        // registers a new client, whose fingerprint then replaces this one.
-        let client = self.clients.get(std::str::from_utf8(client_id).ok()?)?;
+    /// Whether `client`, registered by an identical registration (same fingerprint) within
+    /// [`REPEAT_WINDOW_SECS`], may answer the repeat: yes unless, never issued a token, it
+    /// is about to be removed as unused: with less than [`repeat_margin`](Self::repeat_margin)
+    /// (at most an hour) left, the caller could not finish an authorization before the
+    /// sweep, so it gets a new client instead.
+    fn repeatable(&self, client: &Client, now: i64) -> bool {
         let ttl =
             i64::try_from(self.settings.config.unused_client_ttl.as_secs()).unwrap_or(i64::MAX);
         let removed_at = client.issued_at.saturating_add(ttl);
-        if !client.used && removed_at.saturating_sub(now) < self.repeat_margin() {
-            return None;
-        }
-        Some(client.clone())
+        client.used || removed_at.saturating_sub(now) >= self.repeat_margin()
     }
 
     /// How long an unused client must still have before the sweep removes it to be

@@ -68,12 +68,17 @@ impl Handler<ResolveLoginSession> for ClientRegistry {
             .shared
             .get(Namespace::SignIn, &Digest::of(msg.token.as_bytes()), now);
         self.after_shared(found, |act, out| {
-            let subject = out
-                .map_err(RegistryError::from)
-                .map(|e| e.and_then(|e| e.owner));
-            // A session for a user that has since been removed is worthless.
-            let answer = subject.map(|s| s.filter(|s| act.users.contains_key(s)));
-            Box::pin(fut::ready(answer))
+            let subject = match out.map(|e| e.and_then(|e| e.owner)) {
+                Ok(Some(subject)) => subject,
+                Ok(None) => return Box::pin(fut::ready(Ok(None))),
+                Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+            };
+            // A session for a user that has since been removed (here, on another instance
+            // or by administration) is worthless: the user is looked up through the index.
+            Box::pin(
+                act.lookup_user(&subject)
+                    .map(move |found, _, _| Ok(found?.is_some().then_some(subject))),
+            )
         })
     }
 }

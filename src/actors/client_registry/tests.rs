@@ -11,10 +11,22 @@ use crate::{
         scope::Scopes,
         secrets::{ClientSecret, Password},
     },
-    storage::sled::{Durability, SledClientStore},
+    storage::{
+        sled::{Durability, SledClientStore},
+        MemorySharedState,
+    },
 };
 
 async fn start(cfg: Config) -> (Addr<ClientRegistry>, Arc<ManualClock>) {
+    start_sharing(cfg, Arc::new(MemorySharedState::default())).await
+}
+
+/// A registry (with user alice, password "pw") on a database of its own, keeping its
+/// sessions, throttles and limits in `shared`: two of them stand for two processes.
+async fn start_sharing(
+    cfg: Config,
+    shared: Arc<dyn SharedState>,
+) -> (Addr<ClientRegistry>, Arc<ManualClock>) {
     let db = sled::Config::new().temporary(true).open().unwrap();
     let store = SledClientStore::open(&db, Durability::relaxed()).unwrap();
     let settings = Arc::new(cfg.settings(8000).unwrap());
@@ -22,7 +34,8 @@ async fn start(cfg: Config) -> (Addr<ClientRegistry>, Arc<ManualClock>) {
     let dummy = hash_password("dummy").unwrap();
     let registry = ClientRegistry::new(Box::new(store), settings, clock.clone(), dummy)
         .await
-        .unwrap();
+        .unwrap()
+        .with_shared_state(shared);
     let addr = registry.start();
     let user = User {
         username: "alice".into(),
@@ -442,4 +455,47 @@ async fn an_unused_client_about_to_be_swept_is_not_answered_again() {
     assert!(addr.send(mark).await.unwrap().unwrap());
     clock.advance(Duration::from_secs(20 * 3600));
     assert_eq!(register_from(&addr, ip).await, second);
+}
+
+/// Two registries on one shared state, as two processes on one database: a session started
+/// by one is resolved by the other and ended by a password change made on the other; the
+/// login throttle counts the attempts made on both.
+#[actix::test]
+async fn registries_sharing_state_share_sessions_and_throttles() {
+    let shared: Arc<dyn SharedState> = Arc::new(MemorySharedState::default());
+    let (a, _) = start_sharing(Config::default(), Arc::clone(&shared)).await;
+    let (b, _) = start_sharing(Config::default(), shared).await;
+    let cookie = a
+        .send(StartLoginSession {
+            subject: "alice".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let resolve = || ResolveLoginSession {
+        token: cookie.clone(),
+    };
+    assert_eq!(
+        b.send(resolve()).await.unwrap().unwrap().as_deref(),
+        Some("alice")
+    );
+    let set = SetPassword {
+        username: "alice".into(),
+        password_hash: hash_password("new pw").unwrap(),
+    };
+    assert!(b.send(set).await.unwrap().unwrap());
+    assert_eq!(
+        a.send(resolve()).await.unwrap().unwrap(),
+        None,
+        "ended by B"
+    );
+    for addr in [&a, &b, &a, &b, &a] {
+        let r = addr.send(login("wrong", None)).await.unwrap();
+        assert!(matches!(r, Err(RegistryError::InvalidCredentials)), "{r:?}");
+    }
+    let r = b.send(login("pw", None)).await.unwrap();
+    assert!(
+        matches!(r, Err(RegistryError::LoginThrottled { .. })),
+        "{r:?}"
+    );
 }

@@ -142,42 +142,64 @@ async fn remove_live_codes_of(pool: Pool, holder: GrantHolder) -> Result<usize, 
 }
 
 /// At most `limit` rows in all: live codes past their expiry first, then markers past
-/// their `forget_at`. Rows are typed columns, so nothing here can be undecodable.
+/// their `forget_at`, in batches of at most [`lock::SWEEP_BATCH_ROWS`] rows, each a short
+/// transaction. Rows are typed columns, so nothing here can be undecodable.
 ///
-/// One instance at a time: under the sweep lock of this table, in one transaction; an
-/// instance that does not get the lock skips the tick (answers nothing swept).
+/// One instance at a time: each batch first takes this table's sweep lock without waiting;
+/// an instance that does not get it for its first batch skips the tick (answers nothing
+/// swept), and one that loses it between batches stops there (another is sweeping).
 async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError> {
     let mut client = pool.get().await?;
-    let client = client.transaction().await?;
-    if !lock::try_sweep(&client, lock::SWEEP_CODES).await? {
-        return Ok(Swept::default());
+    let mut removed = 0usize;
+    let mut left = limit;
+    while left > 0 {
+        let batch = left.min(lock::SWEEP_BATCH_ROWS);
+        let tx = client.transaction().await?;
+        if !lock::try_sweep(&tx, lock::SWEEP_CODES).await? {
+            break;
+        }
+        let n = sweep_batch(&tx, now, batch).await?;
+        tx.commit().await?;
+        removed = removed.saturating_add(n);
+        left -= batch;
+        if n < batch {
+            break;
+        }
     }
-    let expired = client
+    Ok(Swept {
+        removed,
+        ..Swept::default()
+    })
+}
+
+/// One batch of [`sweep`], in `tx` (which holds the sweep lock): at most `batch` rows,
+/// expired live codes first, then forgotten markers.
+async fn sweep_batch(
+    tx: &deadpool_postgres::Transaction<'_>,
+    now: i64,
+    batch: usize,
+) -> Result<usize, StorageError> {
+    let expired = tx
         .execute(
             "DELETE FROM codes WHERE used_at IS NULL AND expires_at <= $1 AND key IN \
              (SELECT key FROM codes WHERE used_at IS NULL AND expires_at <= $1 \
               ORDER BY expires_at LIMIT $2)",
-            &[&now, &to_i64(limit)],
+            &[&now, &to_i64(batch)],
         )
         .await?;
-    let left = to_i64(limit).saturating_sub(i64::try_from(expired).unwrap_or(i64::MAX));
+    let left = to_i64(batch).saturating_sub(i64::try_from(expired).unwrap_or(i64::MAX));
     let forgotten = if left > 0 {
-        client
-            .execute(
-                "DELETE FROM codes WHERE used_at IS NOT NULL AND forget_at <= $1 AND key IN \
-                 (SELECT key FROM codes WHERE used_at IS NOT NULL AND forget_at <= $1 \
-                  ORDER BY forget_at LIMIT $2)",
-                &[&now, &left],
-            )
-            .await?
+        tx.execute(
+            "DELETE FROM codes WHERE used_at IS NOT NULL AND forget_at <= $1 AND key IN \
+             (SELECT key FROM codes WHERE used_at IS NOT NULL AND forget_at <= $1 \
+              ORDER BY forget_at LIMIT $2)",
+            &[&now, &left],
+        )
+        .await?
     } else {
         0
     };
-    client.commit().await?;
-    Ok(Swept {
-        removed: usize::try_from(expired.saturating_add(forgotten)).unwrap_or(usize::MAX),
-        ..Swept::default()
-    })
+    Ok(usize::try_from(expired.saturating_add(forgotten)).unwrap_or(usize::MAX))
 }
 
 impl CodeStore for PgCodeStore {

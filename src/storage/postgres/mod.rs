@@ -25,6 +25,7 @@ mod codes;
 pub mod migrations;
 mod shared_state;
 pub mod tls;
+mod token_sweep;
 mod tokens;
 mod transfer;
 
@@ -403,6 +404,11 @@ mod lock {
     /// The sweeps (issue 14: one instance at a time, in bounded batches). The second key
     /// names the table, so different tables are swept at once, each by one instance.
     pub(super) const SWEEP: i32 = 0x6f61_0003;
+    /// Most rows one sweep statement deletes: a batch is one short transaction (a few
+    /// milliseconds of row locks and WAL), so a tick's `limit` (the actors pass 100,000, a
+    /// bound made for sled's scans) becomes a series of small transactions.
+    pub(super) const SWEEP_BATCH_ROWS: usize = 5_000;
+
     /// Second key of [`SWEEP`]: expired tokens, forgotten revocations and lifetimes.
     pub(super) const SWEEP_TOKENS: i32 = 1;
     /// Second key of [`SWEEP`]: expired codes and forgotten redemption markers.

@@ -158,26 +158,39 @@ async fn uncount(
     Ok(())
 }
 
-/// One bounded batch of expired entries, oldest first, by the instance that holds the
-/// sweep lock of this table; an instance that does not get it skips the tick (answers 0).
-/// The outer condition repeats the inner one: a row renewed meanwhile (a counter whose
-/// window restarted) is re-checked, not deleted on the strength of the subquery.
+/// At most `limit` expired entries, oldest first, in batches of at most
+/// [`lock::SWEEP_BATCH_ROWS`] rows, each a short transaction that first takes this table's
+/// sweep lock without waiting: an instance that does not get it for its first batch skips
+/// the tick (answers 0), and one that loses it between batches stops there. The outer
+/// condition repeats the inner one: a row renewed meanwhile (a counter whose window
+/// restarted) is re-checked, not deleted on the strength of the subquery.
 async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<usize, StorageError> {
     let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    if !lock::try_sweep(&tx, lock::SWEEP_SHARED_STATE).await? {
-        return Ok(0);
+    let mut removed = 0usize;
+    let mut left = limit;
+    while left > 0 {
+        let batch = left.min(lock::SWEEP_BATCH_ROWS);
+        let tx = client.transaction().await?;
+        if !lock::try_sweep(&tx, lock::SWEEP_SHARED_STATE).await? {
+            break;
+        }
+        let n = tx
+            .execute(
+                "DELETE FROM shared_state WHERE expires_at <= $1 AND (namespace, key) IN \
+                 (SELECT namespace, key FROM shared_state WHERE expires_at <= $1 \
+                  ORDER BY expires_at LIMIT $2)",
+                &[&now, &to_i64(batch)],
+            )
+            .await?;
+        tx.commit().await?;
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        removed = removed.saturating_add(n);
+        left -= batch;
+        if n < batch {
+            break;
+        }
     }
-    let removed = tx
-        .execute(
-            "DELETE FROM shared_state WHERE expires_at <= $1 AND (namespace, key) IN \
-             (SELECT namespace, key FROM shared_state WHERE expires_at <= $1 \
-              ORDER BY expires_at LIMIT $2)",
-            &[&now, &to_i64(limit)],
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+    Ok(removed)
 }
 
 impl SharedState for PgSharedState {

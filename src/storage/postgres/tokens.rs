@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 
 use super::{
     changes::{self, ChangeKind},
-    corrupt, grant_id, lock, persisted, to_i64, to_usize,
+    corrupt, grant_id, lock, persisted, to_usize,
 };
 use crate::{
     domain::{scope::Scopes, secrets::TokenKey},
@@ -391,56 +391,6 @@ async fn grants_of(pool: Pool, holder: GrantHolder) -> Result<Vec<(GrantId, i64)
         .collect()
 }
 
-/// One bounded slice: expired tokens and forgotten revocations, oldest first by index, at
-/// most `limit` of each (no cursor needed: the indexes find them). The outer conditions
-/// repeat the inner ones so that a row changed meanwhile (a revocation raised by another
-/// process) is re-checked, not deleted on the strength of the subquery.
-///
-/// One instance at a time: under the sweep lock of this table, in one transaction; an
-/// instance that does not get the lock skips the tick (answers nothing swept).
-async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError> {
-    let mut client = pool.get().await?;
-    let client = client.transaction().await?;
-    if !lock::try_sweep(&client, lock::SWEEP_TOKENS).await? {
-        return Ok(Swept::default());
-    }
-    let limit = to_i64(limit);
-    let removed = client
-        .execute(
-            "DELETE FROM tokens WHERE expires_at <= $1 AND key IN \
-             (SELECT key FROM tokens WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)",
-            &[&now, &limit],
-        )
-        .await?;
-    let rows = client
-        .query(
-            "DELETE FROM revoked_grants WHERE forget_at <= $1 AND grant_id IN \
-             (SELECT grant_id FROM revoked_grants WHERE forget_at <= $1 ORDER BY forget_at LIMIT $2) \
-             RETURNING grant_id",
-            &[&now, &limit],
-        )
-        .await?;
-    // numeric: `in_force_until` may be i64::MAX (fail closed), and must not overflow.
-    client
-        .execute(
-            "DELETE FROM token_lifetimes WHERE in_force_until::numeric + lifetime <= $1::bigint",
-            &[&now],
-        )
-        .await?;
-    changes::trim(&client, changes::KEEP, limit).await?;
-    client.commit().await?;
-    let mut swept = Swept {
-        removed: usize::try_from(removed).unwrap_or(usize::MAX),
-        ..Swept::default()
-    };
-    for row in &rows {
-        swept
-            .forgotten_grants
-            .push(grant_id("revoked_grants", row.try_get(0)?)?);
-    }
-    Ok(swept)
-}
-
 impl TokenStore for PgTokenStore {
     fn issue(&self, access: NewToken, refresh: Option<NewToken>) -> StoreFuture<IssueOutcome> {
         Box::pin(issue(self.pool.clone(), access, refresh))
@@ -486,7 +436,7 @@ impl TokenStore for PgTokenStore {
     }
 
     fn sweep(&self, now: i64, limit: usize) -> StoreFuture<Swept> {
-        Box::pin(sweep(self.pool.clone(), now, limit))
+        Box::pin(super::token_sweep::sweep(self.pool.clone(), now, limit))
     }
 
     fn count(&self) -> StoreFuture<usize> {

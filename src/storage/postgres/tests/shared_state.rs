@@ -184,3 +184,24 @@ async fn token_and_code_sweeps_skip_while_another_instance_holds_their_lock() {
     held.rollback().await.unwrap();
     assert_eq!(codes.sweep(100, 1).await.unwrap().removed, 1);
 }
+
+#[tokio::test]
+async fn a_large_sweep_is_cut_into_batches_of_bounded_rows_up_to_its_limit() {
+    let Some(db) = db!() else { return };
+    let s = db.stores.shared_state();
+    let client = db.stores.pool.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO shared_state (namespace, key, expires_at) \
+             SELECT 'registrations', sha256(int4send(g)), 10 FROM generate_series(1, 12000) g",
+            &[],
+        )
+        .await
+        .unwrap();
+    const { assert!(lock::SWEEP_BATCH_ROWS < 7_000) };
+    // More than one batch, and never past the tick's limit.
+    assert_eq!(s.sweep(100, 7_000).await.unwrap(), 7_000);
+    assert_eq!(rows(&db.stores).await, 5_000);
+    assert_eq!(s.sweep(100, 100_000).await.unwrap(), 5_000);
+    assert_eq!(rows(&db.stores).await, 0);
+}
