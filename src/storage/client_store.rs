@@ -59,8 +59,9 @@ pub trait ClientStore: Send + 'static {
     /// Replaces a stored client (marking it used), or inserts it. On sled the registry
     /// serialises this with removals; a backend whose answers come later (and that other
     /// processes write too) must make "mark used" an update of an existing row only, so a
-    /// removal that overtook it is not undone (issue 14).
-    fn put_client(&self, client: Client) -> StoreFuture<()>;
+    /// removal that overtook it is not undone (issue 14). Answers whether the client is
+    /// stored now: `false` when a removal overtook the update (never on sled).
+    fn put_client(&self, client: Client) -> StoreFuture<bool>;
 
     /// Inserts or replaces a user. The same holds for a password change racing a removal:
     /// a shared backend updates an existing row only.

@@ -174,18 +174,19 @@ impl ClientRegistry {
         marked.used = true;
         let answer = self.store.put_client(marked.clone());
         self.after_store(answer, move |act, out| {
-            out?;
+            // The store says whether the client is still there: a removal may have
+            // overtaken the write (a backend that answers later), and then it stands. The
+            // index is no witness: on a shared database this very write's change may
+            // already have made the feed forget the entry (to be read again).
+            let stored = out?;
             act.unused
                 .remove(&(marked.issued_at, marked.client_id.clone()));
-            // Still known unless removed while the write was pending (a backend that
-            // answers later); then the removal stands.
-            match act.clients.get_mut(&marked.client_id) {
-                Some(client) => {
-                    *client = marked;
-                    Ok(true)
-                }
-                None => Ok(false),
+            if !stored {
+                act.forget_client(&marked.client_id);
+            } else if let Some(client) = act.clients.get_mut(&marked.client_id) {
+                *client = marked;
             }
+            Ok(stored)
         })
     }
 }

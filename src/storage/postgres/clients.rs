@@ -206,7 +206,7 @@ async fn register(
 /// Rewrites an existing client only (the registry marks a client used): a removal that
 /// overtook it, here or in another process, is not undone. Published to the other
 /// instances when a row changed.
-async fn put_client(pool: Pool, c: Client) -> Result<(), StorageError> {
+async fn put_client(pool: Pool, c: Client) -> Result<bool, StorageError> {
     let p = client_params(&c)?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -222,7 +222,7 @@ async fn put_client(pool: Pool, c: Client) -> Result<(), StorageError> {
         changes::publish(&tx, ChangeKind::Client, &c.client_id).await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(updated > 0)
 }
 
 /// One write of a client or user and its change (published when a row changed), in one
@@ -256,7 +256,7 @@ impl ClientStore for PgClientStore {
         Box::pin(register(self.pool.clone(), client, max_dynamic))
     }
 
-    fn put_client(&self, client: Client) -> StoreFuture<()> {
+    fn put_client(&self, client: Client) -> StoreFuture<bool> {
         Box::pin(put_client(self.pool.clone(), client))
     }
 

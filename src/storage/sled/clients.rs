@@ -150,8 +150,8 @@ impl ClientStore for SledClientStore {
         ready(read)
     }
 
-    fn put_client(&self, client: Client) -> StoreFuture<()> {
-        ready(self.put_now(&client))
+    fn put_client(&self, client: Client) -> StoreFuture<bool> {
+        ready(self.put_now(&client).map(|()| true))
     }
 
     fn put_user(&self, user: User) -> StoreFuture<()> {

@@ -117,7 +117,10 @@ async fn registration_refuses_a_taken_id_and_dynamic_clients_past_the_bound() {
     store.remove_client("c").await.unwrap();
     let mut used = client("a", ClientOrigin::Dynamic);
     used.used = true;
-    store.put_client(used).await.unwrap();
+    assert!(
+        store.put_client(used).await.unwrap(),
+        "a stored client is marked used, and says so"
+    );
     assert_eq!(
         register("b", ClientOrigin::Dynamic).await,
         Registration::Registered
@@ -143,7 +146,10 @@ async fn marking_a_removed_client_used_does_not_bring_it_back() {
     store.remove_client("app").await.unwrap();
     let mut used = c;
     used.used = true;
-    store.put_client(used).await.unwrap();
+    assert!(
+        !store.put_client(used).await.unwrap(),
+        "the answer says the client is gone (the registry must not issue to it)"
+    );
     assert!(store.load().await.unwrap().0.is_empty());
 }
 
