@@ -188,6 +188,10 @@ pub struct AdminArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// A PEM file of root certificates trusted for the database's TLS certificate beside
+    /// the bundled Mozilla roots (as the servers' --database-ca-file).
+    #[arg(long, global = true, env = "OAUTH_MCP_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
     /// The server's supported scopes (as its --scopes), to check a new client's scopes.
     #[arg(
         long,
@@ -437,6 +441,7 @@ impl AdminArgs {
         Config {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone().map(DatabaseUrl::from),
+            database_ca_file: self.database_ca_file.clone(),
             scopes,
             default_scopes,
             ..Config::default()

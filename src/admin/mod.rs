@@ -220,13 +220,19 @@ fn operator_config(mut config: Config) -> Config {
     config
 }
 
-/// Connects to (and migrates, as a starting server would) the PostgreSQL database at `url`.
+/// Connects to (and migrates, as a starting server would) the PostgreSQL database at `url`,
+/// trusting the PEM `roots` (`--database-ca-file`) beside the bundled ones for its TLS.
 /// Errors name the hosts and database, never the URL's password.
-pub(crate) async fn connect_postgres(url: &str) -> Result<PgStores, AdminError> {
-    let parsed = postgres::parse_url(url).map_err(|reason| AdminError::Database {
-        target: "(--database-url)".into(),
-        reason,
-    })?;
+pub(crate) async fn connect_postgres(
+    url: &str,
+    roots: Option<Vec<u8>>,
+) -> Result<PgStores, AdminError> {
+    let parsed = postgres::parse_url(url)
+        .map_err(|reason| AdminError::Database {
+            target: "(--database-url)".into(),
+            reason,
+        })?
+        .with_ca_pem(roots);
     let target = postgres::describe(&parsed);
     PgStores::connect_with(parsed, POSTGRES_POOL_SIZE)
         .await
@@ -251,7 +257,7 @@ impl Admin {
             .settings(config.bind.port())
             .map_err(StartError::from)?;
         if let Some(url) = &config.database_url {
-            let stores = connect_postgres(url.as_str()).await?;
+            let stores = connect_postgres(url.as_str(), settings.database_roots.clone()).await?;
             // Administration issues no token and derives nothing: a key of its own, so no
             // key file is needed (or created).
             let Some(key) = ServerKey::generate() else {

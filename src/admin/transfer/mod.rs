@@ -37,6 +37,7 @@ use self::format::{parse, Line, Parsed};
 use super::{connect_postgres, AdminError};
 use crate::{
     config::Config,
+    services::StartError,
     storage::{
         postgres::PgStores,
         sled::{open_db, Durability, SledClientStore, SledTokenStore},
@@ -94,7 +95,11 @@ impl Stores {
     /// must exist and which no server may hold: stop it first).
     async fn open(config: &Config) -> Result<Self, AdminError> {
         if let Some(url) = &config.database_url {
-            let stores = connect_postgres(url.as_str()).await?;
+            let roots = config
+                .settings(config.bind.port())
+                .map_err(StartError::from)?
+                .database_roots;
+            let stores = connect_postgres(url.as_str(), roots).await?;
             return Ok(Self {
                 clients: Box::new(stores.clients()),
                 tokens: Box::new(stores.tokens()),

@@ -160,6 +160,36 @@ async fn verify_full_connects_with_the_ca_file_and_refuses_without_it_or_for_ano
     app.exchange_code_demo().await;
     drop(app);
 
+    // `oauth-mcp admin` on the same database takes the same flag (export reads through it).
+    let admin = |ca: Option<&Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_oauth-mcp"));
+        cmd.args(["admin", "--database-url", &by_ip]);
+        if let Some(ca) = ca {
+            cmd.arg("--database-ca-file").arg(ca);
+        }
+        cmd.args(["client", "list"])
+            .env_remove("OAUTH_MCP_DATABASE_CA_FILE")
+            .output()
+            .expect("run oauth-mcp admin")
+    };
+    let listed = admin(Some(&ca_file));
+    assert!(
+        listed.status.success(),
+        "admin with the CA file: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("demo_client"));
+    let refused = admin(None);
+    assert!(
+        !refused.status.success(),
+        "admin without the CA file connected"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("UnknownIssuer"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     // verify-full with the CA: the server runs, over TLS only.
     let (url, ca) = (by_ip.clone(), ca_file.clone());
     let app = spawn_app_with(move |c| {
