@@ -51,7 +51,7 @@ pub trait ClientStore: Send + 'static {
     ) -> StoreFuture<Registration>;
 
     /// Changes to clients and users made through [`put_client`](Self::put_client),
-    /// [`put_user`](Self::put_user), [`remove_client`](Self::remove_client) and
+    /// [`insert_user`](Self::insert_user), [`update_user`](Self::update_user), [`remove_client`](Self::remove_client) and
     /// [`remove_user`](Self::remove_user) reach every process sharing the backend: a shared
     /// backend records each in its change feed in the same transaction (PostgreSQL:
     /// `changes`), so `oauth-mcp admin` writing through these methods needs nothing else.
@@ -63,9 +63,14 @@ pub trait ClientStore: Send + 'static {
     /// stored now: `false` when a removal overtook the update (never on sled).
     fn put_client(&self, client: Client) -> StoreFuture<bool>;
 
-    /// Inserts or replaces a user. The same holds for a password change racing a removal:
-    /// a shared backend updates an existing row only.
-    fn put_user(&self, user: User) -> StoreFuture<()>;
+    /// Inserts `user` unless a user of that name exists (several processes may add the
+    /// same name at once: one wins). Answers whether it was inserted.
+    fn insert_user(&self, user: User) -> StoreFuture<bool>;
+
+    /// Replaces an existing user's record (a password change), never inserting: a removal
+    /// that overtook it stands, and the user does not come back. Answers whether the user
+    /// was there.
+    fn update_user(&self, user: User) -> StoreFuture<bool>;
 
     /// Removes a client; removing an unknown one is not an error.
     fn remove_client(&self, client_id: &str) -> StoreFuture<()>;

@@ -221,12 +221,15 @@ impl Handler<InsertUserIfAbsent> for ClientRegistry {
         if self.users.contains_key(&msg.user.username) {
             return Box::pin(fut::ready(Ok(false)));
         }
+        // The store arbitrates (another process may add the same name meanwhile).
         let user = msg.user;
-        let answer = self.store.put_user(user.clone());
+        let answer = self.store.insert_user(user.clone());
         self.after_store(answer, move |act, out| {
-            out?;
-            act.users.insert(user.username.clone(), user);
-            Ok(true)
+            let inserted = out?;
+            if inserted {
+                act.users.insert(user.username.clone(), user);
+            }
+            Ok(inserted)
         })
     }
 }
@@ -264,7 +267,8 @@ impl ClientRegistry {
             username: existing.username,
             password_hash: msg.password_hash,
         };
-        let written = self.store.put_user(user.clone());
+        // Update-only: a removal that overtook the change stands (the user stays gone).
+        let written = self.store.update_user(user.clone());
         // A new password is often a response to a leaked one: browsers signed in with the
         // old one sign in again (on every process), and a lockout caused by guessing it
         // ends. After the write: a sign-in with the old password cannot slip in between.
@@ -272,15 +276,20 @@ impl ClientRegistry {
         let cleared = self
             .shared
             .remove(Namespace::LoginName, &Digest::of(msg.username.as_bytes()));
-        let answer: StoreFuture<()> = Box::pin(async move {
-            written.await?;
+        let answer: StoreFuture<bool> = Box::pin(async move {
+            let updated = written.await?;
             ended.await?;
-            cleared.await
+            cleared.await?;
+            Ok(updated)
         });
         self.after_store(answer, move |act, out| {
-            out?;
-            act.users.insert(msg.username.clone(), user);
-            Ok(true)
+            let updated = out?;
+            if updated {
+                act.users.insert(msg.username.clone(), user);
+            } else {
+                act.users.remove(&msg.username);
+            }
+            Ok(updated)
         })
     }
 }

@@ -282,12 +282,8 @@ async fn import_into(stores: &Stores, parsed: Parsed) -> Result<Counts, AdminErr
             counts.clients += 1;
         }
     }
-    let (_, existing) = stores.clients.load().await?;
-    let existing: std::collections::HashSet<String> =
-        existing.into_iter().map(|u| u.username).collect();
     for user in parsed.users {
-        if !existing.contains(&user.username) {
-            stores.clients.put_user(user).await?;
+        if stores.clients.insert_user(user).await? {
             counts.users += 1;
         }
     }

@@ -227,20 +227,22 @@ async fn put_client(pool: Pool, c: Client) -> Result<bool, StorageError> {
 
 /// One write of a client or user and its change (published when a row changed), in one
 /// transaction: every instance drops or re-reads `subject` within the feed's bound.
+/// Answers whether a row changed.
 async fn write_and_publish(
     pool: Pool,
     sql: &'static str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     kind: ChangeKind,
     subject: &str,
-) -> Result<(), StorageError> {
+) -> Result<bool, StorageError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    if tx.execute(sql, params).await? > 0 {
+    let changed = tx.execute(sql, params).await? > 0;
+    if changed {
         changes::publish(&tx, kind, subject).await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(changed)
 }
 
 impl ClientStore for PgClientStore {
@@ -260,15 +262,27 @@ impl ClientStore for PgClientStore {
         Box::pin(put_client(self.pool.clone(), client))
     }
 
-    /// An upsert: the trait has one method for adding a user and changing a password (an
-    /// update-only change racing a removal needs the two apart: the wiring step).
-    fn put_user(&self, user: User) -> StoreFuture<()> {
+    fn insert_user(&self, user: User) -> StoreFuture<bool> {
         let pool = self.pool.clone();
         Box::pin(async move {
             write_and_publish(
                 pool,
                 "INSERT INTO users (username, password_hash) VALUES ($1, $2) \
-                 ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash",
+                 ON CONFLICT (username) DO NOTHING",
+                &[&user.username, &user.password_hash],
+                ChangeKind::User,
+                &user.username,
+            )
+            .await
+        })
+    }
+
+    fn update_user(&self, user: User) -> StoreFuture<bool> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            write_and_publish(
+                pool,
+                "UPDATE users SET password_hash = $2 WHERE username = $1",
                 &[&user.username, &user.password_hash],
                 ChangeKind::User,
                 &user.username,
@@ -281,7 +295,9 @@ impl ClientStore for PgClientStore {
         let (pool, id) = (self.pool.clone(), client_id.to_owned());
         Box::pin(async move {
             let sql = "DELETE FROM clients WHERE client_id = $1";
-            write_and_publish(pool, sql, &[&id], ChangeKind::Client, &id).await
+            write_and_publish(pool, sql, &[&id], ChangeKind::Client, &id)
+                .await
+                .map(drop)
         })
     }
 
@@ -289,7 +305,9 @@ impl ClientStore for PgClientStore {
         let (pool, name) = (self.pool.clone(), username.to_owned());
         Box::pin(async move {
             let sql = "DELETE FROM users WHERE username = $1";
-            write_and_publish(pool, sql, &[&name], ChangeKind::User, &name).await
+            write_and_publish(pool, sql, &[&name], ChangeKind::User, &name)
+                .await
+                .map(drop)
         })
     }
 

@@ -154,10 +154,27 @@ impl ClientStore for SledClientStore {
         ready(self.put_now(&client).map(|()| true))
     }
 
-    fn put_user(&self, user: User) -> StoreFuture<()> {
+    fn insert_user(&self, user: User) -> StoreFuture<bool> {
         let put = encode(USERS_TREE, &user).and_then(|value| {
+            let swapped = self.users.compare_and_swap(
+                user.username.as_bytes(),
+                None::<&[u8]>,
+                Some(value),
+            )?;
+            Ok(swapped.is_ok())
+        });
+        ready(put)
+    }
+
+    /// On sled the registry serialises this with removals (one actor, answers in the
+    /// handler), so a read then a write is the update-only intent.
+    fn update_user(&self, user: User) -> StoreFuture<bool> {
+        let put = encode(USERS_TREE, &user).and_then(|value| {
+            if !self.users.contains_key(user.username.as_bytes())? {
+                return Ok(false);
+            }
             self.users.insert(user.username.as_bytes(), value)?;
-            Ok(())
+            Ok(true)
         });
         ready(put)
     }
@@ -193,8 +210,8 @@ mod tests {
             username: name.into(),
             password_hash: "x".into(),
         };
-        run(store.put_user(user("alice")));
-        run(store.put_user(user("bob")));
+        run(store.insert_user(user("alice")));
+        run(store.insert_user(user("bob")));
         run(store.remove_user("alice"));
         run(store.remove_user("nobody"));
         run(store.remove_client("nobody"));

@@ -101,8 +101,8 @@ async fn admin_changes_a_running_server_through_its_socket() {
     let (reply, _) = sign_in(&app, "alice", "alice pw").await;
     assert_refused(&reply);
 
-    let (ok, _, _) = run(dir, &["client", "remove", &id], None).await;
-    assert!(ok);
+    let (ok, stdout, stderr) = run(dir, &["client", "remove", &id], None).await;
+    assert!(ok, "{stdout}{stderr}");
     let reply = client_credentials(&app, &id, &secret).await;
     assert_eq!(reply.status, 401, "{}", reply.body);
 

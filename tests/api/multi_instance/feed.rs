@@ -96,7 +96,7 @@ async fn revocations_and_client_changes_on_one_instance_reach_the_others_within_
         username: DEMO_USER.into(),
         password_hash: hash,
     };
-    stores.clients().put_user(user).await.unwrap();
+    assert!(stores.clients().update_user(user).await.unwrap());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let signed_in = c
         .login_and_consent(&params, DEMO_USER, "a-new-password", true)

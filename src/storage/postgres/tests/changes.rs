@@ -118,7 +118,7 @@ async fn every_revocation_and_principal_change_is_recorded_and_the_hot_path_is_n
         username: "alice".into(),
         password_hash: "$argon2id$x".into(),
     };
-    clients.put_user(user).await.unwrap();
+    assert!(clients.insert_user(user).await.unwrap());
     clients.remove_user("alice").await.unwrap();
     // Nothing when nothing changed: an unknown client or user.
     clients.remove_client("app").await.unwrap();

@@ -41,16 +41,24 @@ async fn a_client_and_its_fields_round_trip_and_removed_ones_are_not_loaded_agai
         username: name.into(),
         password_hash: format!("$argon2id$…{name}"),
     };
-    store.put_user(user("alice")).await.unwrap();
-    store.put_user(user("bob")).await.unwrap();
-    store
-        .put_user(User {
+    assert!(store.insert_user(user("alice")).await.unwrap());
+    assert!(store.insert_user(user("bob")).await.unwrap());
+    assert!(
+        !store.insert_user(user("bob")).await.unwrap(),
+        "a name taken is not inserted again"
+    );
+    assert!(store
+        .update_user(User {
             password_hash: "changed".into(),
             ..user("bob")
         })
         .await
-        .unwrap();
+        .unwrap());
     store.remove_user("alice").await.unwrap();
+    assert!(
+        !store.update_user(user("alice")).await.unwrap(),
+        "a password change that a removal overtook does not bring the user back"
+    );
     store.remove_user("nobody").await.unwrap();
     store.remove_client("gone").await.unwrap();
     store.remove_client("nobody").await.unwrap();
