@@ -75,6 +75,11 @@ pub trait ClientStore: Send + 'static {
     /// Removes a client; removing an unknown one is not an error.
     fn remove_client(&self, client_id: &str) -> StoreFuture<()>;
 
+    /// Removes a dynamically registered client only if it is still unused (the unused-client
+    /// sweep), in one step: another process may have issued it its first token since this
+    /// one looked, and then it stays. Answers whether it was removed.
+    fn remove_unused_client(&self, client_id: &str) -> StoreFuture<bool>;
+
     /// Removes a user; removing an unknown one is not an error.
     fn remove_user(&self, username: &str) -> StoreFuture<()>;
 

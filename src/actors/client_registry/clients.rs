@@ -131,18 +131,27 @@ impl ClientRegistry {
         if expired.is_empty() {
             return Box::pin(fut::ready(Ok(0)));
         }
-        let removals = expired.iter().map(|id| self.store.remove_client(id));
-        let answer: StoreFuture<Vec<()>> = Box::pin(try_join_all(removals));
+        // Only if still unused in the store: on a shared database another instance may
+        // have issued one its first token since this index learnt of it.
+        let removals = expired.iter().map(|id| self.store.remove_unused_client(id));
+        let answer: StoreFuture<Vec<bool>> = Box::pin(try_join_all(removals));
         self.after_store(answer, move |act, out| {
-            out?;
-            for id in &expired {
-                act.forget_client(id);
+            let removed = out?;
+            for (id, gone) in expired.iter().zip(&removed) {
+                if *gone || act.freshness.is_shared() {
+                    // Gone; or kept because it was used meanwhile: read it again.
+                    act.forget_client(id);
+                } else if let Some(c) = act.clients.get(id) {
+                    let key = (c.issued_at, c.client_id.clone());
+                    act.unused.remove(&key);
+                }
             }
+            let removed = removed.into_iter().filter(|r| *r).count();
             tracing::info!(
-                removed = expired.len(),
+                removed,
                 "removed dynamically registered clients never issued a token"
             );
-            Ok(expired.len())
+            Ok(removed)
         })
     }
 }

@@ -301,6 +301,15 @@ impl ClientStore for PgClientStore {
         })
     }
 
+    fn remove_unused_client(&self, client_id: &str) -> StoreFuture<bool> {
+        let (pool, id) = (self.pool.clone(), client_id.to_owned());
+        Box::pin(async move {
+            let sql =
+                "DELETE FROM clients WHERE client_id = $1 AND origin = 'dynamic' AND NOT used";
+            write_and_publish(pool, sql, &[&id], ChangeKind::Client, &id).await
+        })
+    }
+
     fn remove_user(&self, username: &str) -> StoreFuture<()> {
         let (pool, name) = (self.pool.clone(), username.to_owned());
         Box::pin(async move {

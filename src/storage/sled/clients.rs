@@ -179,6 +179,21 @@ impl ClientStore for SledClientStore {
         ready(put)
     }
 
+    fn remove_unused_client(&self, client_id: &str) -> StoreFuture<bool> {
+        let removed = (|| {
+            let Some(value) = self.clients.get(client_id.as_bytes())? else {
+                return Ok(false);
+            };
+            let client: Client = decode(CLIENTS_TREE, &value)?;
+            if client.origin != ClientOrigin::Dynamic || client.used {
+                return Ok(false);
+            }
+            self.remove_client_now(client_id)?;
+            Ok(true)
+        })();
+        ready(removed)
+    }
+
     fn remove_client(&self, client_id: &str) -> StoreFuture<()> {
         ready(self.remove_client_now(client_id))
     }
@@ -265,5 +280,13 @@ mod tests {
         assert_eq!(register("d", ClientOrigin::Dynamic), Registration::Full);
         let (clients, _) = run(store.load());
         assert_eq!(clients.len(), 3);
+        // The unused-client sweep's removal keeps a used client and an operator's.
+        assert!(!run(store.remove_unused_client("a")), "used");
+        assert!(
+            !run(store.remove_unused_client("op")),
+            "an operator's client"
+        );
+        assert!(run(store.remove_unused_client("b")), "unused and dynamic");
+        assert_eq!(run(store.load()).0.len(), 2);
     }
 }

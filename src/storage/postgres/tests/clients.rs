@@ -188,3 +188,38 @@ async fn concurrent_registrations_never_pass_the_bound() {
     assert_eq!(registered, 5);
     assert_eq!(store.load().await.unwrap().0.len(), 5);
 }
+
+/// The unused-client sweep removes a dynamic client only if it is still unused in the
+/// database: another instance may have issued it a token since this one looked.
+#[tokio::test]
+async fn the_unused_client_sweep_keeps_a_client_used_meanwhile() {
+    let Some(db) = db!() else { return };
+    let store = db.stores.clients();
+    for (id, origin) in [
+        ("idle", ClientOrigin::Dynamic),
+        ("busy", ClientOrigin::Dynamic),
+        ("op", ClientOrigin::Operator),
+    ] {
+        store
+            .register_client(client(id, origin), None)
+            .await
+            .unwrap();
+    }
+    let mut used = client("busy", ClientOrigin::Dynamic);
+    used.used = true;
+    assert!(store.put_client(used).await.unwrap());
+    assert!(store.remove_unused_client("idle").await.unwrap());
+    assert!(
+        !store.remove_unused_client("busy").await.unwrap(),
+        "used meanwhile"
+    );
+    assert!(
+        !store.remove_unused_client("op").await.unwrap(),
+        "an operator's client"
+    );
+    assert!(!store.remove_unused_client("nobody").await.unwrap());
+    let (clients, _) = store.load().await.unwrap();
+    let mut ids: Vec<_> = clients.iter().map(|c| c.client_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["busy", "op"]);
+}
