@@ -7,12 +7,17 @@
 //! where the ledger learns of it, and where a grant enters its revoked set.
 
 use actix::prelude::*;
-use futures_util::future::try_join_all;
+use futures_util::{stream, StreamExt as _};
 
 use super::{
     after_persist, reply_after, LedgerError, RevokeGrant, RevokeGrantsOf, RevokeToken, TokenLedger,
 };
 use crate::storage::{GrantRevocation, StoreFuture, TokenRevocation};
+
+/// Grant revocations of one [`RevokeGrantsOf`] in flight at once: no more than the smallest
+/// pool made (administration's two connections), so none waits for a connection behind the
+/// others.
+const REVOKE_CONCURRENCY: usize = 2;
 
 impl TokenLedger {
     /// The longest lifetime of a token this ledger issues, in seconds.
@@ -120,7 +125,7 @@ impl Handler<RevokeGrantsOf> for TokenLedger {
         let revoke = grants.into_actor(self).then(|found, act, _| {
             let now = act.clock.now();
             let default_forget_at = act.default_forget_at();
-            let revocations: Vec<_> = match found {
+            let revocations: Vec<StoreFuture<GrantRevocation>> = match found {
                 Ok(grants) => grants
                     .into_iter()
                     // Every token of such a grant has expired already; nothing to stop.
@@ -129,23 +134,41 @@ impl Handler<RevokeGrantsOf> for TokenLedger {
                     // that is later than a token issued now would live (the ledger may
                     // have run with a longer TTL than this process was given). No new token
                     // can join a revoked grant, so none outlives this.
-                    .map(|(grant, latest_expiry)| {
-                        act.store
-                            .revoke_grant(grant, default_forget_at.max(latest_expiry))
+                    .map(|(grant, latest_expiry)| (grant, default_forget_at.max(latest_expiry)))
+                    // Revoked for long enough already (a rerun after a partial failure):
+                    // nothing to write.
+                    .filter(|(grant, forget_at)| {
+                        act.revoked.get(grant).is_none_or(|f| f < forget_at)
                     })
+                    .map(|(grant, forget_at)| act.store.revoke_grant(grant, forget_at))
                     .collect(),
                 Err(e) => vec![Box::pin(futures_util::future::ready(Err(e))) as StoreFuture<_>],
             };
-            try_join_all(revocations)
+            // A few at a time: a client or user may have thousands of grants, and each
+            // revocation is a transaction that needs a pooled connection (administration
+            // has two); all at once, most would time out waiting for one. Every revocation
+            // is attempted even when one fails, so a failure leaves as little as possible
+            // unrevoked (and a rerun finishes the rest).
+            stream::iter(revocations)
+                .buffer_unordered(REVOKE_CONCURRENCY)
+                .collect::<Vec<_>>()
                 .into_actor(act)
-                .map(|out, act, _| {
-                    let result = out.map_err(LedgerError::from).map(|revocations| {
-                        let newly = revocations.iter().filter(|r| r.newly).count();
-                        for revocation in revocations {
-                            act.grant_revoked(revocation);
+                .map(|outs, act, _| {
+                    let mut newly = 0;
+                    let mut failed = None;
+                    for out in outs {
+                        match out {
+                            Ok(revocation) => {
+                                newly += usize::from(revocation.newly);
+                                act.grant_revoked(revocation);
+                            }
+                            Err(e) => failed = failed.or(Some(e)),
                         }
-                        newly
-                    });
+                    }
+                    let result = match failed {
+                        Some(e) => Err(LedgerError::from(e)),
+                        None => Ok(newly),
+                    };
                     after_persist(&*act.store, result)
                 })
         });

@@ -4,7 +4,9 @@
 //! processes, within two seconds (through the change feed and the registry's read-through).
 
 use super::*;
-use crate::helpers::{spawn_app_with, test_database, Cluster};
+use futures_util::StreamExt as _;
+
+use crate::helpers::{spawn_app_with, test_database, Cluster, DEMO_CLIENT_ID};
 
 /// Runs `oauth-mcp admin --database-url URL ARGS...` (the data directory `dir` unused).
 fn pg_admin(dir: &Path, url: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
@@ -230,5 +232,56 @@ async fn admin_changes_reach_every_instance_of_a_cluster() {
                 .await,
             "instance {i} still serves the removed client"
         );
+    }
+}
+
+/// A client with many grants, each revocation slow (the change log's counter row is held
+/// by another transaction for longer than a pooled connection may be waited for):
+/// `admin revoke --client` still revokes every one, because it revokes a few at a time on
+/// its two pooled connections. (All at once, the rest waited past the pool's timeout and
+/// the command failed half done.)
+#[actix_web::test]
+async fn admin_revokes_many_grants_of_one_client_even_when_each_is_slow() {
+    let Some(db) = test_database(module_path!()).await else {
+        return;
+    };
+    let url = db.url.clone();
+    let app = spawn_app_with(move |c| c.database_url = Some(url.clone().into())).await;
+    const GRANTS: usize = 40;
+    let tokens: Vec<String> = futures_util::stream::iter(0..GRANTS)
+        .map(|_| async {
+            let reply = Reply::read(
+                app.token_request(&[("grant_type", "client_credentials")], Some(DEMO_BASIC))
+                    .await,
+            )
+            .await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            str_field(&reply.json(), "access_token")
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    // Every revocation takes the counter row last: hold it for 2.5 s (the pool's wait is 2 s).
+    let mut holder = db.client().await;
+    let held = holder.transaction().await.unwrap();
+    held.execute("SELECT seq FROM change_seq FOR UPDATE", &[])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, url) = (dir.path().to_owned(), db.url.clone());
+    let admin = tokio::task::spawn_blocking(move || {
+        pg_admin(&path, &url, &["revoke", "--client", DEMO_CLIENT_ID], None)
+    });
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    held.commit().await.unwrap();
+    let (ok, stdout, stderr) = admin.await.unwrap();
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("{GRANTS} grant")), "{stdout}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM revoked_grants").await,
+        i64::try_from(GRANTS).unwrap()
+    );
+    for token in tokens.iter().step_by(10) {
+        assert!(!app.is_active(token).await, "a token of a revoked grant");
     }
 }

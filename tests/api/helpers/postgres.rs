@@ -75,7 +75,8 @@ impl TestDatabase {
             .expect("the statements run");
     }
 
-    async fn client(&self) -> tokio_postgres::Client {
+    /// A connection of the test's own to this database (to hold a lock, say).
+    pub async fn client(&self) -> tokio_postgres::Client {
         let mut config = self.admin.clone();
         config.dbname(&self.name);
         let (client, conn) = config.connect(NoTls).await.expect("connect to the test db");
