@@ -35,6 +35,7 @@ use actix::{dev::ToEnvelope, Actor, Addr, Handler, Message};
 
 use crate::{
     actors::{
+        change_feed,
         client_registry::{
             hash_password, InsertUserIfAbsent, ListClients, ListUsers, RegisterClient,
             RegisteredClient, RegistryError, RemoveClient, RemoveUser, SetPassword,
@@ -345,7 +346,8 @@ impl Admin {
         if !self.ask(&self.services.registry, msg).await?? {
             return Err(AdminError::UnknownClient(client_id.to_owned()));
         }
-        self.revoke(GrantHolder::Client(client_id.to_owned())).await
+        self.revoke_after_removal(GrantHolder::Client(client_id.to_owned()))
+            .await
     }
 
     /// Every username, in order.
@@ -394,7 +396,25 @@ impl Admin {
         if !self.ask(&self.services.registry, msg).await?? {
             return Err(AdminError::UnknownUser(username.to_owned()));
         }
-        self.revoke(GrantHolder::Subject(username.to_owned())).await
+        self.revoke_after_removal(GrantHolder::Subject(username.to_owned()))
+            .await
+    }
+
+    /// [`Admin::revoke`] after a removal. On PostgreSQL, once more when every instance must
+    /// have learnt of the removal (twice the change feed's bound): until then another
+    /// instance may still have authenticated the client or user from its index and issued
+    /// a code or a token into a new grant, which the first walk could not see.
+    async fn revoke_after_removal(&self, holder: GrantHolder) -> Result<Revoked, AdminError> {
+        let first = self.revoke(holder.clone()).await?;
+        if !matches!(self.owned, Some(Owned::Postgres)) {
+            return Ok(first);
+        }
+        tokio::time::sleep(2 * change_feed::BOUND).await;
+        let second = self.revoke(holder).await?;
+        Ok(Revoked {
+            grants: first.grants + second.grants,
+            codes: first.codes + second.codes,
+        })
     }
 
     /// Revokes every grant of a user or client: their access and refresh tokens stop
