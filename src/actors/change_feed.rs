@@ -207,9 +207,10 @@ impl ChangeFeed {
         // Listening before reading: a change committed from here on notifies us.
         let head = listener.head().await?;
         // Every cached token goes at each (re)connection: cheap (one miss per token), and
-        // a revocation that reached the database without a change (an instance of a build
-        // before schema 2, during a rolling upgrade) is then served by no cache here longer
-        // than the feed was away.
+        // nothing learnt while the feed was away is missed. (A revocation by an instance of
+        // a build before schema 2, during a rolling upgrade, writes no change at all: the
+        // cache serves it until its entry's time to live; docs/deployment.md, rolling
+        // upgrades.)
         self.revocations.bump();
         match *last {
             Some(seen) if seen <= head => {}
@@ -225,7 +226,13 @@ impl ChangeFeed {
             let seen = last.unwrap_or(0);
             let changes = listener.read_after(seen, BATCH).await?;
             let head_moved = changes.is_empty() && !*caught_up && listener.head().await? > seen;
-            let gap = changes.first().is_some_and(|c| c.seq != seen + 1);
+            // Numbers are consecutive unless some were trimmed: check every step, not just
+            // the first (the trim removes a prefix, but a reader must not rely on that).
+            let gap = changes.first().is_some_and(|c| c.seq != seen + 1)
+                || changes
+                    .iter()
+                    .zip(changes.iter().skip(1))
+                    .any(|(a, b)| b.seq != a.seq + 1);
             if gap || head_moved {
                 // Trimmed while this instance was away: start over from the stores.
                 tracing::info!(

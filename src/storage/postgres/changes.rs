@@ -120,7 +120,10 @@ pub(super) fn grant_subject(grant: &crate::storage::GrantId) -> String {
 
 /// Deletes at most `limit` changes older than `keep` (the ledger's sweep): a listener
 /// that was away longer finds a gap and starts over from the stores (see
-/// [`ChangeListener::read_after`]).
+/// [`ChangeListener::read_after`]). Only a prefix of the numbers, those below the first
+/// change younger than `keep`: `at` is when a change's transaction started, and numbers
+/// follow commit order, so deleting by `at` alone could remove a number and keep an older
+/// one, a gap a reader past the older one would not see.
 pub(super) async fn trim(
     c: &impl GenericClient,
     keep: Duration,
@@ -128,8 +131,10 @@ pub(super) async fn trim(
 ) -> Result<u64, StorageError> {
     let secs = f64::from(u32::try_from(keep.as_secs()).unwrap_or(u32::MAX));
     Ok(c.execute(
-        "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes \
-             WHERE at < now() - make_interval(secs => $1) ORDER BY at LIMIT $2)",
+        "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE seq < \
+             COALESCE((SELECT min(seq) FROM changes WHERE at >= now() - make_interval(secs => $1)), \
+                      (SELECT seq + 1 FROM change_seq)) \
+             ORDER BY seq LIMIT $2)",
         &[&secs, &limit],
     )
     .await?)
