@@ -386,6 +386,7 @@ impl ClientRegistry {
         // a client; the later fingerprint wins, and both clients work.
         let shared = Arc::clone(&self.shared);
         let (remembered_id, expires_at) = (client.client_id.clone(), now + REPEAT_WINDOW_SECS);
+        let generation = self.generation();
         let answer: StoreFuture<Registration> = Box::pin(async move {
             let registration = registered.await?;
             if let (Registration::Registered, Some(fp)) = (registration, fingerprint) {
@@ -402,7 +403,10 @@ impl ClientRegistry {
         });
         self.after_store(answer, move |act, out| match out? {
             Registration::Registered => {
-                act.remember_client(client.clone());
+                // Else read again at the next lookup (see `unchanged_since`).
+                if act.unchanged_since(generation) {
+                    act.remember_client(client.clone());
+                }
                 Ok(RegisteredClient { client, secret })
             }
             Registration::Full => Err(RegistryError::Full),
@@ -454,10 +458,14 @@ impl Handler<InsertClientIfAbsent> for ClientRegistry {
             return Box::pin(fut::ready(Ok(false)));
         }
         let client = msg.client;
+        let generation = self.generation();
         let answer = self.store.register_client(client.clone(), None);
         self.after_store(answer, move |act, out| match out? {
             Registration::Registered => {
-                act.remember_client(client);
+                // Else read again at the next lookup (see `unchanged_since`).
+                if act.unchanged_since(generation) {
+                    act.remember_client(client);
+                }
                 Ok(true)
             }
             Registration::IdTaken | Registration::Full => Ok(false),

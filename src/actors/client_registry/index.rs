@@ -51,6 +51,20 @@ pub struct ReloadIndex;
 pub(super) type Lookup<T> = ResponseActFuture<ClientRegistry, Result<Option<T>, StorageError>>;
 
 impl ClientRegistry {
+    /// The count of feed changes applied so far, read before a write: see
+    /// [`unchanged_since`](Self::unchanged_since).
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether no change from the feed was applied since `generation` was read. A write's
+    /// answer may enter the index only then; otherwise the entry is dropped and read again
+    /// at the next lookup, so a removal made elsewhere and applied meanwhile is not undone
+    /// here. (On sled there is no feed: always true.)
+    pub(super) fn unchanged_since(&self, generation: u64) -> bool {
+        self.generation == generation
+    }
+
     /// Whether the index may answer for an entry it holds now.
     fn index_serves(&self) -> bool {
         !self.freshness.is_shared() || self.freshness.is_fresh()

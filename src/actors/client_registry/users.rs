@@ -223,11 +223,14 @@ impl Handler<InsertUserIfAbsent> for ClientRegistry {
         }
         // The store arbitrates (another process may add the same name meanwhile).
         let user = msg.user;
+        let generation = self.generation();
         let answer = self.store.insert_user(user.clone());
         self.after_store(answer, move |act, out| {
             let inserted = out?;
-            if inserted {
+            if inserted && act.unchanged_since(generation) {
                 act.users.insert(user.username.clone(), user);
+            } else {
+                act.users.remove(&user.username);
             }
             Ok(inserted)
         })
@@ -268,6 +271,7 @@ impl ClientRegistry {
             password_hash: msg.password_hash,
         };
         // Update-only: a removal that overtook the change stands (the user stays gone).
+        let generation = self.generation();
         let written = self.store.update_user(user.clone());
         // A new password is often a response to a leaked one: browsers signed in with the
         // old one sign in again (on every process), and a lockout caused by guessing it
@@ -284,7 +288,7 @@ impl ClientRegistry {
         });
         self.after_store(answer, move |act, out| {
             let updated = out?;
-            if updated {
+            if updated && act.unchanged_since(generation) {
                 act.users.insert(msg.username.clone(), user);
             } else {
                 act.users.remove(&msg.username);
