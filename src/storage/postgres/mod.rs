@@ -6,7 +6,9 @@
 //!
 //! Several server processes may share one database: every intent is one statement or one
 //! transaction, as the trait docs say, and the database arbitrates (docs/storage.md,
-//! "PostgreSQL"). The server uses them when given `--database-url` (`crate::app::start`,
+//! "PostgreSQL"). The hot intents (issue tokens, rotate, issue and redeem a code) of
+//! concurrent requests share transactions, each under its own savepoint, and are answered
+//! after the shared `COMMIT` (`batch.rs`, group commit over the network). The server uses them when given `--database-url` (`crate::app::start`,
 //! [`crate::Services::start_postgres`]); the connection is plain TCP (`NoTls`), so a URL
 //! that asks for TLS (`sslmode=require`) is refused ([`parse_url`]) rather than connected
 //! to in plain text.
@@ -18,11 +20,13 @@ use tokio_postgres::NoTls;
 
 use super::{Persist, StorageError};
 
+mod batch;
 mod clients;
 mod codes;
 pub mod migrations;
 mod tokens;
 
+pub use batch::{DEFAULT_LANES, LANES_ENV, MAX_BATCH};
 pub use clients::PgClientStore;
 pub use codes::PgCodeStore;
 pub use tokens::PgTokenStore;
@@ -36,6 +40,9 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PgStores {
     pool: Pool,
     version: i32,
+    /// The hot intents of the token and code stores, batched into shared transactions
+    /// (`batch.rs`).
+    batch: batch::Batcher,
 }
 
 /// Parses a `postgres://` URL (or `key=value` string) into a driver configuration. Refuses
@@ -93,7 +100,9 @@ pub fn describe(config: &tokio_postgres::Config) -> String {
 impl PgStores {
     /// Connects to `url` (`postgres://user@host:port/db`) with a pool of at most
     /// `pool_size` connections, applies the pending migrations under the migration lock and
-    /// checks that the schema is within this build's range ([`migrations::SUPPORTED`]).
+    /// checks that the schema is within this build's range ([`migrations::SUPPORTED`]),
+    /// and starts the batching of the hot intents on the current tokio runtime
+    /// ([`DEFAULT_LANES`] lanes, or as many as [`LANES_ENV`] says; `0`: none).
     /// A URL requiring TLS is refused ([`parse_url`]).
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StorageError> {
         Self::connect_with(parse_url(url)?, pool_size).await
@@ -131,10 +140,31 @@ impl PgStores {
             .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(|e| StorageError::Database(e.to_string()))?;
+        let lanes = batch::lanes_from_env()?;
         let mut client = pool.get().await?;
         let version = migrations::migrate(&mut client).await?;
         drop(client);
-        Ok(Self { pool, version })
+        let batch = batch::Batcher::start(pool.clone(), lanes);
+        Ok(Self {
+            pool,
+            version,
+            batch,
+        })
+    }
+
+    /// These stores with a batcher of `lanes` lanes of their own (tests of the batching).
+    #[cfg(test)]
+    pub(crate) fn with_lanes(&self, lanes: usize) -> Self {
+        Self {
+            batch: batch::Batcher::start(self.pool.clone(), lanes),
+            ..self.clone()
+        }
+    }
+
+    /// Committed batches of the hot intents, and the intents in them, so far.
+    #[cfg(test)]
+    pub(crate) fn batch_counts(&self) -> (u64, u64) {
+        self.batch.counts()
     }
 
     /// The schema version in force when these stores connected (after migrating).
@@ -144,12 +174,12 @@ impl PgStores {
 
     /// The token ledger's store.
     pub fn tokens(&self) -> PgTokenStore {
-        PgTokenStore::new(self.pool.clone())
+        PgTokenStore::new(self.pool.clone(), self.batch.clone())
     }
 
     /// The code issuer's store.
     pub fn codes(&self) -> PgCodeStore {
-        PgCodeStore::new(self.pool.clone())
+        PgCodeStore::new(self.pool.clone(), self.batch.clone())
     }
 
     /// The client registry's store.
@@ -164,8 +194,15 @@ impl PgStores {
         migrations::check_current(&client).await
     }
 
-    /// Closes the pool: intents still running finish, new ones fail.
+    /// Closes the pool: intents still running finish, new ones fail. Logs how much the
+    /// hot intents were batched (committed batches, the intents in them).
     pub fn close(&self) {
+        let (batches, intents) = self.batch.counts();
+        tracing::info!(
+            batches,
+            intents,
+            "PostgreSQL group commit: batches committed"
+        );
         self.pool.close();
     }
 }

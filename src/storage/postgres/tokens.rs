@@ -9,7 +9,7 @@
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
 
-use super::{corrupt, grant_id, lock, persisted, to_i64, to_usize};
+use super::{batch::Batcher, corrupt, grant_id, lock, persisted, to_i64, to_usize};
 use crate::{
     domain::{scope::Scopes, secrets::TokenKey},
     storage::{
@@ -29,11 +29,13 @@ const COLUMNS: &str =
 #[derive(Clone, Debug)]
 pub struct PgTokenStore {
     pool: Pool,
+    /// Runs the hot intents (issue, rotate), batched with concurrent ones (`batch.rs`).
+    batch: Batcher,
 }
 
 impl PgTokenStore {
-    pub(super) fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub(super) fn new(pool: Pool, batch: Batcher) -> Self {
+        Self { pool, batch }
     }
 }
 
@@ -154,31 +156,35 @@ async fn revoke_grant_in(
     })
 }
 
-async fn issue(
-    pool: Pool,
-    access: NewToken,
-    refresh: Option<NewToken>,
+/// Issues `access` (and `refresh`) into their grant unless it is revoked, inside the
+/// caller's transaction (its own, or one savepoint of a batch: `batch.rs`). Whatever it
+/// answers, its writes are to be committed: the outcome holds only once they are.
+pub(super) async fn issue_in(
+    c: &impl GenericClient,
+    access: &NewToken,
+    refresh: Option<&NewToken>,
 ) -> Result<IssueOutcome, StorageError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
     // Shared: issues into one grant run side by side; a revocation waits for them (and
     // covers their tokens), or they wait for it (and see it).
-    lock_grant(&tx, &access.record.grant_id, true).await?;
-    if is_revoked(&tx, &access.record.grant_id).await? {
-        tx.rollback().await?;
+    lock_grant(c, &access.record.grant_id, true).await?;
+    if is_revoked(c, &access.record.grant_id).await? {
         return Ok(IssueOutcome::GrantRevoked);
     }
-    insert(&tx, &access.key, &access.record).await?;
-    if let Some(refresh) = &refresh {
-        insert(&tx, &refresh.key, &refresh.record).await?;
+    insert(c, &access.key, &access.record).await?;
+    if let Some(refresh) = refresh {
+        insert(c, &refresh.key, &refresh.record).await?;
     }
-    tx.commit().await?;
     Ok(IssueOutcome::Issued)
 }
 
-async fn rotate(pool: Pool, r: Rotation) -> Result<RotateOutcome, StorageError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
+/// Rotates the presented refresh token (the trait's `rotate`), inside the caller's
+/// transaction (its own, or one savepoint of a batch: `batch.rs`). Whatever it answers, its
+/// writes are to be committed: a reuse's revocation as much as a rotation's successors.
+/// Outcomes that wrote nothing (invalid, repeated) commit nothing but the row lock.
+pub(super) async fn rotate_in(
+    tx: &impl GenericClient,
+    r: &Rotation,
+) -> Result<RotateOutcome, StorageError> {
     // The row lock makes concurrent rotations of one token take turns: the second reads
     // the token as the first left it (rotated) and answers within the grace rule.
     let stmt = tx
@@ -187,37 +193,29 @@ async fn rotate(pool: Pool, r: Rotation) -> Result<RotateOutcome, StorageError> 
         ))
         .await?;
     let Some(row) = tx.query_opt(&stmt, &[&&r.presented.0[..]]).await? else {
-        tx.rollback().await?;
         return Ok(RotateOutcome::Invalid);
     };
     let old = token_record(&row)?;
     if !r.accepts(&old) {
-        tx.rollback().await?;
         return Ok(RotateOutcome::Invalid);
     }
-    lock_grant(&tx, &old.grant_id, false).await?;
-    if is_revoked(&tx, &old.grant_id).await? {
-        tx.rollback().await?;
+    lock_grant(tx, &old.grant_id, false).await?;
+    if is_revoked(tx, &old.grant_id).await? {
         return Ok(RotateOutcome::Invalid);
     }
     match r.step(&old) {
         RotationStep::Reuse => {
-            let revoked = revoke_grant_in(&tx, old.grant_id, r.forget_at).await?;
-            tx.commit().await?;
+            let revoked = revoke_grant_in(tx, old.grant_id, r.forget_at).await?;
             Ok(RotateOutcome::Reused {
                 grant_id: old.grant_id,
                 forget_at: revoked.forget_at,
                 client_id: old.client_id,
             })
         }
-        RotationStep::InvalidScope => {
-            tx.rollback().await?;
-            Ok(RotateOutcome::InvalidScope)
-        }
+        RotationStep::InvalidScope => Ok(RotateOutcome::InvalidScope),
         RotationStep::Repeat { access, refresh } => {
-            let access_record = get(&tx, &access.key()).await?;
-            let refresh_record = get(&tx, &refresh.key()).await?;
-            tx.rollback().await?;
+            let access_record = get(tx, &access.key()).await?;
+            let refresh_record = get(tx, &refresh.key()).await?;
             Ok(r.repeated(
                 &old.grant_id,
                 access,
@@ -232,14 +230,13 @@ async fn rotate(pool: Pool, r: Rotation) -> Result<RotateOutcome, StorageError> 
             access_record,
             refresh_record,
         } => {
-            insert(&tx, &access.key(), &access_record).await?;
-            insert(&tx, &refresh.key(), &refresh_record).await?;
+            insert(tx, &access.key(), &access_record).await?;
+            insert(tx, &refresh.key(), &refresh_record).await?;
             let stmt = tx
                 .prepare_cached("UPDATE tokens SET rotated_at_us = $2 WHERE key = $1")
                 .await?;
             tx.execute(&stmt, &[&&r.presented.0[..], &r.rotated_at_us])
                 .await?;
-            tx.commit().await?;
             Ok(RotateOutcome::Rotated(Successors {
                 access,
                 refresh,
@@ -401,11 +398,13 @@ async fn sweep(pool: Pool, now: i64, limit: usize) -> Result<Swept, StorageError
 
 impl TokenStore for PgTokenStore {
     fn issue(&self, access: NewToken, refresh: Option<NewToken>) -> StoreFuture<IssueOutcome> {
-        Box::pin(issue(self.pool.clone(), access, refresh))
+        let batch = self.batch.clone();
+        Box::pin(async move { batch.issue(access, refresh).await })
     }
 
     fn rotate(&self, rotation: Rotation) -> StoreFuture<RotateOutcome> {
-        Box::pin(rotate(self.pool.clone(), rotation))
+        let batch = self.batch.clone();
+        Box::pin(async move { batch.rotate(rotation).await })
     }
 
     fn get(&self, key: &TokenKey) -> StoreFuture<Option<TokenRecord>> {
