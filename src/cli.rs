@@ -290,8 +290,9 @@ pub struct RevokeArgs {
 #[derive(Debug, clap::Args)]
 pub struct LoadtestArgs {
     /// Base URL of the server under test; several (comma-separated or repeated) for several
-    /// instances of one deployment (one shared database and --key-file): virtual user `i`
-    /// connects to URL `i mod n` (round robin per connection); preparation uses the first.
+    /// instances of one deployment (one shared database, --key-file and --public-url): virtual
+    /// user `i` connects to URL `i mod n` (round robin per connection) and sends the first
+    /// URL's host as `Host`, as a load balancer would; preparation uses the first.
     #[arg(long, value_delimiter = ',', default_values = ["http://127.0.0.1:8000"])]
     pub url: Vec<String>,
     /// Client id (default: the demo client). Ignored with --register.

@@ -88,9 +88,10 @@ fn endpoint(url: &str) -> Result<(String, String), TargetError> {
 pub struct TargetOptions {
     /// Base URL of the server.
     pub url: String,
-    /// Base URLs of further instances of the same deployment (sharing its storage and
-    /// server key): virtual user `i` sends its requests to instance `i mod n` (`url` first),
-    /// one connection each. Discovery and preparation use `url`.
+    /// Base URLs of further instances of the same deployment (sharing its storage, server
+    /// key and public URL): virtual user `i` sends its requests to instance `i mod n` (`url`
+    /// first), one connection each, with `url`'s host as `Host` (as a load balancer would
+    /// forward the public name). Discovery and preparation use `url`.
     pub more_urls: Vec<String>,
     /// Client to use; `None` registers a new confidential client.
     pub client: Option<(String, String)>,
@@ -108,10 +109,13 @@ impl Target {
     /// Reads the RFC 8414 metadata and, if no client was given, registers one (RFC 7591).
     pub async fn discover(opts: TargetOptions) -> Result<Self, TargetError> {
         let (addr, host) = endpoint(&opts.url)?;
+        // Every instance is sent the first URL's name as `Host`, as a load balancer in front
+        // of them would: it is the deployment's public name (its --public-url), which the
+        // instances check (DNS-rebinding defence) and issue tokens for (the resource).
         let others = opts
             .more_urls
             .iter()
-            .map(|u| endpoint(u))
+            .map(|u| endpoint(u).map(|(addr, _)| (addr, host.clone())))
             .collect::<Result<_, _>>()?;
         let mut t = Target {
             addr,
