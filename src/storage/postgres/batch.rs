@@ -1,45 +1,59 @@
 //! Group commit over the network (issue 14, "Durability"): the hot intents (issue tokens,
 //! rotate a refresh token, issue a code, redeem a code) that arrive while a transaction is
-//! in flight are collected and run together in the next one, each under its own
-//! `SAVEPOINT`, with one `COMMIT` for all; every requester is answered after that commit.
-//! This is the network counterpart of the sled backend's flusher (`storage::group_commit`):
-//! there, callers that arrive during a flush share the next flush; here, intents that
-//! arrive while a batch is in flight share the next transaction.
+//! in flight are collected and run together in the next one, with one `COMMIT` for all;
+//! every requester is answered after that commit. This is the network counterpart of the
+//! sled backend's flusher (`storage::group_commit`): there, callers that arrive during a
+//! flush share the next flush; here, intents that arrive while a batch is in flight share
+//! the next transaction.
+//!
+//! # Pipelined, not one savepoint after another
+//! The intents of a batch run *concurrently* on its one connection, which pipelines their
+//! statements (tokio-postgres sends every statement it is given without waiting for the
+//! answers of earlier ones): a batch of 16 rotations costs about the round trips of one
+//! (eight) rather than of sixteen. The first version ran the intents one after another,
+//! each under its own `SAVEPOINT` (so that a failure rolled back only itself): that
+//! serialised them on the connection, and measured slower than no batching at all
+//! (BENCHMARKS.md, "PostgreSQL"): on a busy machine every round trip waits for the
+//! scheduler, and a lane of savepoints made 16 × 8 of them in a row. Savepoints cannot be
+//! pipelined (they nest in the order they are sent, so interleaved intents would roll back
+//! each other's statements).
 //!
 //! # What a batch must get right
-//! - **One intent's failure is its own.** Each intent runs after `SAVEPOINT intent` (one
-//!   round trip together with the `RELEASE` of the previous one); a failing statement (a
-//!   unique violation, a deadlock victim) is followed by `ROLLBACK TO SAVEPOINT intent`, so
-//!   only its writes are undone and the batch goes on.
+//! - **One intent's failure is its own.** Any error aborts the shared transaction, so the
+//!   batch is rolled back (nothing of it committed) and each of its intents is run again
+//!   alone, in arrival order, after it ([`alone`]): the failing one fails by itself (a
+//!   unique violation, say), the others succeed as they would have. Failures of the hot
+//!   intents are rare (keys are random), so the fast path is the common one.
 //! - **Nothing is answered before the commit.** Outcomes are held until `COMMIT` returned;
 //!   if it fails, or the connection is lost during it (outcome unknown), every intent of
-//!   the batch answers an error and no credential leaves the server. An intent that failed
-//!   answers its error at once: its writes were rolled back and will never commit.
-//! - **Intents on one row inside one transaction** see each other's writes, exactly as if
-//!   the earlier one had committed first: a second rotation of one refresh token finds it
-//!   rotated (and answers `Repeated`, or `Reused` past the window), a second redemption of
-//!   one code finds the marker (`Replayed`). The row lock the first took is the
-//!   transaction's, so the second does not wait on it.
+//!   the batch answers an error and no credential leaves the server (never run again: the
+//!   commit may have happened).
+//! - **Intents on one row inside one transaction** must not run concurrently: both would
+//!   read the row before either wrote it (the row lock is the transaction's own, so the
+//!   second does not wait), and one refresh token would rotate twice. So intents on the
+//!   same token or code (the same key: rotations of one presented token, redemptions of one
+//!   code) form a *chain* run one after the other, in arrival order; different chains run
+//!   concurrently. A later one sees the earlier one's writes, exactly as if that had
+//!   committed first: a second rotation finds the token rotated (`Repeated` within the
+//!   window, `Reused` past it), a second redemption finds the marker (`Replayed`).
+//!   Intents on different tokens of one grant may interleave: a reuse revoking the grant
+//!   and a rotation or issue in it commit together, which is the order "issue, then
+//!   revoke" (the revocation covers every token of the grant).
 //! - **No deadlock across batches.** A lone intent takes its locks in one order (a token's
 //!   row, then its grant's lock), so lone intents never deadlock; a batch holds the locks of
-//!   its earlier intents while a later one takes its own, which breaks that order (a
-//!   revocation holding token B and waiting for grant G, while a batch holds G for token A
-//!   and waits for B). So only the first intent of a batch, which holds nothing yet, may
-//!   wait for a lock as long as it takes; every later one runs under `SET LOCAL
-//!   lock_timeout` ([`LATER_LOCK_TIMEOUT`]): instead of waiting while holding locks, it is
-//!   rolled back to its savepoint (`55P03`, or a `40P01`/`40001` lost race) and run again
-//!   after the batch committed, alone, as a lone intent (which waits safely). Every
-//!   waiting transaction then either holds nothing or is a lone intent, so no cycle can
-//!   form, across lanes and across instances alike: nobody waits for PostgreSQL's deadlock
-//!   detector (a one-second stall).
+//!   all its intents at once, in no particular order. So a batch of more than one intent
+//!   runs under `SET LOCAL lock_timeout` ([`LOCK_TIMEOUT`]): instead of waiting while
+//!   holding locks, it fails (`55P03`), is rolled back, and its intents run alone (which
+//!   wait safely). Every transaction that waits without bound is then a lone intent (or a
+//!   batch of one), so no wait cycle can form, across lanes and across instances alike,
+//!   and nobody waits for PostgreSQL's deadlock detector (a one-second stall).
 //!
 //! # Lanes
 //! `lanes` batches may be in flight at once (each on its own pooled connection); a free lane
 //! takes everything queued, up to [`MAX_BATCH`] intents. With zero lanes there is no
 //! batching: each intent is its own transaction on its own pooled connection, as before.
-//! Which is faster depends on how much PostgreSQL already groups the WAL flushes of
-//! concurrent commits; BENCHMARKS.md ("PostgreSQL") has the measurements behind the default
-//! ([`DEFAULT_LANES`], overridden by the environment variable [`LANES_ENV`]).
+//! BENCHMARKS.md ("PostgreSQL") has the measurements behind the default ([`DEFAULT_LANES`],
+//! overridden by the environment variable [`LANES_ENV`]).
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -61,11 +75,11 @@ use crate::{
 /// waits for the last).
 pub const MAX_BATCH: usize = 64;
 
-/// How long an intent after the first of a batch may wait for a lock before it is moved
-/// out of the batch (rolled back to its savepoint and run alone after the commit). Short:
-/// waits happen only when another transaction holds the same token or grant, rare outside
-/// a client retrying one refresh token through several instances.
-pub const LATER_LOCK_TIMEOUT: &str = "20ms";
+/// How long a batch of several intents may wait for a lock before it is rolled back and its
+/// intents run alone. Short: waits happen only when another transaction holds the same
+/// token or grant, rare outside a client retrying one refresh token through several
+/// instances.
+pub const LOCK_TIMEOUT: &str = "20ms";
 
 /// Batches in flight at once when [`LANES_ENV`] does not say otherwise.
 pub const DEFAULT_LANES: usize = 2;
@@ -112,6 +126,16 @@ pub(super) enum Outcome {
 }
 
 impl Intent {
+    /// The token or code the intent reads and writes by key: intents with the same key must
+    /// not run side by side in one transaction (module doc, "Intents on one row").
+    fn key(&self) -> &TokenKey {
+        match self {
+            Self::Issue { access, .. } => &access.key,
+            Self::Rotate(r) => &r.presented,
+            Self::InsertCode { key, .. } | Self::Redeem { key, .. } => key,
+        }
+    }
+
     /// Runs the intent's statements on `c` (a transaction, at a savepoint in a batch).
     async fn run(&self, c: &impl GenericClient) -> Result<Outcome, StorageError> {
         Ok(match self {
@@ -155,12 +179,13 @@ pub(super) struct Batcher {
     counts: Arc<Counts>,
 }
 
-/// What the lanes did so far (for tests and logs): committed batches, and the intents they
-/// answered.
+/// What the lanes did so far (for tests and logs): committed batches, the intents they
+/// answered, and the intents run alone after their batch was rolled back.
 #[derive(Debug, Default)]
 pub(super) struct Counts {
     pub(super) batches: AtomicU64,
     pub(super) intents: AtomicU64,
+    pub(super) alone: AtomicU64,
 }
 
 impl Batcher {
@@ -188,11 +213,13 @@ impl Batcher {
         }
     }
 
-    /// Committed batches and the intents in them, so far.
-    pub(super) fn counts(&self) -> (u64, u64) {
+    /// Committed batches, the intents in them, and the intents run alone after their
+    /// batch was rolled back, so far.
+    pub(super) fn counts(&self) -> (u64, u64, u64) {
         (
             self.counts.batches.load(Ordering::Relaxed),
             self.counts.intents.load(Ordering::Relaxed),
+            self.counts.alone.load(Ordering::Relaxed),
         )
     }
 
@@ -276,8 +303,8 @@ async fn alone(pool: &Pool, intent: &Intent) -> Result<Outcome, StorageError> {
 }
 
 /// One batch runner: takes everything queued (at least one intent, at most [`MAX_BATCH`]),
-/// runs it as one transaction, then the intents moved out of it alone, until the queue
-/// closes.
+/// runs it as one transaction, then, if it was rolled back, its intents alone, until the
+/// queue closes.
 async fn lane(pool: Pool, queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>, counts: Arc<Counts>) {
     loop {
         let jobs = {
@@ -296,30 +323,27 @@ async fn lane(pool: Pool, queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>, count
             jobs
         };
         let moved = batch(&pool, jobs, &counts).await;
-        // Lone intents (each its own transaction, holding nothing else): they may wait for
-        // their locks without risk of a deadlock, side by side.
-        futures_util::future::join_all(moved.into_iter().map(|job| {
-            let pool = &pool;
-            async move {
-                let outcome = alone(pool, &job.intent).await;
+        if moved.is_empty() {
+            continue;
+        }
+        // Rolled back: each alone, in arrival order (so that of two intents on one key
+        // the earlier runs first, as in the batch), each its own transaction holding
+        // nothing else, so it may wait for its locks without risk of a deadlock; in a task
+        // of their own, so that the lane goes on with the next batch meanwhile.
+        let (pool, counts) = (pool.clone(), Arc::clone(&counts));
+        tokio::spawn(async move {
+            for job in moved {
+                counts.alone.fetch_add(1, Ordering::Relaxed);
+                let outcome = alone(&pool, &job.intent).await;
                 job.answer(outcome);
             }
-        }))
-        .await;
+        });
     }
 }
 
-/// Whether a failed statement waited too long for a lock (`55P03`, [`LATER_LOCK_TIMEOUT`])
-/// or lost a race (deadlock victim `40P01`, serialization failure `40001`), and may
-/// succeed when run alone. The SQLSTATE leads the message (`From<tokio_postgres::Error>
-/// for StorageError`).
-fn lost_a_race(e: &StorageError) -> bool {
-    matches!(e, StorageError::Database(m)
-        if m.starts_with("55P03:") || m.starts_with("40P01:") || m.starts_with("40001:"))
-}
-
-/// Runs `jobs` in one transaction and answers them; returns those moved out of it (they
-/// waited for a lock, see the module doc), to be run alone.
+/// Runs `jobs` in one transaction, intents on different keys concurrently (pipelined on the
+/// connection), and answers them after the commit. Answers the jobs to run alone instead:
+/// all of them when anything failed before the commit (nothing of the batch committed).
 async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
     let mut client = match pool.get().await {
         Ok(c) => c,
@@ -329,75 +353,79 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
         Ok(tx) => tx,
         Err(e) => return fail_all(jobs, &e.into()),
     };
-    let mut done: Vec<(Job, Outcome)> = Vec::with_capacity(jobs.len());
-    let mut again = Vec::new();
-    let mut jobs = jobs.into_iter();
-    let mut ran = 0usize;
-    while let Some(job) = jobs.next() {
-        // One round trip: keep the previous intent's writes, open this one's savepoint;
-        // from the second intent on, waits for locks are bounded (module doc).
-        let open = match ran {
-            0 => "SAVEPOINT intent".to_owned(),
-            1 => format!(
-                "RELEASE SAVEPOINT intent; SET LOCAL lock_timeout = '{LATER_LOCK_TIMEOUT}'; \
-                 SAVEPOINT intent"
-            ),
-            _ => "RELEASE SAVEPOINT intent; SAVEPOINT intent".to_owned(),
-        };
-        ran += 1;
-        if let Err(e) = tx.batch_execute(&open).await {
-            // The transaction is lost (the connection, most likely): nothing commits.
-            let e = StorageError::from(e);
-            let rest = std::iter::once(job).chain(jobs).chain(again);
-            return fail_all(done.into_iter().map(|(j, _)| j).chain(rest).collect(), &e);
-        }
-        match job.intent.run(&tx).await {
-            Ok(outcome) => done.push((job, outcome)),
-            Err(e) => {
-                if let Err(lost) = tx.batch_execute("ROLLBACK TO SAVEPOINT intent").await {
-                    let lost = StorageError::from(lost);
-                    job.answer(Err(e));
-                    let rest = jobs.chain(again);
-                    return fail_all(
-                        done.into_iter().map(|(j, _)| j).chain(rest).collect(),
-                        &lost,
-                    );
-                }
-                if lost_a_race(&e) {
-                    again.push(job);
-                } else {
-                    job.answer(Err(e));
-                }
-            }
+    if jobs.len() > 1 {
+        let bounded = format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'");
+        if let Err(e) = tx.batch_execute(&bounded).await {
+            return fail_all(jobs, &e.into());
         }
     }
-    match tx.commit().await {
+    // Chains of intents on one key, in arrival order; chains run side by side.
+    let mut chains: Vec<Vec<Job>> = Vec::new();
+    for job in jobs {
+        match chains.iter_mut().find(|c| {
+            c.first()
+                .is_some_and(|f| f.intent.key() == job.intent.key())
+        }) {
+            Some(chain) => chain.push(job),
+            None => chains.push(vec![job]),
+        }
+    }
+    let shared = &tx;
+    let ran = futures_util::future::join_all(chains.into_iter().map(|chain| async move {
+        let mut out = Vec::with_capacity(chain.len());
+        let mut failed = false;
+        for job in chain {
+            // After a failure the transaction is aborted: the rest of the chain is not run.
+            let outcome = if failed {
+                None
+            } else {
+                match job.intent.run(shared).await {
+                    Ok(o) => Some(o),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "an intent failed; its batch runs alone");
+                        failed = true;
+                        None
+                    }
+                }
+            };
+            out.push((job, outcome));
+        }
+        out
+    }))
+    .await;
+    let ran: Vec<(Job, Option<Outcome>)> = ran.into_iter().flatten().collect();
+    if ran.iter().any(|(_, o)| o.is_none()) {
+        // Dropping the transaction rolls it back; the connection goes back to the pool.
+        return ran.into_iter().map(|(job, _)| job).collect();
+    }
+    let failure = match tx.commit().await {
         Ok(()) => {
             counts.batches.fetch_add(1, Ordering::Relaxed);
             counts.intents.fetch_add(
-                u64::try_from(done.len()).unwrap_or(u64::MAX),
+                u64::try_from(ran.len()).unwrap_or(u64::MAX),
                 Ordering::Relaxed,
             );
-            for (job, outcome) in done {
-                job.answer(Ok(outcome));
+            for (job, outcome) in ran {
+                if let Some(outcome) = outcome {
+                    job.answer(Ok(outcome));
+                }
             }
+            return Vec::new();
         }
-        Err(e) => {
-            // Failed or unknown (the connection lost during COMMIT): no credential of this
-            // batch may be handed out.
-            let e = StorageError::Database(format!(
-                "COMMIT failed, outcome unknown: {}",
-                StorageError::from(e)
-            ));
-            tracing::error!(error = %e, intents = done.len(), "batch not committed");
-            for (job, _) in done {
-                job.answer(Err(same(&e)));
-            }
-        }
+        Err(e) => e,
+    };
+    // Failed or unknown (the connection lost during COMMIT): no credential of this batch
+    // may be handed out, and none may run again (it may have committed).
+    let e = StorageError::Database(format!(
+        "COMMIT failed, outcome unknown: {}",
+        StorageError::from(failure)
+    ));
+    tracing::error!(error = %e, intents = ran.len(), "batch not committed");
+    for (job, _) in ran {
+        job.answer(Err(same(&e)));
     }
-    again
+    Vec::new()
 }
-
 /// Answers every job `e` (nothing of theirs committed); nothing is left to run again.
 fn fail_all(jobs: Vec<Job>, e: &StorageError) -> Vec<Job> {
     tracing::error!(error = %e, intents = jobs.len(), "batch failed");

@@ -161,9 +161,10 @@ impl PgStores {
         }
     }
 
-    /// Committed batches of the hot intents, and the intents in them, so far.
+    /// Committed batches of the hot intents, the intents in them, and the intents run
+    /// alone after their batch was rolled back, so far.
     #[cfg(test)]
-    pub(crate) fn batch_counts(&self) -> (u64, u64) {
+    pub(crate) fn batch_counts(&self) -> (u64, u64, u64) {
         self.batch.counts()
     }
 
@@ -197,11 +198,13 @@ impl PgStores {
     /// Closes the pool: intents still running finish, new ones fail. Logs how much the
     /// hot intents were batched (committed batches, the intents in them).
     pub fn close(&self) {
-        let (batches, intents) = self.batch.counts();
+        let (batches, intents, alone) = self.batch.counts();
         tracing::info!(
             batches,
             intents,
-            "PostgreSQL group commit: batches committed"
+            alone,
+            "PostgreSQL group commit: batches committed, the intents in them, intents run \
+             alone after a rolled-back batch"
         );
         self.pool.close();
     }

@@ -1,7 +1,7 @@
 //! Group commit of the hot intents (`batch.rs`), against a real PostgreSQL: intents that
 //! arrive while a batch is in flight share the next transaction and see each other's
-//! writes; one intent's failure is its own; a failed COMMIT answers no credential; an
-//! intent that would wait for a lock inside a batch is moved out rather than stall it.
+//! writes; one intent's failure is its own; a failed COMMIT answers no credential; a batch
+//! that would wait for a lock is rolled back and its intents run alone rather than stall.
 //!
 //! One lane each (`PgStores::with_lanes(1)`), on a current-thread runtime, so the order in
 //! which the spawned requests reach the queue is the order they were spawned in. A batch is
@@ -136,7 +136,7 @@ async fn intents_queued_during_a_batch_share_the_next_and_see_each_others_writes
         "{replay:?}"
     );
     // Two transactions: the waiting issue, then the six queued intents together.
-    assert_eq!(stores.batch_counts(), (2, 7));
+    assert_eq!(stores.batch_counts(), (2, 7, 0));
     // All of it committed: x's successors are there, y's grant is revoked.
     assert!(exists(&setup, &rotated.refresh.key()).await);
     assert!(setup
@@ -148,8 +148,8 @@ async fn intents_queued_during_a_batch_share_the_next_and_see_each_others_writes
         .any(|(g, _)| *g == g2));
 }
 
-/// A unique violation in one intent rolls back only that intent (its savepoint): the
-/// intents before and after it in the batch commit and answer.
+/// A unique violation in one intent fails only that intent: the batch is rolled back and
+/// its intents run alone, in arrival order, so the ones before and after it succeed.
 #[tokio::test]
 async fn one_intents_failure_rolls_back_only_itself() {
     let Some(db) = db!() else { return };
@@ -191,8 +191,8 @@ async fn one_intents_failure_rolls_back_only_itself() {
     assert_eq!(tokens.count().await.unwrap(), 3);
     assert_eq!(
         stores.batch_counts(),
-        (2, 3),
-        "the failed one is not counted"
+        (1, 1, 3),
+        "the waiting issue's batch, then the three alone"
     );
 }
 
@@ -230,7 +230,7 @@ async fn a_failed_commit_answers_no_credential() {
         assert!(err.to_string().contains("COMMIT failed"), "{err}");
     }
     assert!(!exists(&tokens, &kf).await && !exists(&tokens, &kd).await);
-    assert_eq!(stores.batch_counts(), (0, 0));
+    assert_eq!(stores.batch_counts(), (0, 0, 0), "nothing run again");
     let later = new_token(grant, "app");
     let kl = later.key;
     assert_eq!(
@@ -240,10 +240,11 @@ async fn a_failed_commit_answers_no_credential() {
     assert!(exists(&tokens, &kl).await);
 }
 
-/// An intent after the first of a batch that would wait for a lock (here a refresh token
-/// row the test holds, as another transaction would) is moved out of the batch: the batch
-/// commits and answers without it, and the intent runs alone once the lock is free. This
-/// is what keeps batches from deadlocking with each other and with revocations.
+/// A batch of several intents that would wait for a lock (here a refresh token row the
+/// test holds, as another transaction would) does not wait while holding its other
+/// intents' locks: it times out, is rolled back, and its intents run alone, so the quick
+/// one is answered at once and the rotation waits for the row by itself. This is what
+/// keeps batches from deadlocking with each other and with revocations.
 #[tokio::test]
 async fn an_intent_that_would_wait_inside_a_batch_runs_alone_after_it() {
     let Some(db) = db!() else { return };
@@ -267,7 +268,7 @@ async fn an_intent_that_would_wait_inside_a_batch_runs_alone_after_it() {
     );
     let issued = tokio::time::timeout(Duration::from_secs(5), issue)
         .await
-        .expect("the batch is not held up by its waiting intent");
+        .expect("the issue is not held up by the waiting rotation");
     assert_eq!(issued.unwrap().unwrap(), IssueOutcome::Issued);
     tokio::time::sleep(SETTLE).await;
     assert!(
@@ -278,9 +279,5 @@ async fn an_intent_that_would_wait_inside_a_batch_runs_alone_after_it() {
     let RotateOutcome::Rotated(_) = rotate.await.unwrap().unwrap() else {
         panic!("the rotation rotates once the row is free");
     };
-    assert_eq!(
-        stores.batch_counts(),
-        (1, 1),
-        "the issue's batch, without it"
-    );
+    assert_eq!(stores.batch_counts(), (0, 0, 2), "both ran alone");
 }
