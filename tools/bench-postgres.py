@@ -11,8 +11,9 @@ Usage:
 A config is `sled` (a fresh --data-dir) or `pg:INSTANCES:LANES` (a fresh database `bench`
 in the cluster of --db, which must be a superuser URL with pg_stat_statements loaded;
 INSTANCES servers share it, one --key-file and one --public-url; LANES is
-OAUTH_MCP_PG_BATCH_LANES, 0 = no batching). Configs are run in turn, each repeat in the
-same order (A/B alternated), every scenario on fresh servers.
+OAUTH_MCP_PG_BATCH_LANES, 0 = no batching); `old-pg:...` is the same with the binary of
+--old-bin (an A/B of two builds). Configs are run in turn, each repeat in the same order
+(A/B alternated), every scenario on fresh servers.
 
 Per run, besides the load generator's report, it records: the servers' CPU time, the
 PostgreSQL processes' CPU time, the generator's own CPU time, the transactions committed
@@ -104,6 +105,9 @@ def wait_ready(port, deadline=30):
 def start(args, config, workdir):
     """Starts the servers of `config`; answers (processes, urls)."""
     env = dict(os.environ, RUST_LOG="warn")
+    binary = args.bin
+    if config.startswith("old-"):
+        binary, config = args.old_bin, config[len("old-"):]
     key = os.path.join(workdir, "server.key")
     with open(key, "wb") as f:
         f.write(os.urandom(32))
@@ -111,7 +115,7 @@ def start(args, config, workdir):
     public = f"http://127.0.0.1:{BASE_PORT}"
     if config == "sled":
         data = os.path.join(workdir, "data")
-        cmd = [args.bin, "--bind", f"127.0.0.1:{BASE_PORT}", "--data-dir", data]
+        cmd = [binary, "--bind", f"127.0.0.1:{BASE_PORT}", "--data-dir", data]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                       stderr=open(os.path.join(workdir, "server0.log"), "w")))
         urls.append(public)
@@ -123,7 +127,7 @@ def start(args, config, workdir):
         env["OAUTH_MCP_PG_BATCH_LANES"] = lanes
         for i in range(int(n)):
             port = BASE_PORT + i
-            cmd = [args.bin, "--bind", f"127.0.0.1:{port}", "--public-url", public,
+            cmd = [binary, "--bind", f"127.0.0.1:{port}", "--public-url", public,
                    "--data-dir", os.path.join(workdir, f"data{i}"), "--key-file", key,
                    "--database-url", db_url(args.db, "bench")]
             procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
@@ -151,7 +155,7 @@ def run_one(args, config, scenario, out):
     with tempfile.TemporaryDirectory(prefix="oauth-mcp-bench-") as workdir:
         procs, urls = start(args, config, workdir)
         try:
-            pg = config != "sled"
+            pg = not config.endswith("sled")
             before = stats(args.db) if pg else (0, 0)
             pg_cpu0 = postgres_cpu()
             srv_cpu0 = sum(cpu_of(p.pid) for p in procs)
@@ -203,6 +207,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True)
+    ap.add_argument("--old-bin", help="the binary of `old-` configs")
     ap.add_argument("--db", required=True, help="superuser URL of the cluster")
     ap.add_argument("--config", action="append", required=True)
     ap.add_argument("--scenarios", default="refresh,code,client-credentials,tools-call")

@@ -42,7 +42,8 @@
 //! - **No deadlock across batches.** A lone intent takes its locks in one order (a token's
 //!   row, then its grant's lock), so lone intents never deadlock; a batch holds the locks of
 //!   all its intents at once, in no particular order. So a batch of more than one intent
-//!   runs under `SET LOCAL lock_timeout` ([`LOCK_TIMEOUT`]): instead of waiting while
+//!   runs under `SET LOCAL lock_timeout` ([`LOCK_TIMEOUT`], pipelined ahead of the
+//!   intents' first statements): instead of waiting while
 //!   holding locks, it fails (`55P03`), is rolled back, and its intents run alone (which
 //!   wait safely). Every transaction that waits without bound is then a lone intent (or a
 //!   batch of one), so no wait cycle can form, across lanes and across instances alike,
@@ -353,12 +354,7 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
         Ok(tx) => tx,
         Err(e) => return fail_all(jobs, &e.into()),
     };
-    if jobs.len() > 1 {
-        let bounded = format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'");
-        if let Err(e) = tx.batch_execute(&bounded).await {
-            return fail_all(jobs, &e.into());
-        }
-    }
+    let bounded = (jobs.len() > 1).then(|| format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"));
     // Chains of intents on one key, in arrival order; chains run side by side.
     let mut chains: Vec<Vec<Job>> = Vec::new();
     for job in jobs {
@@ -371,7 +367,15 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
         }
     }
     let shared = &tx;
-    let ran = futures_util::future::join_all(chains.into_iter().map(|chain| async move {
+    // The timeout is sent first and pipelined with the intents' first statements (it is
+    // polled first, so it goes out first, and the server runs it first).
+    let bound = async {
+        match &bounded {
+            Some(sql) => shared.batch_execute(sql).await.map_err(StorageError::from),
+            None => Ok(()),
+        }
+    };
+    let intents = futures_util::future::join_all(chains.into_iter().map(|chain| async move {
         let mut out = Vec::with_capacity(chain.len());
         let mut failed = false;
         for job in chain {
@@ -391,10 +395,10 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
             out.push((job, outcome));
         }
         out
-    }))
-    .await;
+    }));
+    let (bound, ran) = futures_util::future::join(bound, intents).await;
     let ran: Vec<(Job, Option<Outcome>)> = ran.into_iter().flatten().collect();
-    if ran.iter().any(|(_, o)| o.is_none()) {
+    if bound.is_err() || ran.iter().any(|(_, o)| o.is_none()) {
         // Dropping the transaction rolls it back; the connection goes back to the pool.
         return ran.into_iter().map(|(job, _)| job).collect();
     }

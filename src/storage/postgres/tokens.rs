@@ -156,6 +156,31 @@ async fn revoke_grant_in(
     })
 }
 
+/// Runs two statements of one intent *pipelined*: both are sent before either answer is
+/// read (tokio-postgres sends what it is given concurrently on one connection), and the
+/// server still runs them in the order given, so the outcome is that of running them one
+/// after the other, with one round trip instead of two. For statements whose order
+/// matters but whose sending does not depend on the earlier one's answer (a lock, then the
+/// read it guards; inserts). `try_join` polls the first before the second every time, so
+/// the first's statement is always sent first, also when a statement is still being
+/// prepared on a new connection. If the first fails, the second fails too (the
+/// transaction is aborted), and the intent fails as it would have.
+async fn pipelined<A, B>(
+    first: impl std::future::Future<Output = Result<A, StorageError>>,
+    second: impl std::future::Future<Output = Result<B, StorageError>>,
+) -> Result<(A, B), StorageError> {
+    futures_util::future::try_join(first, second).await
+}
+
+/// Marks the presented refresh token rotated at `at` (Unix µs).
+async fn mark_rotated(c: &impl GenericClient, key: &TokenKey, at: i64) -> Result<(), StorageError> {
+    let stmt = c
+        .prepare_cached("UPDATE tokens SET rotated_at_us = $2 WHERE key = $1")
+        .await?;
+    c.execute(&stmt, &[&&key.0[..], &at]).await?;
+    Ok(())
+}
+
 /// Issues `access` (and `refresh`) into their grant unless it is revoked, inside the
 /// caller's transaction (its own, or one savepoint of a batch: `batch.rs`). Whatever it
 /// answers, its writes are to be committed: the outcome holds only once they are.
@@ -165,14 +190,22 @@ pub(super) async fn issue_in(
     refresh: Option<&NewToken>,
 ) -> Result<IssueOutcome, StorageError> {
     // Shared: issues into one grant run side by side; a revocation waits for them (and
-    // covers their tokens), or they wait for it (and see it).
-    lock_grant(c, &access.record.grant_id, true).await?;
-    if is_revoked(c, &access.record.grant_id).await? {
+    // covers their tokens), or they wait for it (and see it). Lock and check are sent
+    // together (pipelined, see `pipelined`), as are the inserts.
+    let grant = &access.record.grant_id;
+    let (_, revoked) = pipelined(lock_grant(c, grant, true), is_revoked(c, grant)).await?;
+    if revoked {
         return Ok(IssueOutcome::GrantRevoked);
     }
-    insert(c, &access.key, &access.record).await?;
-    if let Some(refresh) = refresh {
-        insert(c, &refresh.key, &refresh.record).await?;
+    match refresh {
+        Some(refresh) => {
+            pipelined(
+                insert(c, &access.key, &access.record),
+                insert(c, &refresh.key, &refresh.record),
+            )
+            .await?;
+        }
+        None => insert(c, &access.key, &access.record).await?,
     }
     Ok(IssueOutcome::Issued)
 }
@@ -199,8 +232,9 @@ pub(super) async fn rotate_in(
     if !r.accepts(&old) {
         return Ok(RotateOutcome::Invalid);
     }
-    lock_grant(tx, &old.grant_id, false).await?;
-    if is_revoked(tx, &old.grant_id).await? {
+    let grant = &old.grant_id;
+    let (_, revoked) = pipelined(lock_grant(tx, grant, false), is_revoked(tx, grant)).await?;
+    if revoked {
         return Ok(RotateOutcome::Invalid);
     }
     match r.step(&old) {
@@ -214,8 +248,8 @@ pub(super) async fn rotate_in(
         }
         RotationStep::InvalidScope => Ok(RotateOutcome::InvalidScope),
         RotationStep::Repeat { access, refresh } => {
-            let access_record = get(tx, &access.key()).await?;
-            let refresh_record = get(tx, &refresh.key()).await?;
+            let (access_record, refresh_record) =
+                pipelined(get(tx, &access.key()), get(tx, &refresh.key())).await?;
             Ok(r.repeated(
                 &old.grant_id,
                 access,
@@ -230,13 +264,13 @@ pub(super) async fn rotate_in(
             access_record,
             refresh_record,
         } => {
-            insert(tx, &access.key(), &access_record).await?;
-            insert(tx, &refresh.key(), &refresh_record).await?;
-            let stmt = tx
-                .prepare_cached("UPDATE tokens SET rotated_at_us = $2 WHERE key = $1")
-                .await?;
-            tx.execute(&stmt, &[&&r.presented.0[..], &r.rotated_at_us])
-                .await?;
+            let (access_key, refresh_key) = (access.key(), refresh.key());
+            futures_util::future::try_join3(
+                insert(tx, &access_key, &access_record),
+                insert(tx, &refresh_key, &refresh_record),
+                mark_rotated(tx, &r.presented, r.rotated_at_us),
+            )
+            .await?;
             Ok(RotateOutcome::Rotated(Successors {
                 access,
                 refresh,
