@@ -4,6 +4,7 @@ method of BENCHMARKS.md, "PostgreSQL" (issue 14).
 
 Usage:
   tools/bench-postgres.py --bin target/release/oauth-mcp --db postgres://postgres@127.0.0.1:PORT \
+      --pgdata /path/to/cluster/data \
       --config sled --config pg:1:2 --config pg:3:2 \
       --scenarios refresh,code,client-credentials,tools-call --concurrency 16,64 \
       --repeats 2 --out results.jsonl
@@ -49,22 +50,22 @@ def cpu_of(pid, children=False):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu():
-    """CPU seconds of every postgres process now running, plus what the postmaster reaped."""
-    total = 0.0
+def postgres_cpu(data_dir):
+    """CPU seconds of every postgres process now running, plus what the postmaster reaped
+    (its children's CPU moves there when they exit)."""
+    with open(os.path.join(data_dir, "postmaster.pid")) as f:
+        postmaster = f.readline().strip()
+    total = cpu_of(postmaster, children=True)
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
+        if not pid.isdigit() or pid == postmaster:
             continue
         try:
-            with open(f"/proc/{pid}/comm") as f:
-                comm = f.read().strip()
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = f.read().rsplit(")", 1)[1].split()[1]
         except OSError:
             continue
-        if comm in ("postgres", "postmaster"):
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            # The postmaster's children's CPU is counted once they exit (cutime).
-            total += cpu_of(pid, children=(ppid == 1 or comm == "postmaster"))
+        if ppid == postmaster:
+            total += cpu_of(pid)
     return total
 
 
@@ -157,7 +158,7 @@ def run_one(args, config, scenario, out):
         try:
             pg = not config.endswith("sled")
             before = stats(args.db) if pg else (0, 0)
-            pg_cpu0 = postgres_cpu()
+            pg_cpu0 = postgres_cpu(args.pgdata)
             srv_cpu0 = sum(cpu_of(p.pid) for p in procs)
             gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             load0 = os.getloadavg()[0]
@@ -171,7 +172,7 @@ def run_one(args, config, scenario, out):
                            stderr=subprocess.DEVNULL)
             gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             srv_cpu1 = sum(cpu_of(p.pid) for p in procs)
-            pg_cpu1 = postgres_cpu()
+            pg_cpu1 = postgres_cpu(args.pgdata)
             if pg:
                 time.sleep(1.5)  # backends report their counters about once a second
             after = stats(args.db) if pg else (0, 0)
@@ -209,6 +210,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--old-bin", help="the binary of `old-` configs")
     ap.add_argument("--db", required=True, help="superuser URL of the cluster")
+    ap.add_argument("--pgdata", required=True, help="the cluster's data directory (its postmaster.pid)")
     ap.add_argument("--config", action="append", required=True)
     ap.add_argument("--scenarios", default="refresh,code,client-credentials,tools-call")
     ap.add_argument("--concurrency", default="16,64")
