@@ -309,9 +309,12 @@ pub struct RevokeArgs {
 /// Flags of `oauth-mcp loadtest`.
 #[derive(Debug, clap::Args)]
 pub struct LoadtestArgs {
-    /// Base URL of the server under test.
-    #[arg(long, default_value = "http://127.0.0.1:8000")]
-    pub url: String,
+    /// Base URL of the server under test; several (comma-separated or repeated) for several
+    /// instances of one deployment (one shared database, --key-file and --public-url): virtual
+    /// user `i` connects to URL `i mod n` (round robin per connection) and sends the first
+    /// URL's host as `Host`, as a load balancer would; preparation uses the first.
+    #[arg(long, value_delimiter = ',', default_values = ["http://127.0.0.1:8000"])]
+    pub url: Vec<String>,
     /// Client id (default: the demo client). Ignored with --register.
     #[arg(long, default_value = "demo_client")]
     pub client_id: String,
@@ -352,9 +355,9 @@ pub struct LoadtestArgs {
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Pid of the server under test, when it runs on this machine: reports its CPU time per
-    /// request (Linux).
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// request (Linux). Several (comma-separated or repeated): their CPU time together.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Run every scenario and concurrency this many times, interleaved, and report the
     /// round with the median rate of each (shared machines are noisy: read medians).
     #[arg(long, default_value_t = 1)]

@@ -110,8 +110,12 @@ async fn migrate(args: MigrateArgs) -> ExitCode {
 
 async fn loadtest(args: LoadtestArgs) -> ExitCode {
     use oauth_mcp::loadtest::{self, Scenario, Target};
+    let mut urls = args.url.iter().cloned();
     let opts = loadtest::TargetOptions {
-        url: args.url.clone(),
+        url: urls
+            .next()
+            .unwrap_or_else(|| "http://127.0.0.1:8000".to_owned()),
+        more_urls: urls.collect(),
         client: (!args.register).then(|| (args.client_id.clone(), args.client_secret.clone())),
         username: args.username.clone(),
         password: args.password.clone(),
@@ -157,7 +161,7 @@ async fn loadtest(args: LoadtestArgs) -> ExitCode {
                 c.max(1),
                 warmup,
                 duration,
-                args.server_pid,
+                &args.server_pid,
             )
             .await
             {

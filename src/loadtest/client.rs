@@ -71,6 +71,17 @@ impl Conn {
         }
     }
 
+    /// The `host:port` this connection goes to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// A new connection to the same address (the old one is dropped by the caller: after a
+    /// timeout its stream may still carry the late answer).
+    pub fn fresh(&self) -> Self {
+        Self::new(&self.addr, &self.host)
+    }
+
     /// Sends one request and reads the whole response. Reconnects if the server closed the
     /// connection.
     pub async fn request(

@@ -75,7 +75,7 @@ pub struct Report {
     /// Errors by kind (`http 400`, `io`, ...).
     pub errors: BTreeMap<String, u64>,
     /// Server CPU time (user + system) per successful request during the measured window,
-    /// when the server's pid was given (Linux `/proc`).
+    /// when the server's pid was given (Linux `/proc`); with several pids, of them all.
     pub server_cpu_us: Option<f64>,
 }
 
@@ -114,6 +114,17 @@ pub fn process_cpu_us(pid: u32) -> Option<u64> {
     Some((utime + stime) * 10_000)
 }
 
+/// CPU time of all of `pids` so far (the instances of one deployment), in microseconds;
+/// `None` without pids or when one cannot be read.
+pub fn processes_cpu_us(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter()
+        .map(|&pid| process_cpu_us(pid))
+        .sum::<Option<u64>>()
+}
+
 /// Per-virtual-user state for one scenario.
 pub(crate) enum User {
     Code { codes: Vec<(String, String)> },
@@ -130,7 +141,7 @@ pub async fn run(
     concurrency: usize,
     warmup: Duration,
     duration: Duration,
-    server_pid: Option<u32>,
+    server_pids: &[u32],
 ) -> Result<Report, TargetError> {
     let users = target.prepare(scenario, concurrency).await?;
     // Codes are single use and prepared in limited number: spend none on warming up.
@@ -143,7 +154,8 @@ pub async fn run(
     let done = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for user in users {
+    for (index, user) in users.into_iter().enumerate() {
+        let conn = target.conn_for(scenario, index);
         let target = target.clone();
         let (measuring, done, progress) = (
             Arc::clone(&measuring),
@@ -151,13 +163,13 @@ pub async fn run(
             Arc::clone(&progress),
         );
         tasks.push(tokio::spawn(async move {
-            virtual_user(target, scenario, user, measuring, done, progress).await
+            virtual_user(target, scenario, conn, user, measuring, done, progress).await
         }));
     }
     tokio::time::sleep(warmup).await;
     measuring.store(true, Ordering::SeqCst);
     let started = Instant::now();
-    let cpu_start = server_pid.and_then(process_cpu_us);
+    let cpu_start = processes_cpu_us(server_pids);
     let mut last = 0;
     let mut next_report = Duration::from_secs(1);
     // Every user may stop early (the `code` scenario runs out of prepared codes): the
@@ -176,7 +188,7 @@ pub async fn run(
         }
     }
     done.store(true, Ordering::SeqCst);
-    let cpu_end = server_pid.and_then(process_cpu_us);
+    let cpu_end = processes_cpu_us(server_pids);
     let seconds = started.elapsed().as_secs_f64();
     eprintln!();
     let mut latencies = Vec::new();
@@ -236,12 +248,12 @@ pub async fn run(
 async fn virtual_user(
     target: Target,
     scenario: Scenario,
+    mut conn: Conn,
     mut user: User,
     measuring: Arc<AtomicBool>,
     done: Arc<AtomicBool>,
     progress: Arc<AtomicU64>,
 ) -> (Vec<u64>, BTreeMap<String, u64>, Option<Instant>) {
-    let mut conn = Conn::new(&target.addr(scenario), &target.host(scenario));
     let mut latencies = Vec::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let basic = target.basic();
@@ -317,7 +329,7 @@ async fn virtual_user(
         {
             Ok(r) => r,
             Err(_) => {
-                conn = Conn::new(&target.addr(scenario), &target.host(scenario));
+                conn = conn.fresh();
                 Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "no answer in 10 s",
@@ -451,6 +463,38 @@ mod tests {
             errors: BTreeMap::new(),
             server_cpu_us: None,
         }
+    }
+
+    /// Several `--url`s: virtual users go round robin over the instances, one connection
+    /// each; the trivial scenario always goes to the generator's own endpoint.
+    #[test]
+    fn virtual_users_are_spread_round_robin_over_the_instances() {
+        let target = Target {
+            addr: "a:1".into(),
+            host: "a:1".into(),
+            token_path: String::new(),
+            authorize_path: String::new(),
+            mcp_path: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            username: String::new(),
+            password: String::new(),
+            redirect_uri: String::new(),
+            codes: 0,
+            access_token: String::new(),
+            trivial: Some("127.0.0.1:9".parse().unwrap()),
+            others: vec![("b:2".into(), "b:2".into()), ("c:3".into(), "c:3".into())],
+        };
+        let addrs: Vec<String> = (0..5)
+            .map(|i| target.conn_for(Scenario::Refresh, i).addr().to_owned())
+            .collect();
+        assert_eq!(addrs, ["a:1", "b:2", "c:3", "a:1", "b:2"]);
+        assert_eq!(target.conn_for(Scenario::Trivial, 1).addr(), "127.0.0.1:9");
+        let one = Target {
+            others: Vec::new(),
+            ..target
+        };
+        assert_eq!(one.conn_for(Scenario::Code, 7).addr(), "a:1");
     }
 
     #[test]

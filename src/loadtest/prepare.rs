@@ -60,6 +60,27 @@ pub struct Target {
     pub access_token: String,
     /// Address of the in-process trivial endpoint, once started.
     pub trivial: Option<std::net::SocketAddr>,
+    /// Further instances, `(host:port, Host header)` each ([`TargetOptions::more_urls`]).
+    pub others: Vec<(String, String)>,
+}
+
+/// `(host:port, Host header)` of an `http://` base URL.
+fn endpoint(url: &str) -> Result<(String, String), TargetError> {
+    let base = Url::parse(url).map_err(|e| err(format!("bad URL {url}: {e}")))?;
+    let host = base.host_str().ok_or_else(|| err("URL has no host"))?;
+    let port = base
+        .port_or_known_default()
+        .ok_or_else(|| err("URL has no port"))?;
+    if base.scheme() != "http" {
+        return Err(err(
+            "only http:// targets are supported (run behind no TLS, or on loopback)",
+        ));
+    }
+    let host_header = match base.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    };
+    Ok((format!("{host}:{port}"), host_header))
 }
 
 /// What the caller gives [`Target::discover`].
@@ -67,6 +88,11 @@ pub struct Target {
 pub struct TargetOptions {
     /// Base URL of the server.
     pub url: String,
+    /// Base URLs of further instances of the same deployment (sharing its storage, server
+    /// key and public URL): virtual user `i` sends its requests to instance `i mod n` (`url`
+    /// first), one connection each, with `url`'s host as `Host` (as a load balancer would
+    /// forward the public name). Discovery and preparation use `url`.
+    pub more_urls: Vec<String>,
     /// Client to use; `None` registers a new confidential client.
     pub client: Option<(String, String)>,
     /// Resource owner.
@@ -82,23 +108,18 @@ pub struct TargetOptions {
 impl Target {
     /// Reads the RFC 8414 metadata and, if no client was given, registers one (RFC 7591).
     pub async fn discover(opts: TargetOptions) -> Result<Self, TargetError> {
-        let base = Url::parse(&opts.url).map_err(|e| err(format!("bad URL {}: {e}", opts.url)))?;
-        let host = base.host_str().ok_or_else(|| err("URL has no host"))?;
-        let port = base
-            .port_or_known_default()
-            .ok_or_else(|| err("URL has no port"))?;
-        if base.scheme() != "http" {
-            return Err(err(
-                "only http:// targets are supported (run behind no TLS, or on loopback)",
-            ));
-        }
-        let host_header = match base.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_owned(),
-        };
+        let (addr, host) = endpoint(&opts.url)?;
+        // Every instance is sent the first URL's name as `Host`, as a load balancer in front
+        // of them would: it is the deployment's public name (its --public-url), which the
+        // instances check (DNS-rebinding defence) and issue tokens for (the resource).
+        let others = opts
+            .more_urls
+            .iter()
+            .map(|u| endpoint(u).map(|(addr, _)| (addr, host.clone())))
+            .collect::<Result<_, _>>()?;
         let mut t = Target {
-            addr: format!("{host}:{port}"),
-            host: host_header,
+            addr,
+            host,
             token_path: String::new(),
             authorize_path: String::new(),
             mcp_path: "/mcp".into(),
@@ -110,6 +131,7 @@ impl Target {
             codes: opts.codes,
             access_token: String::new(),
             trivial: None,
+            others,
         };
         let mut conn = t.conn();
         let meta = conn
@@ -176,17 +198,24 @@ impl Target {
         Conn::new(&self.addr, &self.host)
     }
 
-    pub(crate) fn addr(&self, scenario: Scenario) -> String {
-        match (scenario, self.trivial) {
-            (Scenario::Trivial, Some(a)) => a.to_string(),
-            _ => self.addr.clone(),
-        }
+    /// The instances (the first given, then the others).
+    pub(crate) fn instances(&self) -> usize {
+        1 + self.others.len()
     }
 
-    pub(crate) fn host(&self, scenario: Scenario) -> String {
-        match (scenario, self.trivial) {
-            (Scenario::Trivial, Some(a)) => a.to_string(),
-            _ => self.host.clone(),
+    /// A connection for virtual user `user` of `scenario`: to instance `user mod n` (round
+    /// robin per connection), or to the trivial endpoint.
+    pub(crate) fn conn_for(&self, scenario: Scenario, user: usize) -> Conn {
+        if let (Scenario::Trivial, Some(a)) = (scenario, self.trivial) {
+            return Conn::new(&a.to_string(), &a.to_string());
+        }
+        match user
+            .checked_rem(self.instances())
+            .and_then(|k| k.checked_sub(1))
+            .and_then(|k| self.others.get(k))
+        {
+            Some((addr, host)) => Conn::new(addr, host),
+            None => self.conn(),
         }
     }
 
@@ -417,59 +446,70 @@ impl Target {
             }
             Scenario::ToolsCallStateless => Ok((0..concurrency).map(|_| User::Stateless).collect()),
             Scenario::ToolsCall => {
-                // Virtual users share up to 16 sessions (all belong to one owner, and the
-                // server caps sessions per owner); a session takes concurrent requests.
-                let sessions = concurrency.min(16);
-                let mut users = Vec::with_capacity(concurrency);
-                for _ in 0..sessions {
-                    let bearer = format!("Bearer {}", self.access_token);
-                    let headers = [
-                        ("authorization", bearer.as_str()),
-                        ("content-type", "application/json"),
-                        ("accept", "application/json, text/event-stream"),
-                    ];
-                    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"loadtest","version":"1"}}}"#;
-                    let r = conn
-                        .request("POST", &self.mcp_path, &headers, init.as_bytes())
-                        .await
-                        .map_err(|e| err(format!("initialize: {e}")))?;
-                    let session = r
-                        .header("mcp-session-id")
-                        .ok_or_else(|| {
-                            err(format!(
-                                "initialize answered {} without a session: {}",
-                                r.status,
-                                r.text()
-                            ))
-                        })?
-                        .to_owned();
-                    let mut h = headers.to_vec();
-                    h.push(("mcp-session-id", &session));
-                    h.push(("mcp-protocol-version", "2025-11-25"));
-                    conn.request(
-                        "POST",
-                        &self.mcp_path,
-                        &h,
-                        br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-                    )
-                    .await
-                    .map_err(|e| err(format!("initialized: {e}")))?;
-                    users.push(User::Tools { session });
+                // MCP sessions live in one instance: each instance gets its own, shared by
+                // the virtual users sent to it (up to 16 per instance, one owner, whose
+                // sessions the server caps); a session takes concurrent requests.
+                let n = self.instances();
+                let mut sessions: Vec<Vec<String>> = Vec::with_capacity(n);
+                for k in 0..n {
+                    let users_here = concurrency / n + usize::from(k < concurrency % n);
+                    let mut conn = self.conn_for(scenario, k);
+                    let mut here = Vec::new();
+                    for _ in 0..users_here.min(16) {
+                        here.push(self.open_session(&mut conn).await?);
+                    }
+                    sessions.push(here);
                 }
-                let shared: Vec<String> = users
-                    .iter()
-                    .filter_map(|u| match u {
-                        User::Tools { session } => Some(session.clone()),
-                        _ => None,
+                Ok((0..concurrency)
+                    .map(|i| {
+                        let here = sessions.get(i % n.max(1));
+                        let session = here
+                            .and_then(|h| h.get((i / n.max(1)) % h.len().max(1)))
+                            .cloned()
+                            .unwrap_or_default();
+                        User::Tools { session }
                     })
-                    .collect();
-                for i in sessions..concurrency {
-                    let session = shared.get(i % sessions.max(1)).cloned().unwrap_or_default();
-                    users.push(User::Tools { session });
-                }
-                Ok(users)
+                    .collect())
             }
         }
+    }
+
+    /// Opens an MCP session (protocol 2025-11-25) on `conn`'s instance: `initialize`, then
+    /// `notifications/initialized`. Answers its `Mcp-Session-Id`.
+    async fn open_session(&self, conn: &mut Conn) -> Result<String, TargetError> {
+        let bearer = format!("Bearer {}", self.access_token);
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+        ];
+        let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"loadtest","version":"1"}}}"#;
+        let r = conn
+            .request("POST", &self.mcp_path, &headers, init.as_bytes())
+            .await
+            .map_err(|e| err(format!("initialize: {e}")))?;
+        let session = r
+            .header("mcp-session-id")
+            .ok_or_else(|| {
+                err(format!(
+                    "initialize answered {} without a session: {}",
+                    r.status,
+                    r.text()
+                ))
+            })?
+            .to_owned();
+        let mut h = headers.to_vec();
+        h.push(("mcp-session-id", &session));
+        h.push(("mcp-protocol-version", "2025-11-25"));
+        conn.request(
+            "POST",
+            &self.mcp_path,
+            &h,
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        )
+        .await
+        .map_err(|e| err(format!("initialized: {e}")))?;
+        Ok(session)
     }
 
     /// Gets the access token `tools_call` uses (client_credentials).

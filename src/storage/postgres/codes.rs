@@ -6,7 +6,7 @@
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
 
-use super::{corrupt, grant_id, lock, persisted, to_i64};
+use super::{batch::Batcher, corrupt, grant_id, lock, persisted, to_i64};
 use crate::{
     domain::{scope::Scopes, secrets::TokenKey},
     storage::{
@@ -24,11 +24,13 @@ const COLUMNS: &str = "grant_id, client_id, redirect_uri, redirect_uri_explicit,
 #[derive(Clone, Debug)]
 pub struct PgCodeStore {
     pool: Pool,
+    /// Runs the hot intents (insert, redeem), batched with concurrent ones (`batch.rs`).
+    batch: Batcher,
 }
 
 impl PgCodeStore {
-    pub(super) fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub(super) fn new(pool: Pool, batch: Batcher) -> Self {
+        Self { pool, batch }
     }
 }
 
@@ -47,8 +49,13 @@ fn code_record(row: &Row) -> Result<CodeRecord, StorageError> {
     })
 }
 
-async fn insert(pool: Pool, key: TokenKey, c: CodeRecord) -> Result<(), StorageError> {
-    let client = pool.get().await?;
+/// Stores a new code, inside the caller's transaction (its own, or one savepoint of a batch:
+/// `batch.rs`).
+pub(super) async fn insert_in(
+    client: &impl GenericClient,
+    key: &TokenKey,
+    c: &CodeRecord,
+) -> Result<(), StorageError> {
     let stmt = client
         .prepare_cached(&format!(
             "INSERT INTO codes (key, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -74,15 +81,16 @@ async fn insert(pool: Pool, key: TokenKey, c: CodeRecord) -> Result<(), StorageE
     Ok(())
 }
 
-async fn redeem(
-    pool: Pool,
-    key: TokenKey,
-    client_id: String,
+/// Redeems a code once (the trait's `redeem`), inside the caller's transaction (its own,
+/// or one savepoint of a batch: `batch.rs`). Whatever it answers, its writes are to be
+/// committed: the burning of an expired or foreign code as much as a redemption.
+pub(super) async fn redeem_in(
+    tx: &impl GenericClient,
+    key: &TokenKey,
+    client_id: &str,
     now: i64,
     forget_at: i64,
 ) -> Result<Redemption, StorageError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
     let key = &key.0[..];
     // The winner: of concurrent redemptions, the others wait for this row's lock and then
     // find `used_at IS NULL` false (READ COMMITTED re-checks the updated row).
@@ -97,16 +105,13 @@ async fn redeem(
         .query_opt(&stmt, &[&key, &now, &forget_at, &client_id])
         .await?
     {
-        let record = code_record(&row)?;
-        tx.commit().await?;
-        return Ok(Redemption::Redeemed(record));
+        return Ok(Redemption::Redeemed(code_record(&row)?));
     }
     // Still live, so expired or another client's: burnt (a stolen code is gone).
     let stmt = tx
         .prepare_cached("DELETE FROM codes WHERE key = $1 AND used_at IS NULL")
         .await?;
     if tx.execute(&stmt, &[&key]).await? > 0 {
-        tx.commit().await?;
         return Ok(Redemption::Invalid);
     }
     let stmt = tx
@@ -114,9 +119,7 @@ async fn redeem(
             "SELECT grant_id, forget_at FROM codes WHERE key = $1 AND used_at IS NOT NULL",
         )
         .await?;
-    let marker = tx.query_opt(&stmt, &[&key]).await?;
-    tx.commit().await?;
-    match marker {
+    match tx.query_opt(&stmt, &[&key]).await? {
         Some(row) if row.try_get::<_, i64>(1)? > now => {
             Ok(Redemption::Replayed(grant_id(CODES, row.try_get(0)?)?))
         }
@@ -204,7 +207,8 @@ async fn sweep_batch(
 
 impl CodeStore for PgCodeStore {
     fn insert(&self, key: &TokenKey, record: CodeRecord) -> StoreFuture<()> {
-        Box::pin(insert(self.pool.clone(), *key, record))
+        let (batch, key) = (self.batch.clone(), *key);
+        Box::pin(async move { batch.insert_code(key, record).await })
     }
 
     fn redeem(
@@ -214,13 +218,8 @@ impl CodeStore for PgCodeStore {
         now: i64,
         forget_at: i64,
     ) -> StoreFuture<Redemption> {
-        Box::pin(redeem(
-            self.pool.clone(),
-            *key,
-            client_id.to_owned(),
-            now,
-            forget_at,
-        ))
+        let (batch, key, client_id) = (self.batch.clone(), *key, client_id.to_owned());
+        Box::pin(async move { batch.redeem(key, client_id, now, forget_at).await })
     }
 
     fn remove_live_codes_of(&self, holder: &GrantHolder) -> StoreFuture<usize> {

@@ -7,10 +7,12 @@
 //!
 //! Several server processes may share one database: every intent is one statement or one
 //! transaction, as the trait docs say, and the database arbitrates (docs/storage.md,
-//! "PostgreSQL"). The server uses them when given `--database-url` (`crate::app::start`,
-//! [`crate::Services::start_postgres`]); TLS with rustls as the URL's `sslmode` says
-//! (`tls.rs`: `require`, `verify-ca`, `verify-full`, never a fallback to plain text when
-//! TLS is required).
+//! "PostgreSQL"). The hot intents (issue tokens, rotate, issue and redeem a code) of
+//! concurrent requests share transactions and are answered after the shared `COMMIT`
+//! (`batch.rs`, group commit over the network). The server uses them when given
+//! `--database-url` (`crate::app::start`, [`crate::Services::start_postgres`]); TLS with
+//! rustls as the URL's `sslmode` says (`tls.rs`: `require`, `verify-ca`, `verify-full`,
+//! never a fallback to plain text when TLS is required).
 
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Persist, StorageError};
 
+mod batch;
 pub mod changes;
 mod clients;
 mod codes;
@@ -29,6 +32,7 @@ mod token_sweep;
 mod tokens;
 mod transfer;
 
+pub use batch::{DEFAULT_LANES, LANES_ENV, MAX_BATCH};
 pub use changes::{Change, ChangeKind, ChangeListener, Wake};
 pub use clients::PgClientStore;
 pub use codes::PgCodeStore;
@@ -73,6 +77,9 @@ pub struct PgStores {
     /// How to connect, for the change feed's own connection ([`PgStores::listen`]).
     config: ListenConfig,
     tls: Connector,
+    /// The hot intents of the token and code stores, batched into shared transactions
+    /// (`batch.rs`).
+    batch: batch::Batcher,
 }
 
 /// The connection configuration kept for [`PgStores::listen`]; its `Debug` names hosts and
@@ -139,7 +146,9 @@ pub fn describe(config: &tokio_postgres::Config) -> String {
 impl PgStores {
     /// Connects to `url` (`postgres://user@host:port/db`) with a pool of at most
     /// `pool_size` connections, applies the pending migrations under the migration lock and
-    /// checks that the schema is within this build's range ([`migrations::SUPPORTED`]).
+    /// checks that the schema is within this build's range ([`migrations::SUPPORTED`]),
+    /// and starts the batching of the hot intents on the current tokio runtime
+    /// ([`DEFAULT_LANES`] lanes, or as many as [`LANES_ENV`] says; `0`: none).
     /// TLS as the URL's `sslmode` says ([`tls`]), with the bundled roots only.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StorageError> {
         Self::connect_with(parse_url(url)?, pool_size).await
@@ -193,6 +202,7 @@ impl PgStores {
             .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(|e| StorageError::Database(e.to_string()))?;
+        let lanes = batch::lanes_from_env()?;
         let mut client = pool.get().await?;
         // Waiting for another instance's migration lock, or a long migration, is not a
         // stuck intent: no statement timeout for them, restored for the pooled connection
@@ -203,11 +213,13 @@ impl PgStores {
         let version = migrated?;
         restored?;
         drop(client);
+        let batch = batch::Batcher::start(pool.clone(), lanes);
         Ok(Self {
             pool,
             version,
             config: listen,
             tls: Connector(tls),
+            batch,
         })
     }
 
@@ -223,6 +235,22 @@ impl PgStores {
         self.tls.0.clone()
     }
 
+    /// These stores with a batcher of `lanes` lanes of their own (tests of the batching).
+    #[cfg(test)]
+    pub(crate) fn with_lanes(&self, lanes: usize) -> Self {
+        Self {
+            batch: batch::Batcher::start(self.pool.clone(), lanes),
+            ..self.clone()
+        }
+    }
+
+    /// Committed batches of the hot intents, the intents in them, and the intents run
+    /// alone after their batch was rolled back, so far.
+    #[cfg(test)]
+    pub(crate) fn batch_counts(&self) -> (u64, u64, u64) {
+        self.batch.counts()
+    }
+
     /// The schema version in force when these stores connected (after migrating).
     pub fn schema_version(&self) -> i32 {
         self.version
@@ -230,12 +258,12 @@ impl PgStores {
 
     /// The token ledger's store.
     pub fn tokens(&self) -> PgTokenStore {
-        PgTokenStore::new(self.pool.clone())
+        PgTokenStore::new(self.pool.clone(), self.batch.clone())
     }
 
     /// The code issuer's store.
     pub fn codes(&self) -> PgCodeStore {
-        PgCodeStore::new(self.pool.clone())
+        PgCodeStore::new(self.pool.clone(), self.batch.clone())
     }
 
     /// The client registry's store.
@@ -255,8 +283,17 @@ impl PgStores {
         migrations::check_current(&client).await
     }
 
-    /// Closes the pool: intents still running finish, new ones fail.
+    /// Closes the pool: intents still running finish, new ones fail. Logs how much the
+    /// hot intents were batched (committed batches, the intents in them).
     pub fn close(&self) {
+        let (batches, intents, alone) = self.batch.counts();
+        tracing::info!(
+            batches,
+            intents,
+            alone,
+            "PostgreSQL group commit: batches committed, the intents in them, intents run \
+             alone after a rolled-back batch"
+        );
         self.pool.close();
     }
 }

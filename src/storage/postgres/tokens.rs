@@ -10,6 +10,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
 
 use super::{
+    batch::Batcher,
     changes::{self, ChangeKind},
     corrupt, grant_id, lock, persisted, to_usize,
 };
@@ -32,11 +33,13 @@ pub(super) const COLUMNS: &str =
 #[derive(Clone, Debug)]
 pub struct PgTokenStore {
     pool: Pool,
+    /// Runs the hot intents (issue, rotate), batched with concurrent ones (`batch.rs`).
+    batch: Batcher,
 }
 
 impl PgTokenStore {
-    pub(super) fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub(super) fn new(pool: Pool, batch: Batcher) -> Self {
+        Self { pool, batch }
     }
 }
 
@@ -182,31 +185,68 @@ async fn revoke_grant_in(
     })
 }
 
-async fn issue(
-    pool: Pool,
-    access: NewToken,
-    refresh: Option<NewToken>,
+/// Runs two statements of one intent *pipelined*: both are sent before either answer is
+/// read (tokio-postgres sends what it is given concurrently on one connection), and the
+/// server still runs them in the order given, so the outcome is that of running them one
+/// after the other, with one round trip instead of two. For statements whose order
+/// matters but whose sending does not depend on the earlier one's answer (a lock, then the
+/// read it guards; inserts). `try_join` polls the first before the second every time, so
+/// the first's statement is always sent first, also when a statement is still being
+/// prepared on a new connection. If the first fails, the second fails too (the
+/// transaction is aborted), and the intent fails as it would have.
+async fn pipelined<A, B>(
+    first: impl std::future::Future<Output = Result<A, StorageError>>,
+    second: impl std::future::Future<Output = Result<B, StorageError>>,
+) -> Result<(A, B), StorageError> {
+    futures_util::future::try_join(first, second).await
+}
+
+/// Marks the presented refresh token rotated at `at` (Unix µs).
+async fn mark_rotated(c: &impl GenericClient, key: &TokenKey, at: i64) -> Result<(), StorageError> {
+    let stmt = c
+        .prepare_cached("UPDATE tokens SET rotated_at_us = $2 WHERE key = $1")
+        .await?;
+    c.execute(&stmt, &[&&key.0[..], &at]).await?;
+    Ok(())
+}
+
+/// Issues `access` (and `refresh`) into their grant unless it is revoked, inside the
+/// caller's transaction (its own, or one savepoint of a batch: `batch.rs`). Whatever it
+/// answers, its writes are to be committed: the outcome holds only once they are.
+pub(super) async fn issue_in(
+    c: &impl GenericClient,
+    access: &NewToken,
+    refresh: Option<&NewToken>,
 ) -> Result<IssueOutcome, StorageError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
     // Shared: issues into one grant run side by side; a revocation waits for them (and
-    // covers their tokens), or they wait for it (and see it).
-    lock_grant(&tx, &access.record.grant_id, true).await?;
-    if is_revoked(&tx, &access.record.grant_id).await? {
-        tx.rollback().await?;
+    // covers their tokens), or they wait for it (and see it). Lock and check are sent
+    // together (pipelined, see `pipelined`), as are the inserts.
+    let grant = &access.record.grant_id;
+    let (_, revoked) = pipelined(lock_grant(c, grant, true), is_revoked(c, grant)).await?;
+    if revoked {
         return Ok(IssueOutcome::GrantRevoked);
     }
-    insert(&tx, &access.key, &access.record).await?;
-    if let Some(refresh) = &refresh {
-        insert(&tx, &refresh.key, &refresh.record).await?;
+    match refresh {
+        Some(refresh) => {
+            pipelined(
+                insert(c, &access.key, &access.record),
+                insert(c, &refresh.key, &refresh.record),
+            )
+            .await?;
+        }
+        None => insert(c, &access.key, &access.record).await?,
     }
-    tx.commit().await?;
     Ok(IssueOutcome::Issued)
 }
 
-async fn rotate(pool: Pool, r: Rotation) -> Result<RotateOutcome, StorageError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
+/// Rotates the presented refresh token (the trait's `rotate`), inside the caller's
+/// transaction (its own, or one savepoint of a batch: `batch.rs`). Whatever it answers, its
+/// writes are to be committed: a reuse's revocation as much as a rotation's successors.
+/// Outcomes that wrote nothing (invalid, repeated) commit nothing but the row lock.
+pub(super) async fn rotate_in(
+    tx: &impl GenericClient,
+    r: &Rotation,
+) -> Result<RotateOutcome, StorageError> {
     // The row lock makes concurrent rotations of one token take turns: the second reads
     // the token as the first left it (rotated) and answers within the grace rule.
     let stmt = tx
@@ -215,37 +255,30 @@ async fn rotate(pool: Pool, r: Rotation) -> Result<RotateOutcome, StorageError> 
         ))
         .await?;
     let Some(row) = tx.query_opt(&stmt, &[&&r.presented.0[..]]).await? else {
-        tx.rollback().await?;
         return Ok(RotateOutcome::Invalid);
     };
     let old = token_record(&row)?;
     if !r.accepts(&old) {
-        tx.rollback().await?;
         return Ok(RotateOutcome::Invalid);
     }
-    lock_grant(&tx, &old.grant_id, false).await?;
-    if is_revoked(&tx, &old.grant_id).await? {
-        tx.rollback().await?;
+    let grant = &old.grant_id;
+    let (_, revoked) = pipelined(lock_grant(tx, grant, false), is_revoked(tx, grant)).await?;
+    if revoked {
         return Ok(RotateOutcome::Invalid);
     }
     match r.step(&old) {
         RotationStep::Reuse => {
-            let revoked = revoke_grant_in(&tx, old.grant_id, r.forget_at).await?;
-            tx.commit().await?;
+            let revoked = revoke_grant_in(tx, old.grant_id, r.forget_at).await?;
             Ok(RotateOutcome::Reused {
                 grant_id: old.grant_id,
                 forget_at: revoked.forget_at,
                 client_id: old.client_id,
             })
         }
-        RotationStep::InvalidScope => {
-            tx.rollback().await?;
-            Ok(RotateOutcome::InvalidScope)
-        }
+        RotationStep::InvalidScope => Ok(RotateOutcome::InvalidScope),
         RotationStep::Repeat { access, refresh } => {
-            let access_record = get(&tx, &access.key()).await?;
-            let refresh_record = get(&tx, &refresh.key()).await?;
-            tx.rollback().await?;
+            let (access_record, refresh_record) =
+                pipelined(get(tx, &access.key()), get(tx, &refresh.key())).await?;
             Ok(r.repeated(
                 &old.grant_id,
                 access,
@@ -260,14 +293,13 @@ async fn rotate(pool: Pool, r: Rotation) -> Result<RotateOutcome, StorageError> 
             access_record,
             refresh_record,
         } => {
-            insert(&tx, &access.key(), &access_record).await?;
-            insert(&tx, &refresh.key(), &refresh_record).await?;
-            let stmt = tx
-                .prepare_cached("UPDATE tokens SET rotated_at_us = $2 WHERE key = $1")
-                .await?;
-            tx.execute(&stmt, &[&&r.presented.0[..], &r.rotated_at_us])
-                .await?;
-            tx.commit().await?;
+            let (access_key, refresh_key) = (access.key(), refresh.key());
+            futures_util::future::try_join3(
+                insert(tx, &access_key, &access_record),
+                insert(tx, &refresh_key, &refresh_record),
+                mark_rotated(tx, &r.presented, r.rotated_at_us),
+            )
+            .await?;
             Ok(RotateOutcome::Rotated(Successors {
                 access,
                 refresh,
@@ -393,11 +425,13 @@ async fn grants_of(pool: Pool, holder: GrantHolder) -> Result<Vec<(GrantId, i64)
 
 impl TokenStore for PgTokenStore {
     fn issue(&self, access: NewToken, refresh: Option<NewToken>) -> StoreFuture<IssueOutcome> {
-        Box::pin(issue(self.pool.clone(), access, refresh))
+        let batch = self.batch.clone();
+        Box::pin(async move { batch.issue(access, refresh).await })
     }
 
     fn rotate(&self, rotation: Rotation) -> StoreFuture<RotateOutcome> {
-        Box::pin(rotate(self.pool.clone(), rotation))
+        let batch = self.batch.clone();
+        Box::pin(async move { batch.rotate(rotation).await })
     }
 
     fn get(&self, key: &TokenKey) -> StoreFuture<Option<TokenRecord>> {

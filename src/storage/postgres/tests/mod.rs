@@ -14,6 +14,7 @@ use crate::storage::GrantId;
 
 use super::PgStores;
 
+mod batch;
 mod changes;
 mod clients;
 mod codes;

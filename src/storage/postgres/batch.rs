@@ -1,0 +1,448 @@
+//! Group commit over the network (issue 14, "Durability"): the hot intents (issue tokens,
+//! rotate a refresh token, issue a code, redeem a code) that arrive while a transaction is
+//! in flight are collected and run together in the next one, with one `COMMIT` for all;
+//! every requester is answered after that commit. This is the network counterpart of the
+//! sled backend's flusher (`storage::group_commit`): there, callers that arrive during a
+//! flush share the next flush; here, intents that arrive while a batch is in flight share
+//! the next transaction.
+//!
+//! # Pipelined, not one savepoint after another
+//! The intents of a batch run *concurrently* on its one connection, which pipelines their
+//! statements (tokio-postgres sends every statement it is given without waiting for the
+//! answers of earlier ones): a batch of 16 rotations costs about the round trips of one
+//! (eight) rather than of sixteen. The first version ran the intents one after another,
+//! each under its own `SAVEPOINT` (so that a failure rolled back only itself): that
+//! serialised them on the connection, and measured slower than no batching at all
+//! (BENCHMARKS.md, "PostgreSQL"): on a busy machine every round trip waits for the
+//! scheduler, and a lane of savepoints made 16 × 8 of them in a row. Savepoints cannot be
+//! pipelined (they nest in the order they are sent, so interleaved intents would roll back
+//! each other's statements).
+//!
+//! # What a batch must get right
+//! - **One intent's failure is its own.** Any error aborts the shared transaction, so the
+//!   batch is rolled back (nothing of it committed) and each of its intents is run again
+//!   alone, in arrival order, after it ([`alone`]): the failing one fails by itself (a
+//!   unique violation, say), the others succeed as they would have. Failures of the hot
+//!   intents are rare (keys are random), so the fast path is the common one.
+//! - **Nothing is answered before the commit.** Outcomes are held until `COMMIT` returned;
+//!   if it fails, or the connection is lost during it (outcome unknown), every intent of
+//!   the batch answers an error and no credential leaves the server (never run again: the
+//!   commit may have happened).
+//! - **Intents on one row inside one transaction** must not run concurrently: both would
+//!   read the row before either wrote it (the row lock is the transaction's own, so the
+//!   second does not wait), and one refresh token would rotate twice. So intents on the
+//!   same token or code (the same key: rotations of one presented token, redemptions of one
+//!   code) form a *chain* run one after the other, in arrival order; different chains run
+//!   concurrently. A later one sees the earlier one's writes, exactly as if that had
+//!   committed first: a second rotation finds the token rotated (`Repeated` within the
+//!   window, `Reused` past it), a second redemption finds the marker (`Replayed`).
+//!   Intents on different tokens of one grant may interleave: a reuse revoking the grant
+//!   and a rotation or issue in it commit together, which is the order "issue, then
+//!   revoke" (the revocation covers every token of the grant).
+//! - **No deadlock across batches.** A lone intent takes its locks in one order (a token's
+//!   row, then its grant's lock), so lone intents never deadlock; a batch holds the locks of
+//!   all its intents at once, in no particular order. So a batch of more than one intent
+//!   runs under `SET LOCAL lock_timeout` ([`LOCK_TIMEOUT`], pipelined ahead of the
+//!   intents' first statements): instead of waiting while
+//!   holding locks, it fails (`55P03`), is rolled back, and its intents run alone (which
+//!   wait safely). Every transaction that waits without bound is then a lone intent (or a
+//!   batch of one), so no wait cycle can form, across lanes and across instances alike,
+//!   and nobody waits for PostgreSQL's deadlock detector (a one-second stall).
+//!
+//! # Lanes
+//! `lanes` batches may be in flight at once (each on its own pooled connection); a free lane
+//! takes everything queued, up to [`MAX_BATCH`] intents. With zero lanes there is no
+//! batching: each intent is its own transaction on its own pooled connection, as before.
+//! BENCHMARKS.md ("PostgreSQL") has the measurements behind the default ([`DEFAULT_LANES`],
+//! overridden by the environment variable [`LANES_ENV`]).
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use deadpool_postgres::{GenericClient, Pool};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::{codes, tokens};
+use crate::{
+    domain::secrets::TokenKey,
+    storage::{
+        CodeRecord, IssueOutcome, NewToken, Redemption, RotateOutcome, Rotation, StorageError,
+    },
+};
+
+/// At most this many intents share one transaction (a bound on the time the first of them
+/// waits for the last).
+pub const MAX_BATCH: usize = 64;
+
+/// How long a batch of several intents may wait for a lock before it is rolled back and its
+/// intents run alone. Short: waits happen only when another transaction holds the same
+/// token or grant, rare outside a client retrying one refresh token through several
+/// instances.
+pub const LOCK_TIMEOUT: &str = "20ms";
+
+/// Batches in flight at once when [`LANES_ENV`] does not say otherwise.
+pub const DEFAULT_LANES: usize = 2;
+
+/// The environment variable that sets the number of lanes (`0`: no batching).
+pub const LANES_ENV: &str = "OAUTH_MCP_PG_BATCH_LANES";
+
+/// The lanes the environment asks for, else [`DEFAULT_LANES`]; a value that is not a number
+/// is refused (fail at start, not at the first request).
+pub fn lanes_from_env() -> Result<usize, StorageError> {
+    match std::env::var(LANES_ENV) {
+        Err(_) => Ok(DEFAULT_LANES),
+        Ok(v) => v.trim().parse().map_err(|_| {
+            StorageError::Database(format!("{LANES_ENV}={v:?} is not a number of lanes"))
+        }),
+    }
+}
+
+/// One hot intent with its arguments, kept so that it can run again after a deadlock.
+pub(super) enum Intent {
+    Issue {
+        access: NewToken,
+        refresh: Option<NewToken>,
+    },
+    Rotate(Rotation),
+    InsertCode {
+        key: TokenKey,
+        record: CodeRecord,
+    },
+    Redeem {
+        key: TokenKey,
+        client_id: String,
+        now: i64,
+        forget_at: i64,
+    },
+}
+
+/// An intent's answer, to be released once its transaction committed.
+pub(super) enum Outcome {
+    Issued(IssueOutcome),
+    Rotated(RotateOutcome),
+    CodeInserted,
+    Redeemed(Redemption),
+}
+
+impl Intent {
+    /// The token or code the intent reads and writes by key: intents with the same key must
+    /// not run side by side in one transaction (module doc, "Intents on one row").
+    fn key(&self) -> &TokenKey {
+        match self {
+            Self::Issue { access, .. } => &access.key,
+            Self::Rotate(r) => &r.presented,
+            Self::InsertCode { key, .. } | Self::Redeem { key, .. } => key,
+        }
+    }
+
+    /// Runs the intent's statements on `c` (a transaction, at a savepoint in a batch).
+    async fn run(&self, c: &impl GenericClient) -> Result<Outcome, StorageError> {
+        Ok(match self {
+            Self::Issue { access, refresh } => {
+                Outcome::Issued(tokens::issue_in(c, access, refresh.as_ref()).await?)
+            }
+            Self::Rotate(r) => Outcome::Rotated(tokens::rotate_in(c, r).await?),
+            Self::InsertCode { key, record } => {
+                codes::insert_in(c, key, record).await?;
+                Outcome::CodeInserted
+            }
+            Self::Redeem {
+                key,
+                client_id,
+                now,
+                forget_at,
+            } => Outcome::Redeemed(codes::redeem_in(c, key, client_id, *now, *forget_at).await?),
+        })
+    }
+}
+
+struct Job {
+    intent: Intent,
+    reply: oneshot::Sender<Result<Outcome, StorageError>>,
+}
+
+impl Job {
+    fn answer(self, result: Result<Outcome, StorageError>) {
+        // A requester that gave up no longer listens; its intent's writes stand or fall
+        // with the batch like the others'.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Runs the hot intents of one pool: batched over `lanes` transactions in flight, or one
+/// transaction each (no lanes). Cloning shares the lanes.
+#[derive(Clone, Debug)]
+pub(super) struct Batcher {
+    pool: Pool,
+    queue: Option<mpsc::UnboundedSender<Job>>,
+    counts: Arc<Counts>,
+}
+
+/// What the lanes did so far (for tests and logs): committed batches, the intents they
+/// answered, and the intents run alone after their batch was rolled back.
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    pub(super) batches: AtomicU64,
+    pub(super) intents: AtomicU64,
+    pub(super) alone: AtomicU64,
+}
+
+impl Batcher {
+    /// Starts `lanes` batch runners on the current tokio runtime (none: no batching). They
+    /// stop when every clone of the batcher is dropped, or fail every intent once the pool
+    /// is closed.
+    pub(super) fn start(pool: Pool, lanes: usize) -> Self {
+        let counts = Arc::new(Counts::default());
+        if lanes == 0 {
+            return Self {
+                pool,
+                queue: None,
+                counts,
+            };
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..lanes {
+            tokio::spawn(lane(pool.clone(), Arc::clone(&rx), Arc::clone(&counts)));
+        }
+        Self {
+            pool,
+            queue: Some(tx),
+            counts,
+        }
+    }
+
+    /// Committed batches, the intents in them, and the intents run alone after their
+    /// batch was rolled back, so far.
+    pub(super) fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.counts.batches.load(Ordering::Relaxed),
+            self.counts.intents.load(Ordering::Relaxed),
+            self.counts.alone.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Runs `intent` and answers its outcome once it committed.
+    async fn run(&self, intent: Intent) -> Result<Outcome, StorageError> {
+        let Some(queue) = &self.queue else {
+            return alone(&self.pool, &intent).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        let job = Job { intent, reply };
+        queue.send(job).map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    pub(super) async fn issue(
+        &self,
+        access: NewToken,
+        refresh: Option<NewToken>,
+    ) -> Result<IssueOutcome, StorageError> {
+        match self.run(Intent::Issue { access, refresh }).await? {
+            Outcome::Issued(o) => Ok(o),
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub(super) async fn rotate(&self, rotation: Rotation) -> Result<RotateOutcome, StorageError> {
+        match self.run(Intent::Rotate(rotation)).await? {
+            Outcome::Rotated(o) => Ok(o),
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub(super) async fn insert_code(
+        &self,
+        key: TokenKey,
+        record: CodeRecord,
+    ) -> Result<(), StorageError> {
+        match self.run(Intent::InsertCode { key, record }).await? {
+            Outcome::CodeInserted => Ok(()),
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub(super) async fn redeem(
+        &self,
+        key: TokenKey,
+        client_id: String,
+        now: i64,
+        forget_at: i64,
+    ) -> Result<Redemption, StorageError> {
+        let intent = Intent::Redeem {
+            key,
+            client_id,
+            now,
+            forget_at,
+        };
+        match self.run(intent).await? {
+            Outcome::Redeemed(o) => Ok(o),
+            _ => Err(mismatch()),
+        }
+    }
+}
+
+/// An outcome of another intent than the one sent: cannot happen (each job is answered
+/// with its own intent's outcome); an error rather than a panic all the same.
+fn mismatch() -> StorageError {
+    StorageError::Database("batch answered another intent's outcome".into())
+}
+
+/// One intent in a transaction of its own (no batching).
+async fn alone(pool: &Pool, intent: &Intent) -> Result<Outcome, StorageError> {
+    let mut client = pool.get().await?;
+    if let Intent::InsertCode { .. } = intent {
+        // One statement: its own transaction already.
+        return intent.run(&client).await;
+    }
+    let tx = client.transaction().await?;
+    let outcome = intent.run(&tx).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// One batch runner: takes everything queued (at least one intent, at most [`MAX_BATCH`]),
+/// runs it as one transaction, then, if it was rolled back, its intents alone, until the
+/// queue closes.
+async fn lane(pool: Pool, queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>, counts: Arc<Counts>) {
+    loop {
+        let jobs = {
+            let mut rx = queue.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut jobs = Vec::with_capacity(MAX_BATCH);
+            jobs.push(first);
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            jobs
+        };
+        let moved = batch(&pool, jobs, &counts).await;
+        if moved.is_empty() {
+            continue;
+        }
+        // Rolled back: each alone, in arrival order (so that of two intents on one key
+        // the earlier runs first, as in the batch), each its own transaction holding
+        // nothing else, so it may wait for its locks without risk of a deadlock; in a task
+        // of their own, so that the lane goes on with the next batch meanwhile.
+        let (pool, counts) = (pool.clone(), Arc::clone(&counts));
+        tokio::spawn(async move {
+            for job in moved {
+                counts.alone.fetch_add(1, Ordering::Relaxed);
+                let outcome = alone(&pool, &job.intent).await;
+                job.answer(outcome);
+            }
+        });
+    }
+}
+
+/// Runs `jobs` in one transaction, intents on different keys concurrently (pipelined on the
+/// connection), and answers them after the commit. Answers the jobs to run alone instead:
+/// all of them when anything failed before the commit (nothing of the batch committed).
+async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
+    let mut client = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => return fail_all(jobs, &e.into()),
+    };
+    let tx = match client.transaction().await {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(jobs, &e.into()),
+    };
+    let bounded = (jobs.len() > 1).then(|| format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"));
+    // Chains of intents on one key, in arrival order; chains run side by side.
+    let mut chains: Vec<Vec<Job>> = Vec::new();
+    for job in jobs {
+        match chains.iter_mut().find(|c| {
+            c.first()
+                .is_some_and(|f| f.intent.key() == job.intent.key())
+        }) {
+            Some(chain) => chain.push(job),
+            None => chains.push(vec![job]),
+        }
+    }
+    let shared = &tx;
+    // The timeout is sent first and pipelined with the intents' first statements (it is
+    // polled first, so it goes out first, and the server runs it first).
+    let bound = async {
+        match &bounded {
+            Some(sql) => shared.batch_execute(sql).await.map_err(StorageError::from),
+            None => Ok(()),
+        }
+    };
+    let intents = futures_util::future::join_all(chains.into_iter().map(|chain| async move {
+        let mut out = Vec::with_capacity(chain.len());
+        let mut failed = false;
+        for job in chain {
+            // After a failure the transaction is aborted: the rest of the chain is not run.
+            let outcome = if failed {
+                None
+            } else {
+                match job.intent.run(shared).await {
+                    Ok(o) => Some(o),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "an intent failed; its batch runs alone");
+                        failed = true;
+                        None
+                    }
+                }
+            };
+            out.push((job, outcome));
+        }
+        out
+    }));
+    let (bound, ran) = futures_util::future::join(bound, intents).await;
+    let ran: Vec<(Job, Option<Outcome>)> = ran.into_iter().flatten().collect();
+    if bound.is_err() || ran.iter().any(|(_, o)| o.is_none()) {
+        // Dropping the transaction rolls it back; the connection goes back to the pool.
+        return ran.into_iter().map(|(job, _)| job).collect();
+    }
+    let failure = match tx.commit().await {
+        Ok(()) => {
+            counts.batches.fetch_add(1, Ordering::Relaxed);
+            counts.intents.fetch_add(
+                u64::try_from(ran.len()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            for (job, outcome) in ran {
+                if let Some(outcome) = outcome {
+                    job.answer(Ok(outcome));
+                }
+            }
+            return Vec::new();
+        }
+        Err(e) => e,
+    };
+    // Failed or unknown (the connection lost during COMMIT): no credential of this batch
+    // may be handed out, and none may run again (it may have committed).
+    let e = StorageError::Database(format!(
+        "COMMIT failed, outcome unknown: {}",
+        StorageError::from(failure)
+    ));
+    tracing::error!(error = %e, intents = ran.len(), "batch not committed");
+    for (job, _) in ran {
+        job.answer(Err(same(&e)));
+    }
+    Vec::new()
+}
+/// Answers every job `e` (nothing of theirs committed); nothing is left to run again.
+fn fail_all(jobs: Vec<Job>, e: &StorageError) -> Vec<Job> {
+    tracing::error!(error = %e, intents = jobs.len(), "batch failed");
+    for job in jobs {
+        job.answer(Err(same(e)));
+    }
+    Vec::new()
+}
+
+/// `e` again, for another requester (`StorageError` is not `Clone`: it is kept small).
+fn same(e: &StorageError) -> StorageError {
+    match e {
+        StorageError::Closed => StorageError::Closed,
+        other => StorageError::Database(other.to_string()),
+    }
+}

@@ -1,0 +1,283 @@
+//! Group commit of the hot intents (`batch.rs`), against a real PostgreSQL: intents that
+//! arrive while a batch is in flight share the next transaction and see each other's
+//! writes; one intent's failure is its own; a failed COMMIT answers no credential; a batch
+//! that would wait for a lock is rolled back and its intents run alone rather than stall.
+//!
+//! One lane each (`PgStores::with_lanes(1)`), on a current-thread runtime, so the order in
+//! which the spawned requests reach the queue is the order they were spawned in. A batch is
+//! held open by making its first intent wait for a lock the test holds.
+
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient as _;
+
+use super::db;
+use crate::{
+    domain::{
+        scope::Scopes,
+        secrets::{AccessToken, RefreshToken, TokenKey},
+    },
+    storage::{
+        fixtures::{refresh_token, rotation, token},
+        postgres::lock,
+        CodeRecord, CodeStore, GrantId, IssueOutcome, NewToken, Redemption, RotateOutcome,
+        StorageError, TokenStore,
+    },
+};
+
+/// Long enough for spawned requests to reach the queue (they need one poll each).
+const SETTLE: Duration = Duration::from_millis(200);
+
+fn new_token(grant: GrantId, client: &str) -> NewToken {
+    NewToken {
+        key: AccessToken::generate().key(),
+        record: token(grant, client, None, 1_000),
+    }
+}
+
+fn code(grant: GrantId) -> CodeRecord {
+    CodeRecord {
+        grant_id: grant,
+        client_id: "app".into(),
+        redirect_uri: "http://localhost/cb".into(),
+        redirect_uri_explicit: true,
+        code_challenge: "x".repeat(43),
+        scopes: Scopes::parse("mcp:read").unwrap(),
+        resource: "http://localhost:8000/mcp".into(),
+        subject: "alice".into(),
+        expires_at: 100,
+    }
+}
+
+async fn stored_refresh(store: &impl TokenStore, grant: GrantId) -> RefreshToken {
+    let token = RefreshToken::generate();
+    let new = NewToken {
+        key: token.key(),
+        record: refresh_token(grant, 10_000),
+    };
+    assert_eq!(store.issue(new, None).await.unwrap(), IssueOutcome::Issued);
+    token
+}
+
+async fn exists(store: &impl TokenStore, key: &TokenKey) -> bool {
+    store.get(key).await.unwrap().is_some()
+}
+
+/// Intents queued while a batch waits share the next transaction: a second rotation of one
+/// refresh token in it repeats the first (within the window) or is reuse (past it), a
+/// second redemption of one code is a replay, exactly as if they had come one after the
+/// other.
+#[tokio::test]
+async fn intents_queued_during_a_batch_share_the_next_and_see_each_others_writes() {
+    let Some(db) = db!() else { return };
+    let setup = db.stores.tokens();
+    let (g1, g2) = (GrantId::generate(), GrantId::generate());
+    let x = stored_refresh(&setup, g1).await;
+    let y = stored_refresh(&setup, g2).await;
+    let code_key = AccessToken::generate().key();
+    let code_grant = GrantId::generate();
+    db.stores
+        .codes()
+        .insert(&code_key, code(code_grant))
+        .await
+        .unwrap();
+
+    let stores = db.stores.with_lanes(1);
+    let (tokens, codes) = (stores.tokens(), stores.codes());
+    // The first batch: one issue, waiting for a grant lock held here.
+    let held = GrantId::generate();
+    let mut blocker = db.stores.pool.get().await.unwrap();
+    let hold = blocker.transaction().await.unwrap();
+    hold.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&lock::GRANT, &lock::grant_key(&held)],
+    )
+    .await
+    .unwrap();
+    let first = tokio::spawn(tokens.issue(new_token(held, "app"), None));
+    tokio::time::sleep(SETTLE).await;
+
+    let mut again = rotation(&x, 101, None);
+    again.rotated_at_us += 7;
+    let queued = (
+        tokio::spawn(tokens.rotate(rotation(&x, 100, None))),
+        tokio::spawn(tokens.rotate(again)),
+        tokio::spawn(tokens.rotate(rotation(&y, 100, None))),
+        tokio::spawn(tokens.rotate(rotation(&y, 111, None))),
+        tokio::spawn(codes.redeem(&code_key, "app", 50, 500)),
+        tokio::spawn(codes.redeem(&code_key, "app", 51, 500)),
+    );
+    tokio::time::sleep(SETTLE).await;
+    assert!(!first.is_finished(), "the first batch waits for the lock");
+    hold.commit().await.unwrap();
+    assert_eq!(first.await.unwrap().unwrap(), IssueOutcome::Issued);
+
+    let RotateOutcome::Rotated(rotated) = queued.0.await.unwrap().unwrap() else {
+        panic!("the first rotation rotates");
+    };
+    let RotateOutcome::Repeated(repeated) = queued.1.await.unwrap().unwrap() else {
+        panic!("the second, in the same transaction, repeats it");
+    };
+    assert_eq!(repeated.refresh.secret(), rotated.refresh.secret());
+    assert_eq!(repeated.access.secret(), rotated.access.secret());
+    let RotateOutcome::Rotated(_) = queued.2.await.unwrap().unwrap() else {
+        panic!("y rotates");
+    };
+    let RotateOutcome::Reused { grant_id, .. } = queued.3.await.unwrap().unwrap() else {
+        panic!("y again past the window, in the same transaction, is reuse");
+    };
+    assert_eq!(grant_id, g2);
+    let Redemption::Redeemed(_) = queued.4.await.unwrap().unwrap() else {
+        panic!("the first redemption redeems");
+    };
+    let replay = queued.5.await.unwrap().unwrap();
+    assert!(
+        matches!(replay, Redemption::Replayed(g) if g == code_grant),
+        "{replay:?}"
+    );
+    // Two transactions: the waiting issue, then the six queued intents together.
+    assert_eq!(stores.batch_counts(), (2, 7, 0));
+    // All of it committed: x's successors are there, y's grant is revoked.
+    assert!(exists(&setup, &rotated.refresh.key()).await);
+    assert!(setup
+        .revoked_grants()
+        .await
+        .unwrap()
+        .grants
+        .iter()
+        .any(|(g, _)| *g == g2));
+}
+
+/// A unique violation in one intent fails only that intent: the batch is rolled back and
+/// its intents run alone, in arrival order, so the ones before and after it succeed.
+#[tokio::test]
+async fn one_intents_failure_rolls_back_only_itself() {
+    let Some(db) = db!() else { return };
+    let stores = db.stores.with_lanes(1);
+    let tokens = stores.tokens();
+    let held = GrantId::generate();
+    let mut blocker = db.stores.pool.get().await.unwrap();
+    let hold = blocker.transaction().await.unwrap();
+    hold.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&lock::GRANT, &lock::grant_key(&held)],
+    )
+    .await
+    .unwrap();
+    let first = tokio::spawn(tokens.issue(new_token(held, "app"), None));
+    tokio::time::sleep(SETTLE).await;
+
+    let grant = GrantId::generate();
+    let (a, b) = (new_token(grant, "app"), new_token(grant, "app"));
+    let mut duplicate = new_token(grant, "app");
+    duplicate.key = a.key;
+    let (ka, kb) = (a.key, b.key);
+    let queued = (
+        tokio::spawn(tokens.issue(a, None)),
+        tokio::spawn(tokens.issue(duplicate, None)),
+        tokio::spawn(tokens.issue(b, None)),
+    );
+    tokio::time::sleep(SETTLE).await;
+    hold.commit().await.unwrap();
+    first.await.unwrap().unwrap();
+    assert_eq!(queued.0.await.unwrap().unwrap(), IssueOutcome::Issued);
+    let err = queued.1.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Database(m) if m.starts_with("23505")),
+        "{err}"
+    );
+    assert_eq!(queued.2.await.unwrap().unwrap(), IssueOutcome::Issued);
+    assert!(exists(&tokens, &ka).await && exists(&tokens, &kb).await);
+    assert_eq!(tokens.count().await.unwrap(), 3);
+    assert_eq!(
+        stores.batch_counts(),
+        (1, 1, 3),
+        "the waiting issue's batch, then the three alone"
+    );
+}
+
+/// A COMMIT that fails (here a deferred constraint trigger refuses one row at commit time)
+/// answers an error to every intent of the batch, and none of their tokens exists: no
+/// credential is handed out whose transaction did not commit. The lane goes on.
+#[tokio::test]
+async fn a_failed_commit_answers_no_credential() {
+    let Some(db) = db!() else { return };
+    {
+        let admin = db.stores.pool.get().await.unwrap();
+        admin
+            .batch_execute(
+                "CREATE FUNCTION doomed() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$; \
+                 CREATE CONSTRAINT TRIGGER doomed AFTER INSERT ON tokens \
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW \
+                 WHEN (NEW.client_id = 'doomed') EXECUTE FUNCTION doomed();",
+            )
+            .await
+            .unwrap();
+    }
+    let stores = db.stores.with_lanes(1);
+    let tokens = stores.tokens();
+    let grant = GrantId::generate();
+    let (fine, doomed) = (new_token(grant, "app"), new_token(grant, "doomed"));
+    let (kf, kd) = (fine.key, doomed.key);
+    // Spawned together: one batch (current-thread runtime, module doc).
+    let (a, b) = (
+        tokio::spawn(tokens.issue(fine, None)),
+        tokio::spawn(tokens.issue(doomed, None)),
+    );
+    for answer in [a.await.unwrap(), b.await.unwrap()] {
+        let err = answer.unwrap_err();
+        assert!(err.to_string().contains("COMMIT failed"), "{err}");
+    }
+    assert!(!exists(&tokens, &kf).await && !exists(&tokens, &kd).await);
+    assert_eq!(stores.batch_counts(), (0, 0, 0), "nothing run again");
+    let later = new_token(grant, "app");
+    let kl = later.key;
+    assert_eq!(
+        tokens.issue(later, None).await.unwrap(),
+        IssueOutcome::Issued
+    );
+    assert!(exists(&tokens, &kl).await);
+}
+
+/// A batch of several intents that would wait for a lock (here a refresh token row the
+/// test holds, as another transaction would) does not wait while holding its other
+/// intents' locks: it times out, is rolled back, and its intents run alone, so the quick
+/// one is answered at once and the rotation waits for the row by itself. This is what
+/// keeps batches from deadlocking with each other and with revocations.
+#[tokio::test]
+async fn an_intent_that_would_wait_inside_a_batch_runs_alone_after_it() {
+    let Some(db) = db!() else { return };
+    let setup = db.stores.tokens();
+    let x = stored_refresh(&setup, GrantId::generate()).await;
+    let mut blocker = db.stores.pool.get().await.unwrap();
+    let hold = blocker.transaction().await.unwrap();
+    hold.query_one(
+        "SELECT 1 FROM tokens WHERE key = $1 FOR UPDATE",
+        &[&&x.key().0[..]],
+    )
+    .await
+    .unwrap();
+
+    let stores = db.stores.with_lanes(1);
+    let tokens = stores.tokens();
+    let quick = new_token(GrantId::generate(), "app");
+    let (issue, rotate) = (
+        tokio::spawn(tokens.issue(quick, None)),
+        tokio::spawn(tokens.rotate(rotation(&x, 100, None))),
+    );
+    let issued = tokio::time::timeout(Duration::from_secs(5), issue)
+        .await
+        .expect("the issue is not held up by the waiting rotation");
+    assert_eq!(issued.unwrap().unwrap(), IssueOutcome::Issued);
+    tokio::time::sleep(SETTLE).await;
+    assert!(
+        !rotate.is_finished(),
+        "the rotation waits for the row, alone"
+    );
+    hold.commit().await.unwrap();
+    let RotateOutcome::Rotated(_) = rotate.await.unwrap().unwrap() else {
+        panic!("the rotation rotates once the row is free");
+    };
+    assert_eq!(stores.batch_counts(), (0, 0, 2), "both ran alone");
+}
