@@ -420,10 +420,13 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
     };
     // Failed or unknown (the connection lost during COMMIT): no credential of this batch
     // may be handed out, and none may run again (it may have committed).
-    let e = StorageError::Database(format!(
-        "COMMIT failed, outcome unknown: {}",
-        StorageError::from(failure)
-    ));
+    // A lost connection stays "unavailable" (503, try again), as for a lone intent.
+    let e = match StorageError::from(failure) {
+        StorageError::Unavailable(m) => {
+            StorageError::Unavailable(format!("COMMIT failed, outcome unknown: {m}"))
+        }
+        other => StorageError::Database(format!("COMMIT failed, outcome unknown: {other}")),
+    };
     tracing::error!(error = %e, intents = ran.len(), "batch not committed");
     for (job, _) in ran {
         job.answer(Err(same(&e)));
@@ -440,9 +443,11 @@ fn fail_all(jobs: Vec<Job>, e: &StorageError) -> Vec<Job> {
 }
 
 /// `e` again, for another requester (`StorageError` is not `Clone`: it is kept small).
+/// Keeps the kind that decides the answer: unavailable (503) or closed stay so.
 fn same(e: &StorageError) -> StorageError {
     match e {
         StorageError::Closed => StorageError::Closed,
+        StorageError::Unavailable(m) => StorageError::Unavailable(m.clone()),
         other => StorageError::Database(other.to_string()),
     }
 }

@@ -165,8 +165,8 @@ async fn admin_changes_reach_a_running_server_at_once() {
         "the revoked token still works at /mcp"
     );
     // Removed: refused within two seconds.
-    let (ok, _, _) = pg_admin(dir, &db.url, &["client", "remove", &id], None);
-    assert!(ok);
+    let (ok, stdout, stderr) = pg_admin(dir, &db.url, &["client", "remove", &id], None);
+    assert!(ok, "{stdout}{stderr}");
     assert!(
         within_two_seconds(async || client_credentials(&app, &id, &secret).await.status == 401)
             .await,
