@@ -121,6 +121,14 @@ pg_test_start() {
     _PG_BIN="$(_pg_find_bindir)"
     [ -n "$_PG_BIN" ] || { _pg_log "no initdb after installing postgresql"; return 1; }
   fi
+  # The TLS tests make their certificates with the openssl command (a failure under CI=true
+  # when it is missing): install it too where we may.
+  if ! command -v openssl >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] &&
+    command -v apt-get >/dev/null 2>&1; then
+    _pg_log "installing openssl (for the database TLS tests)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl \
+      >/dev/null || { _pg_log "installing openssl failed"; return 1; }
+  fi
   if [ "$(id -u)" -eq 0 ]; then
     id -u postgres >/dev/null 2>&1 ||
       { _pg_log "running as root, but there is no postgres user to run the cluster"; return 1; }
