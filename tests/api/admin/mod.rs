@@ -20,8 +20,8 @@ use url::Url;
 
 use crate::helpers::{
     assert_basic_challenge, assert_error_page, assert_inactive, assert_token_error, attach,
-    demo_authorize_params, pkce_pair, set_param, spawn_app, str_field, Reply, TestApp, DEMO_BASIC,
-    DEMO_PASSWORD, DEMO_USER, FLOW_STATE, START_UNIX,
+    demo_authorize_params, pkce_pair, set_param, spawn_sled_app, str_field, Reply, TestApp,
+    DEMO_BASIC, DEMO_PASSWORD, DEMO_USER, FLOW_STATE, START_UNIX,
 };
 
 mod cli;

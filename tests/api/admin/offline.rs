@@ -200,7 +200,7 @@ async fn revoking_a_users_grants_makes_their_tokens_inactive() {
 
 #[actix_web::test]
 async fn admin_refuses_a_directory_a_running_server_holds() {
-    let app = spawn_app().await;
+    let app = spawn_sled_app().await;
     let mut config = Config::default();
     config.data_dir = app.data_dir.path().to_path_buf();
     let clock: Arc<dyn Clock> = app.clock.clone();

@@ -53,7 +53,7 @@ fn raw(path: &Path, request: &[u8]) -> String {
 
 #[actix_web::test]
 async fn admin_changes_a_running_server_through_its_socket() {
-    let app = spawn_app().await;
+    let app = spawn_sled_app().await;
     let dir = app.data_dir.path();
     let socket = AdminSocket::serve(app.services(), dir).unwrap();
     let path = dir.join(SOCKET_NAME);
@@ -115,7 +115,7 @@ async fn admin_changes_a_running_server_through_its_socket() {
 
 #[actix_web::test]
 async fn bad_requests_get_an_error_answer_and_the_socket_keeps_serving() {
-    let app = spawn_app().await;
+    let app = spawn_sled_app().await;
     let socket = AdminSocket::serve(app.services(), app.data_dir.path()).unwrap();
     let path = socket.path().to_owned();
     let path2 = path.clone();
@@ -150,7 +150,7 @@ async fn bad_requests_get_an_error_answer_and_the_socket_keeps_serving() {
 
 #[actix_web::test]
 async fn a_stale_socket_is_replaced_and_a_live_one_is_not() {
-    let app = spawn_app().await;
+    let app = spawn_sled_app().await;
     let dir = app.data_dir.path();
     let path = dir.join(SOCKET_NAME);
     // A crashed server's socket: the file is there, nobody listens.
@@ -261,7 +261,7 @@ async fn the_binary_serves_without_a_socket_it_cannot_create() {
 /// carry a password). Needs to change a file's owner: skipped where that is not allowed.
 #[actix_web::test]
 async fn admin_sends_nothing_to_a_socket_of_another_owner() {
-    let app = spawn_app().await;
+    let app = spawn_sled_app().await;
     let dir = app.data_dir.path();
     let socket = AdminSocket::serve(app.services(), dir).unwrap();
     if let Err(e) = std::os::unix::fs::lchown(socket.path(), Some(65534), None) {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use url::Url;
 
-use super::{Reply, START_UNIX};
+use super::{test_database, Reply, TestDatabase, START_UNIX, TEST_DATABASE_URL};
 
 /// One running server plus everything a test needs to talk to it.
 pub struct TestApp {
@@ -27,6 +27,19 @@ pub struct TestApp {
     pub data_dir: TempDir,
     server: Option<RunningServer>,
     configure: Box<dyn Fn(&mut Config)>,
+    /// The PostgreSQL database of this test when the suite runs on PostgreSQL
+    /// ([`BACKEND`]`=postgres`); dropped with the app.
+    database: Option<TestDatabase>,
+}
+
+/// The variable choosing the backend every `spawn_app` server runs on: unset or `sled`
+/// (a temporary data directory), or `postgres` (a fresh database of the test's own in the
+/// cluster of `OAUTH_MCP_TEST_DATABASE_URL`; the CI script runs the suite both ways).
+pub const BACKEND: &str = "OAUTH_MCP_TEST_BACKEND";
+
+/// Whether this run puts `spawn_app` servers on PostgreSQL ([`BACKEND`]).
+pub fn on_postgres() -> bool {
+    std::env::var(BACKEND).as_deref() == Ok("postgres")
 }
 
 /// Server with the default (demo) configuration.
@@ -50,8 +63,25 @@ pub async fn spawn_app_with(configure: impl Fn(&mut Config) + 'static) -> TestAp
         data_dir: tempfile::tempdir().expect("create a temporary data dir"),
         server: None,
         configure: Box::new(configure),
+        database: None,
     };
+    if on_postgres() {
+        app.database = Some(
+            test_database("spawn_app")
+                .await
+                .unwrap_or_else(|| panic!("{BACKEND}=postgres needs {TEST_DATABASE_URL}")),
+        );
+    }
     app.start_on(listener).await;
+    app
+}
+
+/// A server on sled whatever backend the suite runs on ([`BACKEND`]): for tests of what
+/// only a sled data directory has (its lock, the admin socket beside it).
+pub async fn spawn_sled_app() -> TestApp {
+    let mut app = spawn_app_with(|c| c.database_url = None).await;
+    // Not needed: the configuration above ignores it.
+    app.database = None;
     app
 }
 
@@ -67,6 +97,7 @@ pub fn attach(address: &str, port: u16) -> TestApp {
         data_dir: tempfile::tempdir().expect("create a temporary data dir"),
         server: None,
         configure: Box::new(|_| {}),
+        database: None,
     }
 }
 
@@ -97,6 +128,10 @@ impl TestApp {
         let mut config = Config::default();
         config.public_url = Some(Url::parse(&self.address).expect("the address is a URL"));
         config.data_dir = self.data_dir.path().to_path_buf();
+        if let Some(db) = &self.database {
+            config.database_url = Some(db.url.clone().into());
+        }
+        // A test's own choice (a database of its own, say) wins.
         (self.configure)(&mut config);
         config
     }
