@@ -19,6 +19,16 @@ fn start_binary(data_dir: &std::path::Path) -> (Child, u16) {
 /// Log lines a running binary has written so far.
 pub type Log = Arc<Mutex<Vec<String>>>;
 
+/// What makes a run unclean in `log`: error-level events and anything on standard error.
+pub fn log_problems(log: &Log) -> Vec<String> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.starts_with("stderr: ") || line.contains("\"level\":\"ERROR\""))
+        .cloned()
+        .collect()
+}
+
 /// Like [`start_binary`], with `RUST_LOG=rust_log`, collecting its JSON log lines.
 pub fn start_binary_logging(data_dir: &std::path::Path, rust_log: &str) -> (Child, u16, Log) {
     start_binary_with(data_dir, rust_log, "127.0.0.1:0", &[])

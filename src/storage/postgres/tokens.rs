@@ -81,8 +81,20 @@ async fn insert(
              issued_at, expires_at, rotated_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .await?;
-    c.execute(
-        &stmt,
+    insert_with(c, &stmt, key, t).await?;
+    Ok(())
+}
+
+/// Runs `stmt`, an `INSERT INTO tokens` of the ten columns in [`insert`]'s order ($1 to
+/// $10), for one token: answers the rows inserted (0 for `ON CONFLICT DO NOTHING`).
+pub(super) async fn insert_with(
+    c: &impl GenericClient,
+    stmt: &tokio_postgres::Statement,
+    key: &TokenKey,
+    t: &TokenRecord,
+) -> Result<u64, StorageError> {
+    Ok(c.execute(
+        stmt,
         &[
             &&key.0[..],
             &kind_name(t.kind),
@@ -96,8 +108,7 @@ async fn insert(
             &t.rotated_at_us,
         ],
     )
-    .await?;
-    Ok(())
+    .await?)
 }
 
 /// The trait's `get`: the token unless its grant is revoked, in one statement (the primary

@@ -7,7 +7,7 @@ use deadpool_postgres::Pool;
 
 use super::{
     to_i64,
-    tokens::{kind_name, token_record, COLUMNS},
+    tokens::{insert_with, token_record, COLUMNS},
 };
 use crate::{
     domain::secrets::TokenKey,
@@ -71,24 +71,8 @@ pub(super) async fn import_tokens(
         )
         .await?;
     let mut inserted = 0;
-    for NewToken { key, record: t } in &tokens {
-        inserted += tx
-            .execute(
-                &stmt,
-                &[
-                    &&key.0[..],
-                    &kind_name(t.kind),
-                    &&t.grant_id.0[..],
-                    &t.client_id,
-                    &t.subject,
-                    &t.scopes.to_string(),
-                    &t.resource,
-                    &t.issued_at,
-                    &t.expires_at,
-                    &t.rotated_at_us,
-                ],
-            )
-            .await?;
+    for NewToken { key, record } in &tokens {
+        inserted += insert_with(&tx, &stmt, key, record).await?;
     }
     tx.commit().await?;
     Ok(usize::try_from(inserted).unwrap_or(usize::MAX))

@@ -190,6 +190,25 @@ async fn client_credentials(app: &TestApp, id: &str, secret: &str) -> Reply {
 }
 
 /// Runs `oauth-mcp admin --data-dir DIR ARGS...`, with `stdin` piped in if given.
+/// The value after `name` on the admin CLI's output line that starts with it
+/// (`client_id: …`).
+fn field(stdout: &str, name: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(name))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+}
+
+/// An admin CLI run as (success, stdout, stderr).
+fn outcome(out: std::process::Output) -> (bool, String, String) {
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
 fn admin_cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use std::io::Write as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_oauth-mcp"))

@@ -13,19 +13,7 @@ fn pg_admin(dir: &Path, url: &str, args: &[&str], stdin: Option<&str>) -> (bool,
     let mut all = vec!["--database-url", url];
     all.extend_from_slice(args);
     let out = admin_cli(dir, &all, stdin);
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
-fn field(stdout: &str, name: &str) -> String {
-    stdout
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(name))
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+    outcome(out)
 }
 
 /// Polls `check` for up to two seconds.

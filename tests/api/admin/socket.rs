@@ -25,19 +25,7 @@ async fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, S
     })
     .await
     .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
-fn field(stdout: &str, name: &str) -> String {
-    stdout
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(name))
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+    outcome(out)
 }
 
 /// Sends raw bytes on the socket and answers the raw answer.

@@ -35,7 +35,7 @@ use crate::{
         cookie_pairs, demo_authorize_params, hidden_inputs, pkce_pair, DEMO_CLIENT_ID,
         DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_REDIRECT_URI, DEMO_USER,
     },
-    shutdown::{start_binary_with, wait_exit, Log},
+    shutdown::{log_problems, start_binary_with, wait_exit, Log},
 };
 
 mod holder;

@@ -64,12 +64,6 @@ impl Server {
 
     /// What makes a start unclean: error-level events and anything on standard error.
     pub(super) fn problems(&self) -> Vec<String> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|line| line.starts_with("stderr: ") || line.contains("\"level\":\"ERROR\""))
-            .cloned()
-            .collect()
+        log_problems(&self.log)
     }
 }

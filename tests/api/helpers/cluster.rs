@@ -19,7 +19,7 @@ use rand::RngExt as _;
 use tempfile::TempDir;
 
 use super::{attach, test_database, TestApp, TestDatabase};
-use crate::shutdown::{start_binary_with, wait_exit, Log};
+use crate::shutdown::{log_problems, start_binary_with, wait_exit, Log};
 
 /// One server process of a [`Cluster`].
 pub struct Instance {
@@ -46,13 +46,7 @@ impl Instance {
 
     /// Log lines that make a run unclean: error-level events and anything on standard error.
     pub fn problems(&self) -> Vec<String> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|line| line.starts_with("stderr: ") || line.contains("\"level\":\"ERROR\""))
-            .cloned()
-            .collect()
+        log_problems(&self.log)
     }
 }
 
