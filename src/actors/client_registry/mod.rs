@@ -62,6 +62,8 @@ use crate::{
 
 mod clients;
 mod index;
+#[cfg(test)]
+mod index_tests;
 mod repeats;
 mod sign_in;
 #[cfg(test)]
