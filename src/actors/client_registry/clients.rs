@@ -181,6 +181,7 @@ impl ClientRegistry {
         }
         let mut marked = client;
         marked.used = true;
+        let generation = self.generation();
         let answer = self.store.put_client(marked.clone());
         self.after_store(answer, move |act, out| {
             // The store says whether the client is still there: a removal may have
@@ -190,7 +191,9 @@ impl ClientRegistry {
             let stored = out?;
             act.unused
                 .remove(&(marked.issued_at, marked.client_id.clone()));
-            if !stored {
+            if !stored || !act.unchanged_since(generation) {
+                // Gone, or changed elsewhere meanwhile: read it again (see
+                // `unchanged_since`).
                 act.forget_client(&marked.client_id);
             } else if let Some(client) = act.clients.get_mut(&marked.client_id) {
                 *client = marked;
