@@ -13,8 +13,7 @@ use oauth_mcp::{
     storage::{GrantHolder, StorageError},
     Config, RunningServer, StartError,
 };
-use reqwest::header;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tempfile::TempDir;
 use url::Url;
 
@@ -164,21 +163,7 @@ fn assert_refused(reply: &Reply) {
 
 /// Status of an MCP `initialize` with `token`.
 async fn mcp_status(app: &TestApp, token: &str) -> u16 {
-    let body = json!({
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "admin-test", "version": "1"}}
-    });
-    app.client
-        .post(app.url("/mcp"))
-        .bearer_auth(token)
-        .header(header::ACCEPT, "application/json, text/event-stream")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    app.mcp_initialize(token).await.status().as_u16()
 }
 
 async fn client_credentials(app: &TestApp, id: &str, secret: &str) -> Reply {

@@ -1,7 +1,7 @@
 //! The MCP endpoint: an authenticated `initialize`, and the JSON-RPC answer read from a JSON or
 //! SSE (Streamable HTTP) response body.
 
-use reqwest::{header, Response};
+use reqwest::{header, RequestBuilder, Response};
 use serde_json::Value;
 
 use super::{Reply, TestApp};
@@ -9,6 +9,14 @@ use super::{Reply, TestApp};
 impl TestApp {
     /// An MCP `initialize` at `/mcp` with `token` as the bearer; the raw response.
     pub async fn mcp_initialize(&self, token: &str) -> Response {
+        self.mcp_initialize_request(token)
+            .send()
+            .await
+            .expect("POST /mcp")
+    }
+
+    /// The request of [`TestApp::mcp_initialize`], for a caller to add to (a `Host`, say).
+    pub fn mcp_initialize_request(&self, token: &str) -> RequestBuilder {
         self.client
             .post(self.url("/mcp"))
             .bearer_auth(token)
@@ -18,9 +26,6 @@ impl TestApp {
                 "params": {"protocolVersion": "2025-11-25", "capabilities": {},
                            "clientInfo": {"name": "oauth-mcp-tests", "version": "1"}}
             }))
-            .send()
-            .await
-            .expect("POST /mcp")
     }
 
     /// A stateless (2026-07-28: no session, the protocol version and client in `_meta`)

@@ -37,19 +37,8 @@ pub(super) const SHARED: [&str; 2] = ["--public-url", PUBLIC_URL];
 /// the `Host` a load balancer forwards (the public URL's: the DNS-rebinding defence
 /// accepts only that).
 pub(super) async fn mcp_status(app: &TestApp, token: &str) -> u16 {
-    app.client
-        .post(app.url("/mcp"))
-        .bearer_auth(token)
+    app.mcp_initialize_request(token)
         .header(reqwest::header::HOST, "localhost:8000")
-        .header(
-            reqwest::header::ACCEPT,
-            "application/json, text/event-stream",
-        )
-        .json(&serde_json::json!({
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                       "clientInfo": {"name": "oauth-mcp-tests", "version": "1"}}
-        }))
         .send()
         .await
         .expect("POST /mcp")
