@@ -9,14 +9,25 @@
 //! # Pipelined, not one savepoint after another
 //! The intents of a batch run *concurrently* on its one connection, which pipelines their
 //! statements (tokio-postgres sends every statement it is given without waiting for the
-//! answers of earlier ones): a batch of 16 rotations costs about the round trips of one
-//! (eight) rather than of sixteen. The first version ran the intents one after another,
-//! each under its own `SAVEPOINT` (so that a failure rolled back only itself): that
-//! serialised them on the connection, and measured slower than no batching at all
-//! (BENCHMARKS.md, "PostgreSQL"): on a busy machine every round trip waits for the
-//! scheduler, and a lane of savepoints made 16 × 8 of them in a row. Savepoints cannot be
-//! pipelined (they nest in the order they are sent, so interleaved intents would roll back
-//! each other's statements).
+//! answers of earlier ones). The first version ran the intents one after another, each
+//! under its own `SAVEPOINT` (so that a failure rolled back only itself): that serialised
+//! them on the connection, and measured slower than no batching at all (BENCHMARKS.md,
+//! "PostgreSQL"): on a busy machine every round trip waits for the scheduler, and a lane of
+//! savepoints made 16 × 8 of them in a row. Savepoints cannot be pipelined (they nest in
+//! the order they are sent, so interleaved intents would roll back each other's
+//! statements).
+//!
+//! # Fewer statements, fewer round trips
+//! What a batch costs is mostly its statements and round trips, not its rows: every
+//! statement is a round of the protocol (PostgreSQL `send`s an answer at each `Sync`, and
+//! each wakes us), and a round trip waits for two schedulers. So:
+//! - the rotations alone on their token run as one set, two statements for all of them
+//!   (`tokens::rotate_all`: one read, one write) rather than two each;
+//! - `BEGIN` is pipelined with the first statements ([`Open`]);
+//! - when the batch is nothing but that set, its `COMMIT` goes out right behind the write,
+//!   without waiting for the write's answer (a failed write aborts the transaction, and the
+//!   `COMMIT` then rolls back): two round trips per batch of rotations, whatever its size;
+//! - plans are generic ([`GENERIC_PLANS`]).
 //!
 //! # What a batch must get right
 //! - **One intent's failure is its own.** Any error aborts the shared transaction, so the
@@ -24,7 +35,9 @@
 //!   alone, in arrival order, after it ([`alone`]): the failing one fails by itself (a
 //!   unique violation, say), the others succeed as they would have. Failures of the hot
 //!   intents are rare (keys are random), so the fast path is the common one.
-//! - **Nothing is answered before the commit.** Outcomes are held until `COMMIT` returned;
+//! - **Nothing is answered before the commit.** Outcomes are held until `COMMIT` returned
+//!   (and, when it was sent behind the write, until every intent's answer said that
+//!   nothing failed before it);
 //!   if it fails, or the connection is lost during it (outcome unknown), every intent of
 //!   the batch answers an error and no credential leaves the server (never run again: the
 //!   commit may have happened).
@@ -81,6 +94,13 @@ pub const MAX_BATCH: usize = 64;
 /// token or grant, rare outside a client retrying one refresh token through several
 /// instances.
 pub const LOCK_TIMEOUT: &str = "20ms";
+
+/// Plans of the batched statements are made once per connection and kept: their
+/// parameters are keys and arrays of rows, whose values never change the best plan (index
+/// lookups by primary key), but PostgreSQL's plan cache went on planning the set
+/// statements afresh for every batch (arrays of another length look like another case to
+/// it), about an eighth of PostgreSQL's time per rotation.
+const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// Batches in flight at once when [`LANES_ENV`] does not say otherwise.
 pub const DEFAULT_LANES: usize = 2;
@@ -342,38 +362,107 @@ async fn lane(pool: Pool, queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>, count
     }
 }
 
+/// A batch's transaction, begun and ended by hand rather than with the driver's
+/// `Transaction` (which waits for `BEGIN`'s answer before anything else is sent): here
+/// `BEGIN` is pipelined with the intents' first statements, one round trip fewer per batch.
+/// The connection goes back to the pool only after `COMMIT` or `ROLLBACK` succeeded; on
+/// any other way out (an error, a dropped future) it is taken out of the pool and closed,
+/// which makes PostgreSQL roll back whatever was open (never a connection handed to the
+/// next user inside a transaction).
+struct Open {
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl Open {
+    fn client(&self) -> Result<&deadpool_postgres::Object, StorageError> {
+        self.client.as_ref().ok_or(StorageError::Closed)
+    }
+
+    /// The transaction was ended by a statement sent with the last ones, answering
+    /// `result`: the connection goes back to the pool if it succeeded.
+    fn ended(
+        mut self,
+        result: Result<(), tokio_postgres::Error>,
+    ) -> Result<(), tokio_postgres::Error> {
+        if result.is_ok() {
+            drop(self.client.take());
+        }
+        result
+    }
+
+    /// Ends the transaction with `sql` (`COMMIT` or `ROLLBACK`); the connection goes back
+    /// to the pool only if that succeeded.
+    async fn end(mut self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        if let Some(client) = &self.client {
+            client.batch_execute(sql).await?;
+        }
+        // Ended: back to the pool (dropping the object returns it).
+        drop(self.client.take());
+        Ok(())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // Not ended: closing the connection rolls back whatever it had open.
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
 /// Runs `jobs` in one transaction, intents on different keys concurrently (pipelined on the
 /// connection), and answers them after the commit. Answers the jobs to run alone instead:
 /// all of them when anything failed before the commit (nothing of the batch committed).
 async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
-    let mut client = match pool.get().await {
-        Ok(c) => c,
+    let open = match pool.get().await {
+        Ok(c) => Open { client: Some(c) },
         Err(e) => return fail_all(jobs, &e.into()),
     };
-    let tx = match client.transaction().await {
-        Ok(tx) => tx,
-        Err(e) => return fail_all(jobs, &e.into()),
+    let Ok(client) = open.client() else {
+        return fail_all(jobs, &StorageError::Closed);
     };
-    let bounded = (jobs.len() > 1).then(|| format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"));
-    // Chains of intents on one key, in arrival order; chains run side by side.
-    let mut chains: Vec<Vec<Job>> = Vec::new();
-    for job in jobs {
-        match chains.iter_mut().find(|c| {
-            c.first()
-                .is_some_and(|f| f.intent.key() == job.intent.key())
-        }) {
-            Some(chain) => chain.push(job),
-            None => chains.push(vec![job]),
+    // One simple query: `BEGIN`, generic plans, and for more than one intent the lock
+    // timeout (module doc, "No deadlock across batches"). It is polled first, so it goes
+    // out before the intents' first statements and the server runs it first. It cannot
+    // fail while the connection works; if it did, the intents' answers are withheld
+    // (below), the connection is closed, and the statements that ran outside a transaction
+    // wrote nothing (the rotations' write refuses to; see `tokens::WRITE_LIVE`).
+    let begin = if jobs.len() > 1 {
+        format!("BEGIN; {GENERIC_PLANS}; SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+    } else {
+        format!("BEGIN; {GENERIC_PLANS}")
+    };
+    let (set, chains) = split(jobs);
+    let rotations: Vec<&Rotation> = set
+        .iter()
+        .filter_map(|job| match &job.intent {
+            Intent::Rotate(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    // A batch of nothing but the set's rotations has its `COMMIT` pipelined behind their
+    // write (`tokens::rotate_all`), when that is the last statement.
+    let commit_behind = chains.is_empty();
+    let begun = async {
+        client
+            .batch_execute(&begin)
+            .await
+            .map_err(StorageError::from)
+    };
+    let set_run = async {
+        if rotations.is_empty() {
+            return (Ok(Vec::new()), None);
         }
-    }
-    let shared = &tx;
-    // The timeout is sent first and pipelined with the intents' first statements (it is
-    // polled first, so it goes out first, and the server runs it first).
-    let bound = async {
-        match &bounded {
-            Some(sql) => shared.batch_execute(sql).await.map_err(StorageError::from),
-            None => Ok(()),
-        }
+        let commit = async {
+            if commit_behind {
+                Some(client.batch_execute("COMMIT").await)
+            } else {
+                None
+            }
+        };
+        let (outcomes, committed) = tokens::rotate_all(client, &rotations, commit).await;
+        (outcomes, committed.flatten())
     };
     let intents = futures_util::future::join_all(chains.into_iter().map(|chain| async move {
         let mut out = Vec::with_capacity(chain.len());
@@ -383,7 +472,7 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
             let outcome = if failed {
                 None
             } else {
-                match job.intent.run(shared).await {
+                match job.intent.run(client).await {
                     Ok(o) => Some(o),
                     Err(e) => {
                         tracing::debug!(error = %e, "an intent failed; its batch runs alone");
@@ -396,13 +485,39 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
         }
         out
     }));
-    let (bound, ran) = futures_util::future::join(bound, intents).await;
-    let ran: Vec<(Job, Option<Outcome>)> = ran.into_iter().flatten().collect();
-    if bound.is_err() || ran.iter().any(|(_, o)| o.is_none()) {
-        // Dropping the transaction rolls it back; the connection goes back to the pool.
-        return ran.into_iter().map(|(job, _)| job).collect();
+    let (begun, (rotated, committed), ran) =
+        futures_util::future::join3(begun, set_run, intents).await;
+    let mut ran: Vec<(Job, Option<Outcome>)> = ran.into_iter().flatten().collect();
+    match rotated {
+        Ok(outcomes) if outcomes.len() == set.len() => ran.extend(
+            set.into_iter()
+                .zip(outcomes.into_iter().map(|o| Some(Outcome::Rotated(o)))),
+        ),
+        Ok(_) => ran.extend(set.into_iter().map(|job| (job, None))),
+        Err(e) => {
+            tracing::debug!(error = %e, "the batch's rotations failed; its batch runs alone");
+            ran.extend(set.into_iter().map(|job| (job, None)));
+        }
     }
-    let failure = match tx.commit().await {
+    if let Err(e) = begun {
+        // Dropping `open` closes the connection: whatever ran is rolled back.
+        let jobs = ran.into_iter().map(|(job, _)| job).collect();
+        return fail_all(jobs, &e);
+    }
+    let failed = ran.iter().any(|(_, o)| o.is_none());
+    let committed = match committed {
+        // Sent behind the last statement: after a failure (PostgreSQL's, which aborted
+        // the transaction) it rolled back.
+        Some(result) => open.ended(result),
+        None if failed => {
+            // Rolled back (or, if that fails, the connection closed).
+            let _ = open.end("ROLLBACK").await;
+            return ran.into_iter().map(|(job, _)| job).collect();
+        }
+        None => open.end("COMMIT").await,
+    };
+    let failure = match committed {
+        Ok(()) if failed => return ran.into_iter().map(|(job, _)| job).collect(),
         Ok(()) => {
             counts.batches.fetch_add(1, Ordering::Relaxed);
             counts.intents.fetch_add(
@@ -432,6 +547,26 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
         job.answer(Err(same(&e)));
     }
     Vec::new()
+}
+
+/// Splits a batch's jobs into the set of rotations alone on their key, run together (one
+/// read and one write for all: `tokens::rotate_all`), and chains of the other intents,
+/// each chain the intents on one key in arrival order (module doc, "Intents on one row").
+fn split(jobs: Vec<Job>) -> (Vec<Job>, Vec<Vec<Job>>) {
+    let mut chains: Vec<Vec<Job>> = Vec::new();
+    for job in jobs {
+        match chains.iter_mut().find(|c| {
+            c.first()
+                .is_some_and(|f| f.intent.key() == job.intent.key())
+        }) {
+            Some(chain) => chain.push(job),
+            None => chains.push(vec![job]),
+        }
+    }
+    let (set, chains): (Vec<_>, Vec<_>) = chains
+        .into_iter()
+        .partition(|c| matches!(c.as_slice(), [job] if matches!(job.intent, Intent::Rotate(_))));
+    (set.into_iter().flatten().collect(), chains)
 }
 /// Answers every job `e` (nothing of theirs committed); nothing is left to run again.
 fn fail_all(jobs: Vec<Job>, e: &StorageError) -> Vec<Job> {

@@ -435,6 +435,13 @@ mod lock {
         i32::from_be_bytes([a, b, c, d])
     }
 
+    /// [`grant_key`] computed by PostgreSQL from the grant id in `column`, for statements
+    /// that lock a grant they read (the same number: its first four bytes, big-endian, as a
+    /// signed 32-bit integer).
+    pub(super) fn grant_key_sql(column: &str) -> String {
+        format!("('x' || encode(substring({column} FROM 1 FOR 4), 'hex'))::bit(32)::int")
+    }
+
     /// Dynamic client registration under the bound: counting and inserting.
     pub(super) const REGISTRATION: i32 = 0x6f61_0002;
 

@@ -7,7 +7,7 @@
 //! rotation and revocation of one grant).
 
 use deadpool_postgres::{GenericClient, Pool};
-use tokio_postgres::Row;
+use tokio_postgres::{types::ToSql, Row};
 
 use super::{
     batch::Batcher,
@@ -15,7 +15,10 @@ use super::{
     corrupt, grant_id, lock, persisted, to_usize,
 };
 use crate::{
-    domain::{scope::Scopes, secrets::TokenKey},
+    domain::{
+        scope::Scopes,
+        secrets::{AccessToken, RefreshToken, TokenKey},
+    },
     storage::{
         GrantHolder, GrantId, GrantRevocation, IssueOutcome, NewToken, Persist, RevokedGrants,
         RotateOutcome, Rotation, RotationStep, StorageError, StoreFuture, Successors, Swept,
@@ -70,45 +73,168 @@ pub(super) fn token_record(row: &Row) -> Result<TokenRecord, StorageError> {
     })
 }
 
-async fn insert(
-    c: &impl GenericClient,
-    key: &TokenKey,
-    t: &TokenRecord,
-) -> Result<(), StorageError> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO tokens (key, kind, grant_id, client_id, subject, scopes, resource, \
-             issued_at, expires_at, rotated_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .await?;
-    insert_with(c, &stmt, key, t).await?;
-    Ok(())
+/// The one statement that writes issued and rotated tokens: inserts tokens and sets
+/// rotated marks, each only if its grant is not revoked, and answers the grants that were
+/// live (everything of theirs was written; nothing of the others). Arrays, one element per
+/// row: $1 the grants to check; $2 to $11 the tokens' ten columns ([`TokenColumns::NAMES`]);
+/// $12 to $14 the marks (presented key, time, grant).
+///
+/// One statement for any number of tokens, not a check followed by one write per token:
+/// every statement costs a round of the protocol (a `Sync`, so a `send` by PostgreSQL and a
+/// wake-up of ours) and PostgreSQL's per-statement work (executor start, the table's
+/// constraints compiled), which were most of a rotation's cost (BENCHMARKS.md,
+/// "PostgreSQL"). The revocations are read in this statement's snapshot, which is taken
+/// after the caller holds the grants' locks (taken by an earlier statement): no revocation
+/// of those grants can commit between that read and the commit of these rows.
+///
+/// Marks are set only inside the transaction that read and locked their tokens: that
+/// transaction has an id (locking a row assigns one), a fresh one does not yet. So if the
+/// statement ever ran outside it (after a `BEGIN` that failed, or behind a `COMMIT` sent
+/// too early), it writes nothing and the rotations answer invalid, rather than rotate a
+/// token no longer locked.
+pub(super) static WRITE_LIVE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let arrays: Vec<String> = TokenColumns::TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format!("${}::{ty}[]", i + 2))
+        .collect();
+    format!(
+        "WITH live AS MATERIALIZED (SELECT DISTINCT u.g FROM unnest($1::bytea[]) AS u(g) \
+         WHERE NOT EXISTS (SELECT 1 FROM revoked_grants r WHERE r.grant_id = u.g) \
+         AND (cardinality($12::bytea[]) = 0 OR txid_current_if_assigned() IS NOT NULL)), \
+         ins AS (INSERT INTO tokens ({names}) SELECT * FROM unnest({arrays}) AS v({names}) \
+         WHERE v.grant_id IN (SELECT g FROM live)), \
+         mark AS (UPDATE tokens t SET rotated_at_us = m.at \
+         FROM unnest($12::bytea[], $13::bigint[], $14::bytea[]) AS m(key, at, grant_id) \
+         WHERE t.key = m.key AND m.grant_id IN (SELECT g FROM live)) \
+         SELECT g FROM live",
+        names = TokenColumns::NAMES,
+        arrays = arrays.join(", ")
+    )
+});
+
+/// What [`WRITE_LIVE`] writes: tokens, and rotated marks (presented key, time), each with
+/// its grant.
+#[derive(Default)]
+pub(super) struct LiveWrites<'a> {
+    pub(super) tokens: Vec<(&'a TokenKey, &'a TokenRecord)>,
+    pub(super) marks: Vec<(&'a TokenKey, i64, &'a GrantId)>,
 }
 
-/// Runs `stmt`, an `INSERT INTO tokens` of the ten columns in [`insert`]'s order ($1 to
-/// $10), for one token: answers the rows inserted (0 for `ON CONFLICT DO NOTHING`).
+impl LiveWrites<'_> {
+    /// Writes everything whose grant is live with `stmt` ([`WRITE_LIVE`], prepared);
+    /// answers the live grants (as stored: comparing bytes cannot fail once the answer
+    /// arrived, which `rotate_all` relies on when its `COMMIT` is pipelined).
+    pub(super) async fn run(
+        &self,
+        c: &impl GenericClient,
+        stmt: &tokio_postgres::Statement,
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
+        let mut grants: Vec<&[u8]> = self
+            .tokens
+            .iter()
+            .map(|(_, t)| &t.grant_id.0[..])
+            .chain(self.marks.iter().map(|(_, _, g)| &g.0[..]))
+            .collect();
+        grants.sort_unstable();
+        grants.dedup();
+        let t = &self.tokens;
+        let column =
+            |f: fn(&TokenRecord) -> i64| -> Vec<i64> { t.iter().map(|(_, r)| f(r)).collect() };
+        let keys: Vec<&[u8]> = t.iter().map(|(k, _)| &k.0[..]).collect();
+        let kinds: Vec<&str> = t.iter().map(|(_, r)| kind_name(r.kind)).collect();
+        let token_grants: Vec<&[u8]> = t.iter().map(|(_, r)| &r.grant_id.0[..]).collect();
+        let clients: Vec<&str> = t.iter().map(|(_, r)| r.client_id.as_str()).collect();
+        let subjects: Vec<Option<&str>> = t.iter().map(|(_, r)| r.subject.as_deref()).collect();
+        let scopes: Vec<String> = t.iter().map(|(_, r)| r.scopes.to_string()).collect();
+        let resources: Vec<&str> = t.iter().map(|(_, r)| r.resource.as_str()).collect();
+        let issued = column(|r| r.issued_at);
+        let expires = column(|r| r.expires_at);
+        let rotated: Vec<Option<i64>> = t.iter().map(|(_, r)| r.rotated_at_us).collect();
+        let marked: Vec<&[u8]> = self.marks.iter().map(|(k, _, _)| &k.0[..]).collect();
+        let at: Vec<i64> = self.marks.iter().map(|(_, at, _)| *at).collect();
+        let mark_grants: Vec<&[u8]> = self.marks.iter().map(|(_, _, g)| &g.0[..]).collect();
+        let rows = c
+            .query(
+                stmt,
+                &[
+                    &grants,
+                    &keys,
+                    &kinds,
+                    &token_grants,
+                    &clients,
+                    &subjects,
+                    &scopes,
+                    &resources,
+                    &issued,
+                    &expires,
+                    &rotated,
+                    &marked,
+                    &at,
+                    &mark_grants,
+                ],
+            )
+            .await?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+}
+
+/// A token row's ten column values, borrowed from its key and record (the scopes written
+/// out), as the parameters of a one-row statement.
+struct TokenColumns<'a> {
+    key: &'a [u8],
+    kind: &'static str,
+    grant: &'a [u8],
+    record: &'a TokenRecord,
+    scopes: String,
+}
+
+impl<'a> TokenColumns<'a> {
+    /// The columns, in the order of [`TokenColumns::params`].
+    const NAMES: &'static str = "key, kind, grant_id, client_id, subject, scopes, resource, \
+                                 issued_at, expires_at, rotated_at_us";
+    /// Their types, in the same order (an `unnest` does not take them from the table).
+    const TYPES: [&'static str; 10] = [
+        "bytea", "text", "bytea", "text", "text", "text", "text", "bigint", "bigint", "bigint",
+    ];
+
+    fn of(key: &'a TokenKey, record: &'a TokenRecord) -> Self {
+        Self {
+            key: &key.0[..],
+            kind: kind_name(record.kind),
+            grant: &record.grant_id.0[..],
+            record,
+            scopes: record.scopes.to_string(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+        let t = self.record;
+        [
+            &self.key,
+            &self.kind,
+            &self.grant,
+            &t.client_id,
+            &t.subject,
+            &self.scopes,
+            &t.resource,
+            &t.issued_at,
+            &t.expires_at,
+            &t.rotated_at_us,
+        ]
+    }
+}
+
+/// Runs `stmt`, an `INSERT INTO tokens` of the ten columns in [`TokenColumns::NAMES`]'s
+/// order ($1 to $10), for one token: answers the rows inserted (0 for `ON CONFLICT DO
+/// NOTHING`).
 pub(super) async fn insert_with(
     c: &impl GenericClient,
     stmt: &tokio_postgres::Statement,
     key: &TokenKey,
     t: &TokenRecord,
 ) -> Result<u64, StorageError> {
-    Ok(c.execute(
-        stmt,
-        &[
-            &&key.0[..],
-            &kind_name(t.kind),
-            &&t.grant_id.0[..],
-            &t.client_id,
-            &t.subject,
-            &t.scopes.to_string(),
-            &t.resource,
-            &t.issued_at,
-            &t.expires_at,
-            &t.rotated_at_us,
-        ],
-    )
-    .await?)
+    Ok(c.execute(stmt, &TokenColumns::of(key, t).params()).await?)
 }
 
 /// The trait's `get`: the token unless its grant is revoked, in one statement (the primary
@@ -212,72 +338,256 @@ async fn pipelined<A, B>(
     futures_util::future::try_join(first, second).await
 }
 
-/// Marks the presented refresh token rotated at `at` (Unix µs).
-async fn mark_rotated(c: &impl GenericClient, key: &TokenKey, at: i64) -> Result<(), StorageError> {
-    let stmt = c
-        .prepare_cached("UPDATE tokens SET rotated_at_us = $2 WHERE key = $1")
-        .await?;
-    c.execute(&stmt, &[&&key.0[..], &at]).await?;
-    Ok(())
-}
-
 /// Issues `access` (and `refresh`) into their grant unless it is revoked, inside the
-/// caller's transaction (its own, or one savepoint of a batch: `batch.rs`). Whatever it
-/// answers, its writes are to be committed: the outcome holds only once they are.
+/// caller's transaction (its own, or a batch's: `batch.rs`). Whatever it answers, its
+/// writes are to be committed: the outcome holds only once they are.
 pub(super) async fn issue_in(
     c: &impl GenericClient,
     access: &NewToken,
     refresh: Option<&NewToken>,
 ) -> Result<IssueOutcome, StorageError> {
     // Shared: issues into one grant run side by side; a revocation waits for them (and
-    // covers their tokens), or they wait for it (and see it). Lock and check are sent
-    // together (pipelined, see `pipelined`), as are the inserts.
+    // covers their tokens), or they wait for it (and see it). The lock and the conditional
+    // write are sent together (pipelined, see `pipelined`): one round trip.
     let grant = &access.record.grant_id;
-    let (_, revoked) = pipelined(lock_grant(c, grant, true), is_revoked(c, grant)).await?;
-    if revoked {
-        return Ok(IssueOutcome::GrantRevoked);
+    let mut writes = LiveWrites::default();
+    for t in std::iter::once(access).chain(refresh) {
+        writes.tokens.push((&t.key, &t.record));
     }
-    match refresh {
-        Some(refresh) => {
-            pipelined(
-                insert(c, &access.key, &access.record),
-                insert(c, &refresh.key, &refresh.record),
-            )
-            .await?;
-        }
-        None => insert(c, &access.key, &access.record).await?,
-    }
-    Ok(IssueOutcome::Issued)
+    let stmt = c.prepare_cached(&WRITE_LIVE).await?;
+    let (_, live) = pipelined(lock_grant(c, grant, true), writes.run(c, &stmt)).await?;
+    Ok(if live.iter().any(|g| g[..] == grant.0[..]) {
+        IssueOutcome::Issued
+    } else {
+        IssueOutcome::GrantRevoked
+    })
+}
+
+/// Reads the presented tokens of rotations for update and takes their grants' exclusive
+/// locks, in one statement: the rows first, in key order (the `MATERIALIZED` query locks
+/// them before the outer one calls the lock function on them), then the grants', in grant
+/// order: per intent, the one lock order of every intent (module doc). The revocations are
+/// not read here: this statement's snapshot may predate a revocation that commits while it
+/// waits for a grant's lock. The key is the last column (`token_record` reads the first).
+static READ_FOR_ROTATION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH t AS MATERIALIZED (SELECT l.* FROM \
+         (SELECT u.key FROM unnest($1::bytea[]) AS u(key) ORDER BY u.key) AS k, \
+         LATERAL (SELECT {COLUMNS}, key FROM tokens WHERE tokens.key = k.key FOR UPDATE) AS l) \
+         SELECT t.*, pg_advisory_xact_lock($2, {}) FROM t ORDER BY t.grant_id",
+        lock::grant_key_sql("t.grant_id")
+    )
+});
+
+/// The key in column `i` of `row`.
+pub(super) fn key_at(row: &Row, i: usize) -> Result<TokenKey, StorageError> {
+    let key: &[u8] = row.try_get(i)?;
+    <[u8; 40]>::try_from(key)
+        .map(TokenKey)
+        .map_err(|_| corrupt(TOKENS, "a key of the wrong length"))
 }
 
 /// Rotates the presented refresh token (the trait's `rotate`), inside the caller's
-/// transaction (its own, or one savepoint of a batch: `batch.rs`). Whatever it answers, its
-/// writes are to be committed: a reuse's revocation as much as a rotation's successors.
-/// Outcomes that wrote nothing (invalid, repeated) commit nothing but the row lock.
+/// transaction (its own, or a batch's: `batch.rs`). See [`rotate_all`].
 pub(super) async fn rotate_in(
     tx: &impl GenericClient,
     r: &Rotation,
 ) -> Result<RotateOutcome, StorageError> {
-    // The row lock makes concurrent rotations of one token take turns: the second reads
-    // the token as the first left it (rotated) and answers within the grace rule.
-    let stmt = tx
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM tokens WHERE key = $1 FOR UPDATE"
-        ))
-        .await?;
-    let Some(row) = tx.query_opt(&stmt, &[&&r.presented.0[..]]).await? else {
-        return Ok(RotateOutcome::Invalid);
+    rotate_all(tx, &[r], std::future::ready(()))
+        .await
+        .0?
+        .pop()
+        .ok_or_else(|| StorageError::Database("a rotation without an outcome".into()))
+}
+
+/// Rotates the presented refresh tokens of `rotations` (each its own token: the caller
+/// never passes one token twice) inside the caller's transaction, and answers their
+/// outcomes in the same order. Whatever it answers, its writes are to be committed: a
+/// reuse's revocation as much as a rotation's successors. Outcomes that wrote nothing
+/// (invalid, repeated) commit nothing but the locks.
+///
+/// Two statements for any number of rotations, each waiting for the other's answer: the
+/// read of the presented tokens, locking them and their grants ([`READ_FOR_ROTATION`]);
+/// then, once the domain decided each step, the successors written and the presented tokens
+/// marked, for the grants not revoked ([`WRITE_LIVE`]). The rare steps (a reuse, a repeat
+/// within the grace window, a narrower scope than allowed) read and write per rotation,
+/// side by side with that statement.
+///
+/// `then` (a batch's `COMMIT`) is pipelined right behind the writing statement when that
+/// is the last statement, that is when there is a write and no rare step: a round trip
+/// fewer. Its result is then answered beside the outcomes; otherwise it is not run
+/// (`None`), and the caller ends the transaction itself. Once the write was sent, a
+/// failure can only be PostgreSQL's (which aborts the transaction: the `COMMIT` behind it
+/// rolls back) or the connection's (the `COMMIT` fails too): nothing is decoded from its
+/// answer that could fail on our side.
+pub(super) async fn rotate_all<T>(
+    tx: &impl GenericClient,
+    rotations: &[&Rotation],
+    then: impl std::future::Future<Output = T>,
+) -> (Result<Vec<RotateOutcome>, StorageError>, Option<T>) {
+    let read = async {
+        let (steps, rare) = read_steps(tx, rotations).await?;
+        let write = match steps.iter().any(|s| matches!(s, Step::First(_))) {
+            true => Some(tx.prepare_cached(&WRITE_LIVE).await?),
+            false => None,
+        };
+        Ok::<_, StorageError>((steps, rare, write))
     };
-    let old = token_record(&row)?;
-    if !r.accepts(&old) {
-        return Ok(RotateOutcome::Invalid);
+    let (steps, rare, write) = match read.await {
+        Ok(read) => read,
+        Err(e) => return (Err(e), None),
+    };
+    let mut writes = LiveWrites::default();
+    for (r, step) in rotations.iter().zip(&steps) {
+        if let Step::First(first) = step {
+            writes
+                .tokens
+                .push((&first.access.key, &first.access.record));
+            writes
+                .tokens
+                .push((&first.refresh.key, &first.refresh.record));
+            writes
+                .marks
+                .push((&r.presented, r.rotated_at_us, &first.grant));
+        }
     }
+    // The shared write first (polled first; its statement is prepared, so its first poll
+    // sends it), then the rare steps, or `then` right behind the write.
+    let written = async {
+        match &write {
+            Some(stmt) => writes.run(tx, stmt).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    let rare: Vec<_> = rare
+        .into_iter()
+        .map(|(r, old, step)| rare_step(tx, r, old, step))
+        .collect();
+    let (written, rare, then) = if rare.is_empty() && write.is_some() {
+        let (written, then) = futures_util::future::join(written, then).await;
+        (written, Ok(Vec::new()), Some(then))
+    } else {
+        let (written, rare) =
+            futures_util::future::join(written, futures_util::future::try_join_all(rare)).await;
+        (written, rare, None)
+    };
+    let outcomes = written.and_then(|live| {
+        let mut rare = rare?.into_iter();
+        steps
+            .into_iter()
+            .map(|step| match step {
+                Step::Decided(outcome) => Ok(outcome),
+                Step::First(first) if live.iter().any(|g| g[..] == first.grant.0[..]) => {
+                    let (access, refresh) = first.tokens;
+                    Ok(RotateOutcome::Rotated(Successors {
+                        access,
+                        refresh,
+                        access_record: first.access.record,
+                    }))
+                }
+                Step::First(_) => Ok(RotateOutcome::Invalid),
+                Step::Rare => rare
+                    .next()
+                    .ok_or_else(|| StorageError::Database("a rotation lost its outcome".into())),
+            })
+            .collect()
+    });
+    (outcomes, then)
+}
+
+/// A rotation's step once its token was read.
+enum Step {
+    /// Answered already: the token is unknown, not this client's refresh token, or expired.
+    Decided(RotateOutcome),
+    /// A first rotation, written by the shared statement.
+    First(Box<FirstRotation>),
+    /// One of the rare steps, run by itself ([`rare_step`]).
+    Rare,
+}
+
+/// A rare step to run: the rotation, its token as read, the step.
+type RareStep<'a> = (&'a Rotation, TokenRecord, RotationStep);
+
+/// Reads the presented tokens of `rotations` ([`READ_FOR_ROTATION`]) and decides each
+/// one's step, in order; the rare steps to run beside.
+async fn read_steps<'a>(
+    tx: &impl GenericClient,
+    rotations: &[&'a Rotation],
+) -> Result<(Vec<Step>, Vec<RareStep<'a>>), StorageError> {
+    // The row locks make concurrent rotations of one token take turns: the second reads
+    // the token as the first left it (rotated) and answers within the grace rule.
+    let keys: Vec<&[u8]> = rotations.iter().map(|r| &r.presented.0[..]).collect();
+    let stmt = tx.prepare_cached(&READ_FOR_ROTATION).await?;
+    let rows = tx.query(&stmt, &[&keys, &lock::GRANT]).await?;
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        found.insert(key_at(row, 9)?, token_record(row)?);
+    }
+    let mut steps = Vec::with_capacity(rotations.len());
+    let mut rare = Vec::new();
+    for r in rotations {
+        let Some(old) = found.remove(&r.presented).filter(|old| r.accepts(old)) else {
+            steps.push(Step::Decided(RotateOutcome::Invalid));
+            continue;
+        };
+        steps.push(match r.step(&old) {
+            RotationStep::Rotate {
+                access,
+                refresh,
+                access_record,
+                refresh_record,
+            } => Step::First(Box::new(FirstRotation {
+                grant: old.grant_id,
+                access: NewToken {
+                    key: access.key(),
+                    record: access_record,
+                },
+                refresh: NewToken {
+                    key: refresh.key(),
+                    record: refresh_record,
+                },
+                tokens: (access, refresh),
+            })),
+            step => {
+                rare.push((*r, old, step));
+                Step::Rare
+            }
+        });
+    }
+    Ok((steps, rare))
+}
+
+/// A first rotation of a presented token, to be written by the shared statement.
+struct FirstRotation {
+    grant: GrantId,
+    access: NewToken,
+    refresh: NewToken,
+    /// The successors' values, answered once written.
+    tokens: (AccessToken, RefreshToken),
+}
+
+/// The rare steps of a rotation of `old` (read and locked with its grant by the caller):
+/// each checks the grant's revocation first (revoked: invalid, whatever the step).
+async fn rare_step(
+    tx: &impl GenericClient,
+    r: &Rotation,
+    old: TokenRecord,
+    step: RotationStep,
+) -> Result<RotateOutcome, StorageError> {
     let grant = &old.grant_id;
-    let (_, revoked) = pipelined(lock_grant(tx, grant, false), is_revoked(tx, grant)).await?;
-    if revoked {
-        return Ok(RotateOutcome::Invalid);
-    }
-    match r.step(&old) {
+    match step {
+        RotationStep::Repeat { access, refresh } => {
+            let (revoked, (access_record, refresh_record)) = pipelined(
+                is_revoked(tx, grant),
+                pipelined(get(tx, &access.key()), get(tx, &refresh.key())),
+            )
+            .await?;
+            if revoked {
+                return Ok(RotateOutcome::Invalid);
+            }
+            Ok(r.repeated(grant, access, refresh, access_record, refresh_record))
+        }
+        _ if is_revoked(tx, grant).await? => Ok(RotateOutcome::Invalid),
         RotationStep::Reuse => {
             let revoked = revoke_grant_in(tx, old.grant_id, r.forget_at).await?;
             Ok(RotateOutcome::Reused {
@@ -287,36 +597,9 @@ pub(super) async fn rotate_in(
             })
         }
         RotationStep::InvalidScope => Ok(RotateOutcome::InvalidScope),
-        RotationStep::Repeat { access, refresh } => {
-            let (access_record, refresh_record) =
-                pipelined(get(tx, &access.key()), get(tx, &refresh.key())).await?;
-            Ok(r.repeated(
-                &old.grant_id,
-                access,
-                refresh,
-                access_record,
-                refresh_record,
-            ))
-        }
-        RotationStep::Rotate {
-            access,
-            refresh,
-            access_record,
-            refresh_record,
-        } => {
-            let (access_key, refresh_key) = (access.key(), refresh.key());
-            futures_util::future::try_join3(
-                insert(tx, &access_key, &access_record),
-                insert(tx, &refresh_key, &refresh_record),
-                mark_rotated(tx, &r.presented, r.rotated_at_us),
-            )
-            .await?;
-            Ok(RotateOutcome::Rotated(Successors {
-                access,
-                refresh,
-                access_record,
-            }))
-        }
+        RotationStep::Rotate { .. } => Err(StorageError::Database(
+            "a first rotation is written by the shared statement".into(),
+        )),
     }
 }
 

@@ -281,3 +281,129 @@ async fn an_intent_that_would_wait_inside_a_batch_runs_alone_after_it() {
     };
     assert_eq!(stores.batch_counts(), (0, 0, 2), "both ran alone");
 }
+
+/// Rotations alone on their tokens run as one set (one read, one write for all of them):
+/// a batch of first rotations only, whose `COMMIT` goes out behind the write, and a batch
+/// mixing first rotations with every rare step (repeat, reuse, a revoked grant, an unknown
+/// token, a foreign client) and an issue. Each answers as it would alone, and all of it
+/// committed.
+#[tokio::test]
+async fn rotations_alone_on_their_tokens_run_as_one_set() {
+    let Some(db) = db!() else { return };
+    let setup = db.stores.tokens();
+    let stores = db.stores.with_lanes(1);
+    let tokens = stores.tokens();
+    let held = GrantId::generate();
+    let mut blocker = db.stores.pool.get().await.unwrap();
+    // Queues `rotations` (and `issues`) behind a batch waiting for a grant lock held here,
+    // then lets it go: they share the next batch.
+    macro_rules! one_batch {
+        ($($intent:expr),+ $(,)?) => {{
+            let hold = blocker.transaction().await.unwrap();
+            hold.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)",
+                &[&lock::GRANT, &lock::grant_key(&held)],
+            )
+            .await
+            .unwrap();
+            let first = tokio::spawn(tokens.issue(new_token(held, "app"), None));
+            tokio::time::sleep(SETTLE).await;
+            let queued = ($(tokio::spawn($intent),)+);
+            tokio::time::sleep(SETTLE).await;
+            hold.commit().await.unwrap();
+            assert_eq!(first.await.unwrap().unwrap(), IssueOutcome::Issued);
+            queued
+        }};
+    }
+
+    let fresh: Vec<RefreshToken> = {
+        let mut fresh = Vec::new();
+        for _ in 0..3 {
+            fresh.push(stored_refresh(&setup, GrantId::generate()).await);
+        }
+        fresh
+    };
+    let queued = one_batch!(
+        tokens.rotate(rotation(&fresh[0], 100, None)),
+        tokens.rotate(rotation(&fresh[1], 100, Some("mcp:read"))),
+        tokens.rotate(rotation(&fresh[2], 100, None)),
+    );
+    let mut rotated = Vec::new();
+    for outcome in [queued.0, queued.1, queued.2] {
+        let RotateOutcome::Rotated(successors) = outcome.await.unwrap().unwrap() else {
+            panic!("a first rotation rotates");
+        };
+        rotated.push(successors);
+    }
+    assert_eq!(rotated[1].access_record.scopes.to_string(), "mcp:read");
+    assert_eq!(stores.batch_counts(), (2, 4, 0), "blocker, then the set");
+    for (presented, successors) in fresh.iter().zip(&rotated) {
+        assert!(exists(&setup, &successors.access.key()).await);
+        assert!(exists(&setup, &successors.refresh.key()).await);
+        let old = setup.get(&presented.key()).await.unwrap().unwrap();
+        assert_eq!(old.rotated_at_us, Some(100_000_000), "marked");
+    }
+
+    // Rare steps beside first rotations and an issue.
+    let revoked_grant = GrantId::generate();
+    let revoked = stored_refresh(&setup, revoked_grant).await;
+    setup.revoke_grant(revoked_grant, 10_000).await.unwrap();
+    let reused_grant = GrantId::generate();
+    let reused = stored_refresh(&setup, reused_grant).await;
+    let RotateOutcome::Rotated(_) = setup.rotate(rotation(&reused, 100, None)).await.unwrap()
+    else {
+        panic!("rotates");
+    };
+    let another = stored_refresh(&setup, GrantId::generate()).await;
+    let mut foreign = rotation(&another, 100, None);
+    foreign.client_id = "other".into();
+    let issued = new_token(GrantId::generate(), "app");
+    let issued_key = issued.key;
+    let queued = one_batch!(
+        tokens.rotate(rotation(&fresh[0], 101, None)),
+        tokens.rotate(rotation(&reused, 111, None)),
+        tokens.rotate(rotation(&revoked, 100, None)),
+        tokens.rotate(rotation(&RefreshToken::generate(), 100, None)),
+        tokens.rotate(foreign),
+        tokens.rotate(rotation(&another, 100, Some("mcp:admin"))),
+        tokens.rotate(rotation(&rotated[2].refresh, 101, None)),
+        tokens.issue(issued, None),
+    );
+    let RotateOutcome::Repeated(again) = queued.0.await.unwrap().unwrap() else {
+        panic!("within the window: repeated");
+    };
+    assert_eq!(again.refresh.secret(), rotated[0].refresh.secret());
+    let RotateOutcome::Reused { grant_id, .. } = queued.1.await.unwrap().unwrap() else {
+        panic!("past the window: reuse");
+    };
+    assert_eq!(grant_id, reused_grant);
+    for invalid in [queued.2, queued.3, queued.4] {
+        assert!(matches!(
+            invalid.await.unwrap().unwrap(),
+            RotateOutcome::Invalid
+        ));
+    }
+    assert!(matches!(
+        queued.5.await.unwrap().unwrap(),
+        RotateOutcome::InvalidScope
+    ));
+    let RotateOutcome::Rotated(next) = queued.6.await.unwrap().unwrap() else {
+        panic!("a successor rotates");
+    };
+    assert_eq!(queued.7.await.unwrap().unwrap(), IssueOutcome::Issued);
+    assert_eq!(stores.batch_counts(), (4, 13, 0), "blocker, then the set");
+    assert!(exists(&setup, &next.refresh.key()).await);
+    assert!(exists(&setup, &issued_key).await);
+    assert!(setup
+        .revoked_grants()
+        .await
+        .unwrap()
+        .grants
+        .iter()
+        .any(|(g, _)| *g == reused_grant));
+    let untouched = setup.get(&another.key()).await.unwrap().unwrap();
+    assert_eq!(
+        untouched.rotated_at_us, None,
+        "refused rotations mark nothing"
+    );
+}

@@ -506,3 +506,125 @@ async fn mixed_intents_on_one_grant_never_deadlock() {
         ));
     }
 }
+
+/// The statement that locks the grants of rotations computes the grant's lock key in SQL;
+/// issues and revocations compute it here. The same number, or rotation and revocation of
+/// one grant would not take turns.
+#[tokio::test]
+async fn the_grant_lock_key_computed_by_postgresql_is_ours() {
+    let Some(db) = db!() else { return };
+    let client = db.stores.pool.get().await.unwrap();
+    let sql = format!(
+        "SELECT {}",
+        crate::storage::postgres::lock::grant_key_sql("$1::bytea")
+    );
+    let mut grants = vec![
+        GrantId([0; 16]),
+        GrantId([0xff; 16]),
+        GrantId([0x80, 0, 0, 1, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]),
+        GrantId([0x7f, 0xff, 0xff, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    ];
+    grants.extend((0..50).map(|_| GrantId::generate()));
+    for grant in grants {
+        let row = client.query_one(&sql, &[&&grant.0[..]]).await.unwrap();
+        assert_eq!(
+            row.get::<_, i32>(0),
+            crate::storage::postgres::lock::grant_key(&grant),
+            "{grant:?}"
+        );
+    }
+}
+
+/// The write of rotations marks presented tokens only inside the transaction that locked
+/// them: run by itself (as after a failed `BEGIN`, or behind an early `COMMIT`), it writes
+/// nothing and answers no live grant; inside a transaction that locked the token, it
+/// writes.
+#[tokio::test]
+async fn the_rotation_write_marks_nothing_outside_the_locking_transaction() {
+    use crate::storage::postgres::tokens::{LiveWrites, WRITE_LIVE};
+    use deadpool_postgres::GenericClient as _;
+    let Some(db) = db!() else { return };
+    let store = db.stores.tokens();
+    let grant = GrantId::generate();
+    let presented = stored(&store, grant, 10_000).await;
+    let successor = AccessToken::generate().key();
+    let record = token(grant, "app", None, 1_000);
+    let key = presented.key();
+    let writes = LiveWrites {
+        tokens: vec![(&successor, &record)],
+        marks: vec![(&key, 100, &grant)],
+    };
+    let mut client = db.stores.pool.get().await.unwrap();
+    let stmt = client.prepare_cached(&WRITE_LIVE).await.unwrap();
+    assert!(writes.run(&client, &stmt).await.unwrap().is_empty());
+    assert!(store.get(&successor).await.unwrap().is_none());
+    assert_eq!(store.get(&key).await.unwrap().unwrap().rotated_at_us, None);
+
+    let tx = client.transaction().await.unwrap();
+    tx.query_one(
+        "SELECT 1 FROM tokens WHERE key = $1 FOR UPDATE",
+        &[&&key.0[..]],
+    )
+    .await
+    .unwrap();
+    let stmt = tx.prepare_cached(&WRITE_LIVE).await.unwrap();
+    assert_eq!(writes.run(&tx, &stmt).await.unwrap(), [grant.0.to_vec()]);
+    tx.commit().await.unwrap();
+    assert!(store.get(&successor).await.unwrap().is_some());
+    assert_eq!(
+        store.get(&key).await.unwrap().unwrap().rotated_at_us,
+        Some(100)
+    );
+}
+
+/// Rotations of many tokens of one grant, batched, racing the grant's revocation: each
+/// either rotated (its successors stored, its token marked) or was refused having written
+/// nothing; afterwards nothing of the grant rotates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_racing_a_revocation_rotate_wholly_or_not_at_all() {
+    let Some(db) = db!() else { return };
+    let store = db.stores.tokens();
+    let grant = GrantId::generate();
+    let mut presented = Vec::new();
+    for _ in 0..16 {
+        presented.push(stored(&store, grant, 10_000).await);
+    }
+    let tasks: Vec<_> = presented
+        .iter()
+        .map(|p| tokio::spawn(store.rotate(rotation(p, 100, None))))
+        .collect();
+    store.revoke_grant(grant, 20_000).await.unwrap();
+    let client = db.stores.pool.get().await.unwrap();
+    let present = |key: crate::domain::secrets::TokenKey| {
+        let client = &client;
+        async move {
+            client
+                .query_opt(
+                    "SELECT rotated_at_us FROM tokens WHERE key = $1",
+                    &[&&key.0[..]],
+                )
+                .await
+                .unwrap()
+                .map(|row| row.get::<_, Option<i64>>(0))
+        }
+    };
+    for (task, p) in tasks.into_iter().zip(&presented) {
+        match task.await.unwrap().unwrap() {
+            RotateOutcome::Rotated(s) => {
+                assert!(present(s.access.key()).await.is_some());
+                assert!(present(s.refresh.key()).await.is_some());
+                assert_eq!(present(p.key()).await, Some(Some(100_000_000)));
+            }
+            RotateOutcome::Invalid => {
+                assert_eq!(present(p.key()).await, Some(None), "nothing written");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for p in &presented {
+        assert!(matches!(
+            store.rotate(rotation(p, 101, None)).await.unwrap(),
+            RotateOutcome::Invalid
+        ));
+    }
+}
