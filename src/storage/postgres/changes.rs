@@ -25,7 +25,6 @@ use deadpool_postgres::GenericClient;
 use futures_util::StreamExt as _;
 use tokio::sync::{watch, Notify};
 use tokio_postgres::AsyncMessage;
-use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::storage::StorageError;
 
@@ -181,7 +180,7 @@ impl ChangeListener {
     /// Connects with `config` (named [`APPLICATION_NAME`]) and listens on [`CHANNEL`].
     pub(super) async fn connect(
         mut config: tokio_postgres::Config,
-        tls: MakeRustlsConnect,
+        tls: super::tls::MakeTls,
     ) -> Result<Self, StorageError> {
         config.application_name(APPLICATION_NAME);
         let (client, mut connection) = bounded(config.connect(tls)).await?;

@@ -17,7 +17,6 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Persist, StorageError};
 
@@ -95,7 +94,7 @@ impl std::fmt::Debug for ListenConfig {
 
 /// The pool's TLS connector, for connections of their own (the change feed's).
 #[derive(Clone)]
-struct Connector(MakeRustlsConnect);
+struct Connector(tls::MakeTls);
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -231,7 +230,7 @@ impl PgStores {
 
     /// The TLS connector the pool uses (the URL's `sslmode`, the same roots), for a
     /// connection of one's own to the same database.
-    pub fn connector(&self) -> MakeRustlsConnect {
+    pub fn connector(&self) -> tls::MakeTls {
         self.tls.0.clone()
     }
 

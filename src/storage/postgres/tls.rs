@@ -14,6 +14,11 @@
 //! does not accept TLS when the mode is `require` or stronger (tokio-postgres only knows
 //! `disable`/`prefer`/`require`, so [`Target::parse`] reads the two `verify-*` modes itself
 //! and hands the driver `require`).
+//!
+//! A Unix-domain socket (`host=/var/run/postgresql`) carries no TLS: PostgreSQL does not
+//! offer it there and libpq ignores `sslmode` for such sockets, so do we ([`Target::parse`]
+//! turns TLS off when every host is a socket; [`MakeTls`] accepts the driver's empty host
+//! name for them).
 
 use std::sync::Arc;
 
@@ -67,11 +72,29 @@ impl Target {
             SslMode::Require => Mode::Require,
             _ => Mode::Prefer,
         });
-        Ok(Self {
+        let mut target = Self {
             driver,
             mode,
             ca_pem: None,
-        })
+        };
+        target.no_tls_on_sockets();
+        Ok(target)
+    }
+
+    /// Turns TLS off if every host is a Unix-domain socket (module doc).
+    fn no_tls_on_sockets(&mut self) {
+        #[cfg(unix)]
+        {
+            let hosts = self.driver.get_hosts();
+            if !hosts.is_empty()
+                && hosts
+                    .iter()
+                    .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)))
+            {
+                self.driver.ssl_mode(SslMode::Disable);
+                self.mode = Mode::Disable;
+            }
+        }
     }
 
     /// Trusts the certificates of this PEM text beside the bundled roots.
@@ -91,7 +114,7 @@ impl Target {
     }
 
     /// The connector for this mode and these roots; errors name what is wrong with the CA.
-    pub fn connector(&self) -> Result<MakeRustlsConnect, StorageError> {
+    pub fn connector(&self) -> Result<MakeTls, StorageError> {
         connector(self.mode, self.ca_pem.as_deref().map(Vec::as_slice))
     }
 }
@@ -104,11 +127,13 @@ impl From<tokio_postgres::Config> for Target {
             SslMode::Require => Mode::Require,
             _ => Mode::Prefer,
         };
-        Self {
+        let mut target = Self {
             driver,
             mode,
             ca_pem: None,
-        }
+        };
+        target.no_tls_on_sockets();
+        target
     }
 }
 
@@ -192,7 +217,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// The rustls connector for `mode` (see the module docs).
-pub fn connector(mode: Mode, ca_pem: Option<&[u8]>) -> Result<MakeRustlsConnect, StorageError> {
+pub fn connector(mode: Mode, ca_pem: Option<&[u8]>) -> Result<MakeTls, StorageError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -210,7 +235,31 @@ pub fn connector(mode: Mode, ca_pem: Option<&[u8]>) -> Result<MakeRustlsConnect,
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    Ok(MakeRustlsConnect::new(config))
+    Ok(MakeTls(MakeRustlsConnect::new(config)))
+}
+
+/// The driver's TLS connector: rustls's, except that it accepts the empty host name the
+/// driver gives for a Unix-domain socket (there is no name to verify; TLS is off for
+/// sockets, so that connector is never used: module doc).
+#[derive(Clone)]
+pub struct MakeTls(MakeRustlsConnect);
+
+impl<S> tokio_postgres::tls::MakeTlsConnect<S> for MakeTls
+where
+    MakeRustlsConnect: tokio_postgres::tls::MakeTlsConnect<S>,
+{
+    type Stream = <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Stream;
+    type TlsConnect = <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::TlsConnect;
+    type Error = <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<Self::TlsConnect, Self::Error> {
+        let domain = if domain.is_empty() {
+            "localhost"
+        } else {
+            domain
+        };
+        self.0.make_tls_connect(domain)
+    }
 }
 
 fn webpki(

@@ -107,3 +107,35 @@ async fn sessions_have_a_statement_timeout_the_url_may_change() {
         stores.close();
     }
 }
+
+/// A URL naming a Unix-domain socket connects, whatever its `sslmode` (libpq ignores it
+/// for sockets, and PostgreSQL offers no TLS there): the driver's empty host name once
+/// made the rustls connector fail before connecting.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_unix_socket_url_connects() {
+    let Some((admin, config, name)) = empty_db(module_path!()).await else {
+        return;
+    };
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT split_part(current_setting('unix_socket_directories'), ',', 1), \
+             current_setting('port')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (dir, port): (String, String) = (row.get(0), row.get(1));
+    let user = config.get_user().unwrap_or("postgres").to_owned();
+    let url = format!("host={} port={port} user={user} dbname={name}", dir.trim());
+    for mode in ["", " sslmode=require", " sslmode=verify-full"] {
+        let stores = PgStores::connect(&format!("{url}{mode}"), 2)
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert!(stores.schema_version() >= 1);
+        stores.close();
+    }
+    drop_db(admin, name);
+}
