@@ -77,7 +77,9 @@ def psql(db, sql):
 
 
 def db_url(base, name):
-    return base.rsplit("/", 1)[0] + "/" + name
+    """`base` with database `name` (its query, e.g. `?host=/tmp` for a Unix socket, kept)."""
+    path, query = (base.split("?", 1) + [""])[:2]
+    return path.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
 
 
 def stats(db):

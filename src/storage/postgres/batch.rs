@@ -434,15 +434,17 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
         format!("BEGIN; {GENERIC_PLANS}")
     };
     let (set, chains) = split(jobs);
-    let rotations: Vec<&Rotation> = set
-        .iter()
-        .filter_map(|job| match &job.intent {
-            Intent::Rotate(r) => Some(r),
-            _ => None,
-        })
-        .collect();
-    // A batch of nothing but the set's rotations has its `COMMIT` pipelined behind their
-    // write (`tokens::rotate_all`), when that is the last statement.
+    let mut rotations: Vec<&Rotation> = Vec::new();
+    let mut issues: Vec<tokens::Issue<'_>> = Vec::new();
+    for job in &set {
+        match &job.intent {
+            Intent::Rotate(r) => rotations.push(r),
+            Intent::Issue { access, refresh } => issues.push((access, refresh.as_ref())),
+            Intent::InsertCode { .. } | Intent::Redeem { .. } => {}
+        }
+    }
+    // A batch of nothing but the set has its `COMMIT` pipelined behind the set's write
+    // (`tokens::write_set`), when that is the last statement.
     let commit_behind = chains.is_empty();
     let begun = async {
         client
@@ -451,8 +453,8 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
             .map_err(StorageError::from)
     };
     let set_run = async {
-        if rotations.is_empty() {
-            return (Ok(Vec::new()), None);
+        if set.is_empty() {
+            return (Ok(tokens::SetOutcomes::default()), None);
         }
         let commit = async {
             if commit_behind {
@@ -461,7 +463,7 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
                 None
             }
         };
-        let (outcomes, committed) = tokens::rotate_all(client, &rotations, commit).await;
+        let (outcomes, committed) = tokens::write_set(client, &rotations, &issues, commit).await;
         (outcomes, committed.flatten())
     };
     let intents = futures_util::future::join_all(chains.into_iter().map(|chain| async move {
@@ -485,17 +487,24 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
         }
         out
     }));
-    let (begun, (rotated, committed), ran) =
+    let (begun, (written, committed), ran) =
         futures_util::future::join3(begun, set_run, intents).await;
     let mut ran: Vec<(Job, Option<Outcome>)> = ran.into_iter().flatten().collect();
-    match rotated {
-        Ok(outcomes) if outcomes.len() == set.len() => ran.extend(
-            set.into_iter()
-                .zip(outcomes.into_iter().map(|o| Some(Outcome::Rotated(o)))),
-        ),
-        Ok(_) => ran.extend(set.into_iter().map(|job| (job, None))),
+    match written {
+        Ok(outcomes) => {
+            let (mut rotated, mut issued) =
+                (outcomes.rotated.into_iter(), outcomes.issued.into_iter());
+            for job in set {
+                let outcome = match job.intent {
+                    Intent::Rotate(_) => rotated.next().map(Outcome::Rotated),
+                    Intent::Issue { .. } => issued.next().map(Outcome::Issued),
+                    Intent::InsertCode { .. } | Intent::Redeem { .. } => None,
+                };
+                ran.push((job, outcome));
+            }
+        }
         Err(e) => {
-            tracing::debug!(error = %e, "the batch's rotations failed; its batch runs alone");
+            tracing::debug!(error = %e, "the batch's set failed; its batch runs alone");
             ran.extend(set.into_iter().map(|job| (job, None)));
         }
     }
@@ -549,9 +558,10 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
     Vec::new()
 }
 
-/// Splits a batch's jobs into the set of rotations alone on their key, run together (one
-/// read and one write for all: `tokens::rotate_all`), and chains of the other intents,
-/// each chain the intents on one key in arrival order (module doc, "Intents on one row").
+/// Splits a batch's jobs into the set of token intents alone on their key (issues, and
+/// rotations of a token presented once in the batch), run together (`tokens::write_set`:
+/// one read, one lock, one write for all), and chains of the other intents, each chain
+/// the intents on one key in arrival order (module doc, "Intents on one row").
 fn split(jobs: Vec<Job>) -> (Vec<Job>, Vec<Vec<Job>>) {
     let mut chains: Vec<Vec<Job>> = Vec::new();
     for job in jobs {
@@ -565,7 +575,9 @@ fn split(jobs: Vec<Job>) -> (Vec<Job>, Vec<Vec<Job>>) {
     }
     let (set, chains): (Vec<_>, Vec<_>) = chains
         .into_iter()
-        .partition(|c| matches!(c.as_slice(), [job] if matches!(job.intent, Intent::Rotate(_))));
+        .partition(|c| {
+            matches!(c.as_slice(), [job] if matches!(job.intent, Intent::Rotate(_) | Intent::Issue { .. }))
+        });
     (set.into_iter().flatten().collect(), chains)
 }
 /// Answers every job `e` (nothing of theirs committed); nothing is left to run again.

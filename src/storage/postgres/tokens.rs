@@ -340,28 +340,24 @@ async fn pipelined<A, B>(
 
 /// Issues `access` (and `refresh`) into their grant unless it is revoked, inside the
 /// caller's transaction (its own, or a batch's: `batch.rs`). Whatever it answers, its
-/// writes are to be committed: the outcome holds only once they are.
+/// writes are to be committed: the outcome holds only once they are. See [`write_set`].
 pub(super) async fn issue_in(
     c: &impl GenericClient,
     access: &NewToken,
     refresh: Option<&NewToken>,
 ) -> Result<IssueOutcome, StorageError> {
-    // Shared: issues into one grant run side by side; a revocation waits for them (and
-    // covers their tokens), or they wait for it (and see it). The lock and the conditional
-    // write are sent together (pipelined, see `pipelined`): one round trip.
-    let grant = &access.record.grant_id;
-    let mut writes = LiveWrites::default();
-    for t in std::iter::once(access).chain(refresh) {
-        writes.tokens.push((&t.key, &t.record));
-    }
-    let stmt = c.prepare_cached(&WRITE_LIVE).await?;
-    let (_, live) = pipelined(lock_grant(c, grant, true), writes.run(c, &stmt)).await?;
-    Ok(if live.iter().any(|g| g[..] == grant.0[..]) {
-        IssueOutcome::Issued
-    } else {
-        IssueOutcome::GrantRevoked
-    })
+    let (issued, _) = write_set(c, &[], &[(access, refresh)], std::future::ready(())).await;
+    issued?
+        .issued
+        .pop()
+        .ok_or_else(|| StorageError::Database("an issue without an outcome".into()))
 }
+
+/// Takes the grant locks of issues, shared ($2: the lock keys, sorted): issues into one
+/// grant run side by side; a revocation (or rotation) waits for them and covers their
+/// tokens, or they wait for it and see it.
+const LOCK_SHARED: &str =
+    "SELECT pg_advisory_xact_lock_shared($1, k) FROM unnest($2::int4[]) AS u(k)";
 
 /// Reads the presented tokens of rotations for update and takes their grants' exclusive
 /// locks, in one statement: the rows first, in key order (the `MATERIALIZED` query locks
@@ -388,56 +384,106 @@ pub(super) fn key_at(row: &Row, i: usize) -> Result<TokenKey, StorageError> {
 }
 
 /// Rotates the presented refresh token (the trait's `rotate`), inside the caller's
-/// transaction (its own, or a batch's: `batch.rs`). See [`rotate_all`].
+/// transaction (its own, or a batch's: `batch.rs`). See [`write_set`].
 pub(super) async fn rotate_in(
     tx: &impl GenericClient,
     r: &Rotation,
 ) -> Result<RotateOutcome, StorageError> {
-    rotate_all(tx, &[r], std::future::ready(()))
-        .await
-        .0?
+    let (rotated, _) = write_set(tx, &[r], &[], std::future::ready(())).await;
+    rotated?
+        .rotated
         .pop()
         .ok_or_else(|| StorageError::Database("a rotation without an outcome".into()))
 }
 
+/// An issue of [`write_set`]: an access token, perhaps a refresh token, of one grant.
+pub(super) type Issue<'a> = (&'a NewToken, Option<&'a NewToken>);
+
+/// What [`write_set`] answers: the outcomes of its rotations and of its issues, each in
+/// the order given.
+#[derive(Debug, Default)]
+pub(super) struct SetOutcomes {
+    pub(super) rotated: Vec<RotateOutcome>,
+    pub(super) issued: Vec<IssueOutcome>,
+}
+
 /// Rotates the presented refresh tokens of `rotations` (each its own token: the caller
-/// never passes one token twice) inside the caller's transaction, and answers their
-/// outcomes in the same order. Whatever it answers, its writes are to be committed: a
-/// reuse's revocation as much as a rotation's successors. Outcomes that wrote nothing
-/// (invalid, repeated) commit nothing but the locks.
+/// never passes one token twice) and issues `issues`, inside the caller's transaction, and
+/// answers their outcomes in the order given. Whatever it answers, its writes are to be
+/// committed: a reuse's revocation as much as a rotation's successors. Outcomes that wrote
+/// nothing (invalid, repeated, grant revoked) commit nothing but the locks.
 ///
-/// Two statements for any number of rotations, each waiting for the other's answer: the
-/// read of the presented tokens, locking them and their grants ([`READ_FOR_ROTATION`]);
-/// then, once the domain decided each step, the successors written and the presented tokens
-/// marked, for the grants not revoked ([`WRITE_LIVE`]). The rare steps (a reuse, a repeat
-/// within the grace window, a narrower scope than allowed) read and write per rotation,
-/// side by side with that statement.
+/// At most three statements for any number of intents: the read of the presented tokens,
+/// locking them and their grants ([`READ_FOR_ROTATION`]), with the issues' grant locks
+/// ([`LOCK_SHARED`]) pipelined beside it; then, once the domain decided each rotation's
+/// step, one write of every issued token, every first rotation's successors and the
+/// presented tokens' marks, for the grants not revoked ([`WRITE_LIVE`]). Without rotations
+/// there is nothing to decide: the lock and the write go out together. The rare steps of a
+/// rotation (a reuse, a repeat within the grace window, a narrower scope than allowed) read
+/// and write per rotation, side by side with the write.
 ///
-/// `then` (a batch's `COMMIT`) is pipelined right behind the writing statement when that
-/// is the last statement, that is when there is a write and no rare step: a round trip
-/// fewer. Its result is then answered beside the outcomes; otherwise it is not run
-/// (`None`), and the caller ends the transaction itself. Once the write was sent, a
-/// failure can only be PostgreSQL's (which aborts the transaction: the `COMMIT` behind it
-/// rolls back) or the connection's (the `COMMIT` fails too): nothing is decoded from its
-/// answer that could fail on our side.
-pub(super) async fn rotate_all<T>(
+/// `then` (a batch's `COMMIT`) is pipelined right behind the write when that is the last
+/// statement (no rare step): a round trip fewer. Its result is then answered beside the
+/// outcomes; otherwise it is not run (`None`), and the caller ends the transaction itself.
+/// Once the write was sent, a failure can only be PostgreSQL's (which aborts the
+/// transaction: the `COMMIT` behind it rolls back) or the connection's (the `COMMIT` fails
+/// too): nothing is decoded from its answer that could fail on our side. Every statement
+/// is prepared before any is sent, so the order they are polled in is the order they run.
+pub(super) async fn write_set<T>(
     tx: &impl GenericClient,
     rotations: &[&Rotation],
+    issues: &[Issue<'_>],
     then: impl std::future::Future<Output = T>,
-) -> (Result<Vec<RotateOutcome>, StorageError>, Option<T>) {
-    let read = async {
-        let (steps, rare) = read_steps(tx, rotations).await?;
-        let write = match steps.iter().any(|s| matches!(s, Step::First(_))) {
-            true => Some(tx.prepare_cached(&WRITE_LIVE).await?),
-            false => None,
+) -> (Result<SetOutcomes, StorageError>, Option<T>) {
+    let prepared = async {
+        let read = match rotations.is_empty() {
+            true => None,
+            false => Some(tx.prepare_cached(&READ_FOR_ROTATION).await?),
         };
-        Ok::<_, StorageError>((steps, rare, write))
+        let lock = match issues.is_empty() {
+            true => None,
+            false => Some(tx.prepare_cached(LOCK_SHARED).await?),
+        };
+        Ok::<_, StorageError>((read, lock, tx.prepare_cached(&WRITE_LIVE).await?))
     };
-    let (steps, rare, write) = match read.await {
-        Ok(read) => read,
+    let (read, lock, write) = match prepared.await {
+        Ok(prepared) => prepared,
         Err(e) => return (Err(e), None),
     };
+    let mut keys: Vec<i32> = issues
+        .iter()
+        .map(|(access, _)| lock::grant_key(&access.record.grant_id))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let locked = async {
+        if let Some(stmt) = &lock {
+            tx.execute(stmt, &[&lock::GRANT, &keys]).await?;
+        }
+        Ok::<_, StorageError>(())
+    };
+    let read = async {
+        match &read {
+            Some(stmt) => read_steps(tx, stmt, rotations).await,
+            None => Ok((Vec::new(), Vec::new())),
+        }
+    };
+    // Without rotations nothing is decided between the lock and the write: both are sent
+    // at once below, the lock first. With them, the lock goes out beside the read.
+    let (steps, rare, locked) = if rotations.is_empty() {
+        (Vec::new(), Vec::new(), Some(locked))
+    } else {
+        match futures_util::future::try_join(read, locked).await {
+            Ok(((steps, rare), ())) => (steps, rare, None),
+            Err(e) => return (Err(e), None),
+        }
+    };
     let mut writes = LiveWrites::default();
+    for (access, refresh) in issues {
+        for t in std::iter::once(*access).chain(*refresh) {
+            writes.tokens.push((&t.key, &t.record));
+        }
+    }
     for (r, step) in rotations.iter().zip(&steps) {
         if let Step::First(first) = step {
             writes
@@ -451,19 +497,29 @@ pub(super) async fn rotate_all<T>(
                 .push((&r.presented, r.rotated_at_us, &first.grant));
         }
     }
-    // The shared write first (polled first; its statement is prepared, so its first poll
-    // sends it), then the rare steps, or `then` right behind the write.
+    let has_write = !writes.tokens.is_empty();
+    // The lock (if still to send) and the write, in that order (each polled once sends it).
     let written = async {
-        match &write {
-            Some(stmt) => writes.run(tx, stmt).await,
-            None => Ok(Vec::new()),
-        }
+        let lock = async {
+            match locked {
+                Some(locked) => locked.await,
+                None => Ok(()),
+            }
+        };
+        let write = async {
+            match has_write {
+                true => writes.run(tx, &write).await,
+                false => Ok(Vec::new()),
+            }
+        };
+        let (locked, live) = futures_util::future::join(lock, write).await;
+        locked.and(live)
     };
     let rare: Vec<_> = rare
         .into_iter()
         .map(|(r, old, step)| rare_step(tx, r, old, step))
         .collect();
-    let (written, rare, then) = if rare.is_empty() && write.is_some() {
+    let (written, rare, then) = if rare.is_empty() && has_write {
         let (written, then) = futures_util::future::join(written, then).await;
         (written, Ok(Vec::new()), Some(then))
     } else {
@@ -472,12 +528,13 @@ pub(super) async fn rotate_all<T>(
         (written, rare, None)
     };
     let outcomes = written.and_then(|live| {
+        let is_live = |grant: &GrantId| live.iter().any(|g| g[..] == grant.0[..]);
         let mut rare = rare?.into_iter();
-        steps
+        let rotated = steps
             .into_iter()
             .map(|step| match step {
                 Step::Decided(outcome) => Ok(outcome),
-                Step::First(first) if live.iter().any(|g| g[..] == first.grant.0[..]) => {
+                Step::First(first) if is_live(&first.grant) => {
                     let (access, refresh) = first.tokens;
                     Ok(RotateOutcome::Rotated(Successors {
                         access,
@@ -490,7 +547,15 @@ pub(super) async fn rotate_all<T>(
                     .next()
                     .ok_or_else(|| StorageError::Database("a rotation lost its outcome".into())),
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        let issued = issues
+            .iter()
+            .map(|(access, _)| match is_live(&access.record.grant_id) {
+                true => IssueOutcome::Issued,
+                false => IssueOutcome::GrantRevoked,
+            })
+            .collect();
+        Ok(SetOutcomes { rotated, issued })
     });
     (outcomes, then)
 }
@@ -512,13 +577,13 @@ type RareStep<'a> = (&'a Rotation, TokenRecord, RotationStep);
 /// one's step, in order; the rare steps to run beside.
 async fn read_steps<'a>(
     tx: &impl GenericClient,
+    stmt: &tokio_postgres::Statement,
     rotations: &[&'a Rotation],
 ) -> Result<(Vec<Step>, Vec<RareStep<'a>>), StorageError> {
     // The row locks make concurrent rotations of one token take turns: the second reads
     // the token as the first left it (rotated) and answers within the grace rule.
     let keys: Vec<&[u8]> = rotations.iter().map(|r| &r.presented.0[..]).collect();
-    let stmt = tx.prepare_cached(&READ_FOR_ROTATION).await?;
-    let rows = tx.query(&stmt, &[&keys, &lock::GRANT]).await?;
+    let rows = tx.query(stmt, &[&keys, &lock::GRANT]).await?;
     let mut found = std::collections::HashMap::with_capacity(rows.len());
     for row in &rows {
         found.insert(key_at(row, 9)?, token_record(row)?);
