@@ -21,12 +21,14 @@
 //! What a batch costs is mostly its statements and round trips, not its rows: every
 //! statement is a round of the protocol (PostgreSQL `send`s an answer at each `Sync`, and
 //! each wakes us), and a round trip waits for two schedulers. So:
-//! - the rotations alone on their token run as one set, two statements for all of them
-//!   (`tokens::rotate_all`: one read, one write) rather than two each;
+//! - the issues, and the rotations alone on their token, run as one set
+//!   (`tokens::write_set`): one read of the presented tokens, one lock statement for the
+//!   issues' grants, one write for everything, rather than two or three statements each;
 //! - `BEGIN` is pipelined with the first statements ([`Open`]);
 //! - when the batch is nothing but that set, its `COMMIT` goes out right behind the write,
 //!   without waiting for the write's answer (a failed write aborts the transaction, and the
-//!   `COMMIT` then rolls back): two round trips per batch of rotations, whatever its size;
+//!   `COMMIT` then rolls back): whatever its size, a batch of issues is one round trip, a
+//!   batch of rotations two (the read's answer decides what to write);
 //! - plans are generic ([`GENERIC_PLANS`]).
 //!
 //! # What a batch must get right

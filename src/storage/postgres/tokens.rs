@@ -124,7 +124,7 @@ pub(super) struct LiveWrites<'a> {
 impl LiveWrites<'_> {
     /// Writes everything whose grant is live with `stmt` ([`WRITE_LIVE`], prepared);
     /// answers the live grants (as stored: comparing bytes cannot fail once the answer
-    /// arrived, which `rotate_all` relies on when its `COMMIT` is pipelined).
+    /// arrived, which `write_set` relies on when its `COMMIT` is pipelined).
     pub(super) async fn run(
         &self,
         c: &impl GenericClient,
