@@ -428,8 +428,9 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
     // timeout (module doc, "No deadlock across batches"). It is polled first, so it goes
     // out before the intents' first statements and the server runs it first. It cannot
     // fail while the connection works; if it did, the intents' answers are withheld
-    // (below), the connection is closed, and the statements that ran outside a transaction
-    // wrote nothing (the rotations' write refuses to; see `tokens::WRITE_LIVE`).
+    // (below) and the connection is closed; what ran outside a transaction wrote at most
+    // tokens or codes nobody is given (a rotation's write refuses to run outside the
+    // transaction that locked its token: `tokens::WRITE_LIVE`).
     let begin = if jobs.len() > 1 {
         format!("BEGIN; {GENERIC_PLANS}; SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
     } else {
