@@ -19,7 +19,7 @@ use crate::{
     },
     storage::{
         fixtures::{refresh_token, rotation, token},
-        postgres::lock,
+        postgres::{lock, PgTokenStore},
         CodeRecord, CodeStore, GrantId, IssueOutcome, NewToken, Redemption, RotateOutcome,
         StorageError, TokenStore,
     },
@@ -63,6 +63,30 @@ async fn exists(store: &impl TokenStore, key: &TokenKey) -> bool {
     store.get(key).await.unwrap().is_some()
 }
 
+/// Holds a batch open: takes a fresh grant's lock in a transaction of `blocker` and sends
+/// an issue into that grant through `tokens` (one lane), whose batch waits for the lock;
+/// intents spawned meanwhile queue for the next batch. Committing the transaction lets it
+/// go; the handle answers the waiting issue.
+async fn hold_a_batch<'a>(
+    blocker: &'a mut deadpool_postgres::Object,
+    tokens: &PgTokenStore,
+) -> (
+    deadpool_postgres::Transaction<'a>,
+    tokio::task::JoinHandle<Result<IssueOutcome, StorageError>>,
+) {
+    let held = GrantId::generate();
+    let hold = blocker.transaction().await.unwrap();
+    hold.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&lock::GRANT, &lock::grant_key(&held)],
+    )
+    .await
+    .unwrap();
+    let first = tokio::spawn(tokens.issue(new_token(held, "app"), None));
+    tokio::time::sleep(SETTLE).await;
+    (hold, first)
+}
+
 /// Intents queued while a batch waits share the next transaction: a second rotation of one
 /// refresh token in it repeats the first (within the window) or is reuse (past it), a
 /// second redemption of one code is a replay, exactly as if they had come one after the
@@ -85,17 +109,8 @@ async fn intents_queued_during_a_batch_share_the_next_and_see_each_others_writes
     let stores = db.stores.with_lanes(1);
     let (tokens, codes) = (stores.tokens(), stores.codes());
     // The first batch: one issue, waiting for a grant lock held here.
-    let held = GrantId::generate();
     let mut blocker = db.stores.pool.get().await.unwrap();
-    let hold = blocker.transaction().await.unwrap();
-    hold.execute(
-        "SELECT pg_advisory_xact_lock($1, $2)",
-        &[&lock::GRANT, &lock::grant_key(&held)],
-    )
-    .await
-    .unwrap();
-    let first = tokio::spawn(tokens.issue(new_token(held, "app"), None));
-    tokio::time::sleep(SETTLE).await;
+    let (hold, first) = hold_a_batch(&mut blocker, &tokens).await;
 
     let mut again = rotation(&x, 101, None);
     again.rotated_at_us += 7;
@@ -155,17 +170,8 @@ async fn one_intents_failure_rolls_back_only_itself() {
     let Some(db) = db!() else { return };
     let stores = db.stores.with_lanes(1);
     let tokens = stores.tokens();
-    let held = GrantId::generate();
     let mut blocker = db.stores.pool.get().await.unwrap();
-    let hold = blocker.transaction().await.unwrap();
-    hold.execute(
-        "SELECT pg_advisory_xact_lock($1, $2)",
-        &[&lock::GRANT, &lock::grant_key(&held)],
-    )
-    .await
-    .unwrap();
-    let first = tokio::spawn(tokens.issue(new_token(held, "app"), None));
-    tokio::time::sleep(SETTLE).await;
+    let (hold, first) = hold_a_batch(&mut blocker, &tokens).await;
 
     let grant = GrantId::generate();
     let (a, b) = (new_token(grant, "app"), new_token(grant, "app"));
@@ -293,21 +299,12 @@ async fn rotations_alone_on_their_tokens_run_as_one_set() {
     let setup = db.stores.tokens();
     let stores = db.stores.with_lanes(1);
     let tokens = stores.tokens();
-    let held = GrantId::generate();
     let mut blocker = db.stores.pool.get().await.unwrap();
-    // Queues `rotations` (and `issues`) behind a batch waiting for a grant lock held here,
-    // then lets it go: they share the next batch.
+    // Queues the intents behind a batch held open ([`hold_a_batch`]), then lets it go:
+    // they share the next batch.
     macro_rules! one_batch {
         ($($intent:expr),+ $(,)?) => {{
-            let hold = blocker.transaction().await.unwrap();
-            hold.execute(
-                "SELECT pg_advisory_xact_lock($1, $2)",
-                &[&lock::GRANT, &lock::grant_key(&held)],
-            )
-            .await
-            .unwrap();
-            let first = tokio::spawn(tokens.issue(new_token(held, "app"), None));
-            tokio::time::sleep(SETTLE).await;
+            let (hold, first) = hold_a_batch(&mut blocker, &tokens).await;
             let queued = ($(tokio::spawn($intent),)+);
             tokio::time::sleep(SETTLE).await;
             hold.commit().await.unwrap();
