@@ -79,9 +79,9 @@ pub(crate) fn rotation(presented: &RefreshToken, now: i64, scopes: Option<&str>)
         access_expires_at: now + 100,
         refresh_expires_at: now + 1_000,
         forget_at: now + 5_000,
-        // Deterministic per (presented, grant, time), like the ledger's HMAC.
-        successors: Box::new(move |grant, at| {
-            let tag = format!("{presented_secret}-{:?}-{at}", grant.0);
+        // Deterministic per (presented, time), like the ledger's HMAC.
+        successors: Box::new(move |at| {
+            let tag = format!("{presented_secret}-{at}");
             let derive = |kind: &str| {
                 let digest = Digest::of(format!("{tag}-{kind}").as_bytes());
                 ordered_token_with(u64::try_from(at).unwrap(), &digest.0)

@@ -31,11 +31,12 @@ pub enum IssueOutcome {
 }
 
 /// The successor pair of a refresh token: computed by the ledger (HMAC under the server
-/// key), from the grant and the first rotation's time in microseconds, which only the
-/// store knows until it has read the presented token. Called at most once per rotation by
-/// the sled backend; a backend that retries a transaction may call it again, and gets the
-/// same pair (the derivation is deterministic).
-pub type DeriveSuccessors = Box<dyn Fn(&GrantId, i64) -> (AccessToken, RefreshToken) + Send + Sync>;
+/// key of the presented token), from the first rotation's time in microseconds: the
+/// rotation's own for a first rotation, the stored one for a repeat, which only the store
+/// knows once it has read the presented token. Deterministic: a backend may call it again
+/// (to retry, or to write a first rotation's successors before it has read the token),
+/// and gets the same pair.
+pub type DeriveSuccessors = Box<dyn Fn(i64) -> (AccessToken, RefreshToken) + Send + Sync>;
 
 /// Everything [`TokenStore::rotate`] needs, policy included: the ledger decides, the store
 /// executes.
@@ -138,10 +139,10 @@ impl Rotation {
             None => old.scopes.for_access_token(),
         };
         if let Some(rotated_at_us) = old.rotated_at_us {
-            let (access, refresh) = (self.successors)(&old.grant_id, rotated_at_us);
+            let (access, refresh) = (self.successors)(rotated_at_us);
             return RotationStep::Repeat { access, refresh };
         }
-        let (access, refresh) = (self.successors)(&old.grant_id, self.rotated_at_us);
+        let (access, refresh) = (self.successors)(self.rotated_at_us);
         let access_record = TokenRecord {
             kind: TokenKind::Access,
             grant_id: old.grant_id,

@@ -12,7 +12,6 @@ use super::{after_persist, reply_after, IssuedTokens, LedgerError, RefreshTokens
 use crate::{
     domain::{
         clock::expiry,
-        grant::GrantId,
         secrets::{ordered_token_with, AccessToken, RefreshToken},
         server_key::ServerKey,
     },
@@ -20,24 +19,31 @@ use crate::{
 };
 
 /// [`ServerKey::mac`] label of the grace-window successors: a MAC made for nothing else.
-const SUCCESSOR_LABEL: &str = "oauth-mcp refresh successor v1";
+///
+/// v2: of the presented token and the time only. v1 also took the grant id, which adds
+/// nothing (the presented token belongs to one grant) but kept a store from knowing the
+/// successors before it had read the presented token; without it the PostgreSQL backend
+/// sends a rotation's read and write together, one round trip fewer (`storage/postgres/
+/// tokens.rs`, `FAST_ROTATE`). A token rotated under v1 and presented again within the
+/// window after the upgrade is answered `invalid_grant` (its v1 successors are not found):
+/// once, for the seconds of one window (docs/deployment.md, "Upgrading").
+const SUCCESSOR_LABEL: &str = "oauth-mcp refresh successor v2";
 
 /// The successor pair of `presented` when it is rotated at `rotated_at_us`: HMAC-SHA256
-/// under the server key of the grant and the presented token, so that the same token
-/// always has the same successors, which nobody without the key can compute (the database
-/// holds only digests). The time prefix is the rotation time, so the keys of successors
-/// sort like those of random tokens issued then.
+/// under the server key of the presented token, the time and the kind, so that the same
+/// token always has the same successors, which nobody without the key can compute (the
+/// database holds only digests). The time prefix is the rotation time, so the keys of
+/// successors sort like those of random tokens issued then.
 fn successors(
     key: &ServerKey,
     presented: &RefreshToken,
-    grant: &GrantId,
     rotated_at_us: i64,
 ) -> (AccessToken, RefreshToken) {
     let micros = u64::try_from(rotated_at_us).unwrap_or(0);
     let derive = |kind: &[u8]| {
         let body = key.mac(
             SUCCESSOR_LABEL,
-            &[&grant.0, presented.secret().as_bytes(), kind],
+            &[presented.secret().as_bytes(), &micros.to_be_bytes(), kind],
         );
         ordered_token_with(micros, &body)
     };
@@ -53,10 +59,9 @@ impl TokenLedger {
     pub(super) fn successors(
         &self,
         presented: &RefreshToken,
-        grant: &GrantId,
         rotated_at_us: i64,
     ) -> (AccessToken, RefreshToken) {
-        successors(&self.key, presented, grant, rotated_at_us)
+        successors(&self.key, presented, rotated_at_us)
     }
 
     /// The rotation of `msg`'s token now, with this ledger's policy.
@@ -83,7 +88,7 @@ impl TokenLedger {
             access_expires_at: expiry(now, cfg.access_token_ttl),
             refresh_expires_at: expiry(now, cfg.refresh_token_ttl),
             forget_at: self.default_forget_at(),
-            successors: Box::new(move |grant, at| successors(&key, &presented, grant, at)),
+            successors: Box::new(move |at| successors(&key, &presented, at)),
         }
     }
 }

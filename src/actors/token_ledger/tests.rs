@@ -161,10 +161,9 @@ async fn successors_are_keyed_by_the_server_key_and_the_presented_token() {
         ledger(&[1; 32]).await.unwrap(),
         ledger(&[2; 32]).await.unwrap(),
     );
-    let grant = GrantId([3; 16]);
     let rt = RefreshToken::generate();
-    let (a1, r1) = one.successors(&rt, &grant, 1_000);
-    let (a2, r2) = one.successors(&rt, &grant, 1_000);
+    let (a1, r1) = one.successors(&rt, 1_000);
+    let (a2, r2) = one.successors(&rt, 1_000);
     assert_eq!((a1.secret(), r1.secret()), (a2.secret(), r2.secret()));
     assert_ne!(a1.secret(), r1.secret());
     assert_eq!(a1.secret().len(), 54, "shaped like every other token");
@@ -173,9 +172,9 @@ async fn successors_are_keyed_by_the_server_key_and_the_presented_token() {
         &1_000u64.to_be_bytes(),
         "the rotation time is the prefix"
     );
-    let (a3, _) = other.successors(&rt, &grant, 1_000);
+    let (a3, _) = other.successors(&rt, 1_000);
     assert_ne!(a1.secret(), a3.secret(), "another key, other successors");
-    let (a4, _) = one.successors(&RefreshToken::generate(), &grant, 1_000);
+    let (a4, _) = one.successors(&RefreshToken::generate(), 1_000);
     assert_ne!(a1.secret(), a4.secret());
 }
 

@@ -203,12 +203,14 @@ pub(super) struct Batcher {
 }
 
 /// What the lanes did so far (for tests and logs): committed batches, the intents they
-/// answered, and the intents run alone after their batch was rolled back.
+/// answered, the intents run alone after their batch was rolled back, and the rotations
+/// run alone after their batch committed without them (`tokens::Fast::Again`).
 #[derive(Debug, Default)]
 pub(super) struct Counts {
     pub(super) batches: AtomicU64,
     pub(super) intents: AtomicU64,
     pub(super) alone: AtomicU64,
+    pub(super) again: AtomicU64,
 }
 
 impl Batcher {
@@ -236,13 +238,14 @@ impl Batcher {
         }
     }
 
-    /// Committed batches, the intents in them, and the intents run alone after their
-    /// batch was rolled back, so far.
-    pub(super) fn counts(&self) -> (u64, u64, u64) {
+    /// What the lanes did so far ([`Counts`]): batches, intents, alone, again.
+    pub(super) fn counts(&self) -> (u64, u64, u64, u64) {
+        let c = &self.counts;
         (
-            self.counts.batches.load(Ordering::Relaxed),
-            self.counts.intents.load(Ordering::Relaxed),
-            self.counts.alone.load(Ordering::Relaxed),
+            c.batches.load(Ordering::Relaxed),
+            c.intents.load(Ordering::Relaxed),
+            c.alone.load(Ordering::Relaxed),
+            c.again.load(Ordering::Relaxed),
         )
     }
 
@@ -349,14 +352,14 @@ async fn lane(pool: Pool, queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>, count
         if moved.is_empty() {
             continue;
         }
-        // Rolled back: each alone, in arrival order (so that of two intents on one key
-        // the earlier runs first, as in the batch), each its own transaction holding
-        // nothing else, so it may wait for its locks without risk of a deadlock; in a task
-        // of their own, so that the lane goes on with the next batch meanwhile.
-        let (pool, counts) = (pool.clone(), Arc::clone(&counts));
+        // Rolled back, or (rotations with a rare step) committed without them: each alone,
+        // in arrival order (so that of two intents on one key the earlier runs first, as
+        // in the batch), each its own transaction holding nothing else, so it may wait for
+        // its locks without risk of a deadlock; in a task of their own, so that the lane
+        // goes on with the next batch meanwhile.
+        let pool = pool.clone();
         tokio::spawn(async move {
             for job in moved {
-                counts.alone.fetch_add(1, Ordering::Relaxed);
                 let outcome = alone(&pool, &job.intent).await;
                 job.answer(outcome);
             }
@@ -447,8 +450,10 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
         }
     }
     // A batch of nothing but the set has its `COMMIT` pipelined behind the set's write
-    // (`tokens::write_set`), when that is the last statement.
+    // (`tokens::write_set`), when that is the last statement; and its rotations, unless
+    // one asks for a narrower scope, are written with their read (`write_set_fast`).
     let commit_behind = chains.is_empty();
+    let fast = commit_behind && rotations.iter().all(|r| r.scopes.is_none());
     let begun = async {
         client
             .batch_execute(&begin)
@@ -457,7 +462,11 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
     };
     let set_run = async {
         if set.is_empty() {
-            return (Ok(tokens::SetOutcomes::default()), None);
+            return (Ok(tokens::FastOutcomes::default()), None);
+        }
+        if fast {
+            let commit = client.batch_execute("COMMIT");
+            return tokens::write_set_fast(client, &rotations, &issues, commit).await;
         }
         let commit = async {
             if commit_behind {
@@ -467,6 +476,10 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
             }
         };
         let (outcomes, committed) = tokens::write_set(client, &rotations, &issues, commit).await;
+        let outcomes = outcomes.map(|o| tokens::FastOutcomes {
+            rotated: o.rotated.into_iter().map(tokens::Fast::Done).collect(),
+            issued: o.issued,
+        });
         (outcomes, committed.flatten())
     };
     let intents = futures_util::future::join_all(chains.into_iter().map(|chain| async move {
@@ -493,13 +506,27 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
     let (begun, (written, committed), ran) =
         futures_util::future::join3(begun, set_run, intents).await;
     let mut ran: Vec<(Job, Option<Outcome>)> = ran.into_iter().flatten().collect();
+    // Rotations of the fast set that wrote nothing, to run alone once the batch committed,
+    // and the ones to answer an error then.
+    let (mut again, mut errors) = (Vec::new(), Vec::new());
     match written {
         Ok(outcomes) => {
             let (mut rotated, mut issued) =
                 (outcomes.rotated.into_iter(), outcomes.issued.into_iter());
             for job in set {
                 let outcome = match job.intent {
-                    Intent::Rotate(_) => rotated.next().map(Outcome::Rotated),
+                    Intent::Rotate(_) => match rotated.next() {
+                        Some(tokens::Fast::Done(o)) => Some(Outcome::Rotated(o)),
+                        Some(tokens::Fast::Again) => {
+                            again.push(job);
+                            continue;
+                        }
+                        Some(tokens::Fast::Failed(e)) => {
+                            errors.push((job, e));
+                            continue;
+                        }
+                        None => None,
+                    },
                     Intent::Issue { .. } => issued.next().map(Outcome::Issued),
                     Intent::InsertCode { .. } | Intent::Redeem { .. } => None,
                 };
@@ -511,10 +538,15 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
             ran.extend(set.into_iter().map(|job| (job, None)));
         }
     }
+    // Every job, for when the batch as a whole failed or was rolled back.
+    let everyone = |ran: Vec<(Job, Option<Outcome>)>, again: Vec<Job>, errors: Vec<(Job, _)>| {
+        let ran = ran.into_iter().map(|(job, _)| job);
+        let errors = errors.into_iter().map(|(job, _)| job);
+        ran.chain(again).chain(errors).collect::<Vec<_>>()
+    };
     if let Err(e) = begun {
         // Dropping `open` closes the connection: whatever ran is rolled back.
-        let jobs = ran.into_iter().map(|(job, _)| job).collect();
-        return fail_all(jobs, &e);
+        return fail_all(everyone(ran, again, errors), &e);
     }
     let failed = ran.iter().any(|(_, o)| o.is_none());
     let committed = match committed {
@@ -524,16 +556,20 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
         None if failed => {
             // Rolled back (or, if that fails, the connection closed).
             let _ = open.end("ROLLBACK").await;
-            return ran.into_iter().map(|(job, _)| job).collect();
+            return rolled_back(everyone(ran, again, errors), counts);
         }
         None => open.end("COMMIT").await,
     };
     let failure = match committed {
-        Ok(()) if failed => return ran.into_iter().map(|(job, _)| job).collect(),
+        Ok(()) if failed => return rolled_back(everyone(ran, again, errors), counts),
         Ok(()) => {
             counts.batches.fetch_add(1, Ordering::Relaxed);
             counts.intents.fetch_add(
-                u64::try_from(ran.len()).unwrap_or(u64::MAX),
+                u64::try_from(ran.len() + errors.len()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            counts.again.fetch_add(
+                u64::try_from(again.len()).unwrap_or(u64::MAX),
                 Ordering::Relaxed,
             );
             for (job, outcome) in ran {
@@ -541,7 +577,11 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
                     job.answer(Ok(outcome));
                 }
             }
-            return Vec::new();
+            for (job, e) in errors {
+                tracing::error!(error = %e, "a rotation of the batch failed");
+                job.answer(Err(e));
+            }
+            return again;
         }
         Err(e) => e,
     };
@@ -554,11 +594,21 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
         }
         other => StorageError::Database(format!("COMMIT failed, outcome unknown: {other}")),
     };
-    tracing::error!(error = %e, intents = ran.len(), "batch not committed");
-    for (job, _) in ran {
+    let jobs = everyone(ran, again, errors);
+    tracing::error!(error = %e, intents = jobs.len(), "batch not committed");
+    for job in jobs {
         job.answer(Err(same(&e)));
     }
     Vec::new()
+}
+
+/// The jobs of a batch that was rolled back, counted, to run alone.
+fn rolled_back(jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
+    counts.alone.fetch_add(
+        u64::try_from(jobs.len()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    jobs
 }
 
 /// Splits a batch's jobs into the set of token intents alone on their key (issues, and

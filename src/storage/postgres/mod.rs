@@ -243,10 +243,11 @@ impl PgStores {
         }
     }
 
-    /// Committed batches of the hot intents, the intents in them, and the intents run
-    /// alone after their batch was rolled back, so far.
+    /// Committed batches of the hot intents, the intents in them, the intents run alone
+    /// after their batch was rolled back, and the rotations run alone after their batch
+    /// committed without them (a rare step), so far.
     #[cfg(test)]
-    pub(crate) fn batch_counts(&self) -> (u64, u64, u64) {
+    pub(crate) fn batch_counts(&self) -> (u64, u64, u64, u64) {
         self.batch.counts()
     }
 
@@ -285,13 +286,15 @@ impl PgStores {
     /// Closes the pool: intents still running finish, new ones fail. Logs how much the
     /// hot intents were batched (committed batches, the intents in them).
     pub fn close(&self) {
-        let (batches, intents, alone) = self.batch.counts();
+        let (batches, intents, alone, again) = self.batch.counts();
         tracing::info!(
             batches,
             intents,
             alone,
+            again,
             "PostgreSQL group commit: batches committed, the intents in them, intents run \
-             alone after a rolled-back batch"
+             alone after a rolled-back batch, rotations run alone after their batch (a rare \
+             step)"
         );
         self.pool.close();
     }

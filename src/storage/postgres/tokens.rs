@@ -560,6 +560,234 @@ pub(super) async fn write_set<T>(
     (outcomes, then)
 }
 
+/// Writes the first rotations of presented tokens without waiting for their read: for each
+/// element of the arrays (one per rotation, none asking for a narrower scope), the
+/// successors and the presented token's mark, if the presented token is, as this
+/// statement reads it, a refresh token of that client, unexpired, never rotated, of a
+/// grant not revoked. Those are exactly the tokens whose step is
+/// [`RotationStep::Rotate`] ([`Rotation::accepts`], then [`Rotation::step`] without a
+/// scope, then the grant live): what the domain would decide from the read, decided here
+/// by the same rules, so that the write goes out with the read and the `COMMIT` behind
+/// both, one round trip for the batch instead of two. The successors' records are those
+/// of [`Rotation::step`]: the presented token's grant, client, subject and resource; the
+/// access token without `offline_access` (`Scopes::parse` of what is stored drops empty
+/// and repeated names, so the two spell the same set), the refresh token with the
+/// presented token's scope; issued now, with the rotation's expiries. Answers the
+/// presented keys it rotated.
+///
+/// Arrays: $1 presented keys, $2 clients, $3 now, $4 the rotation times (µs), $5 and $6
+/// the successors' keys (access, refresh), $7 and $8 their expiries. Runs after
+/// [`READ_FOR_ROTATION`] in the same transaction, which holds the presented tokens' rows
+/// and their grants' locks: this statement's snapshot, taken after, sees every revocation
+/// that committed before the locks were taken, and none can commit until this
+/// transaction has. The same guard as [`WRITE_LIVE`]'s: outside the transaction that
+/// locked the tokens, it writes nothing.
+static FAST_ROTATE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH m AS MATERIALIZED (SELECT t.key, t.grant_id, t.client_id, t.subject, \
+         t.scopes, t.resource, u.now, u.at, u.akey, u.rkey, u.aexp, u.rexp \
+         FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::bigint[], $5::bytea[], \
+         $6::bytea[], $7::bigint[], $8::bigint[]) AS u(key, client_id, now, at, akey, rkey, \
+         aexp, rexp) \
+         JOIN tokens t ON t.key = u.key \
+         WHERE t.kind = '{refresh}' AND t.client_id = u.client_id AND t.expires_at > u.now \
+         AND t.rotated_at_us IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM revoked_grants r WHERE r.grant_id = t.grant_id) \
+         AND txid_current_if_assigned() IS NOT NULL), \
+         ins AS (INSERT INTO tokens ({names}) \
+         SELECT akey, '{access}', grant_id, client_id, subject, \
+         array_to_string(array_remove(string_to_array(scopes, ' '), '{offline}'), ' '), \
+         resource, now, aexp, NULL::bigint FROM m \
+         UNION ALL \
+         SELECT rkey, '{refresh}', grant_id, client_id, subject, scopes, resource, now, rexp, \
+         NULL::bigint FROM m), \
+         mark AS (UPDATE tokens t SET rotated_at_us = m.at FROM m WHERE t.key = m.key) \
+         SELECT key FROM m",
+        names = TokenColumns::NAMES,
+        refresh = kind_name(TokenKind::Refresh),
+        access = kind_name(TokenKind::Access),
+        offline = crate::domain::scope::OFFLINE_ACCESS,
+    )
+});
+
+/// What [`write_set_fast`] answers for a rotation.
+#[derive(Debug)]
+pub(super) enum Fast {
+    /// Its outcome, to hold until the commit.
+    Done(RotateOutcome),
+    /// Nothing was written for it (a rare step, a revoked grant, a row that could not be
+    /// read): run it again, alone, after the commit, as if it had come a moment later.
+    Again,
+    /// Written, yet the rules say otherwise: cannot happen (the statement's conditions are
+    /// the rules'); answered as an error, never as a credential.
+    Failed(StorageError),
+}
+
+/// What [`write_set_fast`] answers: per rotation and per issue, in the order given.
+#[derive(Debug, Default)]
+pub(super) struct FastOutcomes {
+    pub(super) rotated: Vec<Fast>,
+    pub(super) issued: Vec<IssueOutcome>,
+}
+
+/// [`write_set`] in one round trip, for a batch whose `commit` goes right behind: the read
+/// of the presented tokens (locking them and their grants), the issues' grant locks, the
+/// first rotations ([`FAST_ROTATE`]), the issues' write ([`WRITE_LIVE`]) and `commit` all
+/// go out at once. The successors of a first rotation are known before its token is read
+/// (they are derived from the presented token and the rotation's time), and whether it is
+/// a first rotation is decided by the statement itself; the read's answer then says what
+/// to answer. A rotation the statement did not write is answered from the read when
+/// nothing was to be written (unknown, another client's, expired: invalid), else run
+/// again alone after the commit ([`Fast::Again`]): the rare steps (repeat, reuse) and a
+/// revoked grant, which the next transaction decides as the slower path would have.
+/// Every rotation here is without a requested scope (the caller's to check).
+///
+/// As with [`write_set`], a failure of any statement is PostgreSQL's (it aborts the
+/// transaction, and `commit` then rolls back) or the connection's: then the whole is an
+/// error and nothing was committed. What is decoded from the answers on our side can fail
+/// only per rotation, never for the batch, since by then the writes may have committed.
+pub(super) async fn write_set_fast<T>(
+    tx: &impl GenericClient,
+    rotations: &[&Rotation],
+    issues: &[Issue<'_>],
+    commit: impl std::future::Future<Output = T>,
+) -> (Result<FastOutcomes, StorageError>, Option<T>) {
+    let prepared = async {
+        let (lock, write) = match issues.is_empty() {
+            true => (None, None),
+            false => (
+                Some(tx.prepare_cached(LOCK_SHARED).await?),
+                Some(tx.prepare_cached(&WRITE_LIVE).await?),
+            ),
+        };
+        let read = tx.prepare_cached(&READ_FOR_ROTATION).await?;
+        Ok::<_, StorageError>((read, lock, tx.prepare_cached(&FAST_ROTATE).await?, write))
+    };
+    let (read, lock, fast, write) = match prepared.await {
+        Ok(prepared) => prepared,
+        Err(e) => return (Err(e), None),
+    };
+    let mut keys: Vec<i32> = issues
+        .iter()
+        .map(|(access, _)| lock::grant_key(&access.record.grant_id))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut writes = LiveWrites::default();
+    for (access, refresh) in issues {
+        for t in std::iter::once(*access).chain(*refresh) {
+            writes.tokens.push((&t.key, &t.record));
+        }
+    }
+    let successors: Vec<(TokenKey, TokenKey)> = rotations
+        .iter()
+        .map(|r| {
+            let (access, refresh) = (r.successors)(r.rotated_at_us);
+            (access.key(), refresh.key())
+        })
+        .collect();
+    let presented: Vec<&[u8]> = rotations.iter().map(|r| &r.presented.0[..]).collect();
+    let clients: Vec<&str> = rotations.iter().map(|r| r.client_id.as_str()).collect();
+    let column = |f: fn(&Rotation) -> i64| -> Vec<i64> { rotations.iter().map(|r| f(r)).collect() };
+    let (now, at) = (column(|r| r.now), column(|r| r.rotated_at_us));
+    let (access_expiry, refresh_expiry) = (
+        column(|r| r.access_expires_at),
+        column(|r| r.refresh_expires_at),
+    );
+    let access_keys: Vec<&[u8]> = successors.iter().map(|(a, _)| &a.0[..]).collect();
+    let refresh_keys: Vec<&[u8]> = successors.iter().map(|(_, f)| &f.0[..]).collect();
+    // Each future sends its statement when first polled, and `join5` polls them in this
+    // order: the server runs them so.
+    let read = async { tx.query(&read, &[&presented, &lock::GRANT]).await };
+    let locked = async {
+        if let Some(stmt) = &lock {
+            tx.execute(stmt, &[&lock::GRANT, &keys]).await?;
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    };
+    let rotated = async {
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &presented,
+            &clients,
+            &now,
+            &at,
+            &access_keys,
+            &refresh_keys,
+            &access_expiry,
+            &refresh_expiry,
+        ];
+        tx.query(&fast, &params).await
+    };
+    let issued = async {
+        match &write {
+            Some(stmt) => writes.run(tx, stmt).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    let (read, locked, rotated, issued, committed) =
+        futures_util::future::join5(read, locked, rotated, issued, commit).await;
+    let outcomes = (|| {
+        let (rows, (), rotated, live) = (read?, locked?, rotated?, issued?);
+        let written: Vec<&[u8]> = rotated
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let rotated = rotations
+            .iter()
+            .map(|r| fast_outcome(r, &rows, written.contains(&&r.presented.0[..])))
+            .collect();
+        let issued = issues
+            .iter()
+            .map(
+                |(access, _)| match live.iter().any(|g| g[..] == access.record.grant_id.0[..]) {
+                    true => IssueOutcome::Issued,
+                    false => IssueOutcome::GrantRevoked,
+                },
+            )
+            .collect();
+        Ok(FastOutcomes { rotated, issued })
+    })();
+    (outcomes, Some(committed))
+}
+
+/// The answer to `r` from the read's `rows` and whether [`FAST_ROTATE`] rotated its token.
+fn fast_outcome(r: &Rotation, rows: &[Row], written: bool) -> Fast {
+    let old = rows
+        .iter()
+        .find(|row| key_at(row, 9).is_ok_and(|k| k == r.presented))
+        .map(token_record)
+        .transpose();
+    let step = match old {
+        Ok(Some(old)) if r.accepts(&old) => r.step(&old),
+        // Unknown, not this client's refresh token, or expired: nothing to write.
+        Ok(_) if !written => return Fast::Done(RotateOutcome::Invalid),
+        // Unreadable: the slower path reads it again (and fails by itself).
+        Err(_) if !written => return Fast::Again,
+        Ok(_) | Err(_) => return Fast::Failed(diverged()),
+    };
+    match (step, written) {
+        (
+            RotationStep::Rotate {
+                access,
+                refresh,
+                access_record,
+                ..
+            },
+            true,
+        ) => Fast::Done(RotateOutcome::Rotated(Successors {
+            access,
+            refresh,
+            access_record,
+        })),
+        (_, false) => Fast::Again,
+        (_, true) => Fast::Failed(diverged()),
+    }
+}
+
+fn diverged() -> StorageError {
+    StorageError::Database("a fast rotation wrote a token the rules would not rotate".into())
+}
+
 /// A rotation's step once its token was read.
 enum Step {
     /// Answered already: the token is unknown, not this client's refresh token, or expired.

@@ -151,7 +151,7 @@ async fn intents_queued_during_a_batch_share_the_next_and_see_each_others_writes
         "{replay:?}"
     );
     // Two transactions: the waiting issue, then the six queued intents together.
-    assert_eq!(stores.batch_counts(), (2, 7, 0));
+    assert_eq!(stores.batch_counts(), (2, 7, 0, 0));
     // All of it committed: x's successors are there, y's grant is revoked.
     assert!(exists(&setup, &rotated.refresh.key()).await);
     assert!(setup
@@ -197,7 +197,7 @@ async fn one_intents_failure_rolls_back_only_itself() {
     assert_eq!(tokens.count().await.unwrap(), 3);
     assert_eq!(
         stores.batch_counts(),
-        (1, 1, 3),
+        (1, 1, 3, 0),
         "the waiting issue's batch, then the three alone"
     );
 }
@@ -236,7 +236,7 @@ async fn a_failed_commit_answers_no_credential() {
         assert!(err.to_string().contains("COMMIT failed"), "{err}");
     }
     assert!(!exists(&tokens, &kf).await && !exists(&tokens, &kd).await);
-    assert_eq!(stores.batch_counts(), (0, 0, 0), "nothing run again");
+    assert_eq!(stores.batch_counts(), (0, 0, 0, 0), "nothing run again");
     let later = new_token(grant, "app");
     let kl = later.key;
     assert_eq!(
@@ -285,16 +285,30 @@ async fn an_intent_that_would_wait_inside_a_batch_runs_alone_after_it() {
     let RotateOutcome::Rotated(_) = rotate.await.unwrap().unwrap() else {
         panic!("the rotation rotates once the row is free");
     };
-    assert_eq!(stores.batch_counts(), (0, 0, 2), "both ran alone");
+    assert_eq!(stores.batch_counts(), (0, 0, 2, 0), "both ran alone");
 }
 
 /// Rotations alone on their tokens run as one set (one read, one write for all of them):
 /// a batch of first rotations only, whose `COMMIT` goes out behind the write, and a batch
 /// mixing first rotations with every rare step (repeat, reuse, a revoked grant, an unknown
 /// token, a foreign client) and an issue. Each answers as it would alone, and all of it
-/// committed.
+/// committed. With a rotation asking for a narrower scope in each batch, the set is read,
+/// then written (`tokens::write_set`).
 #[tokio::test]
 async fn rotations_alone_on_their_tokens_run_as_one_set() {
+    rotations_as_one_set(true).await;
+}
+
+/// The same without a requested scope: the first rotations are written with their read
+/// (`tokens::write_set_fast`), and their successors' records are the rules' to the byte;
+/// the rotations with a rare step (repeat, reuse, a revoked grant) run alone after the
+/// batch committed, and answer as they would have in it.
+#[tokio::test]
+async fn first_rotations_are_written_with_their_read_and_rare_steps_run_after_the_batch() {
+    rotations_as_one_set(false).await;
+}
+
+async fn rotations_as_one_set(scoped: bool) {
     let Some(db) = db!() else { return };
     let setup = db.stores.tokens();
     let stores = db.stores.with_lanes(1);
@@ -315,14 +329,25 @@ async fn rotations_alone_on_their_tokens_run_as_one_set() {
 
     let fresh: Vec<RefreshToken> = {
         let mut fresh = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..2 {
             fresh.push(stored_refresh(&setup, GrantId::generate()).await);
         }
+        // One whose grant has `offline_access`, which its access token must not carry.
+        let token = RefreshToken::generate();
+        let mut record = refresh_token(GrantId::generate(), 10_000);
+        record.scopes = Scopes::parse("offline_access mcp:read mcp:write").unwrap();
+        let new = NewToken {
+            key: token.key(),
+            record,
+        };
+        assert_eq!(setup.issue(new, None).await.unwrap(), IssueOutcome::Issued);
+        fresh.push(token);
         fresh
     };
+    let narrower = scoped.then_some("mcp:read");
     let queued = one_batch!(
         tokens.rotate(rotation(&fresh[0], 100, None)),
-        tokens.rotate(rotation(&fresh[1], 100, Some("mcp:read"))),
+        tokens.rotate(rotation(&fresh[1], 100, narrower)),
         tokens.rotate(rotation(&fresh[2], 100, None)),
     );
     let mut rotated = Vec::new();
@@ -332,13 +357,42 @@ async fn rotations_alone_on_their_tokens_run_as_one_set() {
         };
         rotated.push(successors);
     }
-    assert_eq!(rotated[1].access_record.scopes.to_string(), "mcp:read");
-    assert_eq!(stores.batch_counts(), (2, 4, 0), "blocker, then the set");
+    let scope = if scoped {
+        "mcp:read"
+    } else {
+        "mcp:read mcp:write"
+    };
+    assert_eq!(rotated[1].access_record.scopes.to_string(), scope);
+    assert_eq!(
+        rotated[2].access_record.scopes.to_string(),
+        "mcp:read mcp:write"
+    );
+    assert_eq!(stores.batch_counts(), (2, 4, 0, 0), "blocker, then the set");
     for (presented, successors) in fresh.iter().zip(&rotated) {
-        assert!(exists(&setup, &successors.access.key()).await);
-        assert!(exists(&setup, &successors.refresh.key()).await);
         let old = setup.get(&presented.key()).await.unwrap().unwrap();
         assert_eq!(old.rotated_at_us, Some(100_000_000), "marked");
+        // Stored as the rules made them, whichever statement wrote them.
+        let access = setup.get(&successors.access.key()).await.unwrap().unwrap();
+        assert_eq!(
+            format!("{access:?}"),
+            format!("{:?}", successors.access_record)
+        );
+        let refresh = setup.get(&successors.refresh.key()).await.unwrap().unwrap();
+        let expected = crate::storage::TokenRecord {
+            kind: crate::storage::TokenKind::Refresh,
+            scopes: old.scopes.clone(),
+            expires_at: 1_100,
+            ..successors.access_record.clone()
+        };
+        assert_eq!(format!("{refresh:?}"), format!("{expected:?}"));
+        assert_eq!(
+            (
+                access.issued_at,
+                access.expires_at,
+                access.subject.as_deref()
+            ),
+            (100, 200, Some("alice"))
+        );
     }
 
     // Rare steps beside first rotations and an issue.
@@ -354,6 +408,18 @@ async fn rotations_alone_on_their_tokens_run_as_one_set() {
     let another = stored_refresh(&setup, GrantId::generate()).await;
     let mut foreign = rotation(&another, 100, None);
     foreign.client_id = "other".into();
+    // Asking for a scope wider than granted, or (without scopes) presenting a token
+    // expired at 50.
+    let expired = RefreshToken::generate();
+    let new = NewToken {
+        key: expired.key(),
+        record: refresh_token(GrantId::generate(), 50),
+    };
+    assert_eq!(setup.issue(new, None).await.unwrap(), IssueOutcome::Issued);
+    let sixth = match scoped {
+        true => rotation(&another, 100, Some("mcp:admin")),
+        false => rotation(&expired, 100, None),
+    };
     let issued = new_token(GrantId::generate(), "app");
     let issued_key = issued.key;
     let queued = one_batch!(
@@ -362,7 +428,7 @@ async fn rotations_alone_on_their_tokens_run_as_one_set() {
         tokens.rotate(rotation(&revoked, 100, None)),
         tokens.rotate(rotation(&RefreshToken::generate(), 100, None)),
         tokens.rotate(foreign),
-        tokens.rotate(rotation(&another, 100, Some("mcp:admin"))),
+        tokens.rotate(sixth),
         tokens.rotate(rotation(&rotated[2].refresh, 101, None)),
         tokens.issue(issued, None),
     );
@@ -380,15 +446,19 @@ async fn rotations_alone_on_their_tokens_run_as_one_set() {
             RotateOutcome::Invalid
         ));
     }
-    assert!(matches!(
-        queued.5.await.unwrap().unwrap(),
-        RotateOutcome::InvalidScope
-    ));
+    let sixth = queued.5.await.unwrap().unwrap();
+    match scoped {
+        true => assert!(matches!(sixth, RotateOutcome::InvalidScope), "{sixth:?}"),
+        false => assert!(matches!(sixth, RotateOutcome::Invalid), "{sixth:?}"),
+    }
     let RotateOutcome::Rotated(next) = queued.6.await.unwrap().unwrap() else {
         panic!("a successor rotates");
     };
     assert_eq!(queued.7.await.unwrap().unwrap(), IssueOutcome::Issued);
-    assert_eq!(stores.batch_counts(), (4, 13, 0), "blocker, then the set");
+    // Read, then written: all nine in the batch. Written with the read: six, and the
+    // repeat, the reuse and the revoked grant's token alone after it.
+    let counts = if scoped { (4, 13, 0, 0) } else { (4, 10, 0, 3) };
+    assert_eq!(stores.batch_counts(), counts, "blocker, then the set");
     assert!(exists(&setup, &next.refresh.key()).await);
     assert!(exists(&setup, &issued_key).await);
     assert!(setup

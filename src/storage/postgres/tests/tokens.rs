@@ -577,6 +577,59 @@ async fn the_rotation_write_marks_nothing_outside_the_locking_transaction() {
     );
 }
 
+/// The same for the rotation written with its read (`write_set_fast`): outside a
+/// transaction (each statement its own, as after a failed `BEGIN`) the read's locks are
+/// gone before the write, which then writes nothing, and the rotation is left to run
+/// again; inside one, it rotates.
+#[tokio::test]
+async fn the_fast_rotation_writes_nothing_outside_the_locking_transaction() {
+    use crate::storage::postgres::tokens::{write_set_fast, Fast};
+    let Some(db) = db!() else { return };
+    let store = db.stores.tokens();
+    let presented = stored(&store, GrantId::generate(), 10_000).await;
+    let r = rotation(&presented, 100, None);
+    let (successor, _) = (r.successors)(r.rotated_at_us);
+    let mut client = db.stores.pool.get().await.unwrap();
+    let (outcomes, _) = write_set_fast(&client, &[&r], &[], std::future::ready(())).await;
+    let outcomes = outcomes.unwrap();
+    assert!(
+        matches!(outcomes.rotated[..], [Fast::Again]),
+        "{outcomes:?}"
+    );
+    assert!(store.get(&successor.key()).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .get(&presented.key())
+            .await
+            .unwrap()
+            .unwrap()
+            .rotated_at_us,
+        None
+    );
+
+    let tx = client.transaction().await.unwrap();
+    let (outcomes, _) = write_set_fast(&tx, &[&r], &[], std::future::ready(())).await;
+    let outcomes = outcomes.unwrap();
+    assert!(
+        matches!(
+            outcomes.rotated[..],
+            [Fast::Done(RotateOutcome::Rotated(_))]
+        ),
+        "{outcomes:?}"
+    );
+    tx.commit().await.unwrap();
+    assert!(store.get(&successor.key()).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .get(&presented.key())
+            .await
+            .unwrap()
+            .unwrap()
+            .rotated_at_us,
+        Some(100_000_000)
+    );
+}
+
 /// Rotations of many tokens of one grant, batched, racing the grant's revocation: each
 /// either rotated (its successors stored, its token marked) or was refused having written
 /// nothing; afterwards nothing of the grant rotates.
