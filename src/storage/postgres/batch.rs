@@ -27,8 +27,11 @@
 //! - `BEGIN` is pipelined with the first statements ([`Open`]);
 //! - when the batch is nothing but that set, its `COMMIT` goes out right behind the write,
 //!   without waiting for the write's answer (a failed write aborts the transaction, and the
-//!   `COMMIT` then rolls back): whatever its size, a batch of issues is one round trip, a
-//!   batch of rotations two (the read's answer decides what to write);
+//!   `COMMIT` then rolls back); and its first rotations are written by a statement sent
+//!   with their read, which decides by the rules' conditions itself
+//!   (`tokens::write_set_fast`; a rotation with a rare step runs alone after the batch):
+//!   whatever its size, such a batch is one round trip (with a rotation asking for a
+//!   narrower scope, two: the read's answer decides what to write);
 //! - plans are generic ([`GENERIC_PLANS`]).
 //!
 //! # What a batch must get right
