@@ -456,7 +456,8 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
     // (`tokens::write_set`), when that is the last statement; and its rotations, unless
     // one asks for a narrower scope, are written with their read (`write_set_fast`).
     let commit_behind = chains.is_empty();
-    let fast = commit_behind && rotations.iter().all(|r| r.scopes.is_none());
+    let fast =
+        commit_behind && !rotations.is_empty() && rotations.iter().all(|r| r.scopes.is_none());
     let begun = async {
         client
             .batch_execute(&begin)
