@@ -59,13 +59,17 @@
 //!   revoke" (the revocation covers every token of the grant).
 //! - **No deadlock across batches.** A lone intent takes its locks in one order (a token's
 //!   row, then its grant's lock), so lone intents never deadlock; a batch holds the locks of
-//!   all its intents at once, in no particular order. So a batch of more than one intent
-//!   runs under `SET LOCAL lock_timeout` ([`LOCK_TIMEOUT`], pipelined ahead of the
-//!   intents' first statements): instead of waiting while
-//!   holding locks, it fails (`55P03`), is rolled back, and its intents run alone (which
-//!   wait safely). Every transaction that waits without bound is then a lone intent (or a
-//!   batch of one), so no wait cycle can form, across lanes and across instances alike,
-//!   and nobody waits for PostgreSQL's deadlock detector (a one-second stall).
+//!   all its intents at once, in no particular order. So a batch runs under `SET LOCAL
+//!   lock_timeout` ([`LOCK_TIMEOUT`], pipelined ahead of the intents' first statements):
+//!   instead of waiting while holding locks, it fails (`55P03`), is rolled back, and its
+//!   intents run alone (which wait safely, in a task of their own). Every transaction
+//!   that waits without bound is then a lone intent, so no wait cycle can form, across
+//!   lanes and across instances alike, and nobody waits for PostgreSQL's deadlock
+//!   detector (a one-second stall).
+//! - **A lane never waits long.** A batch of *one* intent runs under the same timeout
+//!   (it could wait safely): a lane waiting for a lock would hold up every rotation and
+//!   issue behind it, for as long as another transaction (of another instance, of
+//!   `oauth-mcp admin`, a stuck one) kept that lock.
 //!
 //! # Lanes
 //! `lanes` batches may be in flight at once (each on its own pooled connection); a free lane
@@ -94,8 +98,8 @@ use crate::{
 /// waits for the last).
 pub const MAX_BATCH: usize = 64;
 
-/// How long a batch of several intents may wait for a lock before it is rolled back and its
-/// intents run alone. Short: waits happen only when another transaction holds the same
+/// How long a batch may wait for a lock before it is rolled back and its intents run
+/// alone. Short: waits happen only when another transaction holds the same
 /// token or grant, rare outside a client retrying one refresh token through several
 /// instances.
 pub const LOCK_TIMEOUT: &str = "20ms";
@@ -430,18 +434,14 @@ async fn batch(pool: &Pool, jobs: Vec<Job>, counts: &Counts) -> Vec<Job> {
     let Ok(client) = open.client() else {
         return fail_all(jobs, &StorageError::Closed);
     };
-    // One simple query: `BEGIN`, generic plans, and for more than one intent the lock
-    // timeout (module doc, "No deadlock across batches"). It is polled first, so it goes
+    // One simple query: `BEGIN`, generic plans and the lock timeout (module doc, "No
+    // deadlock across batches", "A lane never waits long"). It is polled first, so it goes
     // out before the intents' first statements and the server runs it first. It cannot
     // fail while the connection works; if it did, the intents' answers are withheld
     // (below) and the connection is closed; what ran outside a transaction wrote at most
     // tokens or codes nobody is given (a rotation's write refuses to run outside the
     // transaction that locked its token: `tokens::WRITE_LIVE`).
-    let begin = if jobs.len() > 1 {
-        format!("BEGIN; {GENERIC_PLANS}; SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-    } else {
-        format!("BEGIN; {GENERIC_PLANS}")
-    };
+    let begin = format!("BEGIN; {GENERIC_PLANS}; SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'");
     let (set, chains) = split(jobs);
     let mut rotations: Vec<&Rotation> = Vec::new();
     let mut issues: Vec<tokens::Issue<'_>> = Vec::new();

@@ -5,7 +5,7 @@
 //!
 //! One lane each (`PgStores::with_lanes(1)`), on a current-thread runtime, so the order in
 //! which the spawned requests reach the queue is the order they were spawned in. A batch is
-//! held open by making its first intent wait for a lock the test holds.
+//! held open by making it wait for a connection of a pool the test has emptied.
 
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use crate::{
     },
     storage::{
         fixtures::{refresh_token, rotation, token},
-        postgres::{lock, PgTokenStore},
+        postgres::PgTokenStore,
         CodeRecord, CodeStore, GrantId, IssueOutcome, NewToken, Redemption, RotateOutcome,
         StorageError, TokenStore,
     },
@@ -63,28 +63,35 @@ async fn exists(store: &impl TokenStore, key: &TokenKey) -> bool {
     store.get(key).await.unwrap().is_some()
 }
 
-/// Holds a batch open: takes a fresh grant's lock in a transaction of `blocker` and sends
-/// an issue into that grant through `tokens` (one lane), whose batch waits for the lock;
-/// intents spawned meanwhile queue for the next batch. Committing the transaction lets it
-/// go; the handle answers the waiting issue.
-async fn hold_a_batch<'a>(
-    blocker: &'a mut deadpool_postgres::Object,
+/// Connections of the pool checked out by a test, until released.
+struct Held(Vec<deadpool_postgres::Object>);
+
+impl Held {
+    /// Gives the connections back: the batch waiting for one goes.
+    fn release(self) {
+        drop(self.0);
+    }
+}
+
+/// Holds a batch open: checks out every connection of `pool`, then sends an issue through
+/// `tokens` (one lane on that pool), whose batch waits for a connection; intents spawned
+/// meanwhile queue for the next batch. Releasing the connections lets it go (within the
+/// pool's wait timeout); the handle answers the waiting issue. (Not a lock: a batch gives
+/// up a lock wait after `LOCK_TIMEOUT`, and its intents run alone.)
+async fn hold_a_batch(
+    pool: &deadpool_postgres::Pool,
     tokens: &PgTokenStore,
 ) -> (
-    deadpool_postgres::Transaction<'a>,
+    Held,
     tokio::task::JoinHandle<Result<IssueOutcome, StorageError>>,
 ) {
-    let held = GrantId::generate();
-    let hold = blocker.transaction().await.unwrap();
-    hold.execute(
-        "SELECT pg_advisory_xact_lock($1, $2)",
-        &[&lock::GRANT, &lock::grant_key(&held)],
-    )
-    .await
-    .unwrap();
-    let first = tokio::spawn(tokens.issue(new_token(held, "app"), None));
+    let mut held = Vec::new();
+    for _ in 0..pool.status().max_size {
+        held.push(pool.get().await.unwrap());
+    }
+    let first = tokio::spawn(tokens.issue(new_token(GrantId::generate(), "app"), None));
     tokio::time::sleep(SETTLE).await;
-    (hold, first)
+    (Held(held), first)
 }
 
 /// Intents queued while a batch waits share the next transaction: a second rotation of one
@@ -109,8 +116,7 @@ async fn intents_queued_during_a_batch_share_the_next_and_see_each_others_writes
     let stores = db.stores.with_lanes(1);
     let (tokens, codes) = (stores.tokens(), stores.codes());
     // The first batch: one issue, waiting for a grant lock held here.
-    let mut blocker = db.stores.pool.get().await.unwrap();
-    let (hold, first) = hold_a_batch(&mut blocker, &tokens).await;
+    let (hold, first) = hold_a_batch(&db.stores.pool, &tokens).await;
 
     let mut again = rotation(&x, 101, None);
     again.rotated_at_us += 7;
@@ -123,8 +129,11 @@ async fn intents_queued_during_a_batch_share_the_next_and_see_each_others_writes
         tokio::spawn(codes.redeem(&code_key, "app", 51, 500)),
     );
     tokio::time::sleep(SETTLE).await;
-    assert!(!first.is_finished(), "the first batch waits for the lock");
-    hold.commit().await.unwrap();
+    assert!(
+        !first.is_finished(),
+        "the first batch waits for a connection"
+    );
+    hold.release();
     assert_eq!(first.await.unwrap().unwrap(), IssueOutcome::Issued);
 
     let RotateOutcome::Rotated(rotated) = queued.0.await.unwrap().unwrap() else {
@@ -170,8 +179,7 @@ async fn one_intents_failure_rolls_back_only_itself() {
     let Some(db) = db!() else { return };
     let stores = db.stores.with_lanes(1);
     let tokens = stores.tokens();
-    let mut blocker = db.stores.pool.get().await.unwrap();
-    let (hold, first) = hold_a_batch(&mut blocker, &tokens).await;
+    let (hold, first) = hold_a_batch(&db.stores.pool, &tokens).await;
 
     let grant = GrantId::generate();
     let (a, b) = (new_token(grant, "app"), new_token(grant, "app"));
@@ -184,7 +192,7 @@ async fn one_intents_failure_rolls_back_only_itself() {
         tokio::spawn(tokens.issue(b, None)),
     );
     tokio::time::sleep(SETTLE).await;
-    hold.commit().await.unwrap();
+    hold.release();
     first.await.unwrap().unwrap();
     assert_eq!(queued.0.await.unwrap().unwrap(), IssueOutcome::Issued);
     let err = queued.1.await.unwrap().unwrap_err();
@@ -288,6 +296,49 @@ async fn an_intent_that_would_wait_inside_a_batch_runs_alone_after_it() {
     assert_eq!(stores.batch_counts(), (0, 0, 2, 0), "both ran alone");
 }
 
+/// A batch of one intent that would wait for a lock does not hold up its lane either: it
+/// too gives up after `LOCK_TIMEOUT` and runs alone, and the intents after it are
+/// answered meanwhile. (A lane that waited would stall every rotation and issue of the
+/// instance behind one slow transaction elsewhere, for as long as it held its lock.)
+#[tokio::test]
+async fn a_lone_intent_waiting_for_a_lock_does_not_hold_up_its_lane() {
+    let Some(db) = db!() else { return };
+    let setup = db.stores.tokens();
+    let x = stored_refresh(&setup, GrantId::generate()).await;
+    let mut blocker = db.stores.pool.get().await.unwrap();
+    let hold = blocker.transaction().await.unwrap();
+    hold.query_one(
+        "SELECT 1 FROM tokens WHERE key = $1 FOR UPDATE",
+        &[&&x.key().0[..]],
+    )
+    .await
+    .unwrap();
+
+    let stores = db.stores.with_lanes(1);
+    let tokens = stores.tokens();
+    let rotate = tokio::spawn(tokens.rotate(rotation(&x, 100, None)));
+    tokio::time::sleep(SETTLE).await;
+    let issue = tokio::spawn(tokens.issue(new_token(GrantId::generate(), "app"), None));
+    // Well within the statement timeout (5 s), which would end a lane's wait too.
+    let issued = tokio::time::timeout(Duration::from_secs(2), issue)
+        .await
+        .expect("the issue is not held up by the waiting rotation");
+    assert_eq!(issued.unwrap().unwrap(), IssueOutcome::Issued);
+    assert!(
+        !rotate.is_finished(),
+        "the rotation waits for the row, alone"
+    );
+    hold.commit().await.unwrap();
+    let RotateOutcome::Rotated(_) = rotate.await.unwrap().unwrap() else {
+        panic!("the rotation rotates once the row is free");
+    };
+    assert_eq!(
+        stores.batch_counts(),
+        (1, 1, 1, 0),
+        "the issue in a batch, the rotation alone"
+    );
+}
+
 /// Rotations alone on their tokens run as one set (one read, one write for all of them):
 /// a batch of first rotations only, whose `COMMIT` goes out behind the write, and a batch
 /// mixing first rotations with every rare step (repeat, reuse, a revoked grant, an unknown
@@ -313,15 +364,14 @@ async fn rotations_as_one_set(scoped: bool) {
     let setup = db.stores.tokens();
     let stores = db.stores.with_lanes(1);
     let tokens = stores.tokens();
-    let mut blocker = db.stores.pool.get().await.unwrap();
     // Queues the intents behind a batch held open ([`hold_a_batch`]), then lets it go:
     // they share the next batch.
     macro_rules! one_batch {
         ($($intent:expr),+ $(,)?) => {{
-            let (hold, first) = hold_a_batch(&mut blocker, &tokens).await;
+            let (hold, first) = hold_a_batch(&db.stores.pool, &tokens).await;
             let queued = ($(tokio::spawn($intent),)+);
             tokio::time::sleep(SETTLE).await;
-            hold.commit().await.unwrap();
+            hold.release();
             assert_eq!(first.await.unwrap().unwrap(), IssueOutcome::Issued);
             queued
         }};

@@ -630,6 +630,43 @@ async fn the_fast_rotation_writes_nothing_outside_the_locking_transaction() {
     );
 }
 
+/// The set statements find tokens by their primary key in their generic plans (the plans
+/// a batch runs: `batch.rs`, `GENERIC_PLANS`), also when planned on an empty table, as on
+/// a fresh database: a plan made then is kept for the connection's life, and a scan of the
+/// whole table in it costs more with every token issued (`FAST_ROTATE` as a plain join did
+/// that, a third of the rotation rate after a few seconds).
+#[tokio::test]
+async fn the_set_statements_plans_never_scan_the_tokens_table() {
+    use crate::storage::postgres::tokens::{FAST_ROTATE, READ_FOR_ROTATION, WRITE_LIVE};
+    use deadpool_postgres::GenericClient as _;
+    let Some(db) = db!() else { return };
+    let mut client = db.stores.pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    for (name, sql, params) in [
+        ("read", &*READ_FOR_ROTATION, 2),
+        ("fast", &*FAST_ROTATE, 8),
+        ("live", &*WRITE_LIVE, 14),
+    ] {
+        tx.batch_execute(&format!("PREPARE {name} AS {sql}"))
+            .await
+            .unwrap();
+        let nulls = vec!["NULL"; params].join(", ");
+        let plan: Vec<String> = tx
+            .query(&format!("EXPLAIN EXECUTE {name}({nulls})"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("tokens_pkey"), "{name}:\n{plan}");
+        assert!(!plan.contains("Seq Scan on tokens"), "{name}:\n{plan}");
+    }
+}
+
 /// Rotations of many tokens of one grant, batched, racing the grant's revocation: each
 /// either rotated (its successors stored, its token marked) or was refused having written
 /// nothing; afterwards nothing of the grant rotates.
