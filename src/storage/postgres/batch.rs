@@ -111,8 +111,13 @@ pub const LOCK_TIMEOUT: &str = "20ms";
 /// it), about an eighth of PostgreSQL's time per rotation.
 const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
 
-/// Batches in flight at once when [`LANES_ENV`] does not say otherwise.
-pub const DEFAULT_LANES: usize = 2;
+/// Batches in flight at once when [`LANES_ENV`] does not say otherwise. One, since a batch
+/// of issues and first rotations is one round trip: a single lane's batches are bigger
+/// (fewer commits, less CPU per intent), which measured better than two for rotation and
+/// client_credentials and the same for code exchange (BENCHMARKS.md, "One round trip per
+/// batch"). Safe with one: a batch never waits long for a lock ("A lane never waits
+/// long"), and the intents it leaves run alone outside the lane.
+pub const DEFAULT_LANES: usize = 1;
 
 /// The environment variable that sets the number of lanes (`0`: no batching).
 pub const LANES_ENV: &str = "OAUTH_MCP_PG_BATCH_LANES";
