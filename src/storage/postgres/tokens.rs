@@ -399,6 +399,41 @@ pub(super) async fn rotate_in(
 /// An issue of [`write_set`]: an access token, perhaps a refresh token, of one grant.
 pub(super) type Issue<'a> = (&'a NewToken, Option<&'a NewToken>);
 
+/// The grant lock keys of `issues`, sorted and each once ([`LOCK_SHARED`]'s `$2`).
+fn issue_lock_keys(issues: &[Issue<'_>]) -> Vec<i32> {
+    let mut keys: Vec<i32> = issues
+        .iter()
+        .map(|(access, _)| lock::grant_key(&access.record.grant_id))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// The tokens of `issues`, for [`WRITE_LIVE`].
+fn issue_writes<'a>(issues: &[Issue<'a>]) -> LiveWrites<'a> {
+    let mut writes = LiveWrites::default();
+    for (access, refresh) in issues {
+        for t in std::iter::once(*access).chain(*refresh) {
+            writes.tokens.push((&t.key, &t.record));
+        }
+    }
+    writes
+}
+
+/// Each issue's outcome, given the grants [`WRITE_LIVE`] found live (and wrote).
+fn issue_outcomes(issues: &[Issue<'_>], live: &[Vec<u8>]) -> Vec<IssueOutcome> {
+    issues
+        .iter()
+        .map(
+            |(access, _)| match live.iter().any(|g| g[..] == access.record.grant_id.0[..]) {
+                true => IssueOutcome::Issued,
+                false => IssueOutcome::GrantRevoked,
+            },
+        )
+        .collect()
+}
+
 /// What [`write_set`] answers: the outcomes of its rotations and of its issues, each in
 /// the order given.
 #[derive(Debug, Default)]
@@ -450,12 +485,7 @@ pub(super) async fn write_set<T>(
         Ok(prepared) => prepared,
         Err(e) => return (Err(e), None),
     };
-    let mut keys: Vec<i32> = issues
-        .iter()
-        .map(|(access, _)| lock::grant_key(&access.record.grant_id))
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
+    let keys = issue_lock_keys(issues);
     let locked = async {
         if let Some(stmt) = &lock {
             tx.execute(stmt, &[&lock::GRANT, &keys]).await?;
@@ -478,12 +508,7 @@ pub(super) async fn write_set<T>(
             Err(e) => return (Err(e), None),
         }
     };
-    let mut writes = LiveWrites::default();
-    for (access, refresh) in issues {
-        for t in std::iter::once(*access).chain(*refresh) {
-            writes.tokens.push((&t.key, &t.record));
-        }
-    }
+    let mut writes = issue_writes(issues);
     for (r, step) in rotations.iter().zip(&steps) {
         if let Step::First(first) = step {
             writes
@@ -548,13 +573,7 @@ pub(super) async fn write_set<T>(
                     .ok_or_else(|| StorageError::Database("a rotation lost its outcome".into())),
             })
             .collect::<Result<_, _>>()?;
-        let issued = issues
-            .iter()
-            .map(|(access, _)| match is_live(&access.record.grant_id) {
-                true => IssueOutcome::Issued,
-                false => IssueOutcome::GrantRevoked,
-            })
-            .collect();
+        let issued = issue_outcomes(issues, &live);
         Ok(SetOutcomes { rotated, issued })
     });
     (outcomes, then)
@@ -672,18 +691,8 @@ pub(super) async fn write_set_fast<T>(
         Ok(prepared) => prepared,
         Err(e) => return (Err(e), None),
     };
-    let mut keys: Vec<i32> = issues
-        .iter()
-        .map(|(access, _)| lock::grant_key(&access.record.grant_id))
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let mut writes = LiveWrites::default();
-    for (access, refresh) in issues {
-        for t in std::iter::once(*access).chain(*refresh) {
-            writes.tokens.push((&t.key, &t.record));
-        }
-    }
+    let keys = issue_lock_keys(issues);
+    let writes = issue_writes(issues);
     let successors: Vec<(TokenKey, TokenKey)> = rotations
         .iter()
         .map(|r| {
@@ -741,15 +750,7 @@ pub(super) async fn write_set_fast<T>(
             .iter()
             .map(|r| fast_outcome(r, &rows, written.contains(&&r.presented.0[..])))
             .collect();
-        let issued = issues
-            .iter()
-            .map(
-                |(access, _)| match live.iter().any(|g| g[..] == access.record.grant_id.0[..]) {
-                    true => IssueOutcome::Issued,
-                    false => IssueOutcome::GrantRevoked,
-                },
-            )
-            .collect();
+        let issued = issue_outcomes(issues, &live);
         Ok(FastOutcomes { rotated, issued })
     })();
     (outcomes, Some(committed))

@@ -94,6 +94,22 @@ async fn hold_a_batch(
     (Held(held), first)
 }
 
+/// Locks the row of token `key` in a transaction of `blocker`, as another transaction
+/// rotating or revoking it would, until the transaction ends.
+async fn lock_row<'a>(
+    blocker: &'a mut deadpool_postgres::Object,
+    key: &TokenKey,
+) -> deadpool_postgres::Transaction<'a> {
+    let hold = blocker.transaction().await.unwrap();
+    hold.query_one(
+        "SELECT 1 FROM tokens WHERE key = $1 FOR UPDATE",
+        &[&&key.0[..]],
+    )
+    .await
+    .unwrap();
+    hold
+}
+
 /// Intents queued while a batch waits share the next transaction: a second rotation of one
 /// refresh token in it repeats the first (within the window) or is reuse (past it), a
 /// second redemption of one code is a replay, exactly as if they had come one after the
@@ -261,39 +277,7 @@ async fn a_failed_commit_answers_no_credential() {
 /// keeps batches from deadlocking with each other and with revocations.
 #[tokio::test]
 async fn an_intent_that_would_wait_inside_a_batch_runs_alone_after_it() {
-    let Some(db) = db!() else { return };
-    let setup = db.stores.tokens();
-    let x = stored_refresh(&setup, GrantId::generate()).await;
-    let mut blocker = db.stores.pool.get().await.unwrap();
-    let hold = blocker.transaction().await.unwrap();
-    hold.query_one(
-        "SELECT 1 FROM tokens WHERE key = $1 FOR UPDATE",
-        &[&&x.key().0[..]],
-    )
-    .await
-    .unwrap();
-
-    let stores = db.stores.with_lanes(1);
-    let tokens = stores.tokens();
-    let quick = new_token(GrantId::generate(), "app");
-    let (issue, rotate) = (
-        tokio::spawn(tokens.issue(quick, None)),
-        tokio::spawn(tokens.rotate(rotation(&x, 100, None))),
-    );
-    let issued = tokio::time::timeout(Duration::from_secs(5), issue)
-        .await
-        .expect("the issue is not held up by the waiting rotation");
-    assert_eq!(issued.unwrap().unwrap(), IssueOutcome::Issued);
-    tokio::time::sleep(SETTLE).await;
-    assert!(
-        !rotate.is_finished(),
-        "the rotation waits for the row, alone"
-    );
-    hold.commit().await.unwrap();
-    let RotateOutcome::Rotated(_) = rotate.await.unwrap().unwrap() else {
-        panic!("the rotation rotates once the row is free");
-    };
-    assert_eq!(stores.batch_counts(), (0, 0, 2, 0), "both ran alone");
+    a_waiting_rotation_runs_alone(false).await;
 }
 
 /// A batch of one intent that would wait for a lock does not hold up its lane either: it
@@ -302,28 +286,36 @@ async fn an_intent_that_would_wait_inside_a_batch_runs_alone_after_it() {
 /// instance behind one slow transaction elsewhere, for as long as it held its lock.)
 #[tokio::test]
 async fn a_lone_intent_waiting_for_a_lock_does_not_hold_up_its_lane() {
+    a_waiting_rotation_runs_alone(true).await;
+}
+
+/// A rotation of a token whose row the test holds, with an issue in the same batch
+/// (`lone` false) or in the next (`lone` true): the issue is answered while the rotation
+/// waits, alone, for the row.
+async fn a_waiting_rotation_runs_alone(lone: bool) {
     let Some(db) = db!() else { return };
     let setup = db.stores.tokens();
     let x = stored_refresh(&setup, GrantId::generate()).await;
     let mut blocker = db.stores.pool.get().await.unwrap();
-    let hold = blocker.transaction().await.unwrap();
-    hold.query_one(
-        "SELECT 1 FROM tokens WHERE key = $1 FOR UPDATE",
-        &[&&x.key().0[..]],
-    )
-    .await
-    .unwrap();
+    let hold = lock_row(&mut blocker, &x.key()).await;
 
     let stores = db.stores.with_lanes(1);
     let tokens = stores.tokens();
-    let rotate = tokio::spawn(tokens.rotate(rotation(&x, 100, None)));
-    tokio::time::sleep(SETTLE).await;
-    let issue = tokio::spawn(tokens.issue(new_token(GrantId::generate(), "app"), None));
+    let quick = new_token(GrantId::generate(), "app");
+    let (rotate, issue) = if lone {
+        let rotate = tokio::spawn(tokens.rotate(rotation(&x, 100, None)));
+        tokio::time::sleep(SETTLE).await;
+        (rotate, tokio::spawn(tokens.issue(quick, None)))
+    } else {
+        let issue = tokio::spawn(tokens.issue(quick, None));
+        (tokio::spawn(tokens.rotate(rotation(&x, 100, None))), issue)
+    };
     // Well within the statement timeout (5 s), which would end a lane's wait too.
     let issued = tokio::time::timeout(Duration::from_secs(2), issue)
         .await
         .expect("the issue is not held up by the waiting rotation");
     assert_eq!(issued.unwrap().unwrap(), IssueOutcome::Issued);
+    tokio::time::sleep(SETTLE).await;
     assert!(
         !rotate.is_finished(),
         "the rotation waits for the row, alone"
@@ -332,11 +324,11 @@ async fn a_lone_intent_waiting_for_a_lock_does_not_hold_up_its_lane() {
     let RotateOutcome::Rotated(_) = rotate.await.unwrap().unwrap() else {
         panic!("the rotation rotates once the row is free");
     };
-    assert_eq!(
-        stores.batch_counts(),
-        (1, 1, 1, 0),
-        "the issue in a batch, the rotation alone"
-    );
+    let (counts, what) = match lone {
+        true => ((1, 1, 1, 0), "the issue in a batch, the rotation alone"),
+        false => ((0, 0, 2, 0), "both ran alone"),
+    };
+    assert_eq!(stores.batch_counts(), counts, "{what}");
 }
 
 /// Rotations alone on their tokens run as one set (one read, one write for all of them):
