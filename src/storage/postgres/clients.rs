@@ -324,12 +324,11 @@ impl ClientStore for PgClientStore {
         let (pool, id) = (self.pool.clone(), client_id.to_owned());
         Box::pin(async move {
             let client = pool.get().await?;
-            let select = COLUMNS.replace("extra", "extra::text");
-            let stmt = client
-                .prepare_cached(&format!(
-                    "SELECT {select} FROM clients WHERE client_id = $1"
-                ))
-                .await?;
+            static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                let select = COLUMNS.replace("extra", "extra::text");
+                format!("SELECT {select} FROM clients WHERE client_id = $1")
+            });
+            let stmt = client.prepare_cached(&SELECT).await?;
             client
                 .query_opt(&stmt, &[&id])
                 .await?

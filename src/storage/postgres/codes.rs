@@ -56,11 +56,12 @@ pub(super) async fn insert_in(
     key: &TokenKey,
     c: &CodeRecord,
 ) -> Result<(), StorageError> {
-    let stmt = client
-        .prepare_cached(&format!(
+    static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
             "INSERT INTO codes (key, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .await?;
+        )
+    });
+    let stmt = client.prepare_cached(&INSERT).await?;
     client
         .execute(
             &stmt,
@@ -94,13 +95,14 @@ pub(super) async fn redeem_in(
     let key = &key.0[..];
     // The winner: of concurrent redemptions, the others wait for this row's lock and then
     // find `used_at IS NULL` false (READ COMMITTED re-checks the updated row).
-    let stmt = tx
-        .prepare_cached(&format!(
+    static REDEEM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
             "UPDATE codes SET used_at = $2, forget_at = $3 \
              WHERE key = $1 AND used_at IS NULL AND expires_at > $2 AND client_id = $4 \
              RETURNING {COLUMNS}"
-        ))
-        .await?;
+        )
+    });
+    let stmt = tx.prepare_cached(&REDEEM).await?;
     if let Some(row) = tx
         .query_opt(&stmt, &[&key, &now, &forget_at, &client_id])
         .await?

@@ -244,12 +244,13 @@ async fn get_live(
     c: &impl GenericClient,
     key: &TokenKey,
 ) -> Result<Option<TokenRecord>, StorageError> {
-    let stmt = c
-        .prepare_cached(&format!(
+    static GET_LIVE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
             "SELECT {COLUMNS} FROM tokens t WHERE key = $1 AND NOT EXISTS \
              (SELECT 1 FROM revoked_grants r WHERE r.grant_id = t.grant_id)"
-        ))
-        .await?;
+        )
+    });
+    let stmt = c.prepare_cached(&GET_LIVE).await?;
     c.query_opt(&stmt, &[&&key.0[..]])
         .await?
         .as_ref()
@@ -260,9 +261,9 @@ async fn get_live(
 /// A token as stored, revoked grant or not (inside a rotation, which has checked the grant
 /// under its lock already).
 async fn get(c: &impl GenericClient, key: &TokenKey) -> Result<Option<TokenRecord>, StorageError> {
-    let stmt = c
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE key = $1"))
-        .await?;
+    static GET: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tokens WHERE key = $1"));
+    let stmt = c.prepare_cached(&GET).await?;
     c.query_opt(&stmt, &[&&key.0[..]])
         .await?
         .as_ref()
