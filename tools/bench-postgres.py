@@ -88,7 +88,7 @@ def stats(db):
     token_reads = int(psql(db_url(db, "postgres"),
                            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s "
                            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = 'bench' "
-                           "AND query LIKE 'SELECT kind, grant_id, client_id, subject%FROM tokens WHERE key = $1'") or 0)
+                           "AND query LIKE 'SELECT kind, grant_id, client_id, subject%FROM tokens%WHERE key = $1%'") or 0)
     return commits, token_reads
 
 
