@@ -669,8 +669,10 @@ pub(super) struct FastOutcomes {
 ///
 /// As with [`write_set`], a failure of any statement is PostgreSQL's (it aborts the
 /// transaction, and `commit` then rolls back) or the connection's: then the whole is an
-/// error and nothing was committed. What is decoded from the answers on our side can fail
-/// only per rotation, never for the batch, since by then the writes may have committed.
+/// error and nothing was committed. What is decoded from the answers on our side fails
+/// only the rotation it belongs to, since by then the writes may have committed; the
+/// columns read for the whole batch (the keys written, the live grants: bytes) cannot fail
+/// to decode once the answer arrived.
 pub(super) async fn write_set_fast<T>(
     tx: &impl GenericClient,
     rotations: &[&Rotation],
