@@ -127,6 +127,18 @@ impl Rotation {
 
     /// The step for `old`, accepted and of a grant not revoked.
     pub fn step(&self, old: &TokenRecord) -> RotationStep {
+        self.step_with(old, |at| (self.successors)(at))
+    }
+
+    /// [`Self::step`], with the successors of the step (if it has any) from `derive`: a
+    /// backend that derived a first rotation's pair already (to write it before reading the
+    /// token) hands it back instead of deriving it twice. `derive` must answer what
+    /// [`Rotation::successors`] would for the time it is given.
+    pub fn step_with(
+        &self,
+        old: &TokenRecord,
+        derive: impl FnOnce(i64) -> (AccessToken, RefreshToken),
+    ) -> RotationStep {
         if let Some(rotated_at_us) = old.rotated_at_us {
             let rotated_at = rotated_at_us.div_euclid(1_000_000);
             if !(self.grace > 0 && self.now - rotated_at <= self.grace) {
@@ -139,10 +151,10 @@ impl Rotation {
             None => old.scopes.for_access_token(),
         };
         if let Some(rotated_at_us) = old.rotated_at_us {
-            let (access, refresh) = (self.successors)(rotated_at_us);
+            let (access, refresh) = derive(rotated_at_us);
             return RotationStep::Repeat { access, refresh };
         }
-        let (access, refresh) = (self.successors)(self.rotated_at_us);
+        let (access, refresh) = derive(self.rotated_at_us);
         let access_record = TokenRecord {
             kind: TokenKind::Access,
             grant_id: old.grant_id,

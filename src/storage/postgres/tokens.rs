@@ -696,13 +696,14 @@ pub(super) async fn write_set_fast<T>(
     };
     let keys = issue_lock_keys(issues);
     let writes = issue_writes(issues);
-    let successors: Vec<(TokenKey, TokenKey)> = rotations
+    // Each first rotation's pair, derived once: its keys go into the write, and the pair
+    // itself into the answer (`fast_outcome`).
+    let pairs: Vec<(AccessToken, RefreshToken)> = rotations
         .iter()
-        .map(|r| {
-            let (access, refresh) = (r.successors)(r.rotated_at_us);
-            (access.key(), refresh.key())
-        })
+        .map(|r| (r.successors)(r.rotated_at_us))
         .collect();
+    let successors: Vec<(TokenKey, TokenKey)> =
+        pairs.iter().map(|(a, f)| (a.key(), f.key())).collect();
     let presented: Vec<&[u8]> = rotations.iter().map(|r| &r.presented.0[..]).collect();
     let clients: Vec<&str> = rotations.iter().map(|r| r.client_id.as_str()).collect();
     let column = |f: fn(&Rotation) -> i64| -> Vec<i64> { rotations.iter().map(|r| f(r)).collect() };
@@ -751,7 +752,8 @@ pub(super) async fn write_set_fast<T>(
             .collect::<Result<_, _>>()?;
         let rotated = rotations
             .iter()
-            .map(|r| fast_outcome(r, &rows, written.contains(&&r.presented.0[..])))
+            .zip(pairs)
+            .map(|(r, pair)| fast_outcome(r, pair, &rows, written.contains(&&r.presented.0[..])))
             .collect();
         let issued = issue_outcomes(issues, &live);
         Ok(FastOutcomes { rotated, issued })
@@ -759,15 +761,24 @@ pub(super) async fn write_set_fast<T>(
     (outcomes, Some(committed))
 }
 
-/// The answer to `r` from the read's `rows` and whether [`FAST_ROTATE`] rotated its token.
-fn fast_outcome(r: &Rotation, rows: &[Row], written: bool) -> Fast {
+/// The answer to `r` from the read's `rows` and whether [`FAST_ROTATE`] rotated its token
+/// (`pair`: its first rotation's successors, derived already).
+fn fast_outcome(
+    r: &Rotation,
+    pair: (AccessToken, RefreshToken),
+    rows: &[Row],
+    written: bool,
+) -> Fast {
     let old = rows
         .iter()
         .find(|row| key_at(row, 9).is_ok_and(|k| k == r.presented))
         .map(token_record)
         .transpose();
     let step = match old {
-        Ok(Some(old)) if r.accepts(&old) => r.step(&old),
+        Ok(Some(old)) if r.accepts(&old) => r.step_with(&old, |at| match at == r.rotated_at_us {
+            true => pair,
+            false => (r.successors)(at),
+        }),
         // Unknown, not this client's refresh token, or expired: nothing to write.
         Ok(_) if !written => return Fast::Done(RotateOutcome::Invalid),
         // Unreadable: the slower path reads it again (and fails by itself).
