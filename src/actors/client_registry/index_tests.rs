@@ -95,19 +95,13 @@ async fn a_password_change_answered_after_a_removal_does_not_bring_the_user_back
         inner: Arc::clone(&inner),
         held: Arc::clone(&held),
     };
-    let settings = Arc::new(Config::default().settings(8000).unwrap());
     let freshness = Freshness::shared();
     freshness.extend_for_tests();
-    let registry = ClientRegistry::new(
-        Box::new(store),
-        settings,
-        ManualClock::new(1_000),
-        hash_password("dummy").unwrap(),
-    )
-    .await
-    .unwrap()
-    .with_freshness(Arc::clone(&freshness))
-    .start();
+    let clock = ManualClock::new(1_000);
+    let registry = super::tests::registry_over(Box::new(store), Config::default(), clock)
+        .await
+        .with_freshness(Arc::clone(&freshness))
+        .start();
     let alice = User {
         username: "alice".into(),
         password_hash: hash_password("old").unwrap(),

@@ -21,6 +21,20 @@ async fn start(cfg: Config) -> (Addr<ClientRegistry>, Arc<ManualClock>) {
     start_sharing(cfg, Arc::new(MemorySharedState::default())).await
 }
 
+/// A registry over `store` with `cfg`'s settings and `clock`, not started yet (the tests
+/// add what they need to it first).
+pub(super) async fn registry_over(
+    store: Box<dyn ClientStore>,
+    cfg: Config,
+    clock: Arc<dyn Clock>,
+) -> ClientRegistry {
+    let settings = Arc::new(cfg.settings(8000).unwrap());
+    let dummy = hash_password("dummy").unwrap();
+    ClientRegistry::new(store, settings, clock, dummy)
+        .await
+        .unwrap()
+}
+
 /// A registry (with user alice, password "pw") on a database of its own, keeping its
 /// sessions, throttles and limits in `shared`: two of them stand for two processes.
 async fn start_sharing(
@@ -29,12 +43,9 @@ async fn start_sharing(
 ) -> (Addr<ClientRegistry>, Arc<ManualClock>) {
     let db = sled::Config::new().temporary(true).open().unwrap();
     let store = SledClientStore::open(&db, Durability::relaxed()).unwrap();
-    let settings = Arc::new(cfg.settings(8000).unwrap());
     let clock = ManualClock::new(1_000);
-    let dummy = hash_password("dummy").unwrap();
-    let registry = ClientRegistry::new(Box::new(store), settings, clock.clone(), dummy)
+    let registry = registry_over(Box::new(store), cfg, clock.clone())
         .await
-        .unwrap()
         .with_shared_state(shared);
     let addr = registry.start();
     let user = User {
@@ -169,17 +180,10 @@ async fn a_full_password_check_bound_refuses_without_counting() {
     // Rebuild the registry around a bound the test can hold.
     let db = sled::Config::new().temporary(true).open().unwrap();
     let store = SledClientStore::open(&db, Durability::relaxed()).unwrap();
-    let settings = Arc::new(Config::default().settings(8000).unwrap());
-    let registry = ClientRegistry::new(
-        Box::new(store),
-        settings,
-        ManualClock::new(1_000),
-        hash_password("dummy").unwrap(),
-    )
-    .await
-    .unwrap()
-    .with_password_checks(Arc::clone(&checks))
-    .start();
+    let registry = registry_over(Box::new(store), Config::default(), ManualClock::new(1_000))
+        .await
+        .with_password_checks(Arc::clone(&checks))
+        .start();
     drop(addr);
     let held = checks.try_acquire().unwrap();
     for _ in 0..10 {

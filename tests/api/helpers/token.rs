@@ -41,6 +41,14 @@ impl TestApp {
         reply.json()
     }
 
+    /// A client_credentials access token of demo_client (no user); asserts the `200`.
+    pub async fn demo_client_token(&self) -> String {
+        let form = [("grant_type", "client_credentials")];
+        let reply = Reply::read(self.token_request(&form, Some(DEMO_BASIC)).await).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        super::str_field(&reply.json(), "access_token")
+    }
+
     /// `grant_type=refresh_token` as demo_client (Basic).
     pub async fn refresh(&self, refresh_token: &str, scope: Option<&str>) -> Reply {
         let mut form = vec![

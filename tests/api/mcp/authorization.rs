@@ -131,7 +131,7 @@ async fn a_session_answers_only_its_own_principal() {
     let mut mcp = Mcp::new(&app, &user);
     mcp.initialize("2025-11-25").await;
     // Another principal (the client acting for itself) presenting the session id.
-    let mut other = Mcp::new(&app, &client_token(&app).await);
+    let mut other = Mcp::new(&app, &app.demo_client_token().await);
     other.session = mcp.session.clone();
     let reply = other.request("tools/list", json!({})).await;
     assert_eq!(reply.status, 404, "{}", reply.body);

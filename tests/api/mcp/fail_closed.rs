@@ -206,7 +206,7 @@ fn odd_initialize(extra: &str) -> String {
 async fn a_session_made_by_an_odd_initialize_belongs_to_its_creator() {
     let app = spawn_app().await;
     let user = user_token(&app, ALL_SCOPES).await;
-    let client = client_token(&app).await;
+    let client = app.demo_client_token().await;
     for extra in ODD_INITIALIZE_PARAMS {
         let creator = Mcp::new(&app, &user);
         let reply = creator.raw(&odd_initialize(extra)).await;
@@ -247,7 +247,7 @@ async fn a_session_made_by_an_odd_initialize_belongs_to_its_creator() {
 async fn the_global_session_cap_refuses_new_sessions_and_keeps_existing_ones() {
     let app = spawn_app_with(|c| c.mcp_max_sessions = 2).await;
     let user = user_token(&app, ALL_SCOPES).await;
-    let client = client_token(&app).await;
+    let client = app.demo_client_token().await;
     let mut first = Mcp::new(&app, &user);
     first.initialize("2025-11-25").await;
     let mut second = Mcp::new(&app, &user);
@@ -292,7 +292,7 @@ async fn an_owner_at_its_cap_replaces_its_own_session_even_when_the_table_is_ful
     })
     .await;
     let user = user_token(&app, ALL_SCOPES).await;
-    let client = client_token(&app).await;
+    let client = app.demo_client_token().await;
     let mut old = Mcp::new(&app, &user);
     old.initialize("2025-11-25").await;
     let mut others = Mcp::new(&app, &client);

@@ -38,17 +38,6 @@ async fn user_token(app: &TestApp, scope: &str) -> String {
     str_field(&reply.json(), "access_token")
 }
 
-/// A client_credentials token of demo_client (no user).
-async fn client_token(app: &TestApp) -> String {
-    let reply = Reply::read(
-        app.token_request(&[("grant_type", "client_credentials")], Some(DEMO_BASIC))
-            .await,
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    str_field(&reply.json(), "access_token")
-}
-
 fn initialize_body(version: &str) -> Value {
     json!({
         "jsonrpc": "2.0", "id": 1, "method": "initialize",

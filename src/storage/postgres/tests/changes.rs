@@ -219,28 +219,33 @@ async fn a_terminated_listener_says_so() {
     assert!(listener.head().await.is_err());
 }
 
-/// The token sweep trims changes older than `changes::KEEP`, and keeps the rest.
-#[tokio::test]
-async fn the_token_sweep_trims_old_changes() {
-    let Some(db) = db!() else { return };
-    let tokens = db.stores.tokens();
-    for _ in 0..3 {
+/// Records `revocations` changes, makes those numbered `aged` look an hour old, runs the
+/// token sweep, and answers the numbers left.
+async fn left_after_sweep(stores: &PgStores, revocations: usize, aged: &str) -> Vec<i64> {
+    let tokens = stores.tokens();
+    for _ in 0..revocations {
         tokens
             .revoke_grant(GrantId::generate(), 5_000)
             .await
             .unwrap();
     }
-    let admin = db.stores.pool.get().await.unwrap();
+    let admin = stores.pool.get().await.unwrap();
     admin
         .execute(
-            "UPDATE changes SET at = now() - interval '1 hour' WHERE seq <= 2",
+            &format!("UPDATE changes SET at = now() - interval '1 hour' WHERE seq {aged}"),
             &[],
         )
         .await
         .unwrap();
     tokens.sweep(0, 100).await.unwrap();
-    let left: Vec<i64> = recorded(&db.stores).await.iter().map(|c| c.0).collect();
-    assert_eq!(left, [3]);
+    recorded(stores).await.iter().map(|c| c.0).collect()
+}
+
+/// The token sweep trims changes older than `changes::KEEP`, and keeps the rest.
+#[tokio::test]
+async fn the_token_sweep_trims_old_changes() {
+    let Some(db) = db!() else { return };
+    assert_eq!(left_after_sweep(&db.stores, 3, "<= 2").await, [3]);
 }
 
 /// A change whose transaction started long ago but committed after a younger one (its
@@ -249,26 +254,9 @@ async fn the_token_sweep_trims_old_changes() {
 #[tokio::test]
 async fn the_trim_never_leaves_a_hole_in_the_numbers() {
     let Some(db) = db!() else { return };
-    let tokens = db.stores.tokens();
-    for _ in 0..4 {
-        tokens
-            .revoke_grant(GrantId::generate(), 5_000)
-            .await
-            .unwrap();
-    }
-    let admin = db.stores.pool.get().await.unwrap();
     // 1 and 3 look old; 2 (between them) does not.
-    admin
-        .execute(
-            "UPDATE changes SET at = now() - interval '1 hour' WHERE seq IN (1, 3)",
-            &[],
-        )
-        .await
-        .unwrap();
-    tokens.sweep(0, 100).await.unwrap();
-    let left: Vec<i64> = recorded(&db.stores).await.iter().map(|c| c.0).collect();
     assert_eq!(
-        left,
+        left_after_sweep(&db.stores, 4, "IN (1, 3)").await,
         [2, 3, 4],
         "only the prefix before the first young change"
     );
